@@ -1,0 +1,86 @@
+"""scimcore: SCIM 2.0 provisioning (RFC 7643, RFC 7644) as a framework-agnostic, sans-IO core.
+
+The core takes :class:`ScimRequest` values and returns :class:`ScimResponse` values; adapters in
+``scimcore_adapters`` connect it to Flask, ASGI servers and real storage backends.
+"""
+
+from .errors import (
+    InvalidFilterError,
+    InvalidPathError,
+    InvalidSyntaxError,
+    InvalidValueError,
+    InvalidVersionError,
+    MethodNotAllowedError,
+    MutabilityError,
+    NoTargetError,
+    NotFoundError,
+    NotImplementedSCIMError,
+    PreconditionFailedError,
+    SCIMError,
+    TooManyError,
+    UnauthorizedError,
+    UniquenessError,
+)
+from .messages import ScimRequest, ScimResponse
+from .runtime import Runtime, system_runtime
+from .schema import (
+    CORE_USER_SCHEMA,
+    ENTERPRISE_USER_SCHEMA,
+    Attribute,
+    AttrType,
+    Mutability,
+    Returned,
+    Schema,
+    SchemaRegistry,
+    Uniqueness,
+)
+from .service import ScimService, ServiceConfig
+from .storage import Admin, Page, SortSpec, Storage, TokenRecord, UserStore, Workspace
+from .workspaces import AuthContext, GeneratedToken, WorkspaceError, Workspaces
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CORE_USER_SCHEMA",
+    "ENTERPRISE_USER_SCHEMA",
+    "Admin",
+    "AttrType",
+    "Attribute",
+    "AuthContext",
+    "GeneratedToken",
+    "InvalidFilterError",
+    "InvalidPathError",
+    "InvalidSyntaxError",
+    "InvalidValueError",
+    "InvalidVersionError",
+    "MethodNotAllowedError",
+    "Mutability",
+    "MutabilityError",
+    "NoTargetError",
+    "NotFoundError",
+    "NotImplementedSCIMError",
+    "Page",
+    "PreconditionFailedError",
+    "Returned",
+    "Runtime",
+    "SCIMError",
+    "Schema",
+    "SchemaRegistry",
+    "ScimRequest",
+    "ScimResponse",
+    "ScimService",
+    "ServiceConfig",
+    "SortSpec",
+    "Storage",
+    "TokenRecord",
+    "TooManyError",
+    "UnauthorizedError",
+    "Uniqueness",
+    "UniquenessError",
+    "UserStore",
+    "Workspace",
+    "WorkspaceError",
+    "Workspaces",
+    "__version__",
+    "system_runtime",
+]

@@ -1,0 +1,357 @@
+"""Request bodies to canonical documents, and documents back to responses.
+
+A *canonical document* is a plain ``dict`` in which:
+
+- top-level core and common attributes use the names declared in :mod:`scimcore.schema`
+  (``userName``, ``name``, ``emails``, ``externalId``, ``id``, ``meta``...);
+- extension attributes live in a nested dict under the extension's URN as ``Schema.id`` spells it;
+- an absent attribute is an absent key: never ``None``, never ``[]`` or ``{}``;
+- booleans are ``bool``; complex values are dicts; multi-valued values are lists.
+
+Every case-insensitive name match, every IdP tolerance that concerns the shape of a value
+(``"True"``/``"False"`` strings, ``manager`` as a plain string, JSON-encoded role strings,
+dotted and URN-qualified keys, ``null`` values) and the output projection (``returned``,
+``attributes``/``excludedAttributes``) live here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidSyntaxError, InvalidValueError
+from .schema import Attribute, AttrType, Mutability, Returned, Schema, SchemaRegistry
+
+__all__ = [
+    "AttributeSelection",
+    "coerce_bool",
+    "normalize_resource",
+    "normalize_value",
+    "project",
+    "resource_schemas",
+]
+
+_TRUE = "true"
+_FALSE = "false"
+
+
+def coerce_bool(value: Any, where: str) -> bool:
+    """A JSON boolean, or Entra's ``"True"``/``"False"`` strings (idp-quirks Entra 3)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered == _TRUE:
+            return True
+        if lowered == _FALSE:
+            return False
+    raise InvalidValueError(f"{where}: expected a boolean, got {json.dumps(value)[:80]}")
+
+
+def _check_datetime(value: str, where: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidValueError(f"{where}: {value[:60]!r} is not an xsd:dateTime") from None
+    return value
+
+
+def _scalar(attr: Attribute, value: Any, where: str) -> Any:
+    t = attr.type
+    if t is AttrType.BOOLEAN:
+        return coerce_bool(value, where)
+    if t is AttrType.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise InvalidValueError(f"{where}: expected an integer")
+        return value
+    if t is AttrType.DECIMAL:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidValueError(f"{where}: expected a number")
+        return value
+    if not isinstance(value, str):
+        raise InvalidValueError(
+            f"{where}: expected a string, got {type(value).__name__.replace('dict', 'object')}"
+        )
+    if t is AttrType.DATETIME:
+        return _check_datetime(value, where)
+    return value
+
+
+def _complex(attr: Attribute, value: Any, where: str, *, keep_read_only: bool) -> dict[str, Any]:
+    if isinstance(value, str):
+        # Entra sends manager as a plain id string (SCIM-SDK #541); role items may arrive as
+        # JSON-encoded strings (MS-MAP, AppRoleAssignmentsComplex).
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise InvalidValueError(f"{where}: invalid JSON object in a string") from None
+        elif attr.sub_attribute("value") is not None:
+            value = {"value": value}
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(f"{where}: expected a complex value (a JSON object)")
+    out: dict[str, Any] = {}
+    for key, sub_value in value.items():
+        sub = attr.sub_attribute(key)
+        if sub is None or sub_value is None:
+            continue  # unknown sub-attributes and nulls are tolerated and dropped
+        if sub.mutability is Mutability.READ_ONLY and not keep_read_only:
+            continue
+        out[sub.name] = _scalar(sub, sub_value, f"{where}.{sub.name}")
+    return out
+
+
+def normalize_value(
+    attr: Attribute, value: Any, where: str | None = None, *, keep_read_only: bool = False
+) -> Any:
+    """Validate ``value`` against ``attr`` and return its canonical form.
+
+    Returns ``None`` when the value is empty (``null``, ``[]``, ``{}``, an object of unknown
+    keys only): the attribute is then absent. Raises :class:`InvalidValueError` on a type
+    mismatch (RFC 7644 §3.12 ``invalidValue``).
+    """
+    where = where or attr.name
+    if value is None:
+        return None
+    if attr.multi_valued:
+        items = value if isinstance(value, list) else [value]
+        out: list[Any] = []
+        for i, item in enumerate(items):
+            if item is None:
+                continue
+            v = (
+                _complex(attr, item, f"{where}[{i}]", keep_read_only=keep_read_only)
+                if attr.is_complex
+                else _scalar(attr, item, f"{where}[{i}]")
+            )
+            if v != {} and v not in out:
+                out.append(v)
+        return out or None
+    if attr.is_complex:
+        return _complex(attr, value, where, keep_read_only=keep_read_only) or None
+    return _scalar(attr, value, where)
+
+
+def _set(target: dict[str, Any], attr: Attribute, value: Any, where: str) -> None:
+    canonical = normalize_value(attr, value, where)
+    if canonical is None:
+        target.pop(attr.name, None)
+    elif attr.is_complex and not attr.multi_valued and isinstance(target.get(attr.name), dict):
+        target[attr.name] = {**target[attr.name], **canonical}
+    else:
+        target[attr.name] = canonical
+
+
+def _put(
+    doc: dict[str, Any],
+    registry: SchemaRegistry,
+    schema: Schema | None,
+    key: str,
+    value: Any,
+) -> None:
+    """Place one body member into ``doc``; unknown and read-only members are dropped."""
+    if schema is None:
+        ext, rest = registry.split_urn(key)
+        if ext is not None:
+            if rest == "":
+                if isinstance(value, Mapping):
+                    for k, v in value.items():
+                        _put(doc, registry, ext, k, v)
+                elif value is not None:
+                    raise InvalidValueError(f"{ext.id}: expected a JSON object")
+                return
+            schema, key = ext, rest
+    top, _, sub_name = key.partition(".")
+    try:
+        owner, attr = registry.top_level(top, schema)
+    except KeyError:
+        return  # unknown attribute: tolerated (idp-quirks Entra 9)
+    if attr.mutability is Mutability.READ_ONLY:
+        return  # RFC 7644 §3.5.1: read-only values a client sends SHALL be ignored
+    target = doc
+    if owner is not None and owner is not registry.core:
+        target = doc.setdefault(owner.id, {})
+    if sub_name:
+        # A dotted key such as "name.givenName" (idp-quirks Entra 5).
+        sub = attr.sub_attribute(sub_name) if attr.is_complex else None
+        if sub is None or attr.multi_valued:
+            return
+        _set(target, attr, {sub.name: value}, f"{attr.name}.{sub.name}")
+    else:
+        _set(target, attr, value, attr.name)
+    if owner is not None and owner is not registry.core and not doc[owner.id]:
+        del doc[owner.id]
+
+
+def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
+    """Turn a POST or PUT body into a canonical document (without ``id``/``meta``).
+
+    Read-only attributes (``id``, ``meta``, ``groups``) are ignored (RFC 7644 §3.5.1) and
+    ``schemas`` is recomputed on output. ``password`` is validated and dropped: scimcore never
+    stores or returns it (RFC 7643 §4.1.1, ``returned: never``). Raises
+    :class:`InvalidSyntaxError` when the body is not an object and :class:`InvalidValueError`
+    when a value has the wrong type or ``userName`` is missing.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidSyntaxError("the request body must be a JSON object")
+    doc: dict[str, Any] = {}
+    for key, value in body.items():
+        if not isinstance(key, str) or key.lower() == "schemas":
+            continue
+        _put(doc, registry, None, key, value)
+    doc.pop("password", None)
+    if not isinstance(doc.get("userName"), str) or not doc["userName"].strip():
+        raise InvalidValueError("userName is required (RFC 7643 §4.1.1)")
+    return doc
+
+
+def resource_schemas(doc: Mapping[str, Any], registry: SchemaRegistry) -> list[str]:
+    """The ``schemas`` member: the core schema plus each extension present in ``doc``."""
+    return [registry.core.id, *(s.id for s in registry.extensions if s.id in doc)]
+
+
+class AttributeSelection:
+    """The ``attributes`` / ``excludedAttributes`` query parameters (RFC 7644 §3.4.2.5)."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        attributes: Iterable[str] = (),
+        excluded: Iterable[str] = (),
+    ) -> None:
+        self.include = self._resolve(registry, attributes)
+        self.exclude = self._resolve(registry, excluded)
+
+    @staticmethod
+    def _resolve(registry: SchemaRegistry, names: Iterable[str]) -> set[tuple[str, ...]]:
+        out: set[tuple[str, ...]] = set()
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                continue
+            schema, rest = registry.split_urn(name)
+            if schema is not None and rest == "":
+                out.add((schema.id,))
+                continue
+            top, _, sub = rest.partition(".")
+            try:
+                owner, attr = registry.top_level(top, schema)
+            except KeyError:
+                continue  # unknown names select nothing
+            prefix: tuple[str, ...] = (
+                (owner.id,) if owner is not None and owner is not registry.core else ()
+            )
+            path = (*prefix, attr.name)
+            if sub:
+                s = attr.sub_attribute(sub)
+                if s is None:
+                    continue
+                path = (*path, s.name)
+            out.add(path)
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not self.include and not self.exclude
+
+
+def _keep(
+    attr: Attribute, path: tuple[str, ...], selection: AttributeSelection | None
+) -> bool | None:
+    """True: keep whole; False: drop; None: descend into sub-attributes."""
+    if attr.returned is Returned.NEVER:
+        return False
+    if attr.returned is Returned.ALWAYS:
+        return True
+    if selection is None or selection.empty:
+        return attr.returned is not Returned.REQUEST
+    if selection.include:
+        if any(path[: len(p)] == p for p in selection.include):
+            return True
+        if attr.is_complex and any(p[: len(path)] == path for p in selection.include):
+            return None
+        return False
+    if path in selection.exclude:
+        return False
+    if attr.is_complex and any(p[: len(path)] == path for p in selection.exclude):
+        return None
+    return attr.returned is not Returned.REQUEST
+
+
+def _project_complex(
+    attr: Attribute, value: Any, path: tuple[str, ...], selection: AttributeSelection | None
+) -> Any:
+    def one(item: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k, v in item.items():
+            sub = attr.sub_attribute(k)
+            if sub is not None and _keep(sub, (*path, sub.name), selection) is not False:
+                out[k] = v
+        return out
+
+    if isinstance(value, list):
+        items = [one(v) for v in value if isinstance(v, Mapping)]
+        return [i for i in items if i] or None
+    return one(value) or None
+
+
+def _project_schema(
+    source: Mapping[str, Any],
+    attributes: Iterable[Attribute],
+    prefix: tuple[str, ...],
+    selection: AttributeSelection | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr in attributes:
+        if attr.name not in source:
+            continue
+        path = (*prefix, attr.name)
+        keep = _keep(attr, path, selection)
+        if keep is True:
+            out[attr.name] = source[attr.name]
+        elif keep is None:
+            value = _project_complex(attr, source[attr.name], path, selection)
+            if value is not None:
+                out[attr.name] = value
+    return out
+
+
+def project(
+    doc: Mapping[str, Any],
+    registry: SchemaRegistry,
+    selection: AttributeSelection | None = None,
+) -> dict[str, Any]:
+    """The response form of ``doc``: ``returned`` rules and attribute selection applied.
+
+    ``id`` and ``schemas`` are always returned; ``password`` never (RFC 7643 §7).
+    """
+    from .schema import COMMON_ATTRIBUTES
+
+    out: dict[str, Any] = {"schemas": resource_schemas(doc, registry)}
+    common = [a for a in COMMON_ATTRIBUTES if a.name != "schemas"]
+    out.update(_project_schema(doc, common, (), selection))
+    out.update(_project_schema(doc, registry.core.attributes, (), selection))
+    for ext in registry.extensions:
+        section = doc.get(ext.id)
+        if not isinstance(section, Mapping):
+            continue
+        if selection is not None and not selection.empty:
+            whole = _keep(Attribute(name=ext.id, type=AttrType.COMPLEX), (ext.id,), selection)
+            if whole is False:
+                continue
+            projected = (
+                dict(section)
+                if whole is True
+                else _project_schema(section, ext.attributes, (ext.id,), selection)
+            )
+        else:
+            projected = _project_schema(section, ext.attributes, (ext.id,), None)
+        if projected:
+            out[ext.id] = projected
+    out["schemas"] = resource_schemas(out, registry)
+    return out

@@ -1,0 +1,169 @@
+"""Workspaces, admins and bearer tokens (R1, R2): the Python API behind the CLI and host apps.
+
+A token reads ``scim_<token id>_<secret>``. Only ``sha256(secret)`` is stored; the id part is
+public and lets the server find the record, after which the hashes are compared with
+:func:`hmac.compare_digest` (constant time, R2.4). The plaintext is returned once, by
+:meth:`Workspaces.generate_token`, and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+
+import attrs
+from attrs import frozen
+
+from .errors import UnauthorizedError
+from .runtime import Runtime, system_runtime
+from .storage import Admin, Storage, TokenRecord, Workspace
+
+__all__ = ["AuthContext", "GeneratedToken", "WorkspaceError", "Workspaces"]
+
+_TOKEN_RE = re.compile(r"^scim_([0-9a-f]{32})_([A-Za-z0-9_-]{20,200})$")
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+class WorkspaceError(ValueError):
+    """An administrative request that cannot be carried out (unknown workspace, bad slug...)."""
+
+
+@frozen
+class AuthContext:
+    """Who is calling: the workspace the token belongs to, and the token's id (never the
+    secret), for the provisioning log."""
+
+    workspace: Workspace
+    token_id: str
+
+
+@frozen
+class GeneratedToken:
+    """A new token: its record and the plaintext, which is shown once and never stored."""
+
+    record: TokenRecord
+    plaintext: str = attrs.field(repr=False)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Workspaces:
+    """Administration of workspaces, admins and tokens over a :class:`Storage`."""
+
+    def __init__(self, storage: Storage, runtime: Runtime | None = None) -> None:
+        self.storage = storage
+        self.runtime = runtime or system_runtime()
+
+    # --- workspaces and admins ----------------------------------------------------------------
+
+    def create(self, slug: str, admin_email: str) -> Workspace:
+        """A workspace and its first active admin (``scimcore workspace create``)."""
+        if not _SLUG_RE.match(slug):
+            raise WorkspaceError(
+                f"invalid workspace slug {slug!r}: use lowercase letters, digits and '-'"
+            )
+        self._check_email(admin_email)
+        if self.storage.get_workspace(slug) is not None:
+            raise WorkspaceError(f"workspace {slug!r} already exists")
+        now = self.runtime.now()
+        ws = Workspace(id=self.runtime.new_id(), slug=slug, created_at=now)
+        self.storage.create_workspace(ws)
+        self.storage.save_admin(Admin(ws.id, admin_email.lower(), True, now))
+        return ws
+
+    def get(self, slug: str) -> Workspace:
+        ws = self.storage.get_workspace(slug)
+        if ws is None:
+            raise WorkspaceError(f"no workspace {slug!r}")
+        return ws
+
+    def list(self) -> Sequence[Workspace]:
+        return self.storage.list_workspaces()
+
+    @staticmethod
+    def _check_email(email: str) -> None:
+        if not _EMAIL_RE.match(email):
+            raise WorkspaceError(f"invalid email address {email!r}")
+
+    def add_admin(self, slug: str, email: str) -> Admin:
+        """Add (or reactivate) an admin of the workspace."""
+        self._check_email(email)
+        ws = self.get(slug)
+        existing = self.storage.get_admin(ws.id, email.lower())
+        admin = (
+            attrs.evolve(existing, active=True)
+            if existing
+            else Admin(ws.id, email.lower(), True, self.runtime.now())
+        )
+        self.storage.save_admin(admin)
+        return admin
+
+    def deactivate_admin(self, slug: str, email: str) -> Admin:
+        """Deactivate an admin: every token they created stops working at once (R2.3)."""
+        ws = self.get(slug)
+        existing = self.storage.get_admin(ws.id, email.lower())
+        if existing is None:
+            raise WorkspaceError(f"{email} is not an admin of {slug!r}")
+        admin = attrs.evolve(existing, active=False)
+        self.storage.save_admin(admin)
+        return admin
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    def generate_token(self, slug: str, admin_email: str, label: str = "") -> GeneratedToken:
+        """A new bearer token created by an active admin (R2.1, R2.2). Older tokens stay valid."""
+        ws = self.get(slug)
+        admin = self.storage.get_admin(ws.id, admin_email.lower())
+        if admin is None or not admin.active:
+            raise WorkspaceError(f"{admin_email} is not an active admin of {slug!r}")
+        token_id = self.runtime.new_id()
+        if not re.fullmatch(r"[0-9a-f]{32}", token_id):
+            raise ValueError("Runtime.new_id must return 32 lowercase hex digits")
+        secret = self.runtime.new_secret()
+        record = TokenRecord(
+            id=token_id,
+            workspace_id=ws.id,
+            secret_hash=_hash(secret),
+            label=label,
+            created_by=admin.email,
+            created_at=self.runtime.now(),
+        )
+        self.storage.add_token(record)
+        return GeneratedToken(record, f"scim_{token_id}_{secret}")
+
+    def list_tokens(self, slug: str) -> Sequence[TokenRecord]:
+        return self.storage.list_tokens(self.get(slug).id)
+
+    def delete_token(self, slug: str, token_id: str) -> None:
+        """Delete a token; it fails at once (R2.2)."""
+        if not self.storage.delete_token(self.get(slug).id, token_id):
+            raise WorkspaceError(f"no token {token_id!r} in workspace {slug!r}")
+
+    def authenticate(self, authorization: str | None) -> AuthContext:
+        """Resolve an ``Authorization`` header to its workspace (R1.2, R2.3, R2.4).
+
+        Raises :class:`UnauthorizedError` for a missing, malformed, unknown, deleted or orphaned
+        token; the detail never echoes the token.
+        """
+        if not authorization:
+            raise UnauthorizedError("authentication required: send 'Authorization: Bearer <token>'")
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise UnauthorizedError("the Authorization header must use the Bearer scheme")
+        match = _TOKEN_RE.match(credentials.strip())
+        record = self.storage.get_token(match.group(1)) if match else None
+        presented = _hash(match.group(2)) if match else _hash(credentials)
+        expected = record.secret_hash if record else _hash("")
+        if not hmac.compare_digest(presented, expected) or record is None:
+            raise UnauthorizedError("invalid bearer token")
+        workspace = self.storage.get_workspace_by_id(record.workspace_id)
+        admin = self.storage.get_admin(record.workspace_id, record.created_by)
+        if workspace is None or admin is None or not admin.active:
+            raise UnauthorizedError("this token's admin is no longer active: generate a new token")
+        self.storage.touch_token(record.id, self.runtime.now())
+        return AuthContext(workspace, record.id)

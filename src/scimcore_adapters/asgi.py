@@ -1,0 +1,97 @@
+"""Plain ASGI adapter (no framework dependency).
+
+:class:`ScimASGIApp` is an ASGI 3 application. It reads the request body, runs the synchronous
+:meth:`scimcore.ScimService.handle` in a worker thread (``asyncio.to_thread``) and sends the
+response. Mount it at the SCIM base path of any ASGI server or framework, or let it answer
+``prefix`` itself:
+
+    app = ScimASGIApp(service, prefix="/scim/v2")      # uvicorn module:app
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from scimcore import ScimRequest, ScimResponse, ScimService
+from scimcore.errors import InvalidSyntaxError, NotFoundError
+from scimcore.service import error_response
+
+__all__ = ["ScimASGIApp"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ScimASGIApp:
+    """Serve ``service`` at ``prefix`` (``""`` when mounted by a framework that strips it)."""
+
+    def __init__(self, service: ScimService, prefix: str = "/scim/v2") -> None:
+        self.service = service
+        self.prefix = prefix.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        response = await self._answer(scope, receive)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _answer(self, scope: Scope, receive: Receive) -> ScimResponse:
+        root = scope.get("root_path", "") + self.prefix
+        path: str = scope["path"]
+        if scope.get("root_path") and path.startswith(scope["root_path"]):
+            path = path[len(scope["root_path"]) :]
+        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
+            return error_response(NotFoundError(f"no endpoint at {scope['path']}"))
+        path = path[len(self.prefix) :] or "/"
+        limit = self.service.config.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return error_response(InvalidSyntaxError(f"the request body exceeds {limit} bytes"))
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        headers: dict[str, str] = {}
+        for key, value in scope.get("headers", []):
+            name = key.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), True):
+            query.setdefault(key, value)
+        host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+        request = ScimRequest(
+            method=scope["method"],
+            path=path,
+            query=query,
+            headers=headers,
+            body=b"".join(chunks),
+            base_url=f"{scope.get('scheme', 'http')}://{host}{root}",
+        )
+        return await asyncio.to_thread(self.service.handle, request)

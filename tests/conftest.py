@@ -1,0 +1,88 @@
+"""Shared fixtures: a service on the in-memory reference storage, a workspace and a token."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Workspaces
+from scimcore_adapters.memory import MemoryStorage
+
+BASE = "https://scim.example/scim/v2"
+
+
+def counting_runtime() -> Runtime:
+    """A deterministic runtime: a clock that ticks one second per call, counting ids."""
+    ticks = itertools.count()
+    ids = itertools.count(1)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return Runtime(
+        now=lambda: start + timedelta(seconds=next(ticks)),
+        new_id=lambda: f"{next(ids):032x}",
+        new_secret=lambda: f"secret-{next(ids):032d}",
+    )
+
+
+class Client:
+    """Calls a :class:`ScimService` directly with JSON bodies."""
+
+    def __init__(self, service: ScimService, token: str | None) -> None:
+        self.service = service
+        self.token = token
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> ScimResponse:
+        hdrs = {"Content-Type": "application/scim+json"}
+        if self.token is not None:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        hdrs.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+        return self.service.handle(
+            ScimRequest(method, path, query or {}, hdrs, data, base_url=BASE)
+        )
+
+    def create(self, user_name: str, **extra: Any) -> dict[str, Any]:
+        body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}
+        body.update(extra)
+        response = self("POST", "/Users", body)
+        assert response.status == 201, response.json()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture
+def service() -> ScimService:
+    return ScimService(MemoryStorage(), runtime=counting_runtime())
+
+
+@pytest.fixture
+def workspaces(service: ScimService) -> Workspaces:
+    return service.workspaces
+
+
+@pytest.fixture
+def token(workspaces: Workspaces) -> str:
+    workspaces.create("acme", "admin@acme.example")
+    return workspaces.generate_token("acme", "admin@acme.example", "test").plaintext
+
+
+@pytest.fixture
+def client(service: ScimService, token: str) -> Client:
+    return Client(service, token)
+
+
+@pytest.fixture
+def make_client(service: ScimService) -> Iterator[Callable[[str | None], Client]]:
+    yield lambda tok: Client(service, tok)

@@ -1,0 +1,477 @@
+"""The SCIM protocol surface of ScimService (RFC 7644), driven with request values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from scimcore import ScimService, Workspaces
+from tests.conftest import BASE, Client
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def patch(*ops: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH], "Operations": list(ops)}
+
+
+def assert_error(response: Any, status: int, scim_type: str | None = None) -> dict[str, Any]:
+    assert response.status == status, response.body
+    assert response.headers["Content-Type"] == "application/scim+json"
+    body: dict[str, Any] = response.json()
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+    assert body["detail"]
+    assert "Traceback" not in body["detail"]
+    return body
+
+
+# --- discovery ---------------------------------------------------------------------------------
+
+
+def test_service_provider_config_advertises_features(client: Client) -> None:
+    r = client("GET", "/ServiceProviderConfig")
+    assert r.status == 200
+    body = r.json()
+    assert body["patch"] == {"supported": True}
+    assert body["bulk"]["supported"] is False
+    assert body["filter"] == {"supported": True, "maxResults": 1000}
+    assert body["etag"] == {"supported": True}
+    assert body["sort"] == {"supported": True}
+    assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+
+
+def test_resource_types_list_users_only(client: Client) -> None:
+    # R5.3: Groups are absent from /ResourceTypes.
+    body = client("GET", "/ResourceTypes").json()
+    assert body["totalResults"] == 1
+    assert body["Resources"][0]["endpoint"] == "/Users"
+    assert body["Resources"][0]["schemaExtensions"] == [{"schema": ENT, "required": False}]
+    assert client("GET", "/ResourceTypes/User").json()["id"] == "User"
+    assert_error(client("GET", "/ResourceTypes/Group"), 404)
+
+
+def test_schemas_describe_user_and_enterprise(client: Client) -> None:
+    body = client("GET", "/Schemas").json()
+    assert {s["id"] for s in body["Resources"]} == {USER, ENT}
+    user = client("GET", f"/Schemas/{USER}").json()
+    attrs = {a["name"]: a for a in user["attributes"]}
+    assert attrs["userName"]["uniqueness"] == "server"
+    assert attrs["userName"]["caseExact"] is False
+    assert attrs["password"]["returned"] == "never"
+    assert attrs["emails"]["multiValued"] is True
+    assert_error(client("GET", "/Schemas/urn:nope"), 404)
+
+
+def test_groups_are_properly_unsupported(client: Client) -> None:
+    # R5.3
+    assert_error(client("GET", "/Groups"), 404)
+    assert_error(client("POST", "/Groups", {"displayName": "x"}), 404)
+
+
+# --- authentication (R1, R2) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic dXNlcjpwdw==", "Bearer", "non-token", "Bearer scim_" + "0" * 32 + "_" + "x" * 40],
+)
+def test_bad_tokens_get_401_with_bearer_challenge(
+    service: ScimService, token: str, authorization: str | None
+) -> None:
+    # R2.4
+    c = Client(service, None)
+    headers = {"Authorization": authorization} if authorization else {}
+    r = c("GET", "/Users", headers=headers)
+    assert_error(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_deleted_token_fails_at_once(
+    client: Client, workspaces: Workspaces, make_client: Callable[[str | None], Client]
+) -> None:
+    # R2.2: older tokens stay active until deleted.
+    second = workspaces.generate_token("acme", "admin@acme.example", "rotation").plaintext
+    assert client("GET", "/Users").status == 200
+    assert make_client(second)("GET", "/Users").status == 200
+    first_id = workspaces.list_tokens("acme")[0].id
+    workspaces.delete_token("acme", first_id)
+    assert_error(client("GET", "/Users"), 401)
+    assert make_client(second)("GET", "/Users").status == 200
+
+
+def test_token_of_deactivated_admin_stops_working(client: Client, workspaces: Workspaces) -> None:
+    # R2.3
+    workspaces.add_admin("acme", "second@acme.example")
+    assert client("GET", "/Users").status == 200
+    workspaces.deactivate_admin("acme", "admin@acme.example")
+    assert_error(client("GET", "/Users"), 401)
+
+
+def test_tokens_are_stored_hashed(token: str, workspaces: Workspaces) -> None:
+    # R2.1
+    record = workspaces.list_tokens("acme")[0]
+    secret = token.rsplit("_", 1)[1]
+    assert secret not in repr(record)
+    assert record.secret_hash != secret and len(record.secret_hash) == 64
+    assert record.last_used_at is None
+
+
+def test_workspaces_never_see_each_other(
+    client: Client, workspaces: Workspaces, make_client: Callable[[str | None], Client]
+) -> None:
+    # R1.1
+    user = client.create("ann@acme.example")
+    workspaces.create("other", "boss@other.example")
+    other = make_client(workspaces.generate_token("other", "boss@other.example").plaintext)
+    assert_error(other("GET", f"/Users/{user['id']}"), 404)
+    assert_error(
+        other("PATCH", f"/Users/{user['id']}", patch({"op": "remove", "path": "title"})), 404
+    )
+    assert_error(other("DELETE", f"/Users/{user['id']}"), 404)
+    assert other("GET", "/Users").json()["totalResults"] == 0
+    # the same userName may exist in both workspaces
+    assert other("POST", "/Users", {"userName": "ann@acme.example"}).status == 201
+    assert client("GET", "/Users").json()["totalResults"] == 1
+
+
+# --- create / read ---------------------------------------------------------------------------
+
+
+def test_create_returns_201_with_location_etag_and_no_password(client: Client) -> None:
+    r = client(
+        "POST",
+        "/Users",
+        {
+            "schemas": [USER, ENT],
+            "userName": "bjensen@example.com",
+            "password": "t1meMa$heen",
+            "id": "client-chosen",
+            "meta": {"resourceType": "User", "created": "04-12-2018 00:00:00"},
+            "roles": [],
+            "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "emails": [{"type": "work", "value": "bjensen@example.com", "primary": True}],
+            "active": True,
+            ENT: {"department": "Marketing", "manager": "mgr-1"},
+        },
+    )
+    assert r.status == 201
+    body = r.json()
+    assert body["id"] != "client-chosen"
+    assert "password" not in body
+    assert "roles" not in body
+    assert body["meta"]["resourceType"] == "User"
+    assert body["meta"]["created"].startswith("2026-")
+    assert r.headers["Location"] == f"{BASE}/Users/{body['id']}" == body["meta"]["location"]
+    assert r.headers["ETag"] == body["meta"]["version"]
+    assert body["schemas"] == [USER, ENT]
+    assert body[ENT]["manager"] == {"value": "mgr-1"}
+    got = client("GET", f"/Users/{body['id']}")
+    assert got.status == 200 and got.json() == body
+
+
+def test_create_requires_username(client: Client) -> None:
+    assert_error(client("POST", "/Users", {"schemas": [USER]}), 400, "invalidValue")
+    assert_error(client("POST", "/Users", {"userName": 5}), 400, "invalidValue")
+
+
+def test_duplicate_username_is_409_case_insensitive(client: Client) -> None:
+    client.create("Ann@Example.com")
+    assert_error(client("POST", "/Users", {"userName": "ann@example.COM"}), 409, "uniqueness")
+    assert client("GET", "/Users").json()["totalResults"] == 1
+
+
+def test_entra_test_connection_gets_empty_list(client: Client) -> None:
+    # R1.3
+    r = client("GET", "/Users", query={"filter": 'userName eq "0b6d2a39-1b51-4c3c-b9e7"'})
+    assert r.status == 200
+    body = r.json()
+    assert body["totalResults"] == 0 and body["Resources"] == []
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:ListResponse"]
+
+
+def test_unknown_id_is_404_scim_error(client: Client) -> None:
+    body = assert_error(client("GET", "/Users/00919288221112222"), 404)
+    assert "00919288221112222" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/scim+json", "application/json", "application/scim+json; charset=utf-8"],
+)
+def test_json_content_types_are_accepted(client: Client, content_type: str) -> None:
+    r = client("POST", "/Users", {"userName": "x@y.z"}, headers={"Content-Type": content_type})
+    assert r.status == 201
+    assert r.headers["Content-Type"] == "application/scim+json"
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"[1,2]", b'"text"', b"\xff\xfe"])
+def test_bad_bodies_are_invalid_syntax(client: Client, raw: bytes) -> None:
+    assert_error(client("POST", "/Users", raw=raw), 400, "invalidSyntax")
+    assert client("GET", "/Users").json()["totalResults"] == 0
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+def test_paging_is_one_based_stable_and_integer(client: Client) -> None:
+    ids = [client.create(f"user{i:03}@x.test")["id"] for i in range(25)]
+    seen: list[str] = []
+    start = 1
+    while True:
+        body = client("GET", "/Users", query={"startIndex": str(start), "count": "10"}).json()
+        assert isinstance(body["totalResults"], int) and body["totalResults"] == 25
+        assert body["startIndex"] == start
+        assert body["itemsPerPage"] == len(body["Resources"])
+        seen += [u["id"] for u in body["Resources"]]
+        start += 10
+        if start > body["totalResults"]:
+            break
+    assert seen == ids
+    assert client("GET", "/Users", query={"count": "0"}).json()["Resources"] == []
+    assert (
+        client("GET", "/Users", query={"startIndex": "0", "count": "1"}).json()["startIndex"] == 1
+    )
+    assert_error(client("GET", "/Users", query={"count": "ten"}), 400, "invalidValue")
+
+
+def test_count_100_is_honoured(client: Client) -> None:
+    # idp-quirks Okta 4: a server that caps below 100 loses users.
+    for i in range(120):
+        client.create(f"u{i}@x.test")
+    body = client("GET", "/Users", query={"startIndex": "1", "count": "100"}).json()
+    assert body["itemsPerPage"] == 100
+    body = client("GET", "/Users", query={"startIndex": "101", "count": "100"}).json()
+    assert body["itemsPerPage"] == 20
+
+
+def test_sort_by_and_order(client: Client) -> None:
+    for name in ["carol", "alice", "Bob"]:
+        client.create(f"{name}@x.test", displayName=name)
+    client.create("nobody@x.test")
+    asc = client("GET", "/Users", query={"sortBy": "displayName"}).json()["Resources"]
+    assert [u.get("displayName") for u in asc] == ["alice", "Bob", "carol", None]
+    desc = client(
+        "GET", "/Users", query={"sortBy": "DISPLAYNAME", "sortOrder": "descending"}
+    ).json()["Resources"]
+    assert [u.get("displayName") for u in desc] == [None, "carol", "Bob", "alice"]
+    assert_error(client("GET", "/Users", query={"sortBy": "nope"}), 400, "invalidValue")
+
+
+def test_attributes_and_excluded_attributes(client: Client) -> None:
+    user = client.create(
+        "ann@x.test",
+        name={"givenName": "Ann", "familyName": "Lee"},
+        title="CTO",
+        **{ENT: {"department": "R&D", "costCenter": "1"}},
+    )
+    only = client("GET", f"/Users/{user['id']}", query={"attributes": "name.givenName"}).json()
+    assert only == {"schemas": [USER], "id": user["id"], "name": {"givenName": "Ann"}}
+    ext = client("GET", "/Users", query={"attributes": f"{ENT}:department"}).json()["Resources"][0]
+    assert ext[ENT] == {"department": "R&D"}
+    assert ext["schemas"] == [USER, ENT]
+    without = client("GET", f"/Users/{user['id']}", query={"excludedAttributes": "title,name"})
+    body = without.json()
+    assert "title" not in body and "name" not in body and body["userName"] == "ann@x.test"
+
+
+def test_search_endpoints(client: Client) -> None:
+    client.create("a@x.test", title="Dev")
+    client.create("b@x.test", title="Ops")
+    for path in ("/Users/.search", "/.search"):
+        r = client(
+            "POST",
+            path,
+            {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": 'title eq "ops"',
+                "attributes": ["userName"],
+                "startIndex": 1,
+                "count": 10,
+            },
+        )
+        assert r.status == 200
+        body = r.json()
+        assert body["totalResults"] == 1
+        assert body["Resources"][0]["userName"] == "b@x.test"
+        assert "title" not in body["Resources"][0]
+    assert_error(client("POST", "/.search", {"count": "x"}), 400, "invalidValue")
+
+
+def test_bad_filter_is_invalid_filter(client: Client) -> None:
+    body = assert_error(
+        client("GET", "/Users", query={"filter": 'userName eq "x" and'}), 400, "invalidFilter"
+    )
+    assert body["detail"]
+
+
+# --- replace / patch / delete ----------------------------------------------------------------
+
+
+def test_put_replaces_and_ignores_read_only(client: Client) -> None:
+    user = client.create("ann@x.test", title="Dev", nickName="annie")
+    echoed = dict(user)
+    echoed.pop("nickName")
+    echoed["title"] = "Lead"
+    echoed["meta"] = {"created": "04-12-2018 00:00:00"}
+    echoed["groups"] = []
+    echoed["password"] = "secret"
+    r = client("PUT", f"/Users/{user['id']}", echoed)
+    assert r.status == 200
+    body = r.json()
+    assert body["title"] == "Lead" and "nickName" not in body
+    assert body["meta"]["created"] == user["meta"]["created"]
+    assert body["meta"]["version"] != user["meta"]["version"]
+    assert "password" not in body
+
+
+def test_okta_put_of_own_representation_changes_nothing(client: Client) -> None:
+    # R4.4 + idp-quirks Okta 5
+    user = client.create("ann@x.test", title="Dev")
+    r = client("PUT", f"/Users/{user['id']}", user)
+    assert r.status == 200
+    assert r.json()["meta"] == user["meta"]
+
+
+def test_entra_patch_shapes(client: Client) -> None:
+    user = client.create("ann@x.test", active=True)
+    r = client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        {
+            "Operations": [
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Add", "path": 'phoneNumbers[type eq "mobile"].value', "value": "+1 555"},
+                {"op": "Add", "path": f"{ENT}:manager", "value": "boss-id"},
+                {"op": "replace", "value": {"name.givenName": "Ann", f"{ENT}:department": "Ops"}},
+            ],
+            "schemas": [PATCH],
+        },
+    )
+    assert r.status == 200, r.json()
+    body = r.json()
+    assert body["active"] is False
+    assert body["phoneNumbers"] == [{"type": "mobile", "value": "+1 555"}]
+    assert body[ENT] == {"manager": {"value": "boss-id"}, "department": "Ops"}
+    assert body["name"] == {"givenName": "Ann"}
+
+
+def test_failing_patch_changes_nothing(client: Client) -> None:
+    user = client.create("ann@x.test", title="Dev")
+    r = client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch(
+            {"op": "replace", "path": "title", "value": "Lead"},
+            {"op": "replace", "path": "active", "value": "maybe"},
+        ),
+    )
+    assert_error(r, 400, "invalidValue")
+    assert client("GET", f"/Users/{user['id']}").json() == user
+
+
+def test_noop_patch_keeps_version(client: Client) -> None:
+    # R4.4
+    user = client.create("ann@x.test", title="Dev")
+    r = client(
+        "PATCH", f"/Users/{user['id']}", patch({"op": "replace", "path": "title", "value": "Dev"})
+    )
+    assert r.status == 200
+    assert r.json()["meta"] == user["meta"]
+
+
+def test_patch_cannot_remove_username(client: Client) -> None:
+    user = client.create("ann@x.test")
+    r = client("PATCH", f"/Users/{user['id']}", patch({"op": "remove", "path": "userName"}))
+    assert r.status == 400
+    assert client("GET", f"/Users/{user['id']}").json()["userName"] == "ann@x.test"
+
+
+def test_rename_to_taken_username_is_409(client: Client) -> None:
+    client.create("taken@x.test")
+    user = client.create("ann@x.test")
+    r = client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch({"op": "replace", "path": "userName", "value": "TAKEN@x.test"}),
+    )
+    assert_error(r, 409, "uniqueness")
+    assert client("GET", f"/Users/{user['id']}").json()["userName"] == "ann@x.test"
+
+
+def test_etags(client: Client) -> None:
+    user = client.create("ann@x.test")
+    version = user["meta"]["version"]
+    r = client("GET", f"/Users/{user['id']}", headers={"If-None-Match": version})
+    assert r.status == 304 and r.body == b""
+    stale = client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch({"op": "add", "path": "title", "value": "x"}),
+        headers={"If-Match": 'W/"999"'},
+    )
+    assert_error(stale, 412)
+    ok = client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        patch({"op": "add", "path": "title", "value": "x"}),
+        headers={"If-Match": version},
+    )
+    assert ok.status == 200 and ok.headers["ETag"] != version
+    assert_error(client("DELETE", f"/Users/{user['id']}", headers={"If-Match": version}), 412)
+
+
+def test_delete_then_404_and_username_reusable(client: Client) -> None:
+    # R5.2
+    user = client.create("ann@x.test")
+    r = client("DELETE", f"/Users/{user['id']}")
+    assert r.status == 204 and r.body == b""
+    assert_error(client("GET", f"/Users/{user['id']}"), 404)
+    assert_error(client("DELETE", f"/Users/{user['id']}"), 404)
+    assert client("GET", "/Users").json()["totalResults"] == 0
+    assert client.create("ANN@x.test")["id"] != user["id"]
+
+
+def test_deactivated_user_stays_visible(client: Client) -> None:
+    # idp-quirks Entra 11 / Okta 7
+    user = client.create("ann@x.test", active=True)
+    client(
+        "PATCH",
+        f"/Users/{user['id']}",
+        {"Operations": [{"op": "replace", "value": {"active": False}}]},
+    )
+    found = client("GET", "/Users", query={"filter": 'userName eq "ann@x.test"'}).json()
+    assert found["Resources"][0]["active"] is False
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/Users", "GET, POST"),
+        ("POST", "/ServiceProviderConfig", "GET"),
+        ("PUT", "/Schemas", "GET"),
+        ("POST", "/Users/abc", "GET, PUT, PATCH, DELETE"),
+        ("GET", "/Users/.search", "POST"),
+    ],
+)
+def test_wrong_method_is_405_with_allow(
+    client: Client, method: str, path: str, allowed: str
+) -> None:
+    r = client(method, path, {})
+    assert_error(r, 405)
+    assert r.headers["Allow"] == allowed
+
+
+def test_unknown_routes_are_scim_404(client: Client) -> None:
+    assert_error(client("GET", "/Nope"), 404)
+    assert_error(client("GET", "/Users/a/b"), 404)
+    assert client("POST", "/Bulk", {}).status == 501
