@@ -35,6 +35,8 @@ def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
 
 @frozen
 class DemoCredentials:
+    """The demo workspace's slug and a freshly generated token (plaintext, shown once)."""
+
     slug: str
     token: str
 
