@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from examples.flask_server import create_app
 from flask.testing import FlaskClient
 
-from examples.flask_server import create_app
 from scimcore import ScimService
 from scimcore_adapters.memory import MemoryStorage
 from tests.conftest import counting_runtime
@@ -262,6 +262,7 @@ def test_okta_import_paging_by_100(okta: IdP) -> None:
     start = 1
     while True:
         status, body = okta("GET", f"/Users?startIndex={start}&count=100")
+        assert status == 200
         assert isinstance(body["totalResults"], int) and isinstance(body["startIndex"], int)
         seen += [u["userName"] for u in body["Resources"]]
         start += 100

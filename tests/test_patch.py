@@ -16,8 +16,8 @@ from scimcore.errors import (
     NoTargetError,
     SCIMError,
 )
+from scimcore.messages import PATCH_OP_URN
 from scimcore.patch import (
-    PATCH_OP_URN,
     STRICT,
     TOLERANT,
     PatchPath,
@@ -207,6 +207,17 @@ class TestParsePath:
             parse_path(path, REG)
         assert fragment in info.value.detail
         assert info.value.scim_type == "invalidPath"
+
+    def test_cache_follows_registry_changes(self) -> None:
+        reg = SchemaRegistry()
+        with pytest.raises(InvalidPathError):
+            parse_path("badgeId", reg)
+        assert parse_path("title", reg) is parse_path("title", reg)
+        reg.add_extension(
+            Schema("urn:example:badge:2.0:User", "Badge", "", (Attribute("badgeId"),))
+        )
+        assert parse_path("badgeId", reg).section == "urn:example:badge:2.0:User"
+        assert parse_path("title", reg).attribute.name == "title"
 
     def test_patch_path_is_frozen(self) -> None:
         p = parse_path("userName", REG)
@@ -618,7 +629,16 @@ class TestRemove:
 
     def test_required_user_name(self) -> None:
         err = fails(InvalidValueError, user(), {"op": "remove", "path": "userName"})
-        assert "userName" in err.detail and "required" in err.detail
+        assert err.detail.startswith("Operations[0] (remove userName): 'userName' is required")
+
+    def test_required_cleared_by_empty_replace(self) -> None:
+        err = fails(
+            InvalidValueError,
+            user(),
+            {"op": "replace", "path": "title", "value": "T"},
+            {"op": "replace", "value": {"userName": ""}},
+        )
+        assert err.detail.startswith("Operations[1] (replace): 'userName' is required")
 
     def test_required_removed_then_added_is_fine(self) -> None:
         out = patch(
@@ -742,6 +762,28 @@ class TestMutability:
         )
         err = fails(MutabilityError, doc, op, registry=reg)
         assert "immutable" in err.detail
+
+    @pytest.mark.parametrize(
+        "op",
+        [
+            {"op": "replace", "path": 'members[value eq "a"].value', "value": "b"},
+            {"op": "replace", "path": "members.value", "value": "b"},
+            {"op": "remove", "path": 'members[value eq "a"].value'},
+            {"op": "remove", "path": "members.value"},
+        ],
+    )
+    def test_immutable_sub_attribute_of_elements(self, op: dict[str, Any]) -> None:
+        err = fails(MutabilityError, group("a"), op, registry=GROUPS)
+        assert "'members.value' is immutable" in err.detail
+
+    def test_immutable_sub_attribute_set_when_absent(self) -> None:
+        doc = group("a")
+        out = patch(
+            doc,
+            {"op": "add", "path": 'members[value eq "a"].type', "value": "User"},
+            registry=GROUPS,
+        )
+        assert out["members"] == [{"value": "a", "type": "User"}]
 
     def test_immutable_sibling_sub_attribute_can_change(self) -> None:
         reg = self.immutable_registry()

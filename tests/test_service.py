@@ -475,3 +475,70 @@ def test_unknown_routes_are_scim_404(client: Client) -> None:
     assert_error(client("GET", "/Nope"), 404)
     assert_error(client("GET", "/Users/a/b"), 404)
     assert client("POST", "/Bulk", {}).status == 501
+
+
+def test_attribute_names_are_case_insensitive_in_bodies(client: Client) -> None:
+    # RFC 7643 §2.1; idp-quirks Entra 18
+    r = client(
+        "POST",
+        "/Users",
+        {
+            "USERNAME": "ann@x.test",
+            "Name": {"GIVENNAME": "Ann"},
+            "Emails": [{"Value": "ann@x.test", "TYPE": "work"}],
+            ENT.upper(): {"Department": "Ops"},
+        },
+    )
+    assert r.status == 201, r.json()
+    body = r.json()
+    assert body["userName"] == "ann@x.test"
+    assert body["name"] == {"givenName": "Ann"}
+    assert body["emails"] == [{"value": "ann@x.test", "type": "work"}]
+    assert body[ENT] == {"department": "Ops"}
+
+
+def test_host_registered_extension_schema() -> None:
+    from scimcore import Attribute, AttrType, Schema, ScimService
+    from scimcore.schema import SchemaRegistry
+    from scimcore_adapters.memory import MemoryStorage
+    from tests.conftest import counting_runtime
+
+    urn = "urn:example:params:scim:schemas:extension:cards:2.0:User"
+    registry = SchemaRegistry()
+    registry.add_extension(
+        Schema(
+            id=urn,
+            name="CardUser",
+            description="Card fields",
+            attributes=(
+                Attribute("cardTheme", description="Theme"),
+                Attribute("seatCount", AttrType.INTEGER, description="Seats"),
+            ),
+        )
+    )
+    service = ScimService(MemoryStorage(registry), registry=registry, runtime=counting_runtime())
+    service.workspaces.create("acme", "a@acme.example")
+    c = Client(service, service.workspaces.generate_token("acme", "a@acme.example").plaintext)
+    user = c.create("ann@x.test", **{urn: {"cardTheme": "dark", "seatCount": 2}})
+    assert user[urn] == {"cardTheme": "dark", "seatCount": 2}
+    assert urn in user["schemas"]
+    found = c("GET", "/Users", query={"filter": f'{urn}:cardTheme eq "DARK"'}).json()
+    assert found["totalResults"] == 1
+    assert {s["id"] for s in c("GET", "/Schemas").json()["Resources"]} >= {urn}
+    bad = c("POST", "/Users", {"userName": "b@x.test", urn: {"seatCount": "two"}})
+    assert_error(bad, 400, "invalidValue")
+
+
+def test_patch_path_naming_an_extension_urn(client: Client) -> None:
+    # scim2-tester: the extension URN as a path acts as one complex attribute (RFC 7644 §3.10).
+    user = client.create("ann@x.test", **{ENT: {"department": "Ops", "costCenter": "7"}})
+    url = f"/Users/{user['id']}"
+    added = client("PATCH", url, patch({"op": "add", "path": ENT, "value": {"division": "EU"}}))
+    assert added.json()[ENT] == {"department": "Ops", "costCenter": "7", "division": "EU"}
+    replaced = client(
+        "PATCH", url, patch({"op": "replace", "path": ENT, "value": {"department": "R&D"}})
+    )
+    assert replaced.json()[ENT]["department"] == "R&D"
+    removed = client("PATCH", url, patch({"op": "remove", "path": ENT}))
+    assert removed.status == 200
+    assert ENT not in removed.json() and removed.json()["schemas"] == [USER]

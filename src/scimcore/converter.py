@@ -86,6 +86,8 @@ def _complex(attr: Attribute, value: Any, where: str, *, keep_read_only: bool) -
         # Entra sends manager as a plain id string (SCIM-SDK #541); role items may arrive as
         # JSON-encoded strings (MS-MAP, AppRoleAssignmentsComplex).
         text = value.strip()
+        if not text:
+            return {}  # "" is unassigned (MS-VAL clears the manager with an empty value)
         if text.startswith("{"):
             try:
                 value = json.loads(text)

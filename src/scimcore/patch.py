@@ -25,8 +25,9 @@ Decisions where RFC 7644 is silent or loose:
   attribute names and ``schemas`` are silently ignored, as for PUT (RFC 7644 §3.5.1; Okta 10
   echoes ``id``). ``schemas`` is derived from the document, so a path naming it is a no-op.
 * ``immutable`` attributes (RFC 7643 §7) may be set when absent; changing or removing a
-  present value is ``mutability``. Checked per attribute and per sub-attribute of a singular
-  complex attribute.
+  present value is ``mutability``. Checked per attribute, per sub-attribute of a singular
+  complex attribute, and per element for ``attr[filter].sub`` / ``attr.sub`` paths (adding or
+  removing whole elements of a multi-valued attribute is allowed).
 * A patch that removes a ``required`` attribute (``userName``) that was present is
   ``invalidValue`` (Table 9: "a required value was missing"); checked on the final document so
   ``remove`` then ``add`` of the same attribute in one request works.
@@ -97,10 +98,10 @@ from .filters import (
     matches_element,
     parse_filter,
 )
+from .messages import PATCH_OP_URN
 from .schema import Attribute, AttrType, Mutability, Schema, SchemaRegistry
 
 __all__ = [
-    "PATCH_OP_URN",
     "STRICT",
     "TOLERANT",
     "PatchPath",
@@ -108,9 +109,6 @@ __all__ = [
     "apply_patch",
     "parse_path",
 ]
-
-PATCH_OP_URN: Final = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-
 
 # --- IdP tolerance: every deviation from RFC 7644 in one place -----------------------------------
 
@@ -265,6 +263,13 @@ def _value_filter(text: str, attribute: Attribute, tolerance: Tolerance, path: s
     return f
 
 
+# Parsed paths keyed by text, registry identity and tolerance. An entry keeps the registry and
+# its resource type (replaced by add_extension), so stale entries are recognised and identities
+# are not reused while cached (the scheme of scimcore.filters).
+_PATH_CACHE_SIZE: Final = 1024
+_path_cache: dict[tuple[str, int, Tolerance], tuple[SchemaRegistry, object, PatchPath]] = {}
+
+
 def parse_path(
     text: str, registry: SchemaRegistry, *, tolerance: Tolerance = TOLERANT
 ) -> PatchPath:
@@ -274,6 +279,19 @@ def parse_path(
     attribute or sub-attribute, a value filter on an attribute that is not multi-valued and
     complex, and an invalid value filter.
     """
+    key = (text, id(registry), tolerance) if isinstance(text, str) else None
+    entry = _path_cache.get(key) if key is not None else None
+    if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
+        return entry[2]
+    p = _parse_path(text, registry, tolerance)
+    if key is not None:
+        if len(_path_cache) >= _PATH_CACHE_SIZE:
+            _path_cache.clear()
+        _path_cache[key] = (registry, registry.resource_type, p)
+    return p
+
+
+def _parse_path(text: str, registry: SchemaRegistry, tolerance: Tolerance) -> PatchPath:
     if not isinstance(text, str) or not text.strip():
         raise InvalidPathError("the path is empty")
     raw = text.strip()
@@ -348,14 +366,22 @@ _MISSING: Final = object()
 _OPS: Final = ("add", "remove", "replace")
 
 
+_SCALARS: Final = frozenset({str, bool, int, float, type(None)})
+
+
 def _copy(value: Any) -> Any:
     """A deep copy of a JSON-like value (much faster than :func:`copy.deepcopy`)."""
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, Mapping):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_copy(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
     return value
 
 
@@ -451,6 +477,18 @@ def _eq_names(f: Filter, attr: Attribute) -> set[str]:
     if isinstance(f, And):
         return _eq_names(f.left, attr) | _eq_names(f.right, attr)
     return set()
+
+
+def _keep_immutable(attr: Attribute, sub: Attribute, element: Any, new: Any) -> None:
+    """An ``immutable`` sub-attribute of an element (RFC 7643 §7) that has a value stays."""
+    if sub.mutability is not Mutability.IMMUTABLE or not isinstance(element, dict):
+        return
+    old = element.get(sub.name)
+    if old is not None and old != new:
+        raise MutabilityError(
+            f"'{attr.name}.{sub.name}' is immutable (RFC 7643 §7): it already has a value that "
+            "PATCH cannot change"
+        )
 
 
 def _fix_primary(attr: Attribute, items: list[Any], touched: list[Any]) -> None:
@@ -576,11 +614,11 @@ class _Patcher:
             base = dict(current) if isinstance(current, dict) else {}
             base[sub.name] = sub_value
             return base
-        items = (
-            [{**e, sub.name: sub_value} if isinstance(e, dict) else e for e in current]
-            if isinstance(current, list)
-            else []
-        )
+        items = list(current) if isinstance(current, list) else []
+        for i, e in enumerate(items):
+            if isinstance(e, dict):
+                _keep_immutable(attr, sub, e, sub_value)
+                items[i] = {**e, sub.name: sub_value}
         if not items:
             items = [{sub.name: sub_value}]
         if sub.name == "primary":
@@ -596,6 +634,7 @@ class _Patcher:
             sub_value = normalize_value(sub, value, _where(p))
             for i, e in enumerate(items):
                 if isinstance(e, dict) and matches_element(flt, e, attr):
+                    _keep_immutable(attr, sub, e, sub_value)
                     items[i] = {**e, sub.name: sub_value}
                     touched.append(items[i])
             if not touched:
@@ -654,6 +693,9 @@ class _Patcher:
             if sub is None:
                 new = [e for e, h in zip(items, hit, strict=True) if not h]
             else:
+                for e, h in zip(items, hit, strict=True):
+                    if h:
+                        _keep_immutable(attr, sub, e, None)
                 new = [
                     {k: v for k, v in e.items() if k != sub.name} if h else e
                     for e, h in zip(items, hit, strict=True)
@@ -664,6 +706,8 @@ class _Patcher:
         elif sub is not None:
             if attr.multi_valued:
                 items = current if isinstance(current, list) else []
+                for e in items:
+                    _keep_immutable(attr, sub, e, None)
                 new = _without_empty(
                     [
                         {k: v for k, v in e.items() if k != sub.name} if isinstance(e, dict) else e
@@ -866,29 +910,31 @@ def _apply_one(patcher: _Patcher, raw: Any) -> None:
         return
     if not isinstance(path, str):
         raise InvalidPathError(f"'path' must be a string, got {type(path).__name__}")
+    ext, rest = patcher.registry.split_urn(path.strip())
+    if ext is not None and rest == "" and ext is not patcher.registry.core:
+        # The path is an extension URN: the extension acts as one complex attribute whose
+        # sub-attributes are its attributes (RFC 7644 §3.10, "urn:...:User" as attrPath).
+        if name != "remove" and value is _MISSING:
+            raise InvalidValueError(f"'{name}' requires a 'value' (RFC 7644 §3.5.2)")
+        patcher.pathless("replace", {ext.id: None if name == "remove" else value})
+        return
     p = parse_path(path, patcher.registry, tolerance=tol)
     if name != "remove" and value is _MISSING:
         raise InvalidValueError(f"'{name}' requires a 'value' (RFC 7644 §3.5.2)")
     patcher.explicit(name, p, value)
 
 
-def _section(doc: Mapping[str, Any], urn: str) -> Mapping[str, Any]:
-    section = doc.get(urn)
-    return section if isinstance(section, Mapping) else {}
-
-
-def _check_required(
-    before: Mapping[str, Any], after: Mapping[str, Any], registry: SchemaRegistry
-) -> None:
+def _required_present(doc: dict[str, Any], registry: SchemaRegistry) -> list[PatchPath]:
+    """The ``required`` attributes (RFC 7643 §2.2) that ``doc`` has a value for."""
+    out: list[PatchPath] = []
     for schema in registry.schemas:
-        old, new = before, after
-        if schema is not registry.core:
-            old, new = _section(before, schema.id), _section(after, schema.id)
+        section = None if schema is registry.core else schema.id
         for attr in schema.attributes:
-            if attr.required and old.get(attr.name) is not None and new.get(attr.name) is None:
-                raise InvalidValueError(
-                    f"{attr.name!r} is required (RFC 7643 §2.2) and cannot be removed"
-                )
+            if attr.required:
+                p = PatchPath(schema, attr, None, None, section, attr.name)
+                if _current(doc, p) is not None:
+                    out.append(p)
+    return out
 
 
 def apply_patch(
@@ -907,10 +953,20 @@ def apply_patch(
     """
     operations = _operations(body, tolerance)
     patcher = _Patcher(_copy(doc), registry, tolerance)
+    required = _required_present(patcher.doc, registry)
+    removed: dict[str, str] = {}  # required attribute -> the operation that last removed it
     for i, raw in enumerate(operations):
         try:
             _apply_one(patcher, raw)
         except SCIMError as exc:
             raise type(exc)(f"Operations[{i}]{_label(raw)}: {exc.detail}") from None
-    _check_required(doc, patcher.doc, registry)
+        for p in required:
+            if _current(patcher.doc, p) is None:
+                removed.setdefault(p.text, f"Operations[{i}]{_label(raw)}")
+            else:
+                removed.pop(p.text, None)
+    for name, where in removed.items():
+        raise InvalidValueError(
+            f"{where}: {name!r} is required (RFC 7643 §2.2) and cannot be removed"
+        )
     return patcher.doc

@@ -1,0 +1,203 @@
+"""Table definitions of the SQL backend (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Every row belongs to one workspace (R1.1). String columns that are compared or sorted use the
+``"C"`` collation on PostgreSQL so that ordering is by code point, exactly like Python's string
+ordering (SQLite's default ``BINARY`` collation already is). Date-times are stored as naive UTC
+and read back as aware UTC (:class:`UtcDateTime`).
+
+The ``users`` table keeps the whole canonical document as JSON text (the source of truth) plus
+columns derived from it for what identity providers match and sort on; ``user_emails`` holds one
+row per element of ``emails`` for ``emails[...]`` lookups. Derived columns are written by the
+storage on every insert and replace, never by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "ADMINS",
+    "METADATA",
+    "SCHEMA_VERSION",
+    "TOKENS",
+    "USERS",
+    "USER_EMAILS",
+    "WORKSPACES",
+    "UtcDateTime",
+    "text_type",
+]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware ``datetime`` stored as naive UTC; read back with ``tzinfo=timezone.utc``.
+
+    Naive values are taken as UTC. The same representation on both engines keeps ordering and
+    equality identical (SQLite stores fixed-width ISO text, PostgreSQL a ``timestamp``).
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # defensive: SQLite text written by other tools
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def text_type(length: int | None = None) -> TypeEngine[str]:
+    """A string type that compares and sorts by code point on both engines."""
+    base: TypeEngine[str] = String(length) if length is not None else Text()
+    collated: TypeEngine[str] = (
+        String(length, collation="C") if length is not None else Text(collation="C")
+    )
+    return base.with_variant(collated, "postgresql")
+
+
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGINT identity.
+_SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+METADATA = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SCHEMA_VERSION = Table(
+    "schema_version",
+    METADATA,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+WORKSPACES = Table(
+    "workspaces",
+    METADATA,
+    Column("id", text_type(64), primary_key=True),
+    Column("slug", text_type(255), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+ADMINS = Table(
+    "admins",
+    METADATA,
+    Column(
+        "workspace_id",
+        text_type(64),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # The key: the e-mail lowercased, as the reference backend keys admins.
+    Column("email_key", text_type(320), primary_key=True),
+    Column("email", text_type(320), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+TOKENS = Table(
+    "tokens",
+    METADATA,
+    Column("id", text_type(64), primary_key=True),
+    Column(
+        "workspace_id",
+        text_type(64),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("secret_hash", text_type(128), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index(None, "workspace_id", "created_at", "id"),
+)
+
+USERS = Table(
+    "users",
+    METADATA,
+    # Insertion order (the default list order) and the physical key.
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column(
+        "workspace_id",
+        text_type(64),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("id", text_type(64), nullable=False),
+    Column("user_name", text_type(), nullable=False),
+    Column("user_name_folded", text_type(), nullable=False),
+    Column("external_id", text_type(), nullable=True),
+    Column("display_name", text_type(), nullable=True),
+    Column("display_name_folded", text_type(), nullable=True),
+    Column("active", Boolean, nullable=True),
+    # meta.created / meta.lastModified parsed to UTC, for chronological filters.
+    Column("created", UtcDateTime, nullable=True),
+    Column("last_modified", UtcDateTime, nullable=True),
+    # The same values as sort keys, exactly as the reference backend sorts them (folded text).
+    Column("created_key", text_type(), nullable=True),
+    Column("last_modified_key", text_type(), nullable=True),
+    Column("version", text_type(), nullable=False),
+    Column("document", Text, nullable=False),
+    UniqueConstraint("workspace_id", "id"),
+    UniqueConstraint("workspace_id", "user_name_folded"),
+    Index(None, "workspace_id", "seq"),
+    Index(None, "workspace_id", "external_id"),
+    Index(None, "workspace_id", "display_name_folded", "seq"),
+    Index(None, "workspace_id", "created_key", "seq"),
+    Index(None, "workspace_id", "last_modified_key", "seq"),
+    Index(None, "workspace_id", "last_modified"),
+)
+
+USER_EMAILS = Table(
+    "user_emails",
+    METADATA,
+    Column("workspace_id", text_type(64), nullable=False),
+    Column("user_id", text_type(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    # emails[].value casefolded (caseExact false); NULL when not a string.
+    Column("value_folded", text_type(), nullable=True),
+    # emails[].type casefolded; NULL when absent or not a string.
+    Column("type", text_type(), nullable=True),
+    Column("is_primary", Boolean, nullable=True),
+    ForeignKeyConstraint(
+        ["workspace_id", "user_id"],
+        ["users.workspace_id", "users.id"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "workspace_id", "user_id", "position", unique=True),
+    Index(None, "workspace_id", "value_folded"),
+)

@@ -1,0 +1,294 @@
+"""The storage contract and SQL-specific behaviour on SQLite (a real file) and PostgreSQL.
+
+PostgreSQL tests need ``SCIMCORE_TEST_POSTGRES_URL`` (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and are skipped, with that reason,
+when it is unset. Each PostgreSQL test runs in its own, uniquely named schema, dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import ColumnElement, Select, create_engine, inspect, select
+from sqlalchemy.engine import make_url
+
+from scimcore.errors import UniquenessError
+from scimcore.filters import compile_filter
+from scimcore.storage import SortSpec
+from scimcore_adapters.sql import MIGRATIONS, SqlStorage, create_storage, current_version
+from scimcore_adapters.sql.compiler import order_by
+from scimcore_adapters.sql.tables import SCHEMA_VERSION, USERS
+from tests.storage_contract import REGISTRY, T0, StorageContract, user, ws
+
+POSTGRES_ENV = "SCIMCORE_TEST_POSTGRES_URL"
+NO_POSTGRES = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://user@host/db)"
+
+
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose ``search_path`` is a fresh, uniquely named schema, dropped afterwards."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(NO_POSTGRES)
+    schema = f"scimcore_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@contextmanager
+def opened(url: str) -> Iterator[SqlStorage]:
+    storage = SqlStorage(url)
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'scim.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with postgres_schema_url() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scim.db'}"
+    else:
+        with postgres_schema_url() as url:
+            yield url
+
+
+class TestSqliteStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, sqlite_url: str) -> Iterator[SqlStorage]:
+        with opened(sqlite_url) as storage:
+            yield storage
+
+
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=NO_POSTGRES)
+class TestPostgresStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, postgres_url: str) -> Iterator[SqlStorage]:
+        with opened(postgres_url) as storage:
+            yield storage
+
+
+# --- migrations --------------------------------------------------------------------------------
+
+
+def test_migrates_from_empty_and_reopens_idempotently(any_url: str) -> None:
+    with opened(any_url) as first:
+        assert first.schema_version == len(MIGRATIONS)
+        w = ws(first)
+        with first.users(w.id) as store:
+            store.insert(user(1))
+        tables = set(inspect(first.engine).get_table_names())
+        assert {
+            "schema_version",
+            "workspaces",
+            "admins",
+            "tokens",
+            "users",
+            "user_emails",
+        } <= tables
+    for _ in range(2):
+        with opened(any_url) as again:
+            assert again.schema_version == len(MIGRATIONS)
+            with again.engine.connect() as conn:
+                assert current_version(conn) == len(MIGRATIONS)
+                rows = conn.execute(select(SCHEMA_VERSION.c.version)).scalars().all()
+                assert sorted(rows) == list(range(1, len(MIGRATIONS) + 1))
+            with again.users("ws-acme") as store:
+                assert store.get(user(1)["id"]) == user(1)
+
+
+def test_refuses_a_newer_database(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage, storage.engine.begin() as conn:
+        conn.execute(
+            SCHEMA_VERSION.insert().values(
+                version=len(MIGRATIONS) + 1, description="future", applied_at=T0
+            )
+        )
+    with pytest.raises(RuntimeError, match="newer"):
+        SqlStorage(sqlite_url)
+
+
+def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:
+    with opened(sqlite_url) as storage, storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    with sqlite3.connect(tmp_path / "scim.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_rejects_unsupported_urls() -> None:
+    with pytest.raises(ValueError):
+        create_storage("sqlite://")
+    with pytest.raises(ValueError):
+        create_storage("mysql://x@y/z")
+
+
+# --- SQL specifics -----------------------------------------------------------------------------
+
+
+def test_uniqueness_error_keeps_the_transaction_usable(any_url: str) -> None:
+    with opened(any_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1, "a@x.test"))
+            with pytest.raises(UniquenessError):
+                store.insert(user(2, "A@X.TEST"))
+            store.insert(user(3, "b@x.test"))
+        with storage.users(w.id) as store:
+            assert store.query(None, None, 1, 10).total == 2
+
+
+def test_workspaces_are_isolated(any_url: str) -> None:
+    with opened(any_url) as storage:
+        a, b = ws(storage, "a"), ws(storage, "b")
+        with storage.users(a.id) as store:
+            store.insert(user(1, "same@x.test", emails=[{"value": "e@x.test"}]))
+        with storage.users(b.id) as store:
+            assert store.get(user(1)["id"]) is None
+            f = compile_filter('emails.value eq "e@x.test" or userName pr', REGISTRY)
+            assert store.query(f, None, 1, 10).total == 0
+            assert store.delete(user(1)["id"]) is False
+            store.insert(user(1, "same@x.test"))
+        with storage.users(a.id) as store:
+            assert store.query(None, None, 1, 10).total == 1
+
+
+def test_not_matches_rows_with_null_columns(any_url: str) -> None:
+    """``not (x eq v)`` and ``x ne v`` match users without ``x`` (three-valued logic)."""
+    with opened(any_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1, externalId="e1", displayName="One", active=True))
+            store.insert(user(2))  # no externalId, displayName, active, emails
+            store.insert(user(3, emails=[{"value": "x@y.test"}]))  # email without type
+            cases = {
+                'not (externalId eq "e1")': [2, 3],
+                'externalId ne "e1"': [2, 3],
+                "not (active eq true)": [2, 3],
+                'not (displayName sw "o")': [2, 3],
+                "not (externalId pr)": [2, 3],
+                "externalId eq null": [2, 3],
+                'not (emails[type eq "work"])': [1, 2, 3],
+                'emails[not (type eq "work")]': [3],
+                'not (emails.value co "@")': [1, 2],
+                'not (not (externalId eq "e1") and active eq true)': [1, 2, 3],
+            }
+            for text, expected in cases.items():
+                f = compile_filter(text, REGISTRY)
+                assert store.translate(f).exact, text
+                page = store.query(f, None, 1, 10)
+                assert [d["id"] for d in page.documents] == [user(n)["id"] for n in expected], text
+
+
+def test_untranslatable_filters_are_evaluated_in_python(any_url: str) -> None:
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    with opened(any_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 11):
+                store.insert(user(n, title=f"t{n % 3}", **{ent: {"department": f"d{n % 2}"}}))
+            f = compile_filter(f'title eq "T1" or not ({ent}:department eq "d0")', REGISTRY)
+            assert not store.translate(f).exact
+            page = store.query(f, SortSpec(("userName",), descending=True), 2, 3)
+            expected = sorted(
+                (n for n in range(1, 11) if n % 3 == 1 or n % 2 == 1),
+                key=lambda n: f"user{n}@x.test",
+                reverse=True,
+            )
+            assert page.total == len(expected)
+            assert [d["id"] for d in page.documents] == [user(n)["id"] for n in expected[1:4]]
+            by_title = store.query(None, SortSpec(("title",)), 1, 4)
+            assert [d["title"] for d in by_title.documents] == ["t0", "t0", "t0", "t1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "plan_fragment"),
+    [
+        ('userName eq "user5@x.test"', "user_name_folded=?"),
+        (
+            'externalId eq "e5"',
+            "ix_users_workspace_id_external_id (workspace_id=? AND external_id=?)",
+        ),
+        (
+            'emails[type eq "work" and value eq "u5@corp.test"]',
+            "(workspace_id=? AND value_folded=?)",
+        ),
+        ('emails.value eq "u5@corp.test"', "(workspace_id=? AND value_folded=?)"),
+    ],
+)
+def test_lookups_use_an_index_on_sqlite(sqlite_url: str, text: str, plan_fragment: str) -> None:
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 30):
+                store.insert(
+                    user(
+                        n, externalId=f"e{n}", emails=[{"type": "work", "value": f"u{n}@corp.test"}]
+                    )
+                )
+            where = store.translate(compile_filter(text, REGISTRY))
+            assert where.exact
+            assert [
+                d["id"] for d in store.query(compile_filter(text, REGISTRY), None, 1, 5).documents
+            ] == [user(5)["id"]]
+        plan = explain_sqlite(storage, where.clause)
+        assert plan_fragment in plan, plan
+        assert "SCAN users" not in plan, plan
+
+
+def test_first_page_uses_the_insertion_order_index_on_sqlite(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage:
+        stmt = (
+            select(USERS.c.document)
+            .where(USERS.c.workspace_id == "w")
+            .order_by(*(order_by(None) or []))
+            .limit(10)
+        )
+        plan = explain_statement(storage, stmt)
+        assert "ix_users_workspace_id_seq" in plan and "TEMP B-TREE" not in plan, plan
+        stmt = (
+            select(USERS.c.document)
+            .where(USERS.c.workspace_id == "w")
+            .order_by(*(order_by(SortSpec(("userName",))) or []))
+            .limit(10)
+        )
+        plan = explain_statement(storage, stmt)
+        assert "SCAN users" not in plan, plan
+
+
+def explain_sqlite(storage: SqlStorage, clause: ColumnElement[bool]) -> str:
+    return explain_statement(storage, select(USERS.c.document).where(clause))
+
+
+def explain_statement(storage: SqlStorage, stmt: Select[Any]) -> str:
+    compiled = stmt.compile(dialect=storage.engine.dialect, compile_kwargs={"literal_binds": True})
+    with storage.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+    return "\n".join(str(r[-1]) for r in rows)
