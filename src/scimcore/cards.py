@@ -1,0 +1,292 @@
+"""Cards and their fields: the locked/linked rules of R3, R4, R6, R7 and R8 as pure functions.
+
+Every provisioned person has a :class:`Card`. Each :class:`CardField` has a value and three
+flags: ``locked`` (the card owner may not change it, R3.3, R8.3), ``linked`` (it follows its
+source, R3.3, R4.1, R7.1) and ``source`` (where the value came from: the IdP, a template, an
+admin or the owner). The functions here take a card and return a new one; they never do I/O.
+
+The mapping from SCIM attributes to card fields (R6) is data, :class:`FieldMapping`; a workspace
+can restrict or extend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from .errors import SCIMError
+from .filters import matches_element
+from .patch import PatchPath, parse_path
+from .schema import ENTERPRISE_USER_URN, SchemaRegistry
+
+__all__ = [
+    "DEFAULT_MAPPING",
+    "Card",
+    "CardError",
+    "CardField",
+    "FieldMapping",
+    "FieldRule",
+    "Source",
+    "admin_edit",
+    "admin_unlock",
+    "apply_template",
+    "extract",
+    "new_card",
+    "owner_edit",
+    "sync_card",
+]
+
+
+class CardError(ValueError):
+    """A card edit that the rules forbid (e.g. an owner editing a locked field, R8.3)."""
+
+
+class Source(str, Enum):
+    """Who set a field's value (R8.4)."""
+
+    IDP = "idp"
+    TEMPLATE = "template"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+
+@frozen
+class CardField:
+    """One field of a card."""
+
+    value: str
+    locked: bool
+    linked: bool
+    source: Source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "locked": self.locked,
+            "linked": self.linked,
+            "source": self.source.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CardField:
+        return cls(
+            str(data["value"]), bool(data["locked"]), bool(data["linked"]), Source(data["source"])
+        )
+
+
+@frozen
+class Card:
+    """A person's card: fields by key, the template applied at provisioning, and whether the
+    card is active (R5.1)."""
+
+    fields: Mapping[str, CardField] = attrs.field(factory=dict)
+    template: str | None = None
+    active: bool = True
+
+    def values(self) -> dict[str, str]:
+        return {k: f.value for k, f in self.fields.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fields": {k: f.to_dict() for k, f in sorted(self.fields.items())},
+            "template": self.template,
+            "active": self.active,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Card:
+        return cls(
+            {k: CardField.from_dict(v) for k, v in data.get("fields", {}).items()},
+            data.get("template"),
+            bool(data.get("active", True)),
+        )
+
+
+@frozen
+class FieldRule:
+    """One row of the mapping: card field ``key`` <- SCIM attribute ``path`` (a PATCH-style
+    path, RFC 7644 §3.10). ``fallback`` is tried when ``path`` yields nothing."""
+
+    key: str
+    label: str
+    path: str
+    fallback: str | None = None
+
+
+@frozen
+class FieldMapping:
+    """The R6 mapping as data. :meth:`restrict` and :meth:`extend` derive workspace variants."""
+
+    rules: tuple[FieldRule, ...]
+
+    def field_keys(self) -> tuple[str, ...]:
+        return tuple(r.key for r in self.rules)
+
+    def rule(self, key: str) -> FieldRule | None:
+        return next((r for r in self.rules if r.key == key), None)
+
+    def restrict(self, keys: Iterable[str]) -> FieldMapping:
+        wanted = set(keys)
+        return FieldMapping(tuple(r for r in self.rules if r.key in wanted))
+
+    def extend(self, *rules: FieldRule) -> FieldMapping:
+        replaced = {r.key for r in rules}
+        return FieldMapping((*(r for r in self.rules if r.key not in replaced), *rules))
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [attrs.asdict(r) for r in self.rules]
+
+
+DEFAULT_MAPPING = FieldMapping(
+    (
+        FieldRule("name", "Name", "displayName"),
+        FieldRule("first_name", "First name", "name.givenName"),
+        FieldRule("last_name", "Last name", "name.familyName"),
+        FieldRule("job_title", "Job title", "title"),
+        FieldRule("department", "Department", f"{ENTERPRISE_USER_URN}:department"),
+        FieldRule("company", "Company name", f"{ENTERPRISE_USER_URN}:organization"),
+        FieldRule("office_phone", "Office phone", 'phoneNumbers[type eq "work"].value'),
+        FieldRule("mobile_phone", "Mobile phone", 'phoneNumbers[type eq "mobile"].value'),
+        FieldRule(
+            "email", "Email", 'emails[type eq "work"].value', "emails[primary eq true].value"
+        ),
+        FieldRule("photo", "Photo", 'photos[type eq "photo"].value'),
+    )
+)
+"""The mapping of R6 (Entra's default sources)."""
+
+
+def _read(doc: Mapping[str, Any], p: PatchPath) -> str | None:
+    """The first string value at ``p`` in ``doc``, or ``None``."""
+    container: Any = doc.get(p.section, {}) if p.section else doc
+    value = container.get(p.attribute.name) if isinstance(container, Mapping) else None
+    if value is None:
+        return None
+    if p.attribute.multi_valued:
+        items = [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+        if p.value_filter is not None:
+            items = [v for v in items if matches_element(p.value_filter, v, p.attribute)]
+        key = p.sub_attribute.name if p.sub_attribute is not None else "value"
+        found = [v.get(key) for v in items if isinstance(v.get(key), str) and v.get(key)]
+        return found[0] if found else None
+    if p.sub_attribute is not None:
+        value = value.get(p.sub_attribute.name) if isinstance(value, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def extract(
+    doc: Mapping[str, Any], mapping: FieldMapping, registry: SchemaRegistry
+) -> dict[str, str]:
+    """The card values the IdP provides for ``doc`` (keys with no value are absent)."""
+    out: dict[str, str] = {}
+    for rule in mapping.rules:
+        for path in (rule.path, rule.fallback):
+            if path is None:
+                continue
+            try:
+                value = _read(doc, parse_path(path, registry))
+            except SCIMError:
+                value = None  # a mapping that names an attribute the registry lacks feeds nothing
+            if value is not None:
+                out[rule.key] = value
+                break
+    return out
+
+
+def new_card(
+    idp_values: Mapping[str, str],
+    template_name: str | None = None,
+    template_fields: Mapping[str, str] | None = None,
+) -> Card:
+    """A card at provisioning (R3.2 to R3.4): IdP fields locked and linked; the template's fields
+    take precedence (R7.3) and stay linked to the template (R7.1)."""
+    fields: dict[str, CardField] = {
+        k: CardField(v, locked=True, linked=True, source=Source.IDP) for k, v in idp_values.items()
+    }
+    for k, v in (template_fields or {}).items():
+        fields[k] = CardField(v, locked=True, linked=True, source=Source.TEMPLATE)
+    return Card(fields, template_name if template_fields is not None else None)
+
+
+def sync_card(card: Card, idp_values: Mapping[str, str], mapping: FieldMapping) -> Card:
+    """Apply the IdP's current values to a card (R4.1, R4.3, R7.3).
+
+    Linked IdP fields follow the IdP; an attribute gone from the IdP clears its linked field;
+    a mapped attribute that appears later starts locked and linked; unlinked, template and
+    hand-edited fields never change. Returns ``card`` itself when nothing changes (R4.4).
+    """
+    fields = dict(card.fields)
+    for key in mapping.field_keys():
+        current = fields.get(key)
+        value = idp_values.get(key)
+        if current is None:
+            if value is not None:
+                fields[key] = CardField(value, locked=True, linked=True, source=Source.IDP)
+        elif current.linked and current.source is Source.IDP:
+            if value is None:
+                del fields[key]
+            elif value != current.value:
+                fields[key] = attrs.evolve(current, value=value)
+    return card if fields == card.fields else attrs.evolve(card, fields=fields)
+
+
+def admin_edit(card: Card, key: str, value: str) -> Card:
+    """An admin saves a new value: the field is unlinked (R8.1) and keeps its lock."""
+    current = card.fields.get(key)
+    locked = current.locked if current is not None else True
+    field = CardField(value, locked=locked, linked=False, source=Source.ADMIN)
+    return attrs.evolve(card, fields={**card.fields, key: field})
+
+
+def admin_unlock(card: Card, key: str) -> Card:
+    """An admin unlocks a field for its owner, which also unlinks it (R8.2)."""
+    current = card.fields.get(key)
+    if current is None:
+        raise CardError(f"the card has no field {key!r}")
+    field = attrs.evolve(current, locked=False, linked=False)
+    return attrs.evolve(card, fields={**card.fields, key: field})
+
+
+def owner_edit(card: Card, key: str, value: str) -> Card:
+    """The card's owner edits a field: only unlocked fields (R8.3)."""
+    current = card.fields.get(key)
+    if current is None or current.locked:
+        raise CardError(f"the field {key!r} is locked: only an admin can change it")
+    field = CardField(value, locked=False, linked=False, source=Source.OWNER)
+    return attrs.evolve(card, fields={**card.fields, key: field})
+
+
+def apply_template(
+    card: Card,
+    template_name: str,
+    old_fields: Mapping[str, str],
+    new_fields: Mapping[str, str],
+    idp_values: Mapping[str, str],
+) -> Card:
+    """Propagate an edit of the card's template (R7.1).
+
+    Fields still inheriting from the template take the new values; a field removed from the
+    template falls back to the IdP's value when the IdP feeds it, else disappears; a field the
+    template gains is added unless the card holds a hand-edited value for it. Returns ``card``
+    itself when nothing changes.
+    """
+    if card.template != template_name:
+        return card
+    fields = dict(card.fields)
+    for key in set(old_fields) | set(new_fields):
+        current = fields.get(key)
+        inherits = current is not None and current.source is Source.TEMPLATE and current.linked
+        hand_edited = current is not None and current.source in (Source.ADMIN, Source.OWNER)
+        if key in new_fields:
+            if inherits or (current is None) or (not hand_edited and key not in old_fields):
+                fields[key] = CardField(new_fields[key], True, True, Source.TEMPLATE)
+        elif inherits:
+            if key in idp_values:
+                fields[key] = CardField(idp_values[key], True, True, Source.IDP)
+            else:
+                del fields[key]
+    return card if fields == card.fields else attrs.evolve(card, fields=fields)
