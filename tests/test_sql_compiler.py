@@ -239,7 +239,7 @@ sorts: st.SearchStrategy[SortSpec | None] = st.one_of(
 
 
 @settings(
-    max_examples=1500,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

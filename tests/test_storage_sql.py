@@ -138,7 +138,8 @@ def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:
     with opened(sqlite_url) as storage, storage.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        assert isinstance(timeout, int) and timeout >= 1000
     with sqlite3.connect(tmp_path / "scim.db") as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

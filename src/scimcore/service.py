@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cattrs
@@ -38,9 +38,11 @@ from .messages import (
     converter,
 )
 from .patch import apply_patch
+from .product import Product
+from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .runtime import Runtime, system_runtime
 from .schema import AttrType, SchemaRegistry, default_registry
-from .storage import SortSpec, Storage, UserStore
+from .storage import LogEntry, SortSpec, Storage, UserStore
 from .workspaces import AuthContext, Workspaces
 
 __all__ = ["ScimService", "ServiceConfig"]
@@ -58,6 +60,7 @@ class ServiceConfig:
     default_count: int = 100
     max_count: int = 1000
     max_body_bytes: int = 1_048_576
+    log_retention: int = 10_000
 
     def __attrs_post_init__(self) -> None:
         if self.max_count < 100 or not 0 < self.default_count <= self.max_count:
@@ -104,6 +107,15 @@ def _etag_matches(header: str, version: str) -> bool:
     return "*" in tags or bare(version) in {bare(t) for t in tags}
 
 
+_OPERATIONS = {
+    ("GET", True): "list",
+    ("POST", True): "create",
+    ("GET", False): "get",
+    ("PUT", False): "put",
+    ("PATCH", False): "patch",
+    ("DELETE", False): "delete",
+}
+
 _ROUTE = re.compile(r"^/*(?P<kind>[^/]*)(?:/(?P<id>[^/]+))?/*$")
 
 
@@ -122,12 +134,68 @@ class ScimService:
         registry: SchemaRegistry | None = None,
         runtime: Runtime | None = None,
         config: ServiceConfig | None = None,
+        composer: MailComposer = default_composer,
     ) -> None:
         self.storage = storage
         self.registry = registry or default_registry()
         self.runtime = runtime or system_runtime()
         self.config = config or ServiceConfig()
         self.workspaces = Workspaces(storage, self.runtime)
+        self.provisioner = Provisioner(self.registry, self.runtime, composer)
+        self._listeners: list[Callable[[Event], None]] = []
+        self.product = Product(
+            storage,
+            self.registry,
+            self.runtime,
+            self.provisioner,
+            self._emit,
+            self.config.log_retention,
+        )
+        """Card Settings, templates, cards, activation emails, seats and the log (R3 to R9)."""
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` with every :class:`~scimcore.provisioning.Event`, after the commit
+        of the operation that caused it. A listener's exception is logged and swallowed."""
+        self._listeners.append(listener)
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed on %s", event.kind)
+
+    def _log(
+        self,
+        store: UserStore,
+        auth: AuthContext,
+        operation: str,
+        resource_id: str | None,
+        status: int,
+        detail: str = "",
+    ) -> None:
+        entry = LogEntry(
+            id=self.runtime.new_id(),
+            at=self.runtime.now(),
+            operation=operation,
+            resource_id=resource_id,
+            status=status,
+            detail=detail,
+            token_id=auth.token_id,
+        )
+        store.add_log(entry, self.config.log_retention)
+
+    def _log_failure(
+        self, auth: AuthContext, request: ScimRequest, rid: str | None, error: SCIMError
+    ) -> None:
+        """Failed requests are logged in a transaction of their own (R9.2): the operation's
+        own transaction was rolled back."""
+        operation = _OPERATIONS.get((request.method.upper(), rid is None), request.method.lower())
+        if rid == ".search":
+            operation, rid = "search", None
+        with self.storage.users(auth.workspace.id) as store:
+            self._log(store, auth, operation, rid, error.status, error.detail)
 
     # --- entry point --------------------------------------------------------------------------
 
@@ -165,6 +233,15 @@ class ScimService:
             self._allow(method, request.path, ("GET",))
             return self._schemas(request, rid)
         auth = self.workspaces.authenticate(request.header("authorization"))
+        try:
+            return self._tenant_route(auth, request, method, lowered, rid)
+        except SCIMError as exc:
+            self._log_failure(auth, request, rid, exc)
+            raise
+
+    def _tenant_route(
+        self, auth: AuthContext, request: ScimRequest, method: str, lowered: str, rid: str | None
+    ) -> ScimResponse:
         if lowered == "users":
             if rid is None:
                 self._allow(method, request.path, ("GET", "POST"))
@@ -392,6 +469,9 @@ class ScimService:
         doc["meta"] = self._new_meta(self._now(), 1)
         with self.storage.users(auth.workspace.id) as store:
             store.insert(doc)
+            events = self.provisioner.created(store, auth.workspace, doc)
+            self._log(store, auth, "create", doc["id"], 201)
+        self._emit(events)
         return self._resource_response(201, doc, request)
 
     def _resource(
@@ -414,12 +494,20 @@ class ScimService:
                 return self._resource_response(200, current, request)
             if method == "DELETE":
                 store.delete(rid)
-                return ScimResponse(204, {})
-            if method == "PUT":
-                updated = self._replace(current, self._json_body(request))
+                events = self.provisioner.deleted(store, auth.workspace, current)
+                self._log(store, auth, "delete", rid, 204)
             else:
-                updated = self._patch(current, self._json_body(request))
-            self._save(store, current, updated)
+                if method == "PUT":
+                    updated = self._replace(current, self._json_body(request))
+                else:
+                    updated = self._patch(current, self._json_body(request))
+                events = []
+                if self._save(store, current, updated):
+                    events = self.provisioner.updated(store, auth.workspace, current, updated)
+                    self._log(store, auth, method.lower(), rid, 200)
+        self._emit(events)
+        if method == "DELETE":
+            return ScimResponse(204, {})
         return self._resource_response(200, updated, request)
 
     def _replace(self, current: dict[str, Any], body: Any) -> dict[str, Any]:
@@ -433,11 +521,12 @@ class ScimService:
         """RFC 7644 §3.5.2, atomic; see :mod:`scimcore.patch`."""
         return apply_patch(current, body, self.registry)
 
-    def _save(self, store: UserStore, current: dict[str, Any], updated: dict[str, Any]) -> None:
+    def _save(self, store: UserStore, current: dict[str, Any], updated: dict[str, Any]) -> bool:
         """Write ``updated`` with a new version, unless nothing changed (R4.4)."""
         if updated == current:
-            return
+            return False
         meta = current["meta"]
         version = int(str(meta["version"]).strip('W/"') or 0) + 1
         updated["meta"] = {**meta, "lastModified": self._now(), "version": f'W/"{version}"'}
         store.replace(updated, meta["version"])
+        return True

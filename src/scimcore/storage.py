@@ -19,15 +19,22 @@ from typing import Any, Protocol
 from attrs import frozen
 
 from .filters import Filter
+from .templates import Rule, Template
 
 __all__ = [
     "Admin",
+    "LogEntry",
+    "OutboxMail",
     "Page",
+    "Person",
+    "Settings",
     "SortSpec",
     "Storage",
     "TokenRecord",
     "UserStore",
     "Workspace",
+    "iter_pages",
+    "sort_key",
 ]
 
 
@@ -61,6 +68,74 @@ class TokenRecord:
     created_by: str
     created_at: datetime
     last_used_at: datetime | None = None
+
+
+@frozen
+class Person:
+    """A provisioned person and their card (R3.2, R5).
+
+    ``id`` is the SCIM resource id. The person outlives the SCIM resource: after a SCIM DELETE
+    ``deprovisioned`` is true and ``active`` false (R5.2). ``card`` is
+    :meth:`scimcore.cards.Card.to_dict` output. Seats are people who are active and not
+    deprovisioned (R5.1).
+    """
+
+    id: str
+    user_name: str
+    email: str | None
+    active: bool
+    deprovisioned: bool
+    card: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@frozen
+class Settings:
+    """A workspace's Card Settings (R3.5, R6, R7.2): activation email on/off, and the
+    field mapping when the workspace restricts or extends the default (``None``: default)."""
+
+    activation_email: bool = True
+    mapping: list[dict[str, Any]] | None = None
+
+
+@frozen
+class OutboxMail:
+    """A queued email (transactional outbox, R3.5, R3.6).
+
+    ``dedupe_key`` makes the automatic activation email unique per person: a second enqueue
+    with the same key is refused by the storage. ``status`` is ``pending``, ``sending``,
+    ``sent`` or ``failed``.
+    """
+
+    id: str
+    workspace_id: str
+    person_id: str
+    to: str
+    kind: str
+    subject: str
+    body: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    dedupe_key: str | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+
+
+@frozen
+class LogEntry:
+    """One provisioning log entry (R8.4, R9.2): never a secret."""
+
+    id: str
+    at: datetime
+    operation: str
+    resource_id: str | None
+    status: int
+    detail: str
+    token_id: str | None
+    actor: str = "idp"
 
 
 @frozen
@@ -108,6 +183,51 @@ class UserStore(Protocol):
         """Filter first, then sort, then page (1-based ``start_index``). Without ``sort`` the
         order is stable: creation order, ties broken by ``id``."""
 
+    # --- the product (R3-R9), in the same transaction ----------------------------------------
+
+    def get_person(self, person_id: str) -> Person | None: ...
+
+    def save_person(self, person: Person) -> None:
+        """Insert or update the person with this ``id``."""
+
+    def list_people(self) -> Sequence[Person]:
+        """Every person of the workspace, deprovisioned ones included, oldest first."""
+
+    def count_seats(self) -> int:
+        """People who are active and not deprovisioned (R5.1)."""
+
+    def get_settings(self) -> Settings: ...
+
+    def save_settings(self, settings: Settings) -> None: ...
+
+    def list_templates(self) -> Sequence[Template]:
+        """Templates by name."""
+
+    def save_template(self, template: Template) -> None:
+        """Insert or update the template with this name."""
+
+    def delete_template(self, name: str) -> bool: ...
+
+    def list_rules(self) -> Sequence[Rule]:
+        """Card Settings rules in ``position`` order."""
+
+    def save_rule(self, rule: Rule) -> None: ...
+
+    def delete_rule(self, rule_id: str) -> bool: ...
+
+    def enqueue_mail(self, mail: OutboxMail) -> bool:
+        """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before
+        in this workspace."""
+
+    def list_outbox(self) -> Sequence[OutboxMail]:
+        """The workspace's mail, oldest first."""
+
+    def add_log(self, entry: LogEntry, keep: int) -> None:
+        """Append a log entry, keeping only the newest ``keep`` entries of the workspace."""
+
+    def list_log(self, limit: int) -> Sequence[LogEntry]:
+        """Newest first."""
+
 
 class Storage(Protocol):
     """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation."""
@@ -140,6 +260,15 @@ class Storage(Protocol):
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
 
+    def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
+        """Atomically mark up to ``limit`` due mails (``pending`` with ``next_attempt_at <=
+        now``, or ``sending`` whose lease expired) as ``sending`` until ``lease_until``, across
+        workspaces, and return them. Two concurrent callers never get the same mail."""
+
+    def finish_mail(self, mail: OutboxMail) -> None:
+        """Store the outcome of a delivery attempt (``status``, ``attempts``, ``sent_at``,
+        ``last_error``, ``next_attempt_at``) of a claimed mail."""
+
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:
     """Every document of a workspace, in the stable default order (a helper for tools)."""
@@ -150,3 +279,21 @@ def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any
         if start + len(page.documents) > page.total or not page.documents:
             return
         start += len(page.documents)
+
+
+def sort_key(doc: dict[str, Any], path: tuple[str, ...], case_exact: bool) -> Any:
+    """The value ``doc`` sorts by for ``sortBy`` (RFC 7644 §3.4.2.3): a multi-valued
+    attribute sorts by its primary value, else its first."""
+    value: Any = doc
+    for key in path:
+        if isinstance(value, list):
+            primary = [v for v in value if isinstance(v, dict) and v.get("primary")]
+            value = (primary or value)[0] if value else None
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, str) and not case_exact:
+        return value.casefold()
+    return value

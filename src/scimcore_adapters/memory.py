@@ -1,7 +1,8 @@
 """The in-memory reference :class:`~scimcore.storage.Storage` (tests, demos, the contract).
 
-Transactions are serialised by one lock and undone from an undo log when an exception escapes,
-so a failed operation leaves nothing half-written, exactly as a database would.
+Transactions are serialised by one lock. Each begins with a shallow snapshot of the workspace's
+containers (stored values are never mutated in place, only replaced) and restores it when an
+exception escapes, so a failed operation leaves nothing half-written, as a database would.
 """
 
 from __future__ import annotations
@@ -18,111 +19,167 @@ import attrs
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import Admin, Page, SortSpec, TokenRecord, UserStore, Workspace
+from scimcore.storage import (
+    Admin,
+    LogEntry,
+    OutboxMail,
+    Page,
+    Person,
+    Settings,
+    SortSpec,
+    TokenRecord,
+    UserStore,
+    Workspace,
+    sort_key,
+)
+from scimcore.templates import Rule, Template
 
 __all__ = ["MemoryStorage"]
 
 
-class _Users:
-    def __init__(self) -> None:
-        self.by_id: dict[str, dict[str, Any]] = {}
-        self.by_name: dict[str, str] = {}
-        self.seq: dict[str, int] = {}
-        self.counter = 0
+@attrs.define
+class _Data:
+    by_id: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    by_name: dict[str, str] = attrs.field(factory=dict)
+    seq: dict[str, int] = attrs.field(factory=dict)
+    counter: int = 0
+    people: dict[str, Person] = attrs.field(factory=dict)
+    settings: Settings = attrs.field(factory=Settings)
+    templates: dict[str, Template] = attrs.field(factory=dict)
+    rules: dict[str, Rule] = attrs.field(factory=dict)
+    outbox: dict[str, OutboxMail] = attrs.field(factory=dict)
+    dedupe: set[str] = attrs.field(factory=set)
+    log: list[LogEntry] = attrs.field(factory=list)
 
-
-def _sort_value(doc: dict[str, Any], path: tuple[str, ...], case_exact: bool) -> Any:
-    value: Any = doc
-    for key in path:
-        if isinstance(value, list):
-            primary = [v for v in value if isinstance(v, dict) and v.get("primary")]
-            value = (primary or value)[0] if value else None
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, str) and not case_exact:
-        return value.casefold()
-    return value
+    def snapshot(self) -> _Data:
+        return _Data(**{k: copy.copy(v) for k, v in attrs.asdict(self, recurse=False).items()})
 
 
 class _Store:
     """A :class:`UserStore` over one workspace while the storage lock is held."""
 
-    def __init__(self, users: _Users, registry: SchemaRegistry) -> None:
-        self._u = users
+    def __init__(self, data: _Data, registry: SchemaRegistry) -> None:
+        self._d = data
         self._registry = registry
-        self.undo: list[tuple[str, dict[str, Any] | None, int | None]] = []
 
-    def _remember(self, user_id: str) -> None:
-        self.undo.append((user_id, self._u.by_id.get(user_id), self._u.seq.get(user_id)))
+    # --- users ------------------------------------------------------------------------------
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        doc = self._u.by_id.get(user_id)
+        doc = self._d.by_id.get(user_id)
         return copy.deepcopy(doc) if doc is not None else None
 
     def _check_name(self, doc: dict[str, Any]) -> None:
-        owner = self._u.by_name.get(doc["userName"].casefold())
+        owner = self._d.by_name.get(doc["userName"].casefold())
         if owner is not None and owner != doc["id"]:
             raise UniquenessError(f"userName {doc['userName']!r} is already taken")
 
     def _put(self, doc: dict[str, Any]) -> None:
-        old = self._u.by_id.get(doc["id"])
+        old = self._d.by_id.get(doc["id"])
         if old is not None:
-            self._u.by_name.pop(old["userName"].casefold(), None)
-        self._u.by_id[doc["id"]] = copy.deepcopy(doc)
-        self._u.by_name[doc["userName"].casefold()] = doc["id"]
+            self._d.by_name.pop(old["userName"].casefold(), None)
+        self._d.by_id[doc["id"]] = copy.deepcopy(doc)
+        self._d.by_name[doc["userName"].casefold()] = doc["id"]
 
     def insert(self, document: dict[str, Any]) -> None:
-        if document["id"] in self._u.by_id:
+        if document["id"] in self._d.by_id:
             raise UniquenessError(f"id {document['id']!r} is already taken")
         self._check_name(document)
-        self._remember(document["id"])
-        self._u.counter += 1
-        self._u.seq[document["id"]] = self._u.counter
+        self._d.counter += 1
+        self._d.seq[document["id"]] = self._d.counter
         self._put(document)
 
     def replace(self, document: dict[str, Any], expected_version: str) -> None:
-        current = self._u.by_id.get(document["id"])
+        current = self._d.by_id.get(document["id"])
         if current is None:
             raise NotFoundError(f"resource {document['id']} not found")
         if current["meta"]["version"] != expected_version:
             raise PreconditionFailedError("the resource was changed by another request")
         self._check_name(document)
-        self._remember(document["id"])
         self._put(document)
 
     def delete(self, user_id: str) -> bool:
-        doc = self._u.by_id.get(user_id)
+        doc = self._d.by_id.pop(user_id, None)
         if doc is None:
             return False
-        self._remember(user_id)
-        del self._u.by_id[user_id]
-        self._u.by_name.pop(doc["userName"].casefold(), None)
-        del self._u.seq[user_id]
+        self._d.by_name.pop(doc["userName"].casefold(), None)
+        del self._d.seq[user_id]
         return True
 
     def query(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
-        docs = list(self._u.by_id.values())
+        docs = list(self._d.by_id.values())
         if filter is not None:
             docs = [d for d in docs if matches(filter, d, self._registry)]
-        seq = self._u.seq
+        seq = self._d.seq
         docs.sort(key=lambda d: (seq[d["id"]], d["id"]))
         if sort is not None:
-            present = [d for d in docs if _sort_value(d, sort.path, sort.case_exact) is not None]
-            absent = [d for d in docs if _sort_value(d, sort.path, sort.case_exact) is None]
-            present.sort(
-                key=lambda d: _sort_value(d, sort.path, sort.case_exact),
-                reverse=sort.descending,
-            )
-            # RFC 7644 §3.4.2.3: unassigned values sort last in ascending order, first in
-            # descending order.
-            docs = absent + present if sort.descending else present + absent
+            keyed = [(sort_key(d, sort.path, sort.case_exact), d) for d in docs]
+            present = [(k, d) for k, d in keyed if k is not None]
+            absent = [d for k, d in keyed if k is None]
+            present.sort(key=lambda kd: kd[0], reverse=sort.descending)
+            ordered = [d for _, d in present]
+            # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
+            docs = absent + ordered if sort.descending else ordered + absent
         start = max(start_index, 1) - 1
         return Page(len(docs), [copy.deepcopy(d) for d in docs[start : start + max(count, 0)]])
+
+    # --- the product --------------------------------------------------------------------------
+
+    def get_person(self, person_id: str) -> Person | None:
+        return self._d.people.get(person_id)
+
+    def save_person(self, person: Person) -> None:
+        self._d.people[person.id] = attrs.evolve(person, card=copy.deepcopy(person.card))
+
+    def list_people(self) -> Sequence[Person]:
+        return sorted(self._d.people.values(), key=lambda p: (p.created_at, p.id))
+
+    def count_seats(self) -> int:
+        return sum(1 for p in self._d.people.values() if p.active and not p.deprovisioned)
+
+    def get_settings(self) -> Settings:
+        return self._d.settings
+
+    def save_settings(self, settings: Settings) -> None:
+        self._d.settings = settings
+
+    def list_templates(self) -> Sequence[Template]:
+        return [self._d.templates[k] for k in sorted(self._d.templates)]
+
+    def save_template(self, template: Template) -> None:
+        self._d.templates[template.name] = template
+
+    def delete_template(self, name: str) -> bool:
+        return self._d.templates.pop(name, None) is not None
+
+    def list_rules(self) -> Sequence[Rule]:
+        return sorted(self._d.rules.values(), key=lambda r: (r.position, r.id))
+
+    def save_rule(self, rule: Rule) -> None:
+        self._d.rules[rule.id] = rule
+
+    def delete_rule(self, rule_id: str) -> bool:
+        return self._d.rules.pop(rule_id, None) is not None
+
+    def enqueue_mail(self, mail: OutboxMail) -> bool:
+        if mail.dedupe_key is not None:
+            if mail.dedupe_key in self._d.dedupe:
+                return False
+            self._d.dedupe.add(mail.dedupe_key)
+        self._d.outbox[mail.id] = mail
+        return True
+
+    def list_outbox(self) -> Sequence[OutboxMail]:
+        return sorted(self._d.outbox.values(), key=lambda m: (m.created_at, m.id))
+
+    def add_log(self, entry: LogEntry, keep: int) -> None:
+        self._d.log.append(entry)
+        if len(self._d.log) > keep:
+            del self._d.log[: len(self._d.log) - keep]
+
+    def list_log(self, limit: int) -> Sequence[LogEntry]:
+        return list(reversed(self._d.log[-limit:])) if limit > 0 else []
 
 
 class MemoryStorage:
@@ -131,7 +188,7 @@ class MemoryStorage:
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
         self._registry = registry or default_registry()
         self._lock = threading.RLock()
-        self._users: dict[str, _Users] = {}
+        self._data: dict[str, _Data] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._admins: dict[tuple[str, str], Admin] = {}
         self._tokens: dict[str, TokenRecord] = {}
@@ -139,20 +196,12 @@ class MemoryStorage:
     @contextmanager
     def users(self, workspace_id: str) -> Iterator[UserStore]:
         with self._lock:
-            store = _Store(self._users.setdefault(workspace_id, _Users()), self._registry)
+            data = self._data.setdefault(workspace_id, _Data())
+            saved = data.snapshot()
             try:
-                yield store
+                yield _Store(data, self._registry)
             except BaseException:
-                u = self._users[workspace_id]
-                for user_id, doc, seq in reversed(store.undo):
-                    current = u.by_id.pop(user_id, None)
-                    if current is not None:
-                        u.by_name.pop(current["userName"].casefold(), None)
-                    u.seq.pop(user_id, None)
-                    if doc is not None and seq is not None:
-                        u.by_id[user_id] = doc
-                        u.by_name[doc["userName"].casefold()] = user_id
-                        u.seq[user_id] = seq
+                self._data[workspace_id] = saved
                 raise
 
     def create_workspace(self, workspace: Workspace) -> None:
@@ -201,3 +250,22 @@ class MemoryStorage:
             token = self._tokens.get(token_id)
             if token is not None:
                 self._tokens[token_id] = attrs.evolve(token, last_used_at=when)
+
+    def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
+        claimed: list[OutboxMail] = []
+        with self._lock:
+            for data in self._data.values():
+                for mail in sorted(data.outbox.values(), key=lambda m: (m.created_at, m.id)):
+                    if len(claimed) >= limit:
+                        return claimed
+                    if mail.status in ("pending", "sending") and mail.next_attempt_at <= now:
+                        taken = attrs.evolve(mail, status="sending", next_attempt_at=lease_until)
+                        data.outbox[mail.id] = taken
+                        claimed.append(taken)
+        return claimed
+
+    def finish_mail(self, mail: OutboxMail) -> None:
+        with self._lock:
+            data = self._data.get(mail.workspace_id)
+            if data is not None and mail.id in data.outbox:
+                data.outbox[mail.id] = mail

@@ -12,12 +12,13 @@ Python over a superset of candidates, so results are always those of the referen
 """
 
 from .migrations import MIGRATIONS, Migration, current_version, migrate
-from .storage import SqlStorage, create_storage
+from .storage import SqlStorage, SqlUserStore, create_storage
 
 __all__ = [
     "MIGRATIONS",
     "Migration",
     "SqlStorage",
+    "SqlUserStore",
     "create_storage",
     "current_version",
     "migrate",

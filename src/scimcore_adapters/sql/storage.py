@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -32,13 +32,13 @@ from sqlalchemy.exc import IntegrityError
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import Admin, Page, SortSpec, TokenRecord, UserStore, Workspace
+from scimcore.storage import Admin, Page, SortSpec, Storage, TokenRecord, UserStore, Workspace
 
 from .compiler import Translation, compile_where, order_by, parse_datetime
 from .migrations import migrate
 from .tables import ADMINS, TOKENS, USER_EMAILS, USERS, WORKSPACES
 
-__all__ = ["SqlStorage", "create_storage"]
+__all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
 
 #: How long a SQLite writer waits for the lock (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -142,8 +142,11 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in text or "duplicate key" in text
 
 
-class _SqlUserStore:
-    """A :class:`~scimcore.storage.UserStore` over one connection inside one transaction."""
+class SqlUserStore:
+    """A :class:`~scimcore.storage.UserStore` over one connection inside one transaction.
+
+    Obtain it from :meth:`SqlStorage.users`; it is valid only inside that ``with`` block.
+    """
 
     def __init__(self, conn: Connection, workspace_id: str, registry: SchemaRegistry) -> None:
         self._conn = conn
@@ -344,10 +347,10 @@ class SqlStorage:
                 yield conn
 
     @contextmanager
-    def users(self, workspace_id: str) -> Iterator[UserStore]:
+    def users(self, workspace_id: str) -> Iterator[SqlUserStore]:
         """One transaction over one workspace's users: commit on success, roll back on error."""
         with self._tx(immediate=True) as conn:
-            yield _SqlUserStore(conn, workspace_id, self.registry)
+            yield SqlUserStore(conn, workspace_id, self.registry)
 
     # --- workspaces ----------------------------------------------------------------------------
 
@@ -478,3 +481,8 @@ class SqlStorage:
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:
     """Open (and migrate) the database at ``url``: ``sqlite:///file.db`` or PostgreSQL."""
     return SqlStorage(url, registry)
+
+
+if TYPE_CHECKING:  # both classes implement the core protocols
+    _storage: type[Storage] = SqlStorage
+    _store: type[UserStore] = SqlUserStore
