@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from scimcore import ScimService, WorkspaceError, Workspaces
+from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import TokenRecord
 
 from .bootstrap import database_url, open_storage
@@ -70,6 +70,84 @@ def _parser() -> argparse.ArgumentParser:
     td.add_argument("slug")
     td.add_argument("token_id")
 
+    st = sub.add_parser("settings", help="Card Settings (activation email)")
+    st.add_argument("slug")
+    st.add_argument("--activation-email", choices=["on", "off"])
+    st.add_argument("--json", action="store_true")
+
+    tp = sub.add_parser("template", help="card templates").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("create", "set"):
+        t = tp.add_parser(action)
+        t.add_argument("slug")
+        t.add_argument("name")
+        t.add_argument("--field", action="append", default=[], metavar="KEY=VALUE")
+    tpl = tp.add_parser("list")
+    tpl.add_argument("slug")
+    tpl.add_argument("--json", action="store_true")
+
+    ru = sub.add_parser("rule", help="Card Settings rules").add_subparsers(
+        dest="action", required=True
+    )
+    ra = ru.add_parser("add")
+    ra.add_argument("slug")
+    ra.add_argument("--template", required=True)
+    ra.add_argument("--filter", required=True)
+    rl = ru.add_parser("list")
+    rl.add_argument("slug")
+    rl.add_argument("--json", action="store_true")
+    rr = ru.add_parser("remove")
+    rr.add_argument("slug")
+    rr.add_argument("rule_id")
+
+    cs = sub.add_parser("cards", help="list cards")
+    cs.add_argument("slug")
+    cs.add_argument("--json", action="store_true")
+    cd = sub.add_parser("card", help="edit a card").add_subparsers(dest="action", required=True)
+    for action, has_value in (("edit", True), ("unlock", False), ("owner-edit", True)):
+        c2 = cd.add_parser(action)
+        c2.add_argument("slug")
+        c2.add_argument("user_name")
+        c2.add_argument("key")
+        if has_value:
+            c2.add_argument("value")
+
+    ac = sub.add_parser("activation", help="activation emails").add_subparsers(
+        dest="action", required=True
+    )
+    acs = ac.add_parser("send", help="queue activation emails by hand")
+    acs.add_argument("slug")
+    acs.add_argument("user_names", nargs="+", metavar="USER_NAME")
+
+    ob = sub.add_parser("outbox", help="queued and sent mail")
+    ob.add_argument("slug")
+    ob.add_argument("--json", action="store_true")
+
+    ml = sub.add_parser("mail", help="mail delivery").add_subparsers(dest="action", required=True)
+    md = ml.add_parser("deliver", help="deliver pending mail once")
+    md.add_argument("--smtp-host", default="localhost")
+    md.add_argument("--smtp-port", type=int, default=25)
+    md.add_argument("--smtp-security", choices=["plain", "starttls", "ssl"], default="plain")
+    md.add_argument("--smtp-user")
+    md.add_argument(
+        "--smtp-password-env",
+        metavar="VAR",
+        help="read the SMTP password from this environment variable",
+    )
+    md.add_argument("--sender", default="scimcore@localhost")
+    md.add_argument("--limit", type=int, default=100)
+    md.add_argument("--max-attempts", type=int, default=5)
+    md.add_argument("--json", action="store_true")
+
+    se = sub.add_parser("seats", help="the number of active users")
+    se.add_argument("slug")
+
+    lg = sub.add_parser("log", help="the provisioning log, newest first")
+    lg.add_argument("slug")
+    lg.add_argument("--json", action="store_true")
+    lg.add_argument("--limit", type=int, default=50)
+
     sv = sub.add_parser("serve", help="serve the SCIM endpoint")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
@@ -115,6 +193,8 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "token" and action == "delete":
         api.delete_token(args.slug, args.token_id)
         print(f"token {args.token_id} deleted", file=out)
+    elif cmd in _PRODUCT:
+        _PRODUCT[cmd](ScimService(storage), args, out)
     elif cmd == "serve":
         from flask import Flask
 
@@ -127,12 +207,176 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
+def _fields(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise WorkspaceError(f"--field takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _emit(args: argparse.Namespace, out: Any, rows: Any, lines: Sequence[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(rows), file=out)
+    else:
+        for line in lines:
+            print(line, file=out)
+
+
+def _settings(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    p = service.product
+    s = (
+        p.update_settings(args.slug, activation_email=args.activation_email == "on")
+        if args.activation_email
+        else p.settings(args.slug)
+    )
+    row = {"activation_email": s.activation_email}
+    _emit(args, out, row, [f"activation email: {'on' if s.activation_email else 'off'}"])
+
+
+def _template(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    p = service.product
+    if args.action == "list":
+        rows = [{"name": t.name, "fields": dict(t.fields)} for t in p.templates(args.slug)]
+        _emit(args, out, rows, [f"{r['name']}: {json.dumps(r['fields'])}" for r in rows])
+        return
+    fn = p.create_template if args.action == "create" else p.set_template
+    t = fn(args.slug, args.name, _fields(args.field))
+    print(f"template {t.name}: {json.dumps(dict(t.fields))}", file=out)
+
+
+def _rule(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    p = service.product
+    if args.action == "add":
+        r = p.add_rule(args.slug, args.template, args.filter)
+        print(f"rule {r.id}: {r.filter} -> {r.template}", file=out)
+    elif args.action == "list":
+        rows = [
+            {"id": r.id, "position": r.position, "filter": r.filter, "template": r.template}
+            for r in p.rules(args.slug)
+        ]
+        _emit(args, out, rows, [f"{r['id']}  {r['filter']} -> {r['template']}" for r in rows])
+    else:
+        p.remove_rule(args.slug, args.rule_id)
+        print(f"rule {args.rule_id} removed", file=out)
+
+
+def _cards(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    rows = [v.to_dict() for v in service.product.cards(args.slug)]
+    lines = [
+        f"{r['user_name']}  {'active' if r['active'] else 'inactive'}  "
+        + ", ".join(f"{k}={f['value']}" for k, f in r["fields"].items())
+        for r in rows
+    ]
+    _emit(args, out, rows, lines)
+
+
+def _card(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    p = service.product
+    if args.action == "edit":
+        card = p.admin_edit(args.slug, args.user_name, args.key, args.value)
+    elif args.action == "unlock":
+        card = p.unlock(args.slug, args.user_name, args.key)
+    else:
+        card = p.owner_edit(args.slug, args.user_name, args.key, args.value)
+    f = card.fields[args.key]
+    print(
+        f"{args.key}={f.value} locked={f.locked} linked={f.linked} source={f.source.value}",
+        file=out,
+    )
+
+
+def _activation(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    for mail in service.product.send_activation(args.slug, args.user_names):
+        print(f"queued activation email to {mail.to} ({mail.id})", file=out)
+
+
+def _outbox(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    people = {v.user_id: v.user_name for v in service.product.cards(args.slug)}
+    rows = [
+        {
+            "id": m.id,
+            "to": m.to,
+            "kind": m.kind,
+            "user_name": people.get(m.person_id),
+            "status": m.status,
+        }
+        for m in service.product.outbox(args.slug)
+    ]
+    _emit(args, out, rows, [f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}" for r in rows])
+
+
+def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    import os
+
+    from scimcore.outbox import deliver_pending
+
+    from .smtp import SmtpMailer
+
+    password = os.environ.get(args.smtp_password_env) if args.smtp_password_env else None
+    mailer = SmtpMailer(
+        host=args.smtp_host,
+        port=args.smtp_port,
+        sender=args.sender,
+        security=args.smtp_security,
+        username=args.smtp_user,
+        password=password,
+    )
+    report = deliver_pending(
+        service.storage, mailer, service.runtime, limit=args.limit, max_attempts=args.max_attempts
+    )
+    row = {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+    _emit(
+        args, out, row, [f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}"]
+    )
+
+
+def _seats(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    print(service.product.seats(args.slug), file=out)
+
+
+def _log(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    rows = [
+        {
+            "at": _iso(e.at),
+            "operation": e.operation,
+            "resource_id": e.resource_id,
+            "status": e.status,
+            "detail": e.detail,
+            "token_id": e.token_id,
+            "actor": e.actor,
+        }
+        for e in service.product.log(args.slug, args.limit)
+    ]
+    lines = [
+        f"{r['at']}  {r['operation']:<16} {r['status']}  {r['resource_id'] or '-'}  {r['detail']}"
+        for r in rows
+    ]
+    _emit(args, out, rows, lines)
+
+
+_PRODUCT = {
+    "settings": _settings,
+    "template": _template,
+    "rule": _rule,
+    "cards": _cards,
+    "card": _card,
+    "activation": _activation,
+    "outbox": _outbox,
+    "mail": _mail,
+    "seats": _seats,
+    "log": _log,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scimcore`` console script."""
     args = _parser().parse_args(argv)
     try:
         return _run(args, sys.stdout)
-    except (WorkspaceError, ValueError) as exc:
+    except (WorkspaceError, SCIMError, ValueError) as exc:
         print(f"scimcore: error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,54 @@
+"""An SMTP :class:`~scimcore.outbox.Mailer` on the standard library (``smtplib``).
+
+``security`` is ``"plain"`` (no TLS, for a local relay), ``"starttls"`` (RFC 3207, port 587)
+or ``"ssl"`` (implicit TLS, port 465). Credentials are optional and never logged.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from typing import Literal
+
+import attrs
+from attrs import frozen
+
+__all__ = ["SmtpMailer"]
+
+Security = Literal["plain", "starttls", "ssl"]
+
+
+@frozen
+class SmtpMailer:
+    """Sends each mail over a new SMTP connection (delivery runs are short and infrequent)."""
+
+    host: str = "localhost"
+    port: int = 25
+    sender: str = "scimcore@localhost"
+    security: Security = "plain"
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, repr=False)
+
+    def _connect(self) -> smtplib.SMTP:
+        context = self.ssl_context or ssl.create_default_context()
+        if self.security == "ssl":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.security == "starttls":
+            client.starttls(context=context)
+        return client
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        """Send one plain-text email; raises ``smtplib.SMTPException`` or ``OSError``."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = to
+        message["Subject"] = subject
+        message.set_content(body)
+        with self._connect() as client:
+            if self.username is not None:
+                client.login(self.username, self.password or "")
+            client.send_message(message)
