@@ -30,7 +30,7 @@ from scimcore.filters import (
     render,
     validate,
 )
-from scimcore.storage import SortSpec, Storage, Workspace
+from scimcore.storage import SortSpec, Workspace
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.compiler import escape_like
@@ -59,13 +59,16 @@ def sql_storage(
                 storage.close()
 
 
-def fresh_workspace(storage: Storage) -> str:
+Backend = SqlStorage | MemoryStorage
+
+
+def fresh_workspace(storage: Backend) -> str:
     slug = uuid.uuid4().hex
     storage.create_workspace(Workspace(id=f"ws-{slug}", slug=slug, created_at=T0))
     return f"ws-{slug}"
 
 
-def load(storage: Storage, docs: list[dict[str, Any]]) -> str:
+def load(storage: Backend, docs: list[dict[str, Any]]) -> str:
     workspace = fresh_workspace(storage)
     with storage.users(workspace) as store:
         for doc in docs:
@@ -73,7 +76,7 @@ def load(storage: Storage, docs: list[dict[str, Any]]) -> str:
     return workspace
 
 
-def ids(storage: Storage, workspace: str, f: Filter | None, sort: SortSpec | None = None,
+def ids(storage: Backend, workspace: str, f: Filter | None, sort: SortSpec | None = None,
         start: int = 1, count: int = 100) -> tuple[int, list[str]]:  # fmt: skip
     with storage.users(workspace) as store:
         page = store.query(f, sort, start, count)

@@ -21,11 +21,11 @@ from sqlalchemy.engine import make_url
 
 from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
-from scimcore.storage import SortSpec
+from scimcore.storage import SortSpec, Workspace
 from scimcore_adapters.sql import MIGRATIONS, SqlStorage, create_storage, current_version
 from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.tables import SCHEMA_VERSION, USERS
-from tests.storage_contract import REGISTRY, T0, StorageContract, user, ws
+from tests.storage_contract import REGISTRY, T0, StorageContract, user
 
 POSTGRES_ENV = "SCIMCORE_TEST_POSTGRES_URL"
 NO_POSTGRES = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://user@host/db)"
@@ -48,6 +48,13 @@ def postgres_schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+def ws(storage: SqlStorage, slug: str = "acme") -> Workspace:
+    """Create a workspace (like the contract's helper, typed for the SQL backend)."""
+    w = Workspace(id=f"ws-{slug}", slug=slug, created_at=T0)
+    storage.create_workspace(w)
+    return w
 
 
 @contextmanager

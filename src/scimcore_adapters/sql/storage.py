@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import Admin, Page, SortSpec, Storage, TokenRecord, UserStore, Workspace
+from scimcore.storage import Admin, Page, SortSpec, TokenRecord, Workspace, sort_key
 
 from .compiler import Translation, compile_where, order_by, parse_datetime
 from .migrations import migrate
@@ -45,26 +45,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BATCH = 500
 
 
-def _sort_value(doc: Mapping[str, Any], path: Sequence[str], case_exact: bool) -> Any:
-    """The sort key of ``doc``, exactly as the in-memory reference backend computes it."""
-    value: Any = doc
-    for key in path:
-        if isinstance(value, list):
-            primary = [v for v in value if isinstance(v, dict) and v.get("primary")]
-            value = (primary or value)[0] if value else None
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, str) and not case_exact:
-        return value.casefold()
-    return value
-
-
 def _python_sort(docs: list[dict[str, Any]], sort: SortSpec) -> list[dict[str, Any]]:
     """Stable sort of ``docs`` (already in insertion order); missing values last ascending."""
-    keyed = [(_sort_value(d, sort.path, sort.case_exact), d) for d in docs]
+    keyed = [(sort_key(d, sort.path, sort.case_exact), d) for d in docs]
     present = [(k, d) for k, d in keyed if k is not None]
     absent = [d for k, d in keyed if k is None]
     present.sort(key=lambda kd: kd[0], reverse=sort.descending)
@@ -332,7 +315,11 @@ class SqlStorage:
     def __init__(self, url: str, registry: SchemaRegistry | None = None) -> None:
         self.registry = registry or default_registry()
         self.engine = _engine(url)
-        self.schema_version = migrate(self.engine)
+        try:
+            self.schema_version = migrate(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -481,8 +468,3 @@ class SqlStorage:
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:
     """Open (and migrate) the database at ``url``: ``sqlite:///file.db`` or PostgreSQL."""
     return SqlStorage(url, registry)
-
-
-if TYPE_CHECKING:  # both classes implement the core protocols
-    _storage: type[Storage] = SqlStorage
-    _store: type[UserStore] = SqlUserStore
