@@ -8,24 +8,44 @@ when it is unset. Each PostgreSQL test runs in its own, uniquely named schema, d
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import ColumnElement, Select, create_engine, inspect, select
+from sqlalchemy import ColumnElement, Select, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 
 from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
-from scimcore.storage import SortSpec, Workspace
-from scimcore_adapters.sql import MIGRATIONS, SqlStorage, create_storage, current_version
+from scimcore.storage import Settings, SortSpec, Storage
+from scimcore.templates import Rule, Template
+from scimcore_adapters.sql import (
+    MIGRATIONS,
+    SqlStorage,
+    SqlUserStore,
+    create_storage,
+    current_version,
+    migrate,
+)
 from scimcore_adapters.sql.compiler import order_by
-from scimcore_adapters.sql.tables import SCHEMA_VERSION, USERS
-from tests.storage_contract import REGISTRY, T0, StorageContract, user
+from scimcore_adapters.sql.product import prune_every
+from scimcore_adapters.sql.tables import LOG, SCHEMA_VERSION, USERS, WORKSPACES
+from tests.storage_contract import (
+    REGISTRY,
+    T0,
+    StorageContract,
+    entry,
+    mail,
+    person,
+    user,
+    ws,
+)
 
 POSTGRES_ENV = "SCIMCORE_TEST_POSTGRES_URL"
 NO_POSTGRES = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://user@host/db)"
@@ -48,13 +68,6 @@ def postgres_schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
-
-
-def ws(storage: SqlStorage, slug: str = "acme") -> Workspace:
-    """Create a workspace (like the contract's helper, typed for the SQL backend)."""
-    w = Workspace(id=f"ws-{slug}", slug=slug, created_at=T0)
-    storage.create_workspace(w)
-    return w
 
 
 @contextmanager
@@ -118,6 +131,12 @@ def test_migrates_from_empty_and_reopens_idempotently(any_url: str) -> None:
             "tokens",
             "users",
             "user_emails",
+            "people",
+            "settings",
+            "templates",
+            "rules",
+            "outbox",
+            "log",
         } <= tables
     for _ in range(2):
         with opened(any_url) as again:
@@ -128,6 +147,37 @@ def test_migrates_from_empty_and_reopens_idempotently(any_url: str) -> None:
                 assert sorted(rows) == list(range(1, len(MIGRATIONS) + 1))
             with again.users("ws-acme") as store:
                 assert store.get(user(1)["id"]) == user(1)
+
+
+def test_migrates_a_version_1_database_keeping_its_data(any_url: str) -> None:
+    engine = create_engine(any_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:1]) == 1
+        with engine.begin() as conn:
+            conn.execute(WORKSPACES.insert().values(id="ws-acme", slug="acme", created_at=T0))
+            SqlUserStore(conn, "ws-acme", REGISTRY).insert(user(1, emails=[{"value": "a@x"}]))
+        assert "people" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    with opened(any_url) as storage:
+        assert storage.schema_version == len(MIGRATIONS) >= 2
+        with storage.engine.connect() as conn:
+            rows = conn.execute(select(SCHEMA_VERSION.c.version)).scalars().all()
+            assert sorted(rows) == list(range(1, len(MIGRATIONS) + 1))
+        shared: Storage = storage
+        assert shared.get_workspace("acme") is not None
+        with shared.users("ws-acme") as store:
+            assert store.get(user(1)["id"]) == user(1, emails=[{"value": "a@x"}])
+            email = compile_filter('emails.value eq "A@X"', REGISTRY)
+            assert store.query(email, None, 1, 10).total == 1
+            # the product tables exist and start empty
+            assert store.list_people() == [] and store.get_settings() == Settings()
+            store.save_person(person(1))
+            assert store.enqueue_mail(mail(1, "ws-acme", "activation:1")) is True
+            store.add_log(entry(1), keep=10)
+        with shared.users("ws-acme") as store:
+            assert store.list_people() == [person(1)]
+            assert len(store.list_outbox()) == 1 and len(store.list_log(10)) == 1
 
 
 def test_refuses_a_newer_database(sqlite_url: str) -> None:
@@ -300,3 +350,83 @@ def explain_statement(storage: SqlStorage, stmt: Select[Any]) -> str:
     with storage.engine.connect() as conn:
         rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
     return "\n".join(str(r[-1]) for r in rows)
+
+
+# --- the product on SQL ------------------------------------------------------------------------
+
+
+def test_log_retention_is_bounded_with_documented_slack(sqlite_url: str) -> None:
+    keep = 100
+    every = prune_every(keep)
+    assert prune_every(3) == 1 and prune_every(31) == 1
+    assert 1 < every <= keep // 16 and prune_every(10_000) == 64
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        counts = []
+        for n in range(1, 3 * keep):
+            with storage.users(w.id) as store:
+                store.add_log(entry(n), keep)
+            with storage.engine.connect() as conn:
+                counts.append(
+                    len(conn.execute(select(LOG.c.seq).where(LOG.c.workspace_id == w.id)).all())
+                )
+        assert max(counts) == keep + every - 1
+        assert min(counts[keep:]) == keep
+        with storage.users(w.id) as store:
+            newest = store.list_log(keep)
+            assert [e.id for e in newest] == [
+                entry(n).id for n in range(3 * keep - 1, 2 * keep - 1, -1)
+            ]
+
+
+_PRODUCT_TABLES = "people|settings|templates|rules|outbox|log"
+
+
+def test_product_statements_use_indexes_on_sqlite(sqlite_url: str) -> None:
+    """Every statement of the per-request product methods is an index search, never a scan."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:  # some rows, so that plans are realistic
+            for n in range(1, 20):
+                store.save_person(person(n))
+                store.enqueue_mail(mail(n, w.id, f"activation:{n}"))
+                store.add_log(entry(n), keep=5)
+        statements: list[tuple[str, Any]] = []
+
+        def record(*args: Any) -> None:
+            statements.append((args[2], args[3]))
+
+        event.listen(storage.engine, "before_cursor_execute", record)
+        try:
+            with storage.users(w.id) as store:
+                store.get_settings()
+                store.save_settings(Settings(activation_email=True))
+                store.list_rules()
+                store.save_rule(Rule("r1", 'title eq "x"', "T"))
+                store.delete_rule("r0")
+                store.list_templates()
+                store.save_template(Template("T", {}))
+                store.delete_template("U")
+                store.get_person(person(1).id)
+                store.save_person(person(30))
+                store.list_people()
+                store.count_seats()
+                store.enqueue_mail(mail(30, w.id, "activation:30"))
+                store.list_outbox()
+                for n in range(30, 40):
+                    store.add_log(entry(n), keep=5)
+                store.list_log(10)
+            claimed = storage.claim_mail(T0 + timedelta(hours=1), T0 + timedelta(hours=2), 5)
+            storage.finish_mail(claimed[0])
+        finally:
+            event.remove(storage.engine, "before_cursor_execute", record)
+        checked = 0
+        with storage.engine.connect() as conn:
+            for statement, parameters in statements:
+                if not re.search(rf"\b({_PRODUCT_TABLES})\b", statement):
+                    continue
+                rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+                plan = "\n".join(str(r[-1]) for r in rows)
+                assert not re.search(rf"SCAN ({_PRODUCT_TABLES})\b", plan), (statement, plan)
+                checked += 1
+        assert checked >= 25

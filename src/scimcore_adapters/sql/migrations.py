@@ -20,7 +20,13 @@ from sqlalchemy import Connection, Engine, select
 
 from .tables import (
     ADMINS,
+    LOG,
+    OUTBOX,
+    PEOPLE,
+    RULES,
     SCHEMA_VERSION,
+    SETTINGS,
+    TEMPLATES,
     TOKENS,
     USER_EMAILS,
     USERS,
@@ -44,9 +50,19 @@ def _v1_initial(conn: Connection) -> None:
         table.create(conn)
 
 
+def _v2_product(conn: Connection) -> None:
+    """The product (R3-R9): people and cards, settings, templates, rules, outbox, log.
+
+    Existing users get no ``people`` row: the core adopts them on their next update.
+    """
+    for table in (PEOPLE, SETTINGS, TEMPLATES, RULES, OUTBOX, LOG):
+        table.create(conn)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
+    Migration(2, "people, settings, templates, rules, outbox, log", _v2_product),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -6,6 +6,9 @@ SQLite it starts with ``BEGIN IMMEDIATE`` (the single writer lock is taken up fr
 read-then-write operation never fails with a stale snapshot; waiting is bounded by
 ``busy_timeout``). Uniqueness is enforced by the database's unique indexes, so concurrent
 creates of one ``userName`` from different threads or processes yield exactly one winner.
+
+The product methods of the unit of work (people and cards, settings, templates, rules, outbox,
+log) live in :mod:`.product` and run in the same transaction as the user writes (R3.6).
 """
 
 from __future__ import annotations
@@ -32,10 +35,19 @@ from sqlalchemy.exc import IntegrityError
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import Admin, Page, SortSpec, TokenRecord, Workspace, sort_key
+from scimcore.storage import (
+    Admin,
+    OutboxMail,
+    Page,
+    SortSpec,
+    TokenRecord,
+    Workspace,
+    sort_key,
+)
 
 from .compiler import Translation, compile_where, order_by, parse_datetime
 from .migrations import migrate
+from .product import ProductStore, claim_mail, finish_mail
 from .tables import ADMINS, TOKENS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
@@ -125,10 +137,11 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in text or "duplicate key" in text
 
 
-class SqlUserStore:
+class SqlUserStore(ProductStore):
     """A :class:`~scimcore.storage.UserStore` over one connection inside one transaction.
 
-    Obtain it from :meth:`SqlStorage.users`; it is valid only inside that ``with`` block.
+    Obtain it from :meth:`SqlStorage.users`; it is valid only inside that ``with`` block. The
+    product methods (``get_person`` ... ``list_log``) come from :class:`.product.ProductStore`.
     """
 
     def __init__(self, conn: Connection, workspace_id: str, registry: SchemaRegistry) -> None:
@@ -463,6 +476,20 @@ class SqlStorage:
         """Record that the token was just used (``last_used_at``)."""
         with self._tx(immediate=True) as conn:
             conn.execute(TOKENS.update().where(TOKENS.c.id == token_id).values(last_used_at=when))
+
+    # --- mail delivery -------------------------------------------------------------------------
+
+    def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
+        """Atomically mark up to ``limit`` due mails ``sending`` until ``lease_until``, across
+        workspaces, and return them (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: under
+        ``BEGIN IMMEDIATE``). Two concurrent callers never get the same mail."""
+        with self._tx(immediate=True) as conn:
+            return claim_mail(conn, now, lease_until, limit)
+
+    def finish_mail(self, mail: OutboxMail) -> None:
+        """Store the outcome of a delivery attempt of a claimed mail."""
+        with self._tx(immediate=True) as conn:
+            finish_mail(conn, mail)
 
 
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:

@@ -9,6 +9,10 @@ The ``users`` table keeps the whole canonical document as JSON text (the source 
 columns derived from it for what identity providers match and sort on; ``user_emails`` holds one
 row per element of ``emails`` for ``emails[...]`` lookups. Derived columns are written by the
 storage on every insert and replace, never by hand.
+
+The product tables (schema version 2) hold the records of :mod:`scimcore.storage`: ``people``
+(person and card), ``settings``, ``templates``, ``rules``, ``outbox`` and ``log``. JSON values
+(cards, mappings, template fields) are stored as text.
 """
 
 from __future__ import annotations
@@ -36,8 +40,14 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "ADMINS",
+    "LOG",
     "METADATA",
+    "OUTBOX",
+    "PEOPLE",
+    "RULES",
     "SCHEMA_VERSION",
+    "SETTINGS",
+    "TEMPLATES",
     "TOKENS",
     "USERS",
     "USER_EMAILS",
@@ -200,4 +210,114 @@ USER_EMAILS = Table(
     ),
     Index(None, "workspace_id", "user_id", "position", unique=True),
     Index(None, "workspace_id", "value_folded"),
+)
+
+
+# --- the product (schema version 2) --------------------------------------------------------------
+
+
+def _workspace_fk(primary_key: bool = False) -> Column[str]:
+    return Column(
+        "workspace_id",
+        text_type(64),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        primary_key=primary_key,
+        nullable=False,
+    )
+
+
+PEOPLE = Table(
+    "people",
+    METADATA,
+    _workspace_fk(primary_key=True),
+    Column("id", text_type(64), primary_key=True),
+    Column("user_name", text_type(), nullable=False),
+    Column("user_name_folded", text_type(), nullable=False),
+    Column("email", text_type(), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("deprovisioned", Boolean, nullable=False),
+    # scimcore.cards.Card.to_dict() as JSON text.
+    Column("card", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "workspace_id", "created_at", "id"),
+    # Seats (R5.1): count(*) over (workspace_id, active=true, deprovisioned=false).
+    Index(None, "workspace_id", "active", "deprovisioned"),
+    Index(None, "workspace_id", "user_name_folded"),
+)
+
+SETTINGS = Table(
+    "settings",
+    METADATA,
+    _workspace_fk(primary_key=True),
+    Column("activation_email", Boolean, nullable=False),
+    # The field mapping as a JSON list; NULL: the default mapping.
+    Column("mapping", Text, nullable=True),
+)
+
+TEMPLATES = Table(
+    "templates",
+    METADATA,
+    _workspace_fk(primary_key=True),
+    Column("name", text_type(), primary_key=True),
+    # The field values as a JSON object.
+    Column("fields", Text, nullable=False),
+)
+
+RULES = Table(
+    "rules",
+    METADATA,
+    _workspace_fk(primary_key=True),
+    Column("id", text_type(64), primary_key=True),
+    Column("filter", Text, nullable=False),
+    Column("template", text_type(), nullable=False),
+    Column("position", Integer, nullable=False),
+    Index(None, "workspace_id", "position", "id"),
+)
+
+OUTBOX = Table(
+    "outbox",
+    METADATA,
+    # A physical key for claiming rows across workspaces.
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
+    _workspace_fk(),
+    Column("id", text_type(64), nullable=False),
+    Column("person_id", text_type(), nullable=False),
+    Column("to_address", Text, nullable=False),
+    Column("kind", text_type(), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", text_type(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # Unique per workspace; NULLs never collide (both engines treat NULLs as distinct).
+    Column("dedupe_key", text_type(), nullable=True),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("workspace_id", "id"),
+    UniqueConstraint("workspace_id", "dedupe_key"),
+    Index(None, "workspace_id", "created_at", "id"),
+    # Claiming due mail across workspaces.
+    Index(None, "status", "next_attempt_at"),
+)
+
+LOG = Table(
+    "log",
+    METADATA,
+    # Insertion order across workspaces.
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
+    _workspace_fk(),
+    # 1, 2, 3, ... per workspace (max + 1 at insert): what retention prunes by.
+    Column("ordinal", BigInteger, nullable=False),
+    Column("id", text_type(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("operation", text_type(), nullable=False),
+    Column("resource_id", text_type(), nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("token_id", text_type(), nullable=True),
+    Column("actor", text_type(), nullable=False),
+    # Newest first (ORDER BY ordinal DESC, seq DESC), max(ordinal), and pruning: one index.
+    Index(None, "workspace_id", "ordinal", "seq"),
 )
