@@ -117,7 +117,7 @@ def test_token_of_deactivated_admin_stops_working(client: Client, workspaces: Wo
 def test_tokens_are_stored_hashed(token: str, workspaces: Workspaces) -> None:
     # R2.1
     record = workspaces.list_tokens("acme")[0]
-    secret = token.rsplit("_", 1)[1]
+    secret = token.split("_", 2)[2]
     assert secret not in repr(record)
     assert record.secret_hash != secret and len(record.secret_hash) == 64
     assert record.last_used_at is None

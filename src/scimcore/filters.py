@@ -299,7 +299,9 @@ class _Parser(_LibParser):  # type: ignore[misc]
 
 def _describe(token: Any, text: str) -> str:
     if token is None:
-        return "unexpected end of filter"
+        end = len(text.rstrip())
+        last = text.rstrip().rsplit(None, 1)[-1]
+        return f"unexpected end of filter at position {end}: '{last}' needs something after it"
     return f"unexpected '{text[token.index : token.end]}' at position {token.index}"
 
 

@@ -16,7 +16,7 @@ from .memory import MemoryStorage
 
 __all__ = ["DEFAULT_DATABASE_URL", "DemoCredentials", "database_url", "ensure_demo", "open_storage"]
 
-DEFAULT_DATABASE_URL = "memory://"
+DEFAULT_DATABASE_URL = "sqlite:///scimcore.db"
 DEMO_SLUG = "demo"
 DEMO_ADMIN = "admin@demo.example"
 
@@ -27,10 +27,14 @@ def database_url(explicit: str | None = None) -> str:
 
 
 def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
-    """A storage backend for a database URL (``memory://`` for the in-memory reference)."""
+    """A storage backend for a database URL: ``sqlite:///file.db``,
+    ``postgresql+psycopg://...`` (needs the ``postgres`` extra) or ``memory://`` (the
+    in-memory reference, gone when the process ends)."""
     if url.startswith("memory:"):
         return MemoryStorage(registry or default_registry())
-    raise ValueError(f"unsupported database URL {url!r} (supported: memory://)")
+    from .sql import SqlStorage
+
+    return SqlStorage(url, registry or default_registry())
 
 
 @frozen
