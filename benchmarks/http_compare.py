@@ -1,0 +1,185 @@
+"""Side-by-side HTTP benchmark: scimcore vs python-scim's scim2-server vs a bare Flask ceiling.
+
+Run by hand (not in CI), from the repository root, in a venv that has gunicorn, scim2-server
+0.8.3 and scimcore installed (see docs/performance.md):
+
+    python benchmarks/http_compare.py --users 2000 --rounds 2 --out docs/bench-http.json
+
+Every target runs under the same gunicorn settings (1 worker, gthread, 4 threads) and is driven
+by ../shared/bench/scimload.py with --server-pid, so the figure that matters, server CPU time per
+request, is measured per target. Targets are interleaved A B C C B A to spread the noise of a
+shared machine; the summary quotes medians per scenario and the ratios to scim2-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+SCENARIOS = ["create", "lookup", "get", "patch", "deactivate", "list"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(port: int) -> None:
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _gunicorn(app: str, port: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        "1",
+        "-k",
+        "gthread",
+        "--threads",
+        "4",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        app,
+    ]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    _wait(port)
+    return proc
+
+
+def _scimcore(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    env = {**os.environ, "SCIMCORE_DATABASE_URL": url}
+    cli = [sys.executable, "-m", "scimcore_adapters.cli", "--database-url", url]
+    subprocess.run(
+        [*cli, "workspace", "create", "bench", "--admin", "b@bench.test"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*cli, "settings", "bench", "--activation-email", "on"], check=True, capture_output=True
+    )
+    token = subprocess.run(
+        [*cli, "token", "generate", "bench", "--admin", "b@bench.test", "--quiet"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return "examples.flask_server:create_app()", token, ROOT, env
+
+
+def _peer(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    return "peer_scim2:wsgi_app", "bench-token", BENCH / "apps", dict(os.environ)
+
+
+def _ceiling(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    return "ceiling_flask:app", "bench-token", BENCH / "apps", dict(os.environ)
+
+
+TARGETS = {"scimcore": _scimcore, "scim2-server": _peer, "ceiling-flask": _ceiling}
+PREFIXES = {"scimcore": "/scim/v2", "scim2-server": "", "ceiling-flask": ""}
+
+
+def run_one(name: str, users: int, concurrency: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        app, token, cwd, env = TARGETS[name](Path(tmp))
+        port = _free_port()
+        proc = _gunicorn(app, port, cwd, env)
+        try:
+            out = Path(tmp) / "out.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(BENCH / "scimload.py"),
+                    f"http://127.0.0.1:{port}{PREFIXES[name]}",
+                    token,
+                    "--users",
+                    str(users),
+                    "--concurrency",
+                    str(concurrency),
+                    "--server-pid",
+                    str(proc.pid),
+                    "--json-out",
+                    str(out),
+                    "--label",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            result: dict[str, Any] = json.loads(out.read_text())
+            return result
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def _figures(result: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, sc in result.get("scenarios", {}).items():
+        if isinstance(sc, dict) and sc.get("rps"):
+            out[name] = (float(sc["rps"]), float(sc.get("srv_cpu_ms_per_req") or 0))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1, help="A B C C B A rounds")
+    ap.add_argument("--targets", default="scimcore,scim2-server,ceiling-flask")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    names = args.targets.split(",")
+    order = [n for _ in range(args.rounds) for n in (*names, *reversed(names))]
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for name in order:
+        print(f"-- {name}", flush=True)
+        runs[name].append(run_one(name, args.users, args.concurrency))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for name, results in runs.items():
+        table[name] = {}
+        for sc in SCENARIOS:
+            rps = [_figures(r)[sc][0] for r in results if sc in _figures(r)]
+            cpu = [_figures(r)[sc][1] for r in results if sc in _figures(r)]
+            if rps:
+                table[name][sc] = {"rps": statistics.median(rps), "cpu_ms": statistics.median(cpu)}
+    print(f"\n{'scenario':<11}" + "".join(f"{n:>26}" for n in names) + "   scimcore/peer")
+    for sc in SCENARIOS:
+        cells = []
+        for n in names:
+            f = table[n].get(sc)
+            cells.append(f"{f['rps']:>10.0f} req/s {f['cpu_ms']:>6.2f} ms" if f else " " * 26)
+        ratio = ""
+        if sc in table.get("scimcore", {}) and sc in table.get("scim2-server", {}):
+            mine, peer = table["scimcore"][sc]["rps"], table["scim2-server"][sc]["rps"]
+            ratio = f"   x{mine / max(peer, 1e-9):.1f}"
+        print(f"{sc:<11}" + "".join(f"{c:>26}" for c in cells) + ratio)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"table": table, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
