@@ -430,3 +430,20 @@ def test_product_statements_use_indexes_on_sqlite(sqlite_url: str) -> None:
                 assert not re.search(rf"SCAN ({_PRODUCT_TABLES})\b", plan), (statement, plan)
                 checked += 1
         assert checked >= 25
+
+
+def test_import_users_is_all_or_nothing(tmp_path: Path) -> None:
+    storage = SqlStorage(f"sqlite:///{tmp_path / 'import.db'}")
+    try:
+        w = ws(storage)
+        docs = [user(n, emails=[{"type": "work", "value": f"u{n}@x.test"}]) for n in range(1, 51)]
+        storage.import_users(w.id, docs)
+        with pytest.raises(UniquenessError):
+            storage.import_users(w.id, [user(100), user(101, "USER1@x.test")])
+        with storage.users(w.id) as store:
+            assert store.query(None, None, 1, 100).total == 50
+            assert store.get(user(100)["id"]) is None
+            f = compile_filter('emails[type eq "work"].value eq "u7@x.test"', REGISTRY)
+            assert [d["id"] for d in store.query(f, None, 1, 10).documents] == [user(7)["id"]]
+    finally:
+        storage.close()
