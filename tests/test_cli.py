@@ -235,8 +235,34 @@ def test_full_scenario_two_workspaces(cli: Cli) -> None:
 
     # R3.5 manual activation, delivery through the CLI is covered in test_smtp
     cli("settings", "acme", "--activation-email", "off")
-    assert cli.json("settings", "acme") == {"activation_email": False}
+    assert cli.json("settings", "acme")["activation_email"] is False
     http2.post("/scim/v2/Users", json=entra_user("cat@acme.example", "R&D"), headers=hdr2)
     assert len(cli.json("outbox", "acme")) == 2
     assert "queued" in cli("activation", "send", "acme", "cat@acme.example")
     assert len(cli.json("outbox", "acme")) == 3
+
+
+def test_settings_restrict_and_extend_the_mapping(cli: Cli) -> None:
+    # R6: the mapping is data a workspace can restrict or extend
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    token = cli("token", "generate", "acme", "--admin", "it@acme.example", "--quiet").strip()
+    fields = cli.json(
+        "settings",
+        "acme",
+        "--fields",
+        "name,email,department",
+        "--map-field",
+        f"employee_id={ENT}:employeeNumber",
+    )["fields"]
+    assert list(fields) == ["name", "department", "email", "employee_id"]
+    assert "nope" in cli("settings", "acme", "--map-field", "x=nope.nothing", ok=False)
+    http, hdr = scim(cli.url, token)
+    body = entra_user(
+        "ann@acme.example", "Sales", **{ENT: {"department": "Sales", "employeeNumber": "42"}}
+    )
+    assert http.post("/scim/v2/Users", json=body, headers=hdr).status_code == 201
+    card = cli.json("cards", "acme")[0]["fields"]
+    assert set(card) == {"name", "email", "department", "employee_id"}
+    assert card["employee_id"]["value"] == "42"
+    cli.json("settings", "acme", "--reset-fields")
+    assert "job_title" in cli.json("settings", "acme")["fields"]

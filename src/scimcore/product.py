@@ -16,12 +16,14 @@ from attrs import frozen
 from .cards import (
     Card,
     CardError,
+    FieldMapping,
     admin_edit,
     admin_unlock,
     apply_template,
     extract,
     owner_edit,
 )
+from .patch import parse_path
 from .provisioning import Event, Provisioner, mapping_for
 from .runtime import Runtime
 from .schema import SchemaRegistry
@@ -101,21 +103,40 @@ class Product:
         with self.storage.users(self._workspace(slug).id) as store:
             return store.get_settings()
 
-    def update_settings(self, slug: str, *, activation_email: bool | None = None) -> Settings:
-        """Change Card Settings; ``None`` leaves a setting as it is."""
+    def update_settings(
+        self,
+        slug: str,
+        *,
+        activation_email: bool | None = None,
+        mapping: FieldMapping | None = None,
+    ) -> Settings:
+        """Change Card Settings; ``None`` leaves a setting as it is.
+
+        ``mapping`` replaces the workspace's R6 mapping (derive it from
+        :data:`~scimcore.cards.DEFAULT_MAPPING` with ``restrict``/``extend``). Every path is
+        checked now: a path that names no attribute raises
+        :class:`~scimcore.errors.InvalidPathError`.
+        """
+        if mapping is not None:
+            for rule in mapping.rules:
+                for path in (rule.path, rule.fallback):
+                    if path is not None:
+                        parse_path(path, self.registry)
         with self.storage.users(self._workspace(slug).id) as store:
             settings = store.get_settings()
             if activation_email is not None:
                 settings = attrs.evolve(settings, activation_email=activation_email)
+            if mapping is not None:
+                settings = attrs.evolve(settings, mapping=mapping.to_list())
             store.save_settings(settings)
-            self._log(
-                store,
-                "admin",
-                "settings",
-                None,
-                f"activation_email={'on' if settings.activation_email else 'off'}",
-            )
+            keys = ",".join(mapping_for(settings).field_keys())
+            state = "on" if settings.activation_email else "off"
+            self._log(store, "admin", "settings", None, f"activation_email={state} fields={keys}")
             return settings
+
+    def mapping(self, slug: str) -> FieldMapping:
+        """The workspace's card field mapping (R6)."""
+        return mapping_for(self.settings(slug))
 
     # --- templates and rules (R7) -------------------------------------------------------------
 

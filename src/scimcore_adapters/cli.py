@@ -73,6 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="Card Settings (activation email)")
     st.add_argument("slug")
     st.add_argument("--activation-email", choices=["on", "off"])
+    st.add_argument(
+        "--fields",
+        metavar="KEY,KEY",
+        help="restrict the card fields fed by the IdP to these keys (R6)",
+    )
+    st.add_argument(
+        "--map-field",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="feed card field KEY from the SCIM attribute PATH (R6), e.g. "
+        "employee_id=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+    )
+    st.add_argument("--reset-fields", action="store_true", help="back to the default mapping")
     st.add_argument("--json", action="store_true")
 
     tp = sub.add_parser("template", help="card templates").add_subparsers(
@@ -226,14 +240,26 @@ def _emit(args: argparse.Namespace, out: Any, rows: Any, lines: Sequence[str]) -
 
 
 def _settings(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    from scimcore.cards import DEFAULT_MAPPING, FieldRule
+
     p = service.product
-    s = (
-        p.update_settings(args.slug, activation_email=args.activation_email == "on")
-        if args.activation_email
-        else p.settings(args.slug)
-    )
-    row = {"activation_email": s.activation_email}
-    _emit(args, out, row, [f"activation email: {'on' if s.activation_email else 'off'}"])
+    mapping = None
+    if args.reset_fields or args.fields or args.map_field:
+        mapping = DEFAULT_MAPPING if args.reset_fields else p.mapping(args.slug)
+        if args.fields:
+            mapping = mapping.restrict(k.strip() for k in args.fields.split(",") if k.strip())
+        for key, path in _fields(args.map_field).items():
+            mapping = mapping.extend(FieldRule(key, key.replace("_", " ").capitalize(), path))
+    activation = None if args.activation_email is None else args.activation_email == "on"
+    if activation is not None or mapping is not None:
+        s = p.update_settings(args.slug, activation_email=activation, mapping=mapping)
+    else:
+        s = p.settings(args.slug)
+    fields = {r.key: r.path for r in p.mapping(args.slug).rules}
+    row = {"activation_email": s.activation_email, "fields": fields}
+    lines = [f"activation email: {'on' if s.activation_email else 'off'}"]
+    lines += [f"field {k} <- {v}" for k, v in fields.items()]
+    _emit(args, out, row, lines)
 
 
 def _template(service: ScimService, args: argparse.Namespace, out: Any) -> None:
