@@ -104,7 +104,11 @@ class Provisioner:
         mapping = mapping_for(settings)
         idp = extract(doc, mapping, self.registry)
         template_name = choose_template(store.list_rules(), doc, mapping, self.registry)
-        template = next((t for t in store.list_templates() if t.name == template_name), None)
+        template = (
+            next((t for t in store.list_templates() if t.name == template_name), None)
+            if template_name is not None
+            else None
+        )
         card = new_card(
             idp, template.name if template else None, dict(template.fields) if template else None
         )

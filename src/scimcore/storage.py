@@ -23,6 +23,7 @@ from .templates import Rule, Template
 
 __all__ = [
     "Admin",
+    "Grant",
     "LogEntry",
     "OutboxMail",
     "Page",
@@ -68,6 +69,16 @@ class TokenRecord:
     created_by: str
     created_at: datetime
     last_used_at: datetime | None = None
+
+
+@frozen
+class Grant:
+    """What a bearer token grants, read in one step: the token, its workspace, and whether
+    the admin who created it is still an active admin (R2.3)."""
+
+    token: TokenRecord
+    workspace: Workspace
+    admin_active: bool
 
 
 @frozen
@@ -252,6 +263,10 @@ class Storage(Protocol):
     def add_token(self, token: TokenRecord) -> None: ...
 
     def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def authenticate(self, token_id: str) -> Grant | None:
+        """The token with this id, its workspace and its creator's state, in one read (the
+        hot path of every SCIM request); ``None`` for an unknown token."""
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]: ...
 

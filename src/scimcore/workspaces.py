@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
+from datetime import timedelta
 
 import attrs
 from attrs import frozen
@@ -20,7 +21,11 @@ from .errors import UnauthorizedError
 from .runtime import Runtime, system_runtime
 from .storage import Admin, Storage, TokenRecord, Workspace
 
-__all__ = ["AuthContext", "GeneratedToken", "WorkspaceError", "Workspaces"]
+__all__ = ["TOUCH_INTERVAL", "AuthContext", "GeneratedToken", "WorkspaceError", "Workspaces"]
+
+TOUCH_INTERVAL = timedelta(minutes=1)
+"""``last_used_at`` is refreshed at most this often: one write per token per minute, not one
+per request."""
 
 _TOKEN_RE = re.compile(r"^scim_([0-9a-f]{32})_([A-Za-z0-9_-]{20,200})$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -156,14 +161,15 @@ class Workspaces:
         if scheme.lower() != "bearer" or not credentials.strip():
             raise UnauthorizedError("the Authorization header must use the Bearer scheme")
         match = _TOKEN_RE.match(credentials.strip())
-        record = self.storage.get_token(match.group(1)) if match else None
+        grant = self.storage.authenticate(match.group(1)) if match else None
         presented = _hash(match.group(2)) if match else _hash(credentials)
-        expected = record.secret_hash if record else _hash("")
-        if not hmac.compare_digest(presented, expected) or record is None:
+        expected = grant.token.secret_hash if grant else _hash("")
+        if not hmac.compare_digest(presented, expected) or grant is None:
             raise UnauthorizedError("invalid bearer token")
-        workspace = self.storage.get_workspace_by_id(record.workspace_id)
-        admin = self.storage.get_admin(record.workspace_id, record.created_by)
-        if workspace is None or admin is None or not admin.active:
+        if not grant.admin_active:
             raise UnauthorizedError("this token's admin is no longer active: generate a new token")
-        self.storage.touch_token(record.id, self.runtime.now())
-        return AuthContext(workspace, record.id)
+        now = self.runtime.now()
+        last = grant.token.last_used_at
+        if last is None or now - last >= TOUCH_INTERVAL:
+            self.storage.touch_token(grant.token.id, now)
+        return AuthContext(grant.workspace, grant.token.id)

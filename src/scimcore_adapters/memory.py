@@ -21,6 +21,7 @@ from scimcore.filters import Filter, matches
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     Admin,
+    Grant,
     LogEntry,
     OutboxMail,
     Page,
@@ -230,6 +231,14 @@ class MemoryStorage:
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         return self._tokens.get(token_id)
+
+    def authenticate(self, token_id: str) -> Grant | None:
+        token = self._tokens.get(token_id)
+        workspace = self._workspaces.get(token.workspace_id) if token else None
+        if token is None or workspace is None:
+            return None
+        admin = self._admins.get((token.workspace_id, token.created_by.lower()))
+        return Grant(token, workspace, admin is not None and admin.active)
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
         return sorted(

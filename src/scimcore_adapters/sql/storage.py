@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -37,6 +38,7 @@ from scimcore.filters import Filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     Admin,
+    Grant,
     OutboxMail,
     Page,
     SortSpec,
@@ -295,6 +297,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a process crash (the kill test); only an OS
+            # crash or power loss can lose the last commits, never corrupt the file.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
@@ -477,6 +482,16 @@ class SqlStorage:
             row = conn.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
         return self._token(row) if row is not None else None
 
+    def authenticate(self, token_id: str) -> Grant | None:
+        """Token, workspace and the creator's state in one indexed join."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_AUTHENTICATE, {"token_id": token_id}).first()
+            conn.rollback()
+        if row is None:
+            return None
+        workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)
+        return Grant(self._token(row), workspace, bool(row.admin_active))
+
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
         with self._tx(immediate=False) as conn:
             rows = conn.execute(
@@ -511,6 +526,26 @@ class SqlStorage:
         """Store the outcome of a delivery attempt of a claimed mail."""
         with self._tx(immediate=True) as conn:
             finish_mail(conn, mail)
+
+
+_AUTHENTICATE = (
+    select(
+        TOKENS,
+        WORKSPACES.c.id.label("ws_id"),
+        WORKSPACES.c.slug.label("ws_slug"),
+        WORKSPACES.c.created_at.label("ws_created_at"),
+        ADMINS.c.active.label("admin_active"),
+    )
+    .join(WORKSPACES, WORKSPACES.c.id == TOKENS.c.workspace_id)
+    .outerjoin(
+        ADMINS,
+        and_(
+            ADMINS.c.workspace_id == TOKENS.c.workspace_id,
+            ADMINS.c.email_key == func.lower(TOKENS.c.created_by),
+        ),
+    )
+    .where(TOKENS.c.id == bindparam("token_id"))
+)
 
 
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:
