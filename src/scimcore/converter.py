@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from .errors import InvalidSyntaxError, InvalidValueError
-from .schema import Attribute, AttrType, Mutability, Returned, Schema, SchemaRegistry
+from .schema import (
+    Attribute,
+    AttrType,
+    Mutability,
+    Returned,
+    Schema,
+    SchemaRegistry,
+    parse_datetime,
+)
 
 __all__ = [
     "AttributeSelection",
@@ -51,10 +58,8 @@ def coerce_bool(value: Any, where: str) -> bool:
 
 
 def _check_datetime(value: str, where: str) -> str:
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidValueError(f"{where}: {value[:60]!r} is not an xsd:dateTime") from None
+    if parse_datetime(value) is None:
+        raise InvalidValueError(f"{where}: {value[:60]!r} is not an xsd:dateTime")
     return value
 
 

@@ -36,7 +36,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any, TypeAlias
 
 from attrs import field, frozen
@@ -45,7 +44,14 @@ from scim2_filter_parser.parser import SCIMParser as _LibParser
 from sly.lex import Token as _Token
 
 from scimcore.errors import InvalidFilterError
-from scimcore.schema import Attribute, AttrType, ResourceType, Schema, SchemaRegistry
+from scimcore.schema import (
+    Attribute,
+    AttrType,
+    ResourceType,
+    Schema,
+    SchemaRegistry,
+    parse_datetime,
+)
 
 __all__ = [
     "MAX_DEPTH",
@@ -489,21 +495,6 @@ def _non_empty(value: Any) -> bool:
     return True
 
 
-def _parse_datetime(value: Any) -> datetime | None:
-    """An ISO 8601 date-time (RFC 7643 §2.3.5) as an aware datetime (UTC if no offset)."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-
-
 def _ordered_test(op: str, operand: Any, convert: Callable[[Any], Any]) -> _Test:
     """A test comparing ``convert(value)`` with ``operand``; ``convert`` yields None on mismatch."""
 
@@ -592,10 +583,10 @@ def _value_test(op: str, value: Value, leaf: Attribute, label: str) -> _Test:
             raise wrong_kind("a number")
         return _ordered_test(op, value, _number)
     if kind is AttrType.DATETIME:
-        moment = _parse_datetime(value) if isinstance(value, str) else None
+        moment = parse_datetime(value) if isinstance(value, str) else None
         if moment is None:
             raise wrong_kind("an ISO 8601 date-time string")
-        return _ordered_test(op, moment, _parse_datetime)
+        return _ordered_test(op, moment, parse_datetime)
     raise InvalidFilterError(f"'{label}' is complex: name one of its sub-attributes")
 
 

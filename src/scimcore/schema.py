@@ -9,6 +9,7 @@ through :meth:`Schema.attribute` / :meth:`Attribute.sub_attribute`, which fold c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -28,7 +29,23 @@ __all__ = [
     "SchemaRegistry",
     "Uniqueness",
     "default_registry",
+    "parse_datetime",
 ]
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """An ISO 8601 date-time (RFC 7643 §2.3.5) as an aware datetime (UTC if no offset)."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 class AttrType(str, Enum):
