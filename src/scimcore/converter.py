@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import InvalidSyntaxError, InvalidValueError
 from .schema import (
+    COMMON_ATTRIBUTES,
     Attribute,
     AttrType,
     Mutability,
@@ -328,6 +329,27 @@ def _project_schema(
     return out
 
 
+def _project_default(doc: Mapping[str, Any], registry: SchemaRegistry) -> dict[str, Any]:
+    """:func:`project` without attribute selection: the hot path of every response."""
+    view = registry.default_view()
+    core = view[None]
+    out: dict[str, Any] = {"schemas": None}
+    if "id" in doc:
+        out["id"] = doc["id"]
+    present = set()
+    for key, value in doc.items():
+        if key in core:
+            out[key] = value
+        elif key in view and isinstance(value, Mapping):
+            names = view[key]
+            section = {k: v for k, v in value.items() if k in names}
+            if section:
+                out[key] = section
+                present.add(key)
+    out["schemas"] = [registry.core.id, *(s.id for s in registry.extensions if s.id in present)]
+    return out
+
+
 def project(
     doc: Mapping[str, Any],
     registry: SchemaRegistry,
@@ -337,8 +359,8 @@ def project(
 
     ``id`` and ``schemas`` are always returned; ``password`` never (RFC 7643 §7).
     """
-    from .schema import COMMON_ATTRIBUTES
-
+    if selection is None or selection.empty:
+        return _project_default(doc, registry)
     out: dict[str, Any] = {"schemas": resource_schemas(doc, registry)}
     common = [a for a in COMMON_ATTRIBUTES if a.name != "schemas"]
     out.update(_project_schema(doc, common, (), selection))

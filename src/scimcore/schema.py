@@ -477,6 +477,30 @@ class SchemaRegistry:
     def _rebuild(self) -> None:
         rt = self._resource_type
         self._schemas: dict[str, Schema] = {s.id.lower(): s for s in rt.schemas}
+        hidden = (Returned.NEVER, Returned.REQUEST)
+        sections: dict[str | None, frozenset[str]] = {
+            None: frozenset(a.name for a in (*COMMON_ATTRIBUTES, *rt.schema.attributes)),
+        }
+        for ext, _ in rt.extensions:
+            sections[ext.id] = frozenset(a.name for a in ext.attributes)
+        self._default_view = {
+            key: frozenset(
+                a.name
+                for a in (
+                    (*COMMON_ATTRIBUTES, *rt.schema.attributes)
+                    if key is None
+                    else next(e for e, _ in rt.extensions if e.id == key).attributes
+                )
+                if a.returned not in hidden and a.name != "schemas"
+            )
+            for key in sections
+        }
+
+    def default_view(self) -> Mapping[str | None, frozenset[str]]:
+        """Per section (``None``: core and common attributes; else an extension URN), the
+        names returned when no ``attributes`` parameter is given (RFC 7643 §7 ``returned``):
+        everything but ``never`` and ``request`` attributes. Cached; rebuilt on change."""
+        return self._default_view
 
     @property
     def resource_type(self) -> ResourceType:
