@@ -131,6 +131,18 @@ class _Date:
 _Spec = _Str | _Bool | _Date
 
 
+#: ``col IS NOT NULL`` per column, built once (keyed by identity; the entry keeps the column, so
+#: its id is never reused while cached).
+_NOT_NULL: dict[int, tuple[ColumnElement[Any], ColumnElement[bool]]] = {}
+
+
+def _not_null(col: ColumnElement[Any]) -> ColumnElement[bool]:
+    entry = _NOT_NULL.get(id(col))
+    if entry is None or entry[0] is not col:
+        entry = _NOT_NULL[id(col)] = (col, col.is_not(None))
+    return entry[1]
+
+
 def _exact(clause: ColumnElement[bool]) -> Translation:
     return Translation(clause, True)
 
@@ -139,9 +151,9 @@ def _present(spec: _Spec) -> Translation:
     if isinstance(spec, _Str):
         col = spec.raw if spec.raw is not None else spec.folded
         assert col is not None
-        return _exact(and_(col.is_not(None), col != ""))
+        return _exact(and_(_not_null(col), col != ""))
     if isinstance(spec, _Bool):
-        return _exact(spec.col.is_not(None))
+        return _exact(_not_null(spec.col))
     # A stored date-time string that does not parse is still "present": not indexed.
     return _CANDIDATE
 
@@ -151,7 +163,7 @@ def _string_op(op: str, value: str, spec: _Str, leaf: Attribute) -> Translation:
     if col is None or "\x00" in value:
         return _CANDIDATE
     operand = value if leaf.case_exact else value.casefold()
-    guard = col.is_not(None)
+    guard = _not_null(col)
     if op in ("sw", "co", "ew") and operand == "":
         return _exact(guard)
     cond: ColumnElement[bool]
@@ -193,7 +205,7 @@ def _ordered(op: str, col: ColumnElement[Any], operand: Any) -> ColumnElement[bo
         "le": lambda: col <= operand,
     }
     make = ops.get(op)
-    return and_(col.is_not(None), make()) if make is not None else None
+    return and_(_not_null(col), make()) if make is not None else None
 
 
 def _compare(op: str, value: Any, spec: _Spec, leaf: Attribute) -> Translation:

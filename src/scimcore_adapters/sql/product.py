@@ -12,11 +12,22 @@ together or not at all, R3.6). Each method is one indexed statement; ``add_log``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, false, func, select, true
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Table,
+    bindparam,
+    delete,
+    false,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings
@@ -24,7 +35,17 @@ from scimcore.templates import Rule, Template
 
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES
 
-__all__ = ["PRUNE_EVERY_MAX", "ProductStore", "claim_mail", "finish_mail", "prune_every", "upsert"]
+__all__ = [
+    "PRUNE_EVERY_MAX",
+    "ProductStore",
+    "claim_mail",
+    "dialect_insert",
+    "finish_mail",
+    "insert_unless_statement",
+    "prune_every",
+    "upsert",
+    "upsert_statement",
+]
 
 #: The log of a workspace is pruned at most every this many entries (see :func:`prune_every`).
 PRUNE_EVERY_MAX = 64
@@ -45,38 +66,106 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# --- statements ----------------------------------------------------------------------------------
+#
+# Every per-request statement is built once, with ``bindparam`` placeholders (named ``b_*`` so that
+# they never collide with a column: a parameter named like a column fills that column of an
+# ``INSERT`` or the ``SET`` clause of an ``UPDATE``), and executed with a parameter dict. Building
+# a statement and computing its cache key over embedded literals costs far more CPU than running
+# it; a prebuilt statement memoizes its cache key, so SQLAlchemy goes straight to the compiled
+# form. The dialect-specific ``INSERT ... ON CONFLICT`` statements are built once per dialect.
+
+
+def dialect_insert(dialect_name: str) -> Callable[[Table], Any]:
+    """The ``insert`` constructor with ``ON CONFLICT`` support for a dialect."""
+    if dialect_name == "postgresql":
+        return postgresql.insert
+    if dialect_name == "sqlite":
+        return sqlite.insert
+    raise ValueError(f"unsupported dialect {dialect_name!r}")
+
+
+@lru_cache(maxsize=256)
+def upsert_statement(
+    dialect_name: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Executable:
+    """``INSERT (columns) ... ON CONFLICT (keys) DO UPDATE`` of the other columns."""
+    stmt = dialect_insert(dialect_name)(table)
+    rest = [k for k in columns if k not in keys]
+    built: Executable = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={k: stmt.excluded[k] for k in rest}
+    )
+    return built
+
+
+@lru_cache(maxsize=256)
+def insert_unless_statement(dialect_name: str, table: Table, keys: tuple[str, ...]) -> Executable:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys[0]`` (every unique constraint
+    when ``keys`` is empty, returning the first primary key column)."""
+    stmt = dialect_insert(dialect_name)(table)
+    if keys:
+        built: Executable = stmt.on_conflict_do_nothing(index_elements=list(keys)).returning(
+            table.c[keys[0]]
+        )
+    else:
+        built = stmt.on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return built
+
+
 def upsert(conn: Connection, table: Table, keys: Sequence[str], values: Mapping[str, Any]) -> None:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE``: one atomic statement on both engines."""
-    rest = [k for k in values if k not in keys]
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=list(keys), set_={k: pg.excluded[k] for k in rest}
-            )
-        )
-    else:
-        lite = sqlite.insert(table).values(**values)
-        conn.execute(
-            lite.on_conflict_do_update(
-                index_elements=list(keys), set_={k: lite.excluded[k] for k in rest}
-            )
-        )
+    stmt = upsert_statement(conn.dialect.name, table, tuple(keys), tuple(values))
+    conn.execute(stmt, dict(values))
 
 
-def _insert_unless(
-    conn: Connection, table: Table, keys: Sequence[str], values: Mapping[str, Any]
-) -> bool:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING``; ``False`` if a row with those
-    keys exists (a returned row is the only portable signal: ``rowcount`` is not)."""
-    key = table.c[keys[0]]
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        result = conn.execute(pg.on_conflict_do_nothing(index_elements=list(keys)).returning(key))
-    else:
-        lite = sqlite.insert(table).values(**values)
-        result = conn.execute(lite.on_conflict_do_nothing(index_elements=list(keys)).returning(key))
-    return result.first() is not None
+_WS_PARAM = "b_ws"
+
+
+def _ws(table: Table) -> Any:
+    return table.c.workspace_id == bindparam(_WS_PARAM)
+
+
+_GET_PERSON = select(PEOPLE).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
+_PEOPLE_KEYS = ("workspace_id", "id")
+_LIST_PEOPLE = select(PEOPLE).where(_ws(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
+_COUNT_SEATS = (
+    select(func.count())
+    .select_from(PEOPLE)
+    .where(_ws(PEOPLE), PEOPLE.c.active == true(), PEOPLE.c.deprovisioned == false())
+)
+_GET_SETTINGS = select(SETTINGS.c.activation_email, SETTINGS.c.mapping).where(_ws(SETTINGS))
+_LIST_TEMPLATES = (
+    select(TEMPLATES.c.name, TEMPLATES.c.fields).where(_ws(TEMPLATES)).order_by(TEMPLATES.c.name)
+)
+_DELETE_TEMPLATE = delete(TEMPLATES).where(_ws(TEMPLATES), TEMPLATES.c.name == bindparam("b_name"))
+_LIST_RULES = (
+    select(RULES.c.id, RULES.c.filter, RULES.c.template, RULES.c.position)
+    .where(_ws(RULES))
+    .order_by(RULES.c.position, RULES.c.id)
+)
+_DELETE_RULE = delete(RULES).where(_ws(RULES), RULES.c.id == bindparam("b_id"))
+_MAIL_DEDUPE_KEYS = ("workspace_id", "dedupe_key")
+_MAIL_COLUMNS = [c for c in OUTBOX.c if c.name != "seq"]
+_LIST_OUTBOX = select(*_MAIL_COLUMNS).where(_ws(OUTBOX)).order_by(OUTBOX.c.created_at, OUTBOX.c.id)
+_LOG_COLUMNS = [c for c in LOG.c if c.name not in ("seq", "ordinal", "workspace_id")]
+#: The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of the
+#: current maximum); the other columns come from the parameters.
+_ADD_LOG = (
+    LOG.insert()
+    .values(
+        ordinal=select(func.coalesce(func.max(LOG.c.ordinal), 0) + 1)
+        .where(_ws(LOG))
+        .scalar_subquery()
+    )
+    .returning(LOG.c.ordinal)
+)
+_PRUNE_LOG = delete(LOG).where(_ws(LOG), LOG.c.ordinal <= bindparam("b_upto"))
+_LIST_LOG = (
+    select(*_LOG_COLUMNS)
+    .where(_ws(LOG))
+    .order_by(LOG.c.ordinal.desc(), LOG.c.seq.desc())
+    .limit(bindparam("b_limit"))
+)
 
 
 def _person(row: Any) -> Person:
@@ -124,30 +213,27 @@ def _log_entry(row: Any) -> LogEntry:
     )
 
 
-_MAIL_COLUMNS = [c for c in OUTBOX.c if c.name != "seq"]
-_LOG_COLUMNS = [c for c in LOG.c if c.name not in ("seq", "ordinal", "workspace_id")]
-
-
 class ProductStore:
     """The product methods of a :class:`~scimcore.storage.UserStore` over one connection."""
 
     _conn: Connection
     _ws: str
 
+    def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
+        stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
+        self._conn.execute(stmt, values)
+
     # --- people --------------------------------------------------------------------------------
 
     def get_person(self, person_id: str) -> Person | None:
-        row = self._conn.execute(
-            select(PEOPLE).where(PEOPLE.c.workspace_id == self._ws, PEOPLE.c.id == person_id)
-        ).first()
+        row = self._conn.execute(_GET_PERSON, {_WS_PARAM: self._ws, "b_id": person_id}).first()
         return _person(row) if row is not None else None
 
     def save_person(self, person: Person) -> None:
         """Insert or update the person with this ``id``."""
-        upsert(
-            self._conn,
+        self._upsert(
             PEOPLE,
-            ("workspace_id", "id"),
+            _PEOPLE_KEYS,
             {
                 "workspace_id": self._ws,
                 "id": person.id,
@@ -164,42 +250,25 @@ class ProductStore:
 
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
-        rows = self._conn.execute(
-            select(PEOPLE)
-            .where(PEOPLE.c.workspace_id == self._ws)
-            .order_by(PEOPLE.c.created_at, PEOPLE.c.id)
-        )
+        rows = self._conn.execute(_LIST_PEOPLE, {_WS_PARAM: self._ws})
         return [_person(r) for r in rows]
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1), from the seats index."""
-        count: int = self._conn.execute(
-            select(func.count())
-            .select_from(PEOPLE)
-            .where(
-                PEOPLE.c.workspace_id == self._ws,
-                PEOPLE.c.active == true(),
-                PEOPLE.c.deprovisioned == false(),
-            )
-        ).scalar_one()
+        count: int = self._conn.execute(_COUNT_SEATS, {_WS_PARAM: self._ws}).scalar_one()
         return count
 
     # --- settings ------------------------------------------------------------------------------
 
     def get_settings(self) -> Settings:
-        row = self._conn.execute(
-            select(SETTINGS.c.activation_email, SETTINGS.c.mapping).where(
-                SETTINGS.c.workspace_id == self._ws
-            )
-        ).first()
+        row = self._conn.execute(_GET_SETTINGS, {_WS_PARAM: self._ws}).first()
         if row is None:
             return Settings()
         mapping = json.loads(row.mapping) if row.mapping is not None else None
         return Settings(activation_email=row.activation_email, mapping=mapping)
 
     def save_settings(self, settings: Settings) -> None:
-        upsert(
-            self._conn,
+        self._upsert(
             SETTINGS,
             ("workspace_id",),
             {
@@ -213,17 +282,12 @@ class ProductStore:
 
     def list_templates(self) -> Sequence[Template]:
         """Templates by name (code-point order)."""
-        rows = self._conn.execute(
-            select(TEMPLATES.c.name, TEMPLATES.c.fields)
-            .where(TEMPLATES.c.workspace_id == self._ws)
-            .order_by(TEMPLATES.c.name)
-        )
+        rows = self._conn.execute(_LIST_TEMPLATES, {_WS_PARAM: self._ws})
         return [Template(r.name, json.loads(r.fields)) for r in rows]
 
     def save_template(self, template: Template) -> None:
         """Insert or update the template with this name."""
-        upsert(
-            self._conn,
+        self._upsert(
             TEMPLATES,
             ("workspace_id", "name"),
             {
@@ -234,23 +298,16 @@ class ProductStore:
         )
 
     def delete_template(self, name: str) -> bool:
-        result = self._conn.execute(
-            delete(TEMPLATES).where(TEMPLATES.c.workspace_id == self._ws, TEMPLATES.c.name == name)
-        )
+        result = self._conn.execute(_DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name})
         return bool(result.rowcount)
 
     def list_rules(self) -> Sequence[Rule]:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
-        rows = self._conn.execute(
-            select(RULES.c.id, RULES.c.filter, RULES.c.template, RULES.c.position)
-            .where(RULES.c.workspace_id == self._ws)
-            .order_by(RULES.c.position, RULES.c.id)
-        )
+        rows = self._conn.execute(_LIST_RULES, {_WS_PARAM: self._ws})
         return [Rule(r.id, r.filter, r.template, r.position) for r in rows]
 
     def save_rule(self, rule: Rule) -> None:
-        upsert(
-            self._conn,
+        self._upsert(
             RULES,
             ("workspace_id", "id"),
             {
@@ -263,9 +320,7 @@ class ProductStore:
         )
 
     def delete_rule(self, rule_id: str) -> bool:
-        result = self._conn.execute(
-            delete(RULES).where(RULES.c.workspace_id == self._ws, RULES.c.id == rule_id)
-        )
+        result = self._conn.execute(_DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id})
         return bool(result.rowcount)
 
     # --- outbox --------------------------------------------------------------------------------
@@ -273,35 +328,28 @@ class ProductStore:
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before in
         this workspace. The unique index decides, so concurrent enqueues have one winner."""
-        return _insert_unless(
-            self._conn,
-            OUTBOX,
-            ("workspace_id", "dedupe_key"),
-            {
-                "workspace_id": self._ws,
-                "id": mail.id,
-                "person_id": mail.person_id,
-                "to_address": mail.to,
-                "kind": mail.kind,
-                "subject": mail.subject,
-                "body": mail.body,
-                "status": mail.status,
-                "attempts": mail.attempts,
-                "next_attempt_at": mail.next_attempt_at,
-                "created_at": mail.created_at,
-                "dedupe_key": mail.dedupe_key,
-                "sent_at": mail.sent_at,
-                "last_error": mail.last_error,
-            },
-        )
+        stmt = insert_unless_statement(self._conn.dialect.name, OUTBOX, _MAIL_DEDUPE_KEYS)
+        values = {
+            "workspace_id": self._ws,
+            "id": mail.id,
+            "person_id": mail.person_id,
+            "to_address": mail.to,
+            "kind": mail.kind,
+            "subject": mail.subject,
+            "body": mail.body,
+            "status": mail.status,
+            "attempts": mail.attempts,
+            "next_attempt_at": mail.next_attempt_at,
+            "created_at": mail.created_at,
+            "dedupe_key": mail.dedupe_key,
+            "sent_at": mail.sent_at,
+            "last_error": mail.last_error,
+        }
+        return self._conn.execute(stmt, values).first() is not None
 
     def list_outbox(self) -> Sequence[OutboxMail]:
         """The workspace's mail, oldest first."""
-        rows = self._conn.execute(
-            select(*_MAIL_COLUMNS)
-            .where(OUTBOX.c.workspace_id == self._ws)
-            .order_by(OUTBOX.c.created_at, OUTBOX.c.id)
-        )
+        rows = self._conn.execute(_LIST_OUTBOX, {_WS_PARAM: self._ws})
         return [_mail(r) for r in rows]
 
     # --- log -----------------------------------------------------------------------------------
@@ -310,46 +358,55 @@ class ProductStore:
         """Append an entry; retention is bounded, not exact: see :func:`prune_every`.
 
         The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of
-        the current maximum). Every :func:`prune_every`-th ordinal, one range ``DELETE`` on the
-        same index removes what is older than the ``keep`` newest.
+        the current maximum): one statement. Only every :func:`prune_every`-th ordinal, one range
+        ``DELETE`` on the same index removes what is older than the ``keep`` newest.
         """
-        ws = LOG.c.workspace_id == self._ws
-        next_ordinal = (
-            select(func.coalesce(func.max(LOG.c.ordinal), 0) + 1).where(ws).scalar_subquery()
-        )
         ordinal: int = self._conn.execute(
-            LOG.insert()
-            .values(
-                workspace_id=self._ws,
-                ordinal=next_ordinal,
-                id=entry.id,
-                at=entry.at,
-                operation=entry.operation,
-                resource_id=entry.resource_id,
-                status=entry.status,
-                detail=entry.detail,
-                token_id=entry.token_id,
-                actor=entry.actor,
-            )
-            .returning(LOG.c.ordinal)
+            _ADD_LOG,
+            {
+                _WS_PARAM: self._ws,
+                "workspace_id": self._ws,
+                "id": entry.id,
+                "at": entry.at,
+                "operation": entry.operation,
+                "resource_id": entry.resource_id,
+                "status": entry.status,
+                "detail": entry.detail,
+                "token_id": entry.token_id,
+                "actor": entry.actor,
+            },
         ).scalar_one()
         if ordinal % prune_every(keep) == 0:
-            self._conn.execute(delete(LOG).where(ws, LOG.c.ordinal <= ordinal - keep))
+            self._conn.execute(_PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep})
 
     def list_log(self, limit: int) -> Sequence[LogEntry]:
         """Newest first."""
         if limit <= 0:
             return []
-        rows = self._conn.execute(
-            select(*_LOG_COLUMNS)
-            .where(LOG.c.workspace_id == self._ws)
-            .order_by(LOG.c.ordinal.desc(), LOG.c.seq.desc())
-            .limit(limit)
-        )
+        rows = self._conn.execute(_LIST_LOG, {_WS_PARAM: self._ws, "b_limit": limit})
         return [_log_entry(r) for r in rows]
 
 
 # --- delivery (across workspaces) ----------------------------------------------------------------
+
+_CLAIM_MAIL = (
+    OUTBOX.update()
+    .where(
+        OUTBOX.c.seq.in_(
+            select(OUTBOX.c.seq)
+            .where(
+                OUTBOX.c.status.in_(("pending", "sending")),
+                OUTBOX.c.next_attempt_at <= bindparam("b_now", type_=OUTBOX.c.next_attempt_at.type),
+            )
+            .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.seq)
+            .limit(bindparam("b_limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(status="sending")
+    .returning(*_MAIL_COLUMNS)
+)
+_FINISH_MAIL = OUTBOX.update().where(_ws(OUTBOX), OUTBOX.c.id == bindparam("b_id"))
 
 
 def claim_mail(
@@ -364,21 +421,8 @@ def claim_mail(
     """
     if limit <= 0:
         return []
-    due = (
-        select(OUTBOX.c.seq)
-        .where(
-            OUTBOX.c.status.in_(("pending", "sending")),
-            OUTBOX.c.next_attempt_at <= now,
-        )
-        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
     rows = conn.execute(
-        OUTBOX.update()
-        .where(OUTBOX.c.seq.in_(due))
-        .values(status="sending", next_attempt_at=lease_until)
-        .returning(*_MAIL_COLUMNS)
+        _CLAIM_MAIL, {"b_now": now, "b_limit": limit, "next_attempt_at": lease_until}
     ).all()
     return sorted((_mail(r) for r in rows), key=lambda m: (m.created_at, m.id))
 
@@ -386,13 +430,14 @@ def claim_mail(
 def finish_mail(conn: Connection, mail: OutboxMail) -> None:
     """Store the outcome of a delivery attempt of a claimed mail."""
     conn.execute(
-        OUTBOX.update()
-        .where(OUTBOX.c.workspace_id == mail.workspace_id, OUTBOX.c.id == mail.id)
-        .values(
-            status=mail.status,
-            attempts=mail.attempts,
-            sent_at=mail.sent_at,
-            last_error=mail.last_error,
-            next_attempt_at=mail.next_attempt_at,
-        )
+        _FINISH_MAIL,
+        {
+            _WS_PARAM: mail.workspace_id,
+            "b_id": mail.id,
+            "status": mail.status,
+            "attempts": mail.attempts,
+            "sent_at": mail.sent_at,
+            "last_error": mail.last_error,
+            "next_attempt_at": mail.next_attempt_at,
+        },
     )

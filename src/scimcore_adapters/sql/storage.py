@@ -17,16 +17,20 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    Select,
     and_,
     bindparam,
     create_engine,
     delete,
     event,
+    exists,
     func,
     select,
 )
@@ -49,7 +53,13 @@ from scimcore.storage import (
 
 from .compiler import Translation, compile_where, order_by, parse_datetime
 from .migrations import migrate
-from .product import ProductStore, claim_mail, finish_mail
+from .product import (
+    ProductStore,
+    claim_mail,
+    finish_mail,
+    insert_unless_statement,
+    upsert_statement,
+)
 from .tables import ADMINS, TOKENS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
@@ -139,122 +149,216 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in text or "duplicate key" in text
 
 
+# --- statements ----------------------------------------------------------------------------------
+#
+# Built once with ``bindparam`` placeholders (``b_*``: never a column name) and executed with a
+# parameter dict, so no request pays for building a statement or for its cache key; see
+# :mod:`.product`. Parameters named like columns fill an ``INSERT`` or the ``SET`` of an
+# ``UPDATE``.
+
+_OTHER = USERS.alias("other")
+_MINE = and_(USERS.c.workspace_id == bindparam("b_ws"), USERS.c.id == bindparam("b_id"))
+_GET_USER = select(USERS.c.document).where(_MINE)
+_GET_VERSION = select(USERS.c.version).where(_MINE)
+#: Compare-and-set, and only if no other user of the workspace has the new userName: a taken
+#: name updates nothing instead of failing, so the transaction stays usable (PostgreSQL aborts a
+#: transaction on an error) without a savepoint.
+_REPLACE_USER = USERS.update().where(
+    _MINE,
+    USERS.c.version == bindparam("b_version"),
+    ~exists().where(
+        _OTHER.c.workspace_id == bindparam("b_ws"),
+        _OTHER.c.user_name_folded == bindparam("b_name"),
+        _OTHER.c.id != bindparam("b_id"),
+    ),
+)
+_DELETE_USER = delete(USERS).where(_MINE)
+_INSERT_EMAILS = USER_EMAILS.insert()
+_DELETE_EMAILS = delete(USER_EMAILS).where(
+    USER_EMAILS.c.workspace_id == bindparam("b_ws"), USER_EMAILS.c.user_id == bindparam("b_id")
+)
+_INSERT_USERS = USERS.insert()
+_IN_WORKSPACE = USERS.c.workspace_id == bindparam("b_ws")
+_COUNT_ALL = select(func.count()).select_from(USERS).where(_IN_WORKSPACE)
+
+
+@lru_cache(maxsize=64)
+def _paging(sort: SortSpec | None) -> Select[str] | None:
+    """A page of documents in the order of ``sort`` (``None``: not expressible in SQL), to be
+    completed with a ``WHERE`` clause; offset and limit are the parameters ``b_offset`` and
+    ``b_limit``."""
+    order = order_by(sort)
+    if order is None:
+        return None
+    return (
+        select(USERS.c.document)
+        .order_by(*order)
+        .offset(bindparam("b_offset"))
+        .limit(bindparam("b_limit"))
+    )
+
+
+_DEFAULT_PAGING = _paging(None)
+assert _DEFAULT_PAGING is not None
+_PAGE_ALL = _DEFAULT_PAGING.where(_IN_WORKSPACE)
+
+
+@lru_cache(maxsize=1024)
+def _in_workspace(workspace_id: str) -> ColumnElement[bool]:
+    """``users.workspace_id = ...`` (immutable, so built once per workspace)."""
+    return USERS.c.workspace_id == workspace_id
+
+
+def _ends_the_result(start: int, count: int, page: Sequence[Any]) -> bool:
+    """Whether a page of at most ``count`` rows from ``start`` shows where the result ends (a
+    short page, or an empty first page): then ``start + len(page)`` is the total and no
+    ``count(*)`` is needed."""
+    return len(page) < count and (bool(page) or start == 0)
+
+
+def _name_taken(doc: Mapping[str, Any]) -> UniquenessError:
+    return UniquenessError(f"userName {doc['userName']!r} is already taken")
+
+
 class SqlUserStore(ProductStore):
     """A :class:`~scimcore.storage.UserStore` over one connection inside one transaction.
 
     Obtain it from :meth:`SqlStorage.users`; it is valid only inside that ``with`` block. The
     product methods (``get_person`` ... ``list_log``) come from :class:`.product.ProductStore`.
+
+    ``exclusive``: the transaction has held the database's write lock since it began (SQLite's
+    ``BEGIN IMMEDIATE``), so nothing it reads can change under it. The store then remembers the
+    ``user_emails`` rows of the users it has read or written, and :meth:`replace` leaves them
+    alone when the new document has the same ones (a ``PATCH`` of other attributes: two
+    statements fewer).
     """
 
-    def __init__(self, conn: Connection, workspace_id: str, registry: SchemaRegistry) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        workspace_id: str,
+        registry: SchemaRegistry,
+        *,
+        exclusive: bool = False,
+    ) -> None:
         self._conn = conn
         self._ws = workspace_id
         self._registry = registry
+        self._known_emails: dict[str, list[dict[str, Any]]] | None = {} if exclusive else None
 
-    def _mine(self, user_id: str) -> Any:
-        return and_(USERS.c.workspace_id == self._ws, USERS.c.id == user_id)
+    def _mine(self, user_id: str) -> dict[str, Any]:
+        return {"b_ws": self._ws, "b_id": user_id}
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        text = self._conn.execute(select(USERS.c.document).where(self._mine(user_id))).scalar()
+        text = self._conn.execute(_GET_USER, self._mine(user_id)).scalar()
         if text is None:
             return None
         doc: dict[str, Any] = json.loads(text)
+        if self._known_emails is not None:
+            self._known_emails[user_id] = _email_rows(self._ws, doc)
         return doc
 
-    def _write_emails(self, doc: Mapping[str, Any]) -> None:
-        rows = _email_rows(self._ws, doc)
+    def _write_emails(self, user_id: str, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self._conn.execute(USER_EMAILS.insert(), rows)
+            self._conn.execute(_INSERT_EMAILS, rows)
+        if self._known_emails is not None:
+            self._known_emails[user_id] = rows
 
     def _delete_emails(self, user_id: str) -> None:
-        self._conn.execute(
-            delete(USER_EMAILS).where(
-                USER_EMAILS.c.workspace_id == self._ws, USER_EMAILS.c.user_id == user_id
-            )
-        )
+        self._conn.execute(_DELETE_EMAILS, self._mine(user_id))
 
     @staticmethod
     def _uniqueness(exc: IntegrityError, doc: Mapping[str, Any]) -> UniquenessError:
         if "user_name" in str(exc.orig):
-            return UniquenessError(f"userName {doc['userName']!r} is already taken")
+            return _name_taken(doc)
         return UniquenessError(f"id {doc['id']!r} is already taken")
 
     def insert(self, document: dict[str, Any]) -> None:
+        """``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a taken ``id`` or ``userName``
+        inserts nothing (no error, so the transaction stays usable without a savepoint)."""
+        user_id = document["id"]
         row = _user_row(document)
+        row["workspace_id"] = self._ws
+        row["id"] = user_id
+        stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
         try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    USERS.insert().values(workspace_id=self._ws, id=document["id"], **row)
-                )
-                self._write_emails(document)
+            inserted = self._conn.execute(stmt, row).first()
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise self._uniqueness(exc, document) from None
             raise
+        if inserted is None:
+            if self._conn.execute(_GET_VERSION, self._mine(user_id)).first() is not None:
+                raise UniquenessError(f"id {user_id!r} is already taken")
+            raise _name_taken(document)
+        self._write_emails(user_id, _email_rows(self._ws, document))
 
     def replace(self, document: dict[str, Any], expected_version: str) -> None:
         user_id = document["id"]
-        row = _user_row(document)
+        params = _user_row(document)
+        params["b_ws"] = self._ws
+        params["b_id"] = user_id
+        params["b_version"] = expected_version
+        params["b_name"] = params["user_name_folded"]
         try:
-            with self._conn.begin_nested():
-                result = self._conn.execute(
-                    USERS.update()
-                    .where(self._mine(user_id), USERS.c.version == expected_version)
-                    .values(**row)
-                )
-                if result.rowcount == 0:
-                    exists = self._conn.execute(
-                        select(USERS.c.seq).where(self._mine(user_id))
-                    ).first()
-                    if exists is None:
-                        raise NotFoundError(f"resource {user_id} not found")
-                    raise PreconditionFailedError("the resource was changed by another request")
-                self._delete_emails(user_id)
-                self._write_emails(document)
-        except IntegrityError as exc:
+            result = self._conn.execute(_REPLACE_USER, params)
+        except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
             if _is_unique_violation(exc):
                 raise self._uniqueness(exc, document) from None
             raise
+        if result.rowcount == 0:
+            version = self._conn.execute(_GET_VERSION, self._mine(user_id)).scalar()
+            if version is None:
+                raise NotFoundError(f"resource {user_id} not found")
+            if version != expected_version:
+                raise PreconditionFailedError("the resource was changed by another request")
+            raise _name_taken(document)
+        rows = _email_rows(self._ws, document)
+        if self._known_emails is not None and self._known_emails.get(user_id) == rows:
+            return
+        self._delete_emails(user_id)
+        self._write_emails(user_id, rows)
 
     def delete(self, user_id: str) -> bool:
+        if self._known_emails is not None:
+            self._known_emails.pop(user_id, None)
         self._delete_emails(user_id)
-        result = self._conn.execute(delete(USERS).where(self._mine(user_id)))
+        result = self._conn.execute(_DELETE_USER, self._mine(user_id))
         return bool(result.rowcount)
 
     def translate(self, filter: Filter | None) -> Translation:
         """The ``WHERE`` clause of a query (workspace included) and whether it is exact."""
         if filter is None:
-            return Translation(USERS.c.workspace_id == self._ws, True)
+            return Translation(_in_workspace(self._ws), True)
         validate(filter, self._registry)
         t = compile_where(filter, self._registry, self._ws)
-        return Translation(and_(USERS.c.workspace_id == self._ws, t.clause), t.exact)
+        return Translation(and_(_in_workspace(self._ws), t.clause), t.exact)
 
     def query(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
         start, count = max(start_index, 1) - 1, max(count, 0)
+        if filter is None and sort is None:
+            return self._list_all(start, count)
         where = self.translate(filter)
-        order = order_by(sort)
+        paging = _paging(sort)
         if where.exact:
-            total = self._conn.execute(
-                select(func.count()).select_from(USERS).where(where.clause)
-            ).scalar_one()
-            if order is not None:
-                if count == 0 or start >= total:
-                    return Page(total, [])
-                stmt = (
-                    select(USERS.c.document)
-                    .where(where.clause)
-                    .order_by(*order)
-                    .offset(start)
-                    .limit(count)
+            if paging is not None:
+                if count == 0:
+                    return Page(self._count(where.clause), [])
+                texts = self._conn.execute(
+                    paging.where(where.clause), {"b_offset": start, "b_limit": count}
                 )
-                docs = [json.loads(t) for t in self._conn.execute(stmt).scalars()]
-                return Page(total, docs)
+                docs = [json.loads(t) for t in texts.scalars()]
+                if _ends_the_result(start, count, docs):
+                    return Page(start + len(docs), docs)
+                return Page(self._count(where.clause), docs)
+            total = self._count(where.clause)
             assert sort is not None
             docs = _python_sort(list(self._stream(where.clause, [USERS.c.seq.asc()])), sort)
             return Page(total, docs[start : start + count])
         assert filter is not None
+        order = order_by(sort)
         candidates = self._stream(where.clause, order or [USERS.c.seq.asc()])
         found = (d for d in candidates if matches(filter, d, self._registry))
         if order is not None:  # already in the final order: keep only the page
@@ -268,6 +372,23 @@ class SqlUserStore(ProductStore):
         docs = _python_sort(list(found), sort)
         return Page(len(docs), docs[start : start + count])
 
+    def _count(self, where: Any) -> int:
+        total: int = self._conn.execute(
+            select(func.count()).select_from(USERS).where(where)
+        ).scalar_one()
+        return total
+
+    def _list_all(self, start: int, count: int) -> Page:
+        """The unfiltered list in insertion order, with prebuilt statements."""
+        ws = {"b_ws": self._ws}
+        if count == 0:
+            return Page(self._conn.execute(_COUNT_ALL, ws).scalar_one(), [])
+        texts = self._conn.execute(_PAGE_ALL, {**ws, "b_offset": start, "b_limit": count})
+        docs = [json.loads(t) for t in texts.scalars()]
+        if _ends_the_result(start, count, docs):
+            return Page(start + len(docs), docs)
+        return Page(self._conn.execute(_COUNT_ALL, ws).scalar_one(), docs)
+
     def _stream(self, where: Any, order: list[Any]) -> Iterator[dict[str, Any]]:
         stmt = (
             select(USERS.c.document)
@@ -278,6 +399,11 @@ class SqlUserStore(ProductStore):
         result = self._conn.execute(stmt)
         for text in result.scalars():
             yield json.loads(text)
+
+
+#: The execution option that tells the SQLite ``begin`` hook how to begin a transaction.
+_BEGIN_OPTION = "scimcore_begin"
+_IMMEDIATE, _DEFERRED, _NO_BEGIN = "IMMEDIATE", "DEFERRED", "NONE"
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -307,8 +433,19 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("scimcore_begin", "DEFERRED")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+        # Straight to the driver: through SQLAlchemy's statement machinery a BEGIN costs as
+        # much CPU as a query. A single-statement read needs no BEGIN (a statement is atomic
+        # and reads one snapshot).
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, _DEFERRED)
+        if mode == _NO_BEGIN:
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
+        finally:
+            cursor.close()
 
     return engine
 
@@ -333,6 +470,10 @@ class SqlStorage:
     def __init__(self, url: str, registry: SchemaRegistry | None = None) -> None:
         self.registry = registry or default_registry()
         self.engine = _engine(url)
+        # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``) and for reads of
+        # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
+        self._writer = self.engine.execution_options(**{_BEGIN_OPTION: _IMMEDIATE})
+        self._reader = self.engine.execution_options(**{_BEGIN_OPTION: _NO_BEGIN})
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -345,11 +486,9 @@ class SqlStorage:
 
     @contextmanager
     def _tx(self, immediate: bool) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            if immediate:
-                conn.execution_options(scimcore_begin="IMMEDIATE")
-            with conn.begin():
-                yield conn
+        """A transaction: a writing one (``immediate``) or one that reads with one statement."""
+        with (self._writer if immediate else self._reader).connect() as conn, conn.begin():
+            yield conn
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
         """Insert many canonical documents in one transaction with multi-row statements.
@@ -364,9 +503,9 @@ class SqlStorage:
         try:
             with self._tx(immediate=True) as conn:
                 if rows:
-                    conn.execute(USERS.insert(), rows)
+                    conn.execute(_INSERT_USERS, rows)
                 if emails:
-                    conn.execute(USER_EMAILS.insert(), emails)
+                    conn.execute(_INSERT_EMAILS, emails)
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise UniquenessError("an imported userName or id is already taken") from None
@@ -376,7 +515,8 @@ class SqlStorage:
     def users(self, workspace_id: str) -> Iterator[SqlUserStore]:
         """One transaction over one workspace's users: commit on success, roll back on error."""
         with self._tx(immediate=True) as conn:
-            yield SqlUserStore(conn, workspace_id, self.registry)
+            exclusive = conn.dialect.name == "sqlite"  # BEGIN IMMEDIATE
+            yield SqlUserStore(conn, workspace_id, self.registry, exclusive=exclusive)
 
     # --- workspaces ----------------------------------------------------------------------------
 
@@ -385,9 +525,12 @@ class SqlStorage:
         try:
             with self._tx(immediate=True) as conn:
                 conn.execute(
-                    WORKSPACES.insert().values(
-                        id=workspace.id, slug=workspace.slug, created_at=workspace.created_at
-                    )
+                    _INSERT_WORKSPACE,
+                    {
+                        "id": workspace.id,
+                        "slug": workspace.slug,
+                        "created_at": workspace.created_at,
+                    },
                 )
         except IntegrityError as exc:
             if _is_unique_violation(exc):
@@ -400,12 +543,12 @@ class SqlStorage:
 
     def get_workspace(self, slug: str) -> Workspace | None:
         with self._tx(immediate=False) as conn:
-            row = conn.execute(select(WORKSPACES).where(WORKSPACES.c.slug == slug)).first()
+            row = conn.execute(_WORKSPACE_BY_SLUG, {"b_slug": slug}).first()
         return self._workspace(row) if row is not None else None
 
     def get_workspace_by_id(self, workspace_id: str) -> Workspace | None:
         with self._tx(immediate=False) as conn:
-            row = conn.execute(select(WORKSPACES).where(WORKSPACES.c.id == workspace_id)).first()
+            row = conn.execute(_WORKSPACE_BY_ID, {"b_id": workspace_id}).first()
         return self._workspace(row) if row is not None else None
 
     def list_workspaces(self) -> Sequence[Workspace]:
@@ -417,31 +560,20 @@ class SqlStorage:
 
     def save_admin(self, admin: Admin) -> None:
         """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
-        key = admin.email.lower()
-        values = {"email": admin.email, "active": admin.active, "created_at": admin.created_at}
-        mine = and_(ADMINS.c.workspace_id == admin.workspace_id, ADMINS.c.email_key == key)
+        values = {
+            "workspace_id": admin.workspace_id,
+            "email_key": admin.email.lower(),
+            "email": admin.email,
+            "active": admin.active,
+            "created_at": admin.created_at,
+        }
         with self._tx(immediate=True) as conn:
-            if conn.execute(ADMINS.update().where(mine).values(**values)).rowcount:
-                return
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        ADMINS.insert().values(
-                            workspace_id=admin.workspace_id, email_key=key, **values
-                        )
-                    )
-            except IntegrityError as exc:  # inserted concurrently: update that row
-                if not _is_unique_violation(exc):
-                    raise
-                conn.execute(ADMINS.update().where(mine).values(**values))
+            stmt = upsert_statement(conn.dialect.name, ADMINS, _ADMIN_KEYS, tuple(values))
+            conn.execute(stmt, values)
 
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         with self._tx(immediate=False) as conn:
-            row = conn.execute(
-                select(ADMINS).where(
-                    ADMINS.c.workspace_id == workspace_id, ADMINS.c.email_key == email.lower()
-                )
-            ).first()
+            row = conn.execute(_GET_ADMIN, {"b_ws": workspace_id, "b_key": email.lower()}).first()
         if row is None:
             return None
         return Admin(row.workspace_id, row.email, row.active, row.created_at)
@@ -463,6 +595,7 @@ class SqlStorage:
     def add_token(self, token: TokenRecord) -> None:
         """Store a token record (only the hash of the secret); an existing id is overwritten."""
         values = {
+            "id": token.id,
             "workspace_id": token.workspace_id,
             "secret_hash": token.secret_hash,
             "label": token.label,
@@ -471,20 +604,17 @@ class SqlStorage:
             "last_used_at": token.last_used_at,
         }
         with self._tx(immediate=True) as conn:
-            updated = conn.execute(
-                TOKENS.update().where(TOKENS.c.id == token.id).values(**values)
-            ).rowcount
-            if not updated:
-                conn.execute(TOKENS.insert().values(id=token.id, **values))
+            stmt = upsert_statement(conn.dialect.name, TOKENS, ("id",), tuple(values))
+            conn.execute(stmt, values)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         with self._tx(immediate=False) as conn:
-            row = conn.execute(select(TOKENS).where(TOKENS.c.id == token_id)).first()
+            row = conn.execute(_GET_TOKEN, {"b_id": token_id}).first()
         return self._token(row) if row is not None else None
 
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(_AUTHENTICATE, {"token_id": token_id}).first()
             conn.rollback()
         if row is None:
@@ -494,24 +624,18 @@ class SqlStorage:
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
         with self._tx(immediate=False) as conn:
-            rows = conn.execute(
-                select(TOKENS)
-                .where(TOKENS.c.workspace_id == workspace_id)
-                .order_by(TOKENS.c.created_at, TOKENS.c.id)
-            ).all()
+            rows = conn.execute(_LIST_TOKENS, {"b_ws": workspace_id}).all()
         return [self._token(r) for r in rows]
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
         with self._tx(immediate=True) as conn:
-            result = conn.execute(
-                delete(TOKENS).where(TOKENS.c.id == token_id, TOKENS.c.workspace_id == workspace_id)
-            )
+            result = conn.execute(_DELETE_TOKEN, {"b_id": token_id, "b_ws": workspace_id})
         return bool(result.rowcount)
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
         with self._tx(immediate=True) as conn:
-            conn.execute(TOKENS.update().where(TOKENS.c.id == token_id).values(last_used_at=when))
+            conn.execute(_TOUCH_TOKEN, {"b_id": token_id, "last_used_at": when})
 
     # --- mail delivery -------------------------------------------------------------------------
 
@@ -546,6 +670,23 @@ _AUTHENTICATE = (
     )
     .where(TOKENS.c.id == bindparam("token_id"))
 )
+_INSERT_WORKSPACE = WORKSPACES.insert()
+_WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
+_WORKSPACE_BY_ID = select(WORKSPACES).where(WORKSPACES.c.id == bindparam("b_id"))
+_ADMIN_KEYS = ("workspace_id", "email_key")
+_GET_ADMIN = select(ADMINS).where(
+    ADMINS.c.workspace_id == bindparam("b_ws"), ADMINS.c.email_key == bindparam("b_key")
+)
+_GET_TOKEN = select(TOKENS).where(TOKENS.c.id == bindparam("b_id"))
+_LIST_TOKENS = (
+    select(TOKENS)
+    .where(TOKENS.c.workspace_id == bindparam("b_ws"))
+    .order_by(TOKENS.c.created_at, TOKENS.c.id)
+)
+_DELETE_TOKEN = delete(TOKENS).where(
+    TOKENS.c.id == bindparam("b_id"), TOKENS.c.workspace_id == bindparam("b_ws")
+)
+_TOUCH_TOKEN = TOKENS.update().where(TOKENS.c.id == bindparam("b_id"))
 
 
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:
