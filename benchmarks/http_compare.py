@@ -98,7 +98,7 @@ def _ceiling(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
 
 
 TARGETS = {"scimcore": _scimcore, "scim2-server": _peer, "ceiling-flask": _ceiling}
-PREFIXES = {"scimcore": "/scim/v2", "scim2-server": "", "ceiling-flask": ""}
+PREFIXES = {"scimcore": "/scim/v2", "scim2-server": "", "ceiling-flask": "/v2"}
 
 
 def run_one(name: str, users: int, concurrency: int) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class Product:
     # --- settings (R3.5, R6) --------------------------------------------------------------------
 
     def settings(self, slug: str) -> Settings:
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.get_settings()
 
     def update_settings(
@@ -141,7 +141,7 @@ class Product:
     # --- templates and rules (R7) -------------------------------------------------------------
 
     def templates(self, slug: str) -> Sequence[Template]:
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_templates()
 
     def create_template(self, slug: str, name: str, fields: Mapping[str, str]) -> Template:
@@ -184,7 +184,7 @@ class Product:
         return new
 
     def rules(self, slug: str) -> Sequence[Rule]:
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_rules()
 
     def add_rule(self, slug: str, template: str, filter: str) -> Rule:
@@ -210,7 +210,7 @@ class Product:
 
     def cards(self, slug: str) -> list[CardView]:
         """Every person's card, inactive and deprovisioned people included."""
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return [
                 CardView(p.id, p.user_name, p.active, p.deprovisioned, Card.from_dict(p.card))
                 for p in store.list_people()
@@ -277,15 +277,15 @@ class Product:
         return queued
 
     def outbox(self, slug: str) -> Sequence[OutboxMail]:
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_outbox()
 
     def seats(self, slug: str) -> int:
         """Active users: deactivated and deprovisioned people do not count (R5.1, R5.2)."""
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.count_seats()
 
     def log(self, slug: str, limit: int = 100) -> Sequence[LogEntry]:
         """The provisioning log, newest first (R9.2)."""
-        with self.storage.users(self._workspace(slug).id) as store:
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_log(limit)

@@ -445,7 +445,7 @@ class ScimService:
         count = params.count if params.count is not None else self.config.default_count
         count = min(max(count, 0), self.config.max_count)
         selection = self._selection(params.attributes, params.excluded_attributes)
-        with self.storage.users(auth.workspace.id) as store:
+        with self.storage.users(auth.workspace.id, readonly=True) as store:
             page = store.query(flt, sort, start, count)
         resources = [self._render(d, request, selection) for d in page.documents]
         body = ListResponse(page.total, start, len(resources), resources)
@@ -477,7 +477,8 @@ class ScimService:
     def _resource(
         self, auth: AuthContext, request: ScimRequest, method: str, rid: str
     ) -> ScimResponse:
-        with self.storage.users(auth.workspace.id) as store:
+        reads = method in ("GET", "HEAD")
+        with self.storage.users(auth.workspace.id, readonly=reads) as store:
             current = store.get(rid)
             if current is None:
                 raise NotFoundError(f"resource {rid} not found")
@@ -487,7 +488,7 @@ class ScimService:
                 raise PreconditionFailedError(
                     f"If-Match {if_match} does not match the current version {_etag(current)}"
                 )
-            if method in ("GET", "HEAD"):
+            if reads:
                 if_none = request.header("if-none-match")
                 if if_none is not None and _etag_matches(if_none, _etag(current)):
                     return ScimResponse(304, {"ETag": _etag(current)})

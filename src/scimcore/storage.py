@@ -243,8 +243,13 @@ class UserStore(Protocol):
 class Storage(Protocol):
     """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation."""
 
-    def users(self, workspace_id: str) -> AbstractContextManager[UserStore]:
-        """A transaction over one workspace's users: commit on success, roll back on error."""
+    def users(
+        self, workspace_id: str, *, readonly: bool = False
+    ) -> AbstractContextManager[UserStore]:
+        """A transaction over one workspace's users: commit on success, roll back on error.
+
+        ``readonly=True`` promises that the caller only reads: a backend may then take no
+        write lock (SQLite: a deferred transaction reading one WAL snapshot)."""
 
     def create_workspace(self, workspace: Workspace) -> None:
         """Add a workspace; ``ValueError`` if the slug exists."""

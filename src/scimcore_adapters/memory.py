@@ -195,7 +195,7 @@ class MemoryStorage:
         self._tokens: dict[str, TokenRecord] = {}
 
     @contextmanager
-    def users(self, workspace_id: str) -> Iterator[UserStore]:
+    def users(self, workspace_id: str, *, readonly: bool = False) -> Iterator[UserStore]:
         with self._lock:
             data = self._data.setdefault(workspace_id, _Data())
             saved = data.snapshot()

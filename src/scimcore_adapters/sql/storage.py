@@ -474,6 +474,7 @@ class SqlStorage:
         # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: _IMMEDIATE})
         self._reader = self.engine.execution_options(**{_BEGIN_OPTION: _NO_BEGIN})
+        self._snapshot = self.engine.execution_options(**{_BEGIN_OPTION: _DEFERRED})
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -512,10 +513,14 @@ class SqlStorage:
             raise
 
     @contextmanager
-    def users(self, workspace_id: str) -> Iterator[SqlUserStore]:
-        """One transaction over one workspace's users: commit on success, roll back on error."""
-        with self._tx(immediate=True) as conn:
-            exclusive = conn.dialect.name == "sqlite"  # BEGIN IMMEDIATE
+    def users(self, workspace_id: str, *, readonly: bool = False) -> Iterator[SqlUserStore]:
+        """One transaction over one workspace's users: commit on success, roll back on error.
+
+        ``readonly``: SQLite begins a deferred transaction (a consistent WAL snapshot that
+        waits for no writer) instead of ``BEGIN IMMEDIATE``."""
+        engine = self._snapshot if readonly else self._writer
+        with engine.connect() as conn, conn.begin():
+            exclusive = conn.dialect.name == "sqlite" and not readonly  # BEGIN IMMEDIATE
             yield SqlUserStore(conn, workspace_id, self.registry, exclusive=exclusive)
 
     # --- workspaces ----------------------------------------------------------------------------
