@@ -436,3 +436,24 @@ def order_by(sort: SortSpec | None) -> list[ColumnElement[Any]] | None:
     else:
         term = col.asc().nulls_last() if nullable else col.asc()
     return [term, _U.seq.asc()]
+
+
+def user_name_key(f: Filter, registry: SchemaRegistry) -> str | None:
+    """The operand of ``f`` if it is ``userName eq "..."`` with a case-insensitive ``userName``
+    (what identity providers send before every create): the casefolded name, which
+    :func:`compile_where` would compare with ``users.user_name_folded`` exactly. ``None`` for
+    any other filter. ``f`` is already validated."""
+    if not isinstance(f, Compare) or f.op.lower() != "eq" or f.attr.sub is not None:
+        return None
+    value = f.value
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    found = _Compiler(registry, "").core(f.attr)
+    if found is None:
+        return None
+    attr, _ = found
+    if attr.name != "userName" or attr.case_exact:
+        return None
+    if attr.type not in (AttrType.STRING, AttrType.REFERENCE):
+        return None
+    return value.casefold()

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings
 from scimcore.templates import Rule, Template
 
+from .raw import run
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES
 
 __all__ = [
@@ -221,12 +222,12 @@ class ProductStore:
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
-        self._conn.execute(stmt, values)
+        run(self._conn, stmt, values, columns=True, fetch=False)
 
     # --- people --------------------------------------------------------------------------------
 
     def get_person(self, person_id: str) -> Person | None:
-        row = self._conn.execute(_GET_PERSON, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+        row = run(self._conn, _GET_PERSON, {_WS_PARAM: self._ws, "b_id": person_id}).first()
         return _person(row) if row is not None else None
 
     def save_person(self, person: Person) -> None:
@@ -255,13 +256,13 @@ class ProductStore:
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1), from the seats index."""
-        count: int = self._conn.execute(_COUNT_SEATS, {_WS_PARAM: self._ws}).scalar_one()
+        count: int = run(self._conn, _COUNT_SEATS, {_WS_PARAM: self._ws}).scalar()
         return count
 
     # --- settings ------------------------------------------------------------------------------
 
     def get_settings(self) -> Settings:
-        row = self._conn.execute(_GET_SETTINGS, {_WS_PARAM: self._ws}).first()
+        row = run(self._conn, _GET_SETTINGS, {_WS_PARAM: self._ws}).first()
         if row is None:
             return Settings()
         mapping = json.loads(row.mapping) if row.mapping is not None else None
@@ -282,7 +283,7 @@ class ProductStore:
 
     def list_templates(self) -> Sequence[Template]:
         """Templates by name (code-point order)."""
-        rows = self._conn.execute(_LIST_TEMPLATES, {_WS_PARAM: self._ws})
+        rows = run(self._conn, _LIST_TEMPLATES, {_WS_PARAM: self._ws}).rows
         return [Template(r.name, json.loads(r.fields)) for r in rows]
 
     def save_template(self, template: Template) -> None:
@@ -298,12 +299,14 @@ class ProductStore:
         )
 
     def delete_template(self, name: str) -> bool:
-        result = self._conn.execute(_DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name})
+        result = run(
+            self._conn, _DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name}, fetch=False
+        )
         return bool(result.rowcount)
 
     def list_rules(self) -> Sequence[Rule]:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
-        rows = self._conn.execute(_LIST_RULES, {_WS_PARAM: self._ws})
+        rows = run(self._conn, _LIST_RULES, {_WS_PARAM: self._ws}).rows
         return [Rule(r.id, r.filter, r.template, r.position) for r in rows]
 
     def save_rule(self, rule: Rule) -> None:
@@ -320,7 +323,7 @@ class ProductStore:
         )
 
     def delete_rule(self, rule_id: str) -> bool:
-        result = self._conn.execute(_DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id})
+        result = run(self._conn, _DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
         return bool(result.rowcount)
 
     # --- outbox --------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ class ProductStore:
             "sent_at": mail.sent_at,
             "last_error": mail.last_error,
         }
-        return self._conn.execute(stmt, values).first() is not None
+        return run(self._conn, stmt, values, columns=True).first() is not None
 
     def list_outbox(self) -> Sequence[OutboxMail]:
         """The workspace's mail, oldest first."""
@@ -361,7 +364,8 @@ class ProductStore:
         the current maximum): one statement. Only every :func:`prune_every`-th ordinal, one range
         ``DELETE`` on the same index removes what is older than the ``keep`` newest.
         """
-        ordinal: int = self._conn.execute(
+        ordinal: int = run(
+            self._conn,
             _ADD_LOG,
             {
                 _WS_PARAM: self._ws,
@@ -375,9 +379,12 @@ class ProductStore:
                 "token_id": entry.token_id,
                 "actor": entry.actor,
             },
-        ).scalar_one()
+            columns=True,
+        ).scalar()
         if ordinal % prune_every(keep) == 0:
-            self._conn.execute(_PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep})
+            run(
+                self._conn, _PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False
+            )
 
     def list_log(self, limit: int) -> Sequence[LogEntry]:
         """Newest first."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Executable,
     Select,
     and_,
     bindparam,
@@ -51,7 +52,7 @@ from scimcore.storage import (
     sort_key,
 )
 
-from .compiler import Translation, compile_where, order_by, parse_datetime
+from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
 from .migrations import migrate
 from .product import (
     ProductStore,
@@ -60,6 +61,7 @@ from .product import (
     insert_unless_statement,
     upsert_statement,
 )
+from .raw import run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
@@ -201,6 +203,13 @@ def _paging(sort: SortSpec | None) -> Select[str] | None:
 _DEFAULT_PAGING = _paging(None)
 assert _DEFAULT_PAGING is not None
 _PAGE_ALL = _DEFAULT_PAGING.where(_IN_WORKSPACE)
+#: ``userName eq "..."`` (see :func:`.compiler.user_name_key`), as :func:`.compiler.compile_where`
+#: translates it, prebuilt.
+_NAMED = and_(
+    USERS.c.user_name_folded.is_not(None), USERS.c.user_name_folded == bindparam("b_name")
+)
+_PAGE_NAMED = _DEFAULT_PAGING.where(_IN_WORKSPACE, _NAMED)
+_COUNT_NAMED = _COUNT_ALL.where(_NAMED)
 
 
 @lru_cache(maxsize=1024)
@@ -250,7 +259,7 @@ class SqlUserStore(ProductStore):
         return {"b_ws": self._ws, "b_id": user_id}
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        text = self._conn.execute(_GET_USER, self._mine(user_id)).scalar()
+        text = run(self._conn, _GET_USER, self._mine(user_id)).scalar()
         if text is None:
             return None
         doc: dict[str, Any] = json.loads(text)
@@ -259,13 +268,13 @@ class SqlUserStore(ProductStore):
         return doc
 
     def _write_emails(self, user_id: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self._conn.execute(_INSERT_EMAILS, rows)
+        for row in rows:
+            run(self._conn, _INSERT_EMAILS, row, columns=True, fetch=False)
         if self._known_emails is not None:
             self._known_emails[user_id] = rows
 
     def _delete_emails(self, user_id: str) -> None:
-        self._conn.execute(_DELETE_EMAILS, self._mine(user_id))
+        run(self._conn, _DELETE_EMAILS, self._mine(user_id), fetch=False)
 
     @staticmethod
     def _uniqueness(exc: IntegrityError, doc: Mapping[str, Any]) -> UniquenessError:
@@ -282,13 +291,13 @@ class SqlUserStore(ProductStore):
         row["id"] = user_id
         stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
         try:
-            inserted = self._conn.execute(stmt, row).first()
+            inserted = run(self._conn, stmt, row, columns=True).first()
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise self._uniqueness(exc, document) from None
             raise
         if inserted is None:
-            if self._conn.execute(_GET_VERSION, self._mine(user_id)).first() is not None:
+            if run(self._conn, _GET_VERSION, self._mine(user_id)).first() is not None:
                 raise UniquenessError(f"id {user_id!r} is already taken")
             raise _name_taken(document)
         self._write_emails(user_id, _email_rows(self._ws, document))
@@ -301,13 +310,13 @@ class SqlUserStore(ProductStore):
         params["b_version"] = expected_version
         params["b_name"] = params["user_name_folded"]
         try:
-            result = self._conn.execute(_REPLACE_USER, params)
+            result = run(self._conn, _REPLACE_USER, params, columns=True, fetch=False)
         except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
             if _is_unique_violation(exc):
                 raise self._uniqueness(exc, document) from None
             raise
         if result.rowcount == 0:
-            version = self._conn.execute(_GET_VERSION, self._mine(user_id)).scalar()
+            version = run(self._conn, _GET_VERSION, self._mine(user_id)).scalar()
             if version is None:
                 raise NotFoundError(f"resource {user_id} not found")
             if version != expected_version:
@@ -323,7 +332,7 @@ class SqlUserStore(ProductStore):
         if self._known_emails is not None:
             self._known_emails.pop(user_id, None)
         self._delete_emails(user_id)
-        result = self._conn.execute(_DELETE_USER, self._mine(user_id))
+        result = run(self._conn, _DELETE_USER, self._mine(user_id), fetch=False)
         return bool(result.rowcount)
 
     def translate(self, filter: Filter | None) -> Translation:
@@ -331,6 +340,9 @@ class SqlUserStore(ProductStore):
         if filter is None:
             return Translation(_in_workspace(self._ws), True)
         validate(filter, self._registry)
+        return self._translate(filter)
+
+    def _translate(self, filter: Filter) -> Translation:
         t = compile_where(filter, self._registry, self._ws)
         return Translation(and_(_in_workspace(self._ws), t.clause), t.exact)
 
@@ -338,9 +350,17 @@ class SqlUserStore(ProductStore):
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
         start, count = max(start_index, 1) - 1, max(count, 0)
-        if filter is None and sort is None:
-            return self._list_all(start, count)
-        where = self.translate(filter)
+        if filter is None:
+            if sort is None:
+                return self._paged(_PAGE_ALL, _COUNT_ALL, {"b_ws": self._ws}, start, count)
+            where = self.translate(None)
+        else:
+            validate(filter, self._registry)
+            name = user_name_key(filter, self._registry) if sort is None else None
+            if name is not None:
+                params = {"b_ws": self._ws, "b_name": name}
+                return self._paged(_PAGE_NAMED, _COUNT_NAMED, params, start, count)
+            where = self._translate(filter)
         paging = _paging(sort)
         if where.exact:
             if paging is not None:
@@ -378,16 +398,24 @@ class SqlUserStore(ProductStore):
         ).scalar_one()
         return total
 
-    def _list_all(self, start: int, count: int) -> Page:
-        """The unfiltered list in insertion order, with prebuilt statements."""
-        ws = {"b_ws": self._ws}
+    def _paged(
+        self,
+        page: Executable,
+        count_all: Executable,
+        params: dict[str, Any],
+        start: int,
+        count: int,
+    ) -> Page:
+        """A page in insertion order with prebuilt statements: ``page`` (``b_offset``,
+        ``b_limit`` and ``params``) and ``count_all`` (``params``) when the page does not show
+        the total."""
         if count == 0:
-            return Page(self._conn.execute(_COUNT_ALL, ws).scalar_one(), [])
-        texts = self._conn.execute(_PAGE_ALL, {**ws, "b_offset": start, "b_limit": count})
-        docs = [json.loads(t) for t in texts.scalars()]
+            return Page(run(self._conn, count_all, params).scalar(), [])
+        texts = run(self._conn, page, {**params, "b_offset": start, "b_limit": count}).rows
+        docs = [json.loads(t) for (t,) in texts]
         if _ends_the_result(start, count, docs):
             return Page(start + len(docs), docs)
-        return Page(self._conn.execute(_COUNT_ALL, ws).scalar_one(), docs)
+        return Page(run(self._conn, count_all, params).scalar(), docs)
 
     def _stream(self, where: Any, order: list[Any]) -> Iterator[dict[str, Any]]:
         stmt = (
@@ -619,9 +647,18 @@ class SqlStorage:
 
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
-        with self._reader.connect() as conn:
-            row = conn.execute(_AUTHENTICATE, {"token_id": token_id}).first()
-            conn.rollback()
+        params = {"token_id": token_id}
+        if self.engine.dispatch.before_cursor_execute:  # listeners see it through SQLAlchemy
+            with self._reader.connect() as conn:
+                row = run(conn, _AUTHENTICATE, params).first()
+                conn.rollback()
+        else:  # one statement needs no Connection: the pool's check-in rolls back
+            pooled = self.engine.raw_connection()
+            try:
+                dialect = self.engine.dialect
+                row = run_dbapi(pooled.dbapi_connection, dialect, _AUTHENTICATE, params).first()
+            finally:
+                pooled.close()
         if row is None:
             return None
         workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)

@@ -1,0 +1,159 @@
+"""Prebuilt statements run straight on the DBAPI cursor of a SQLAlchemy connection.
+
+Each :meth:`Connection.execute` costs tens of microseconds of Python (events, compiled-cache
+lookup, parameter processing, ``Result`` setup): more than an indexed SQLite statement itself.
+:func:`run` compiles a prebuilt statement once per dialect (and set of parameter names) with
+SQLAlchemy, keeping its SQL text, parameter order and the very bind and result processors
+SQLAlchemy would apply (date-times, booleans), then executes it on the connection's DBAPI cursor,
+inside the transaction SQLAlchemy manages, so commit and rollback are unchanged. DBAPI errors are
+wrapped exactly as SQLAlchemy wraps them (``IntegrityError`` ...).
+
+When ``before_cursor_execute`` listeners are attached (statement logging, tests that inspect the
+SQL), :func:`run` goes through :meth:`Connection.execute` so that they see every statement.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Executable
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+
+__all__ = ["Outcome", "Prepared", "prepared", "run", "run_dbapi"]
+
+_Processor = Callable[[Any], Any]
+
+
+class Prepared:
+    """One statement compiled for one dialect: SQL text, parameters and processors."""
+
+    __slots__ = ("_binds", "_positional", "_results", "_row", "sql")
+
+    def __init__(self, stmt: Executable, dialect: Dialect, keys: tuple[str, ...]) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+        assert isinstance(compiled, SQLCompiler)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("statements with post-compile parameters are not supported")
+        self.sql: str = compiled.string
+        processors = compiled._bind_processors
+        defaults: dict[str, Any] = {}
+        for bind, name in compiled.bind_names.items():
+            if not bind.required:
+                defaults[name] = bind.effective_value
+        names = compiled.positiontup if dialect.positional else list(compiled.bind_names.values())
+        assert names is not None
+        # (name, processor, default, required) per parameter, in order.
+        self._binds: list[tuple[str, _Processor | None, Any, bool]] = []
+        for name in names:
+            processor = processors.get(name)
+            assert processor is None or callable(processor)
+            self._binds.append((name, processor, defaults.get(name), name not in defaults))
+        self._positional = dialect.positional
+        columns = compiled._result_columns
+        self._results: list[tuple[int, _Processor]] = []
+        for index, column in enumerate(columns):
+            result = column.type._cached_result_processor(dialect, None)
+            if result is not None:
+                self._results.append((index, result))
+        self._row: Any = (
+            namedtuple("Row", [c.keyname for c in columns], rename=True) if columns else None
+        )
+
+    def args(self, params: Mapping[str, Any]) -> Any:
+        """The DBAPI parameters (a tuple or a dict, per the dialect's paramstyle)."""
+        values = []
+        for name, processor, default, required in self._binds:
+            value = params[name] if required or name in params else default
+            values.append(processor(value) if processor is not None else value)
+        if self._positional:
+            return tuple(values)
+        return dict(zip([b[0] for b in self._binds], values, strict=True))
+
+    def row(self, raw: Sequence[Any]) -> Any:
+        """A row with attribute access by column name, its values processed."""
+        if self._results:
+            values = list(raw)
+            for index, processor in self._results:
+                values[index] = processor(values[index])
+            raw = values
+        return self._row._make(raw)
+
+
+@lru_cache(maxsize=512)
+def prepared(stmt: Executable, dialect: Dialect, keys: tuple[str, ...] = ()) -> Prepared:
+    """The :class:`Prepared` form of a statement (``keys``: the parameters of an ``INSERT`` or
+    the ``SET`` of an ``UPDATE``, as ``Connection.execute`` would take them from its dict)."""
+    return Prepared(stmt, dialect, keys)
+
+
+class Outcome:
+    """What a statement returned: its rows (processed) and its row count."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+def run(
+    conn: Connection,
+    stmt: Executable,
+    params: Mapping[str, Any],
+    *,
+    columns: bool = False,
+    fetch: bool = True,
+) -> Outcome:
+    """Execute ``stmt`` with ``params`` on ``conn``'s cursor (in its current transaction).
+
+    ``columns``: the parameter names fill the columns of an ``INSERT`` or ``UPDATE`` (the
+    statement is compiled for this set of names). ``fetch``: read the returned rows.
+    """
+    if conn.dispatch.before_cursor_execute:
+        result = conn.execute(stmt, dict(params))
+        rows = list(result.all()) if fetch and result.returns_rows else []
+        return Outcome(rows, result.rowcount)
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    return run_dbapi(dbapi_conn, conn.dialect, stmt, params, columns=columns, fetch=fetch)
+
+
+def run_dbapi(
+    dbapi_conn: Any,
+    dialect: Dialect,
+    stmt: Executable,
+    params: Mapping[str, Any],
+    *,
+    columns: bool = False,
+    fetch: bool = True,
+) -> Outcome:
+    """:func:`run` on a DBAPI connection (no listeners are called)."""
+    prep = prepared(stmt, dialect, tuple(params) if columns else ())
+    args = prep.args(params)
+    cursor = dbapi_conn.cursor()
+    try:
+        try:
+            cursor.execute(prep.sql, args)
+            rows = (
+                [prep.row(r) for r in cursor.fetchall()]
+                if fetch and cursor.description is not None
+                else []
+            )
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                prep.sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        return Outcome(rows, cursor.rowcount)
+    finally:
+        cursor.close()
