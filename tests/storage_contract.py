@@ -222,6 +222,25 @@ class StorageContract:
             assert [d["id"] for d in store.query(email, None, 1, 10).documents] == [user(7)["id"]]
             assert store.query(None, None, 31, 10).documents == []
 
+    def test_total_follows_inserts_deletes_and_rollbacks(self, storage: Storage) -> None:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 6):
+                store.insert(user(n))
+            store.delete(user(2)["id"])
+            store.delete("missing")
+        with pytest.raises(RuntimeError), storage.users(w.id) as store:
+            store.insert(user(9))
+            store.delete(user(3)["id"])
+            raise RuntimeError("rolled back")
+        with storage.users(w.id, readonly=True) as store:
+            assert store.query(None, None, 1, 0).total == 4
+            assert store.query(None, None, 1, 2).total == 4  # a full page: total from storage
+            assert store.query(None, None, 3, 2).total == 4
+        other = ws(storage, "other")
+        with storage.users(other.id, readonly=True) as store:
+            assert store.query(None, None, 1, 0).total == 0
+
     def test_default_order_is_insertion_order(self, storage: Storage) -> None:
         w = ws(storage)
         order = [5, 3, 9, 1]

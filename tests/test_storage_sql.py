@@ -28,14 +28,14 @@ from scimcore.templates import Rule, Template
 from scimcore_adapters.sql import (
     MIGRATIONS,
     SqlStorage,
-    SqlUserStore,
     create_storage,
     current_version,
     migrate,
 )
 from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.product import prune_every
-from scimcore_adapters.sql.tables import LOG, SCHEMA_VERSION, USERS, WORKSPACES
+from scimcore_adapters.sql.storage import _email_rows, _user_row
+from scimcore_adapters.sql.tables import LOG, SCHEMA_VERSION, USER_EMAILS, USERS, WORKSPACES
 from tests.storage_contract import (
     REGISTRY,
     T0,
@@ -155,7 +155,12 @@ def test_migrates_a_version_1_database_keeping_its_data(any_url: str) -> None:
         assert migrate(engine, MIGRATIONS[:1]) == 1
         with engine.begin() as conn:
             conn.execute(WORKSPACES.insert().values(id="ws-acme", slug="acme", created_at=T0))
-            SqlUserStore(conn, "ws-acme", REGISTRY).insert(user(1, emails=[{"value": "a@x"}]))
+            # rows as version 1 wrote them (the current store also keeps user_counts)
+            old = user(1, emails=[{"value": "a@x"}])
+            conn.execute(
+                USERS.insert().values(workspace_id="ws-acme", id=old["id"], **_user_row(old))
+            )
+            conn.execute(USER_EMAILS.insert(), _email_rows("ws-acme", old))
         assert "people" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
@@ -170,6 +175,7 @@ def test_migrates_a_version_1_database_keeping_its_data(any_url: str) -> None:
             assert store.get(user(1)["id"]) == user(1, emails=[{"value": "a@x"}])
             email = compile_filter('emails.value eq "A@X"', REGISTRY)
             assert store.query(email, None, 1, 10).total == 1
+            assert store.query(None, None, 1, 0).total == 1  # user_counts filled by step 3
             # the product tables exist and start empty
             assert store.list_people() == [] and store.get_settings() == Settings()
             store.save_person(person(1))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from attrs import frozen
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from .tables import (
     ADMINS,
@@ -28,6 +28,7 @@ from .tables import (
     SETTINGS,
     TEMPLATES,
     TOKENS,
+    USER_COUNTS,
     USER_EMAILS,
     USERS,
     WORKSPACES,
@@ -59,10 +60,61 @@ def _v2_product(conn: Connection) -> None:
         table.create(conn)
 
 
+# Row-count estimates for SQLite's query planner (sqlite_stat1: rows, then rows per distinct
+# prefix of the index). Without statistics SQLite prefers walking (workspace_id, seq) to satisfy
+# ORDER BY seq and probes every user against a selective e-mail filter; with these figures it
+# starts from the e-mail index. Pinned rather than measured: ANALYZE on a young database would
+# record tiny tables and mislead the planner as the directory grows.
+_SQLITE_STATS = {
+    "users": {
+        "ix_users_workspace_id_seq": "1000000 100000 1",
+        "ix_users_workspace_id_external_id": "1000000 100000 2",
+        "ix_users_workspace_id_display_name_folded_seq": "1000000 100000 3 1",
+        "ix_users_workspace_id_created_key_seq": "1000000 100000 3 1",
+        "ix_users_workspace_id_last_modified_key_seq": "1000000 100000 3 1",
+        "ix_users_workspace_id_last_modified": "1000000 100000 3",
+        "sqlite_autoindex_users_1": "1000000 100000 1",
+        "sqlite_autoindex_users_2": "1000000 100000 1",
+    },
+    "user_emails": {
+        "ix_user_emails_workspace_id_value_folded": "1200000 120000 2",
+        "ix_user_emails_workspace_id_user_id_position": "1200000 120000 2 1",
+    },
+}
+
+
+def _v3_counts_and_stats(conn: Connection) -> None:
+    """``user_counts`` (filled from ``users``) and, on SQLite, pinned planner statistics."""
+    USER_COUNTS.create(conn)
+    conn.execute(
+        USER_COUNTS.insert().from_select(
+            ["workspace_id", "n"],
+            select(USERS.c.workspace_id, func.count()).group_by(USERS.c.workspace_id),
+        )
+    )
+    if conn.dialect.name != "sqlite":
+        return  # PostgreSQL's autovacuum keeps real statistics
+    conn.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
+    existing = {
+        name
+        for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='index'")
+    }
+    for table, indexes in _SQLITE_STATS.items():
+        conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl = ?", (table,))
+        for index, stat in indexes.items():
+            if index in existing:
+                conn.exec_driver_sql(
+                    "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
+                    (table, index, stat),
+                )
+    conn.exec_driver_sql("ANALYZE sqlite_schema")  # load the figures into the planner
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
     Migration(2, "people, settings, templates, rules, outbox, log", _v2_product),
+    Migration(3, "user_counts; pinned SQLite planner statistics", _v3_counts_and_stats),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -57,12 +57,13 @@ from .migrations import migrate
 from .product import (
     ProductStore,
     claim_mail,
+    dialect_insert,
     finish_mail,
     insert_unless_statement,
     upsert_statement,
 )
 from .raw import run, run_dbapi
-from .tables import ADMINS, TOKENS, USER_EMAILS, USERS, WORKSPACES
+from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
 
@@ -181,7 +182,21 @@ _DELETE_EMAILS = delete(USER_EMAILS).where(
 )
 _INSERT_USERS = USERS.insert()
 _IN_WORKSPACE = USERS.c.workspace_id == bindparam("b_ws")
-_COUNT_ALL = select(func.count()).select_from(USERS).where(_IN_WORKSPACE)
+_COUNT_ALL = select(USER_COUNTS.c.n).where(USER_COUNTS.c.workspace_id == bindparam("b_ws"))
+"""The workspace's number of users, kept by :func:`_bump_statement` (O(1), not count(*))."""
+
+
+@lru_cache(maxsize=4)
+def _bump_statement(dialect_name: str) -> Executable:
+    """Add ``b_delta`` to the workspace's user count (``INSERT ... ON CONFLICT DO UPDATE``)."""
+    stmt = dialect_insert(dialect_name)(USER_COUNTS).values(
+        workspace_id=bindparam("b_ws"), n=bindparam("b_delta")
+    )
+    built: Executable = stmt.on_conflict_do_update(
+        index_elements=[USER_COUNTS.c.workspace_id],
+        set_={"n": USER_COUNTS.c.n + stmt.excluded.n},
+    )
+    return built
 
 
 @lru_cache(maxsize=64)
@@ -209,7 +224,7 @@ _NAMED = and_(
     USERS.c.user_name_folded.is_not(None), USERS.c.user_name_folded == bindparam("b_name")
 )
 _PAGE_NAMED = _DEFAULT_PAGING.where(_IN_WORKSPACE, _NAMED)
-_COUNT_NAMED = _COUNT_ALL.where(_NAMED)
+_COUNT_NAMED = select(func.count()).select_from(USERS).where(_IN_WORKSPACE, _NAMED)
 
 
 @lru_cache(maxsize=1024)
@@ -301,6 +316,11 @@ class SqlUserStore(ProductStore):
                 raise UniquenessError(f"id {user_id!r} is already taken")
             raise _name_taken(document)
         self._write_emails(user_id, _email_rows(self._ws, document))
+        self._bump(1)
+
+    def _bump(self, delta: int) -> None:
+        stmt = _bump_statement(self._conn.dialect.name)
+        run(self._conn, stmt, {"b_ws": self._ws, "b_delta": delta}, fetch=False)
 
     def replace(self, document: dict[str, Any], expected_version: str) -> None:
         user_id = document["id"]
@@ -333,6 +353,8 @@ class SqlUserStore(ProductStore):
             self._known_emails.pop(user_id, None)
         self._delete_emails(user_id)
         result = run(self._conn, _DELETE_USER, self._mine(user_id), fetch=False)
+        if result.rowcount:
+            self._bump(-1)
         return bool(result.rowcount)
 
     def translate(self, filter: Filter | None) -> Translation:
@@ -410,12 +432,12 @@ class SqlUserStore(ProductStore):
         ``b_limit`` and ``params``) and ``count_all`` (``params``) when the page does not show
         the total."""
         if count == 0:
-            return Page(run(self._conn, count_all, params).scalar(), [])
+            return Page(run(self._conn, count_all, params).scalar() or 0, [])
         texts = run(self._conn, page, {**params, "b_offset": start, "b_limit": count}).rows
         docs = [json.loads(t) for (t,) in texts]
         if _ends_the_result(start, count, docs):
             return Page(start + len(docs), docs)
-        return Page(run(self._conn, count_all, params).scalar(), docs)
+        return Page(run(self._conn, count_all, params).scalar() or 0, docs)
 
     def _stream(self, where: Any, order: list[Any]) -> Iterator[dict[str, Any]]:
         stmt = (
@@ -535,6 +557,9 @@ class SqlStorage:
                     conn.execute(_INSERT_USERS, rows)
                 if emails:
                     conn.execute(_INSERT_EMAILS, emails)
+                if rows:
+                    stmt = _bump_statement(conn.dialect.name)
+                    conn.execute(stmt, {"b_ws": workspace_id, "b_delta": len(rows)})
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise UniquenessError("an imported userName or id is already taken") from None

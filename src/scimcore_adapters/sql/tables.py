@@ -50,6 +50,7 @@ __all__ = [
     "TEMPLATES",
     "TOKENS",
     "USERS",
+    "USER_COUNTS",
     "USER_EMAILS",
     "WORKSPACES",
     "UtcDateTime",
@@ -320,4 +321,13 @@ LOG = Table(
     Column("actor", text_type(), nullable=False),
     # Newest first (ORDER BY ordinal DESC, seq DESC), max(ordinal), and pruning: one index.
     Index(None, "workspace_id", "ordinal", "seq"),
+)
+
+USER_COUNTS = Table(
+    "user_counts",
+    METADATA,
+    # How many SCIM users a workspace has, kept in step with every insert and delete in the
+    # same transaction, so an unfiltered list's totalResults costs one row, not a count(*).
+    _workspace_fk(primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
