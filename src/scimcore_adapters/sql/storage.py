@@ -385,17 +385,22 @@ class SqlUserStore(ProductStore):
             where = self._translate(filter)
         paging = _paging(sort)
         if where.exact:
+            if filter is None:  # every user: the kept count, not a count(*)
+                total = run(self._conn, _COUNT_ALL, {"b_ws": self._ws}).scalar() or 0
             if paging is not None:
                 if count == 0:
-                    return Page(self._count(where.clause), [])
+                    return Page(total if filter is None else self._count(where.clause), [])
                 texts = self._conn.execute(
                     paging.where(where.clause), {"b_offset": start, "b_limit": count}
                 )
                 docs = [json.loads(t) for t in texts.scalars()]
+                if filter is None:
+                    return Page(total, docs)
                 if _ends_the_result(start, count, docs):
                     return Page(start + len(docs), docs)
                 return Page(self._count(where.clause), docs)
-            total = self._count(where.clause)
+            if filter is not None:
+                total = self._count(where.clause)
             assert sort is not None
             docs = _python_sort(list(self._stream(where.clause, [USERS.c.seq.asc()])), sort)
             return Page(total, docs[start : start + count])
