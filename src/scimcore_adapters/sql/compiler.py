@@ -42,6 +42,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 
 from scimcore.filters import And, AttrRef, Compare, Filter, Not, Or, Present, ValuePath
 from scimcore.schema import Attribute, AttrType, Schema, SchemaRegistry
+from scimcore.schema import parse_datetime as _parse_iso
 from scimcore.storage import SortSpec
 
 from .tables import USER_EMAILS, USERS
@@ -80,18 +81,9 @@ def parse_datetime(value: Any) -> datetime | None:
 
     ``None`` if ``value`` is not a date-time string or cannot be represented in UTC.
     """
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        text = value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-    else:
+    parsed = _parse_iso(value)
+    if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
     try:
         return parsed.astimezone(timezone.utc)
     except (OverflowError, ValueError):
