@@ -297,3 +297,16 @@ def test_events_after_commit(service: ScimService, client: Client) -> None:
         "card.changed",
         "user.deleted",
     ]
+
+
+def test_failed_searches_are_logged_as_search(service: ScimService, client: Client) -> None:
+    # R9.2
+    client("POST", "/.search", {"filter": "userName eq"})
+    client("POST", "/Users/.search", {"count": "x"})
+    client("GET", "/Users", query={"filter": "bad ("})
+    entries = service.product.log("acme")
+    assert [(e.operation, e.status, e.resource_id) for e in entries] == [
+        ("list", 400, None),
+        ("search", 400, None),
+        ("search", 400, None),
+    ]

@@ -192,7 +192,7 @@ class ScimService:
         """Failed requests are logged in a transaction of their own (R9.2): the operation's
         own transaction was rolled back."""
         operation = _OPERATIONS.get((request.method.upper(), rid is None), request.method.lower())
-        if rid == ".search":
+        if request.path.rstrip("/").endswith(".search"):  # /Users/.search and /.search
             operation, rid = "search", None
         with self.storage.users(auth.workspace.id) as store:
             self._log(store, auth, operation, rid, error.status, error.detail)
