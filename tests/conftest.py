@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Workspaces
 from scimcore_adapters.memory import MemoryStorage
@@ -86,3 +92,35 @@ def client(service: ScimService, token: str) -> Client:
 @pytest.fixture
 def make_client(service: ScimService) -> Iterator[Callable[[str | None], Client]]:
     yield lambda tok: Client(service, tok)
+
+
+POSTGRES_ENV = "SCIMCORE_TEST_POSTGRES_URL"
+NO_POSTGRES = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://user@host/db)"
+
+
+@contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose ``search_path`` is a fresh, uniquely named schema, dropped afterwards."""
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(NO_POSTGRES)
+    schema = f"scimcore_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scim.db'}"
+    else:
+        with postgres_schema_url() as url:
+            yield url

@@ -21,8 +21,7 @@ import tests.test_product
 import tests.test_service
 from scimcore import ScimService
 from scimcore_adapters.sql import SqlStorage
-from tests.conftest import counting_runtime
-from tests.test_storage_sql import postgres_schema_url
+from tests.conftest import counting_runtime, postgres_schema_url
 
 _SERVICE_FIXTURES = {"service", "workspaces", "token", "client", "make_client"}
 

@@ -34,8 +34,8 @@ from scimcore.storage import SortSpec, Workspace
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.compiler import escape_like
+from tests.conftest import postgres_schema_url
 from tests.storage_contract import ENT, REGISTRY, T0
-from tests.test_storage_sql import postgres_schema_url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import ColumnElement, Select, create_engine, event, inspect, select
-from sqlalchemy.engine import make_url
 
 from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
@@ -36,6 +34,7 @@ from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.product import prune_every
 from scimcore_adapters.sql.storage import _email_rows, _user_row
 from scimcore_adapters.sql.tables import LOG, SCHEMA_VERSION, USER_EMAILS, USERS, WORKSPACES
+from tests.conftest import NO_POSTGRES, POSTGRES_ENV, postgres_schema_url
 from tests.storage_contract import (
     REGISTRY,
     T0,
@@ -46,28 +45,6 @@ from tests.storage_contract import (
     user,
     ws,
 )
-
-POSTGRES_ENV = "SCIMCORE_TEST_POSTGRES_URL"
-NO_POSTGRES = f"PostgreSQL tests need {POSTGRES_ENV} (e.g. postgresql+psycopg://user@host/db)"
-
-
-@contextmanager
-def postgres_schema_url() -> Iterator[str]:
-    """A URL whose ``search_path`` is a fresh, uniquely named schema, dropped afterwards."""
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(NO_POSTGRES)
-    schema = f"scimcore_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 @contextmanager
@@ -88,15 +65,6 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     with postgres_schema_url() as url:
         yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'scim.db'}"
-    else:
-        with postgres_schema_url() as url:
-            yield url
 
 
 class TestSqliteStorage(StorageContract):
