@@ -1,10 +1,12 @@
-"""Flask and ASGI adapters: one table of requests through both gives identical responses."""
+"""Flask (both mounts), WSGI and ASGI adapters: one table of requests gives identical responses."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from scimcore import ScimService
 from scimcore_adapters.asgi import ScimASGIApp
 from scimcore_adapters.flask import ScimExtension
 from scimcore_adapters.memory import MemoryStorage
+from scimcore_adapters.wsgi import ScimWSGIApp
 from tests.conftest import counting_runtime
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -78,10 +81,10 @@ def _normalise(response: httpx.Response | Any, status: int, headers: dict[str, s
     return status, keep, json.loads(data) if data else None
 
 
-def _run_flask() -> list[Row]:
+def _run_flask(mount: Literal["wsgi", "blueprint"]) -> list[Row]:
     service, token = _fresh()
     app = Flask("t")
-    ScimExtension(service, app)
+    ScimExtension(service, app, mount=mount)
     client = app.test_client()
     rows: list[Row] = []
     user_id = ""
@@ -122,8 +125,9 @@ async def _run_asgi_async() -> list[Row]:
     return rows
 
 
-def test_flask_and_asgi_give_identical_responses() -> None:
-    flask_rows = _run_flask()
+@pytest.mark.parametrize("mount", ["wsgi", "blueprint"])
+def test_flask_and_asgi_give_identical_responses(mount: Literal["wsgi", "blueprint"]) -> None:
+    flask_rows = _run_flask(mount)
     asgi_rows = asyncio.run(_run_asgi_async())
     assert len(flask_rows) == len(TABLE)
     for entry, f, a in zip(TABLE, flask_rows, asgi_rows, strict=True):
@@ -186,3 +190,177 @@ def test_asgi_rejects_oversized_bodies(size: int) -> None:
     r = asyncio.run(go())
     assert r.status_code == 400
     assert r.json()["scimType"] == "invalidSyntax"
+
+
+# --- the WSGI adapter on its own --------------------------------------------------------------
+
+
+def _call(app: Any, environ: dict[str, Any]) -> tuple[str, dict[str, str], bytes]:
+    """Call a WSGI app with a hand-made environ (what gunicorn or mod_wsgi would pass)."""
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start_response))
+    return seen["status"], seen["headers"], body
+
+
+def _environ(
+    method: str, path: str, token: str, body: bytes = b"", query: str = "", **extra: Any
+) -> dict[str, Any]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "scim.test",
+        "SERVER_PORT": "8080",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+    }
+    if body:
+        environ["CONTENT_TYPE"] = "application/scim+json"
+        environ["CONTENT_LENGTH"] = str(len(body))
+    environ.update(extra)
+    return environ
+
+
+def test_wsgi_create_then_lookup_with_utf8_in_path_and_query() -> None:
+    service, token = _fresh()
+    app = ScimWSGIApp(service)
+    user = json.dumps({"userName": "jürgen@x.test"}).encode()
+    status, headers, body = _call(app, _environ("POST", "/scim/v2/Users", token, user))
+    assert status == "201 Created"
+    assert headers["Content-Length"] == str(len(body))
+    # No Host header: the base URL comes from SERVER_NAME and SERVER_PORT.
+    assert headers["Location"].startswith("http://scim.test:8080/scim/v2/Users/")
+    # WSGI passes the query as latin-1-decoded bytes; raw UTF-8 must still match.
+    raw_query = 'filter=userName eq "jürgen@x.test"'.encode().decode("latin-1")
+    status, _, body = _call(app, _environ("GET", "/scim/v2/Users", token, query=raw_query))
+    assert status == "200 OK"
+    assert json.loads(body)["totalResults"] == 1
+    status, _, body = _call(
+        app,
+        _environ(
+            "GET", "/scim/v2/Users", token, query="filter=userName+eq+%22J%C3%BCrgen@x.test%22"
+        ),
+    )
+    assert json.loads(body)["totalResults"] == 1
+
+
+def test_wsgi_base_url_keeps_script_name_and_host() -> None:
+    service, token = _fresh()
+    app = ScimWSGIApp(service)
+    environ = _environ(
+        "POST",
+        "/scim/v2/Users",
+        token,
+        json.dumps({"userName": "a@x.test"}).encode(),
+        SCRIPT_NAME="/app",
+        HTTP_HOST="idp-facing.example",
+        **{"wsgi.url_scheme": "https"},
+    )
+    status, headers, body = _call(app, environ)
+    assert status == "201 Created"
+    uid = json.loads(body)["id"]
+    assert headers["Location"] == f"https://idp-facing.example/app/scim/v2/Users/{uid}"
+    assert json.loads(body)["meta"]["location"] == headers["Location"]
+
+
+def test_wsgi_chunked_body_without_length_is_read() -> None:
+    service, token = _fresh()
+    app = ScimWSGIApp(service)
+    environ = _environ("POST", "/scim/v2/Users", token, HTTP_TRANSFER_ENCODING="chunked")
+    environ["wsgi.input"] = io.BytesIO(json.dumps({"userName": "chunk@x.test"}).encode())
+    environ["wsgi.input_terminated"] = True
+    status, _, body = _call(app, environ)
+    assert status == "201 Created", body
+    assert json.loads(body)["userName"] == "chunk@x.test"
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_wsgi_rejects_oversized_bodies(declared: bool) -> None:
+    service, token = _fresh()
+    app = ScimWSGIApp(service)
+    big = b"x" * (service.config.max_body_bytes + 1)
+    environ = _environ("POST", "/scim/v2/Users", token, big)
+    if not declared:  # chunked: the length shows only while reading
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+    status, _, body = _call(app, environ)
+    assert status == "400 Bad Request"
+    assert json.loads(body)["scimType"] == "invalidSyntax"
+
+
+def test_wsgi_head_sends_headers_without_body() -> None:
+    service, token = _fresh()
+    app = ScimWSGIApp(service)
+    status, headers, body = _call(app, _environ("HEAD", "/scim/v2/ServiceProviderConfig", token))
+    assert status == "200 OK"
+    assert body == b""
+    assert int(headers["Content-Length"]) > 0
+
+
+def test_wsgi_outside_prefix_is_scim_404_or_the_fallback() -> None:
+    service, token = _fresh()
+    status, _, body = _call(ScimWSGIApp(service), _environ("GET", "/elsewhere", token))
+    assert status == "404 Not Found"
+    assert json.loads(body)["status"] == "404"
+
+    app = Flask("host")
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hi"
+
+    ScimExtension(service, app)
+    client = app.test_client()
+    assert client.get("/hello").data == b"hi"
+    # Only the prefix itself and paths below it are SCIM's.
+    assert client.get("/scim/v2x").status_code == 404
+    assert client.get("/scim/v2x").content_type.startswith("text/html")
+    r = client.get("/scim/v2/ServiceProviderConfig")
+    assert r.status_code == 200
+    assert r.content_type == "application/scim+json"
+    assert app.extensions["scimcore"] is service
+
+
+def test_flask_extension_rejects_unknown_mount() -> None:
+    service, _ = _fresh()
+    with pytest.raises(ValueError, match="mount"):
+        ScimExtension(service, Flask("x"), mount="router")  # type: ignore[arg-type]
+
+
+def test_asgi_query_with_raw_utf8_matches() -> None:
+    service, token = _fresh()
+    app = ScimASGIApp(service)
+
+    async def call(method: str, query: bytes, body: bytes) -> tuple[int, Any]:
+        sent: list[dict[str, Any]] = []
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": "/scim/v2/Users",
+            "query_string": query,
+            "headers": [(b"authorization", f"Bearer {token}".encode())],
+        }
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        await app(scope, receive, send)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    user = json.dumps({"userName": "jürgen@x.test"}).encode()
+    status, _ = asyncio.run(call("POST", b"", user))
+    assert status == 201
+    # Some clients send UTF-8 unescaped; ASGI passes the raw bytes.
+    raw = 'filter=userName eq "jürgen@x.test"'.encode()
+    status, found = asyncio.run(call("GET", raw, b""))
+    assert status == 200
+    assert found["totalResults"] == 1

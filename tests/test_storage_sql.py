@@ -421,3 +421,110 @@ def test_import_users_is_all_or_nothing(tmp_path: Path) -> None:
             assert [d["id"] for d in store.query(f, None, 1, 10).documents] == [user(7)["id"]]
     finally:
         storage.close()
+
+
+# --- SQLite: one connection per thread, one writer queue per process ---------------------------
+
+
+def _dbapi_of(store: Any) -> Any:
+    return store._conn.connection.dbapi_connection
+
+
+def test_sqlite_thread_keeps_one_connection_and_releases_it(sqlite_url: str) -> None:
+    import gc
+    import threading
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        pool = storage.engine.pool
+        seen: list[Any] = []
+        during: list[int] = []
+
+        def work() -> None:
+            with storage.users(w.id) as store:
+                store.insert(user(1))
+                seen.append(_dbapi_of(store))
+            storage.authenticate("no-such-token")
+            with storage.users(w.id, readonly=True) as store:
+                assert store.get(user(1)["id"]) is not None
+                seen.append(_dbapi_of(store))
+            during.append(pool.checkedout())  # type: ignore[attr-defined]
+
+        before = pool.checkedout()  # type: ignore[attr-defined]
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        del thread
+        gc.collect()
+        assert len(seen) == 2 and seen[0] is seen[1]  # one connection for both transactions
+        assert during == [before + 1]  # kept between them ...
+        assert pool.checkedout() == before  # type: ignore[attr-defined]  # ... and released
+
+
+def test_sqlite_nested_blocks_on_one_thread_use_another_connection(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        with storage.users(w.id, readonly=True) as outer:
+            with storage.users(w.id, readonly=True) as inner:
+                assert _dbapi_of(inner) is not _dbapi_of(outer)
+                assert inner.get(user(1)["id"]) == outer.get(user(1)["id"])
+            assert storage.get_workspace(w.slug) == w  # a read inside a transaction
+        with storage.users(w.id) as store:  # the thread's connection is usable again
+            store.insert(user(2))
+            assert store.query(None, None, 1, 10).total == 2
+
+
+def test_sqlite_close_closes_thread_connections(sqlite_url: str) -> None:
+    storage = SqlStorage(sqlite_url)
+    w = ws(storage)
+    with storage.users(w.id) as store:
+        store.insert(user(1))
+        held = _dbapi_of(store)
+    storage.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, not just returned to a pool
+        held.execute("select 1")
+
+
+def test_sqlite_writers_of_one_process_queue_in_order(sqlite_url: str) -> None:
+    """A second writer waits for the first (no busy error, no lost write) and sees its data."""
+    import threading
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        inside = threading.Event()
+        order: list[str] = []
+
+        def second() -> None:
+            inside.wait()
+            with storage.users(w.id) as store:
+                order.append("second in")
+                assert store.get(user(1)["id"]) is not None
+                store.insert(user(2))
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            inside.set()
+            thread.join(timeout=0.3)
+            assert thread.is_alive()  # queued behind this transaction
+            order.append("first out")
+        thread.join()
+        assert order == ["first out", "second in"]
+        with storage.users(w.id, readonly=True) as store:
+            assert store.query(None, None, 1, 10).total == 2
+
+
+def test_sqlite_failed_transaction_leaves_the_thread_connection_usable(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with pytest.raises(RuntimeError), storage.users(w.id) as store:
+            store.insert(user(1))
+            raise RuntimeError("boom")
+        with storage.users(w.id) as store:
+            assert store.get(user(1)["id"]) is None  # rolled back
+            store.insert(user(1))
+        with storage.users(w.id, readonly=True) as store:
+            assert store.get(user(1)["id"]) is not None

@@ -83,7 +83,9 @@ class ScimASGIApp:
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]}, {text}" if name in headers else text
         query: dict[str, str] = {}
-        for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), True):
+        for key, value in parse_qsl(
+            scope.get("query_string", b"").decode("utf-8", "replace"), True
+        ):
             query.setdefault(key, value)
         host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
         request = ScimRequest(

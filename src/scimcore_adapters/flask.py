@@ -1,17 +1,31 @@
-"""Flask adapter: a Blueprint factory and a Flask extension with ``init_app``.
+"""Flask adapter: a Flask extension with ``init_app``, and a Blueprint factory.
 
 Every request under the prefix is translated to a :class:`~scimcore.ScimRequest`, answered by
 :meth:`scimcore.ScimService.handle`, and translated back; nothing else happens here.
 
     from scimcore_adapters.flask import ScimExtension
     ScimExtension(service).init_app(app)            # serves /scim/v2/...
+
+Two ways to mount, with identical responses:
+
+- ``mount="wsgi"`` (the default): the extension wraps ``app.wsgi_app`` with
+  :class:`~scimcore_adapters.wsgi.ScimWSGIApp`, which answers the SCIM prefix before Flask
+  builds a request context and passes every other path to Flask. Fastest (a SCIM request pays
+  no routing, context or ``Response`` object), but Flask's ``before_request`` /
+  ``after_request`` hooks and error handlers do not see SCIM requests.
+- ``mount="blueprint"``: a :func:`scim_blueprint` registered on the app, for applications whose
+  Flask hooks (request logging, rate limits) must see SCIM traffic too.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, Flask, Response, request
 
 from scimcore import ScimRequest, ScimService
+
+from .wsgi import ScimWSGIApp
 
 __all__ = ["ScimExtension", "scim_blueprint"]
 
@@ -47,16 +61,29 @@ def scim_blueprint(
 
 class ScimExtension:
     """Flask extension convention: ``ScimExtension(service).init_app(app)``; the service is kept
-    in ``app.extensions["scimcore"]``."""
+    in ``app.extensions["scimcore"]``. ``mount``: see the module documentation."""
 
     def __init__(
-        self, service: ScimService, app: Flask | None = None, url_prefix: str = "/scim/v2"
+        self,
+        service: ScimService,
+        app: Flask | None = None,
+        url_prefix: str = "/scim/v2",
+        *,
+        mount: Literal["wsgi", "blueprint"] = "wsgi",
     ) -> None:
+        if mount not in ("wsgi", "blueprint"):
+            raise ValueError("mount must be 'wsgi' or 'blueprint'")
         self.service = service
         self.url_prefix = url_prefix
+        self.mount = mount
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        app.register_blueprint(scim_blueprint(self.service, self.url_prefix))
+        if self.mount == "wsgi":
+            app.wsgi_app = ScimWSGIApp(  # type: ignore[method-assign]
+                self.service, self.url_prefix, fallback=app.wsgi_app
+            )
+        else:
+            app.register_blueprint(scim_blueprint(self.service, self.url_prefix))
         app.extensions["scimcore"] = self.service

@@ -14,8 +14,11 @@ log) live in :mod:`.product` and run in the same transaction as the user writes 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -66,6 +69,8 @@ from .raw import run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
+
+log = logging.getLogger(__name__)
 
 #: How long a SQLite writer waits for the lock (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -468,6 +473,10 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        # Threads keep a connection each (see SqlStorage._held): never make one wait for the
+        # pool; five idle connections are kept, the rest closed on check-in.
+        pool_size=5,
+        max_overflow=-1,
     )
 
     @event.listens_for(engine, "connect")
@@ -514,6 +523,27 @@ def _engine(url: str) -> Engine:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
+class _HeldConnection:
+    """A connection a thread keeps (:meth:`SqlStorage._thread_connection`), closed when the
+    thread ends (its ``threading.local`` is cleared), or by :meth:`SqlStorage.close`."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn: Connection | None = conn
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - a broken connection is dropped all the same
+                log.debug("closing a thread's SQLite connection failed", exc_info=True)
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class SqlStorage:
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
@@ -527,9 +557,18 @@ class SqlStorage:
         self.engine = _engine(url)
         # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``) and for reads of
         # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
-        self._writer = self.engine.execution_options(**{_BEGIN_OPTION: _IMMEDIATE})
-        self._reader = self.engine.execution_options(**{_BEGIN_OPTION: _NO_BEGIN})
-        self._snapshot = self.engine.execution_options(**{_BEGIN_OPTION: _DEFERRED})
+        self._engines = {
+            mode: self.engine.execution_options(**{_BEGIN_OPTION: mode})
+            for mode in (_IMMEDIATE, _DEFERRED, _NO_BEGIN)
+        }
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._local = threading.local()
+        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
+        self._held_lock = threading.Lock()
+        #: SQLite has one writer at a time: the threads of this process queue for it here,
+        #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
+        #: sleeps up to 100 ms between tries). Other processes still wait in ``busy_timeout``.
+        self._write_lock = threading.RLock()
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -537,14 +576,66 @@ class SqlStorage:
             raise
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection, pooled or held by a thread."""
+        with self._held_lock:
+            held = list(self._held)
+        for connection in held:
+            connection.close()
         self.engine.dispose()
 
+    def _thread_connection(self) -> Connection | None:
+        """SQLite: the connection this thread keeps between transactions (``None`` while it is
+        in a transaction already: a nested block takes a pooled connection).
+
+        A SQLite connection is a handle on a local file, so keeping one per thread costs
+        nothing, and it spares each SCIM request two pool check-outs and check-ins.
+        """
+        held: _HeldConnection | None = getattr(self._local, "held", None)
+        if held is None or held.conn is None or held.conn.closed or held.conn.invalidated:
+            if held is not None:
+                held.close()
+            held = _HeldConnection(self.engine.connect())
+            self._local.held = held
+            with self._held_lock:
+                self._held.add(held)
+        conn = held.conn
+        assert conn is not None
+        return None if conn.in_transaction() else conn
+
+    def _drop_thread_connection(self) -> None:
+        held: _HeldConnection | None = getattr(self._local, "held", None)
+        if held is not None:
+            self._local.held = None
+            held.close()
+
     @contextmanager
-    def _tx(self, immediate: bool) -> Iterator[Connection]:
+    def _begin(self, mode: str) -> Iterator[Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` (writes), ``BEGIN`` (a read snapshot) or none
+        (a read of one statement) on SQLite; a plain transaction on PostgreSQL."""
+        conn = self._thread_connection() if self._sqlite else None
+        if conn is None:
+            with self._engines[mode].connect() as pooled, pooled.begin():
+                yield pooled
+            return
+        lock = self._write_lock if mode == _IMMEDIATE else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            conn.execution_options(**{_BEGIN_OPTION: mode})
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                if conn.in_transaction() or conn.invalidated:  # the rollback failed
+                    self._drop_thread_connection()
+                raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         """A transaction: a writing one (``immediate``) or one that reads with one statement."""
-        with (self._writer if immediate else self._reader).connect() as conn, conn.begin():
-            yield conn
+        return self._begin(_IMMEDIATE if immediate else _NO_BEGIN)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
         """Insert many canonical documents in one transaction with multi-row statements.
@@ -576,9 +667,8 @@ class SqlStorage:
 
         ``readonly``: SQLite begins a deferred transaction (a consistent WAL snapshot that
         waits for no writer) instead of ``BEGIN IMMEDIATE``."""
-        engine = self._snapshot if readonly else self._writer
-        with engine.connect() as conn, conn.begin():
-            exclusive = conn.dialect.name == "sqlite" and not readonly  # BEGIN IMMEDIATE
+        with self._begin(_DEFERRED if readonly else _IMMEDIATE) as conn:
+            exclusive = self._sqlite and not readonly  # BEGIN IMMEDIATE
             yield SqlUserStore(conn, workspace_id, self.registry, exclusive=exclusive)
 
     # --- workspaces ----------------------------------------------------------------------------
@@ -678,8 +768,11 @@ class SqlStorage:
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
         params = {"token_id": token_id}
-        if self.engine.dispatch.before_cursor_execute:  # listeners see it through SQLAlchemy
-            with self._reader.connect() as conn:
+        held = self._thread_connection() if self._sqlite else None
+        if held is not None:  # SQLite autocommit: one statement reads one snapshot
+            row = run(held, _AUTHENTICATE, params).first()
+        elif self.engine.dispatch.before_cursor_execute:  # listeners see it through SQLAlchemy
+            with self._engines[_NO_BEGIN].connect() as conn:
                 row = run(conn, _AUTHENTICATE, params).first()
                 conn.rollback()
         else:  # one statement needs no Connection: the pool's check-in rolls back

@@ -1,0 +1,122 @@
+"""Plain WSGI adapter (PEP 3333, no framework dependency).
+
+:class:`ScimWSGIApp` answers the SCIM endpoint as a WSGI application; given another WSGI
+application as ``fallback`` it is also a middleware that serves ``prefix`` itself and passes
+every other path on. This is how :class:`scimcore_adapters.flask.ScimExtension` mounts the
+service by default: a SCIM request costs no Flask request context, URL routing or
+``Response`` object, only the translation to a :class:`~scimcore.ScimRequest` and back.
+
+    app = ScimWSGIApp(service, prefix="/scim/v2")              # gunicorn module:app
+    flask_app.wsgi_app = ScimWSGIApp(service, "/scim/v2", fallback=flask_app.wsgi_app)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from scimcore import ScimRequest, ScimResponse, ScimService
+from scimcore.errors import InvalidSyntaxError, NotFoundError
+from scimcore.service import error_response
+
+__all__ = ["ScimWSGIApp", "WSGIApp"]
+
+#: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+_STATUS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+
+
+def _text(value: str) -> str:
+    """A WSGI "native string" (bytes decoded as latin-1) as the UTF-8 text it carries."""
+    return value if value.isascii() else value.encode("latin-1").decode("utf-8", "replace")
+
+
+class ScimWSGIApp:
+    """Serve ``service`` at ``prefix`` (``""``: every path is a SCIM path).
+
+    ``fallback``: the WSGI application that answers paths outside ``prefix`` (without one,
+    they get a SCIM 404).
+    """
+
+    def __init__(
+        self, service: ScimService, prefix: str = "/scim/v2", fallback: WSGIApp | None = None
+    ) -> None:
+        self.service = service
+        self.prefix = prefix.rstrip("/")
+        self.fallback = fallback
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = _text(environ.get("PATH_INFO", ""))
+        prefix = self.prefix
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            if self.fallback is not None:
+                return self.fallback(environ, start_response)
+            response = error_response(NotFoundError(f"no endpoint at {path}"))
+        else:
+            response = self._answer(environ, path[len(prefix) :] or "/")
+        status = _STATUS.get(response.status) or f"{response.status} Unknown"
+        headers = list(response.headers.items())
+        headers.append(("Content-Length", str(len(response.body))))
+        start_response(status, headers)
+        return [response.body] if environ.get("REQUEST_METHOD") != "HEAD" else []
+
+    def _answer(self, environ: dict[str, Any], path: str) -> ScimResponse:
+        limit = self.service.config.max_body_bytes
+        body = self._body(environ, limit)
+        if body is None:
+            return error_response(InvalidSyntaxError(f"the request body exceeds {limit} bytes"))
+        headers: dict[str, str] = {}
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                headers[key[5:].replace("_", "-").lower()] = value
+        if "CONTENT_TYPE" in environ:
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        query: dict[str, str] = {}
+        raw_query = environ.get("QUERY_STRING")
+        if raw_query:
+            for key, value in parse_qsl(_text(raw_query), keep_blank_values=True):
+                query.setdefault(key, value)
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+        root = _text(environ.get("SCRIPT_NAME", ""))
+        request = ScimRequest(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            base_url=f"{scheme}://{host}{root}{self.prefix}",
+        )
+        return self.service.handle(request)
+
+    @staticmethod
+    def _body(environ: dict[str, Any], limit: int) -> bytes | None:
+        """The request body, or ``None`` when it exceeds ``limit`` bytes."""
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return b""
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                size = -1
+            if size > limit:
+                return None
+            if size >= 0:
+                return bytes(stream.read(size)) if size else b""
+        if length == "0" or not (
+            environ.get("wsgi.input_terminated")
+            or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+        ):
+            return b""
+        data = bytes(stream.read(limit + 1))
+        return None if len(data) > limit else data
