@@ -528,3 +528,42 @@ def test_sqlite_failed_transaction_leaves_the_thread_connection_usable(sqlite_ur
             store.insert(user(1))
         with storage.users(w.id, readonly=True) as store:
             assert store.get(user(1)["id"]) is not None
+
+
+def test_sqlite_statement_listeners_leave_no_transaction_open(sqlite_url: str) -> None:
+    """With a ``before_cursor_execute`` listener every statement goes through SQLAlchemy,
+    which autobegins; an authentication outside a block must not leave the thread's
+    connection holding a transaction (the next write would then wait for itself)."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        seen: list[str] = []
+        event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        assert storage.authenticate("0" * 32) is None
+        assert storage._thread_connection() is not None  # idle, not in a transaction
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        with storage.users(w.id, readonly=True) as store:
+            assert store.get(user(1)["id"]) is not None
+        assert any("FROM tokens" in s for s in seen)
+        assert any(s.startswith("INSERT INTO users") for s in seen)
+
+
+def test_sqlite_failed_commit_drops_the_thread_connection(sqlite_url: str) -> None:
+    """A COMMIT that fails (here: a deferred foreign key) leaves SQLite's transaction open;
+    the connection is dropped (the pool rolls it back), the error is SQLAlchemy's, and the
+    thread goes on."""
+    from sqlalchemy.exc import IntegrityError
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with pytest.raises(IntegrityError), storage.users(w.id) as store:
+            dbapi = _dbapi_of(store)
+            store.insert(user(1))
+            dbapi.execute("PRAGMA defer_foreign_keys=ON")
+            dbapi.execute("INSERT INTO user_counts (workspace_id, n) VALUES ('ws-none', 1)")
+        assert not dbapi.in_transaction
+        with storage.users(w.id) as store:
+            assert store.get(user(1)["id"]) is None  # nothing of the failed unit remains
+            store.insert(user(2))
+        with storage.users(w.id, readonly=True) as store:
+            assert store.query(None, None, 1, 10).total == 1

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -39,7 +40,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches, validate
@@ -501,10 +502,10 @@ def _sqlite_engine(url: str) -> Engine:
         # much CPU as a query. A single-statement read needs no BEGIN (a statement is atomic
         # and reads one snapshot).
         mode = conn.get_execution_options().get(_BEGIN_OPTION, _DEFERRED)
-        if mode == _NO_BEGIN:
-            return
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
+        if mode == _NO_BEGIN or dbapi_conn.in_transaction:  # see SqlStorage._sqlite_transaction
+            return
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
@@ -523,14 +524,23 @@ def _engine(url: str) -> Engine:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
+def _driver(call: Callable[..., Any], sql: str) -> None:
+    """A call on a SQLite driver connection, its errors wrapped as SQLAlchemy wraps them."""
+    try:
+        call(sql) if sql.startswith("BEGIN") else call()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
+
+
 class _HeldConnection:
     """A connection a thread keeps (:meth:`SqlStorage._thread_connection`), closed when the
     thread ends (its ``threading.local`` is cleared), or by :meth:`SqlStorage.close`."""
 
-    __slots__ = ("__weakref__", "conn")
+    __slots__ = ("__weakref__", "busy", "conn")
 
     def __init__(self, conn: Connection) -> None:
         self.conn: Connection | None = conn
+        self.busy = False  # in a transaction: a nested block takes a pooled connection
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
@@ -594,13 +604,13 @@ class SqlStorage:
         if held is None or held.conn is None or held.conn.closed or held.conn.invalidated:
             if held is not None:
                 held.close()
-            held = _HeldConnection(self.engine.connect())
+            held = _HeldConnection(self._engines[_NO_BEGIN].connect())
             self._local.held = held
             with self._held_lock:
                 self._held.add(held)
-        conn = held.conn
-        assert conn is not None
-        return None if conn.in_transaction() else conn
+        if held.busy:
+            return None
+        return held.conn
 
     def _drop_thread_connection(self) -> None:
         held: _HeldConnection | None = getattr(self._local, "held", None)
@@ -617,21 +627,49 @@ class SqlStorage:
             with self._engines[mode].connect() as pooled, pooled.begin():
                 yield pooled
             return
+        held: _HeldConnection = self._local.held
         lock = self._write_lock if mode == _IMMEDIATE else None
         if lock is not None:
             lock.acquire()
+        held.busy = True
         try:
-            conn.execution_options(**{_BEGIN_OPTION: mode})
-            try:
-                with conn.begin():
-                    yield conn
-            except BaseException:
-                if conn.in_transaction() or conn.invalidated:  # the rollback failed
-                    self._drop_thread_connection()
-                raise
+            with self._sqlite_transaction(conn, mode):
+                yield conn
         finally:
+            held.busy = False
             if lock is not None:
                 lock.release()
+
+    @contextmanager
+    def _sqlite_transaction(self, conn: Connection, mode: str) -> Iterator[None]:
+        """``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) straight on the driver connection, under
+        SQLAlchemy: its transaction bookkeeping costs more CPU than an indexed read. A statement
+        that goes through ``Connection.execute`` (listeners, statements built per request)
+        autobegins SQLAlchemy's transaction inside this one (the ``begin`` hook then issues no
+        second ``BEGIN``), and is committed or rolled back through SQLAlchemy."""
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        if mode != _NO_BEGIN:
+            _driver(dbapi_conn.execute, "BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            try:
+                if conn.in_transaction():
+                    conn.rollback()
+                elif dbapi_conn.in_transaction:
+                    _driver(dbapi_conn.rollback, "ROLLBACK")
+            except BaseException:
+                self._drop_thread_connection()  # state unknown: never reuse it
+            raise
+        try:
+            if conn.in_transaction():
+                conn.commit()
+            elif dbapi_conn.in_transaction:
+                _driver(dbapi_conn.commit, "COMMIT")
+        except BaseException:
+            self._drop_thread_connection()  # a failed COMMIT leaves the transaction open
+            raise
 
     def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         """A transaction: a writing one (``immediate``) or one that reads with one statement."""
@@ -768,13 +806,14 @@ class SqlStorage:
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
         params = {"token_id": token_id}
+        listened = bool(self.engine.dispatch.before_cursor_execute)
         held = self._thread_connection() if self._sqlite else None
-        if held is not None:  # SQLite autocommit: one statement reads one snapshot
-            row = run(held, _AUTHENTICATE, params).first()
-        elif self.engine.dispatch.before_cursor_execute:  # listeners see it through SQLAlchemy
-            with self._engines[_NO_BEGIN].connect() as conn:
+        if held is not None and not listened:  # SQLite autocommit: one statement, one snapshot
+            dbapi_conn = held.connection.dbapi_connection
+            row = run_dbapi(dbapi_conn, self.engine.dialect, _AUTHENTICATE, params).first()
+        elif listened:  # listeners see it through SQLAlchemy (which would autobegin: end it)
+            with self._begin(_NO_BEGIN) as conn:
                 row = run(conn, _AUTHENTICATE, params).first()
-                conn.rollback()
         else:  # one statement needs no Connection: the pool's check-in rolls back
             pooled = self.engine.raw_connection()
             try:
