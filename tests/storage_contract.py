@@ -117,6 +117,38 @@ class StorageContract:
             assert store.get(doc["id"]) == doc
             assert store.get("missing") is None
 
+    def test_one_read_blocks_answer_like_transactions(self, storage: Storage) -> None:
+        """``one_read`` (one get or one query per block) gives what a readonly block gives."""
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 6):
+                store.insert(user(n, f"user{n}@x.test", title="t" if n % 2 else "u"))
+        by_name = compile_filter('userName eq "USER3@x.test"', REGISTRY)
+        by_title = compile_filter('title eq "t"', REGISTRY)
+        cases = [
+            (None, None, 1, 2),
+            (None, None, 5, 10),
+            (None, None, 9, 10),
+            (by_name, None, 1, 10),
+            (by_name, None, 1, 1),
+            (by_name, None, 2, 10),
+            (by_name, None, 1, 0),
+            (by_title, None, 1, 2),
+            (None, SortSpec(("userName",), True, False), 2, 2),
+        ]
+        shapes = []
+        for flt, sort, start, count in cases:
+            with storage.users(w.id, readonly=True) as store:
+                expected = store.query(flt, sort, start, count)
+            with storage.users(w.id, one_read=True) as store:
+                assert store.query(flt, sort, start, count) == expected, (flt, start, count)
+            shapes.append((expected.total, len(expected.documents)))
+        assert shapes == [(5, 2), (5, 1), (5, 0), (1, 1), (1, 1), (1, 0), (1, 0), (3, 2), (5, 2)]
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get(user(2)["id"]) == user(2, "user2@x.test", title="u")
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get("missing") is None
+
     def test_returned_documents_are_copies(self, storage: Storage) -> None:
         w = ws(storage)
         with storage.users(w.id) as store:

@@ -567,3 +567,28 @@ def test_sqlite_failed_commit_drops_the_thread_connection(sqlite_url: str) -> No
             store.insert(user(2))
         with storage.users(w.id, readonly=True) as store:
             assert store.query(None, None, 1, 10).total == 1
+
+
+def test_sqlite_one_read_begins_a_snapshot_only_for_several_statements(sqlite_url: str) -> None:
+    """A GET and a ``userName eq`` lookup run one statement and no transaction; a list page,
+    which may need a count too, begins its snapshot before its first statement."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 4):
+                store.insert(user(n))
+        name = compile_filter('userName eq "user2@x.test"', REGISTRY)
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get(user(1)["id"]) is not None
+            assert not _dbapi_of(store).in_transaction
+        with storage.users(w.id, one_read=True) as store:
+            assert store.query(name, None, 1, 100).total == 1
+            assert not _dbapi_of(store).in_transaction
+        with storage.users(w.id, one_read=True) as store:
+            page = store.query(None, None, 1, 2)
+            assert (page.total, len(page.documents)) == (3, 2)
+            assert _dbapi_of(store).in_transaction
+            dbapi = _dbapi_of(store)
+        assert not dbapi.in_transaction  # ended with the block
+        with storage.users(w.id) as store:  # and the connection writes again
+            store.insert(user(4))

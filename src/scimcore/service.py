@@ -445,7 +445,7 @@ class ScimService:
         count = params.count if params.count is not None else self.config.default_count
         count = min(max(count, 0), self.config.max_count)
         selection = self._selection(params.attributes, params.excluded_attributes)
-        with self.storage.users(auth.workspace.id, readonly=True) as store:
+        with self.storage.users(auth.workspace.id, one_read=True) as store:
             page = store.query(flt, sort, start, count)
         resources = [self._render(d, request, selection) for d in page.documents]
         body = ListResponse(page.total, start, len(resources), resources)
@@ -478,7 +478,7 @@ class ScimService:
         self, auth: AuthContext, request: ScimRequest, method: str, rid: str
     ) -> ScimResponse:
         reads = method in ("GET", "HEAD")
-        with self.storage.users(auth.workspace.id, readonly=reads) as store:
+        with self.storage.users(auth.workspace.id, readonly=reads, one_read=reads) as store:
             current = store.get(rid)
             if current is None:
                 raise NotFoundError(f"resource {rid} not found")

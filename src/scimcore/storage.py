@@ -244,12 +244,19 @@ class Storage(Protocol):
     """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation."""
 
     def users(
-        self, workspace_id: str, *, readonly: bool = False
+        self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
     ) -> AbstractContextManager[UserStore]:
         """A transaction over one workspace's users: commit on success, roll back on error.
 
         ``readonly=True`` promises that the caller only reads: a backend may then take no
-        write lock (SQLite: a deferred transaction reading one WAL snapshot)."""
+        write lock (SQLite: a deferred transaction reading one WAL snapshot).
+
+        ``one_read=True`` (implies ``readonly``) promises more: the block makes exactly one
+        call on the store, a :meth:`UserStore.get` or a :meth:`UserStore.query`. A backend may
+        then open no transaction at all, as long as that one call reads one consistent state
+        (SQLite: a single statement does; a query that needs two opens its snapshot first).
+        The service uses it for ``GET /Users/{id}`` and searches, the IdPs' most frequent
+        requests."""
 
     def create_workspace(self, workspace: Workspace) -> None:
         """Add a workspace; ``ValueError`` if the slug exists."""

@@ -195,9 +195,14 @@ class MemoryStorage:
         self._tokens: dict[str, TokenRecord] = {}
 
     @contextmanager
-    def users(self, workspace_id: str, *, readonly: bool = False) -> Iterator[UserStore]:
+    def users(
+        self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
+    ) -> Iterator[UserStore]:
         with self._lock:
             data = self._data.setdefault(workspace_id, _Data())
+            if readonly or one_read:  # nothing to roll back
+                yield _Store(data, self._registry)
+                return
             saved = data.snapshot()
             try:
                 yield _Store(data, self._registry)

@@ -261,6 +261,9 @@ class SqlUserStore(ProductStore):
     ``user_emails`` rows of the users it has read or written, and :meth:`replace` leaves them
     alone when the new document has the same ones (a ``PATCH`` of other attributes: two
     statements fewer).
+
+    ``lazy``: no transaction was begun (SQLite, a ``one_read`` block): :meth:`get` and a
+    ``userName eq`` lookup run one statement; every other query begins the snapshot first.
     """
 
     def __init__(
@@ -270,11 +273,22 @@ class SqlUserStore(ProductStore):
         registry: SchemaRegistry,
         *,
         exclusive: bool = False,
+        lazy: bool = False,
     ) -> None:
         self._conn = conn
         self._ws = workspace_id
         self._registry = registry
         self._known_emails: dict[str, list[dict[str, Any]]] | None = {} if exclusive else None
+        self._lazy = lazy
+
+    def _snapshot(self) -> None:
+        """In a ``lazy`` store: begin the read transaction (one WAL snapshot) now, before the
+        first of several statements; it ends with the block."""
+        if self._lazy:
+            self._lazy = False
+            dbapi_conn = self._conn.connection.dbapi_connection
+            assert dbapi_conn is not None
+            _driver(dbapi_conn.execute, "BEGIN")
 
     def _mine(self, user_id: str) -> dict[str, Any]:
         return {"b_ws": self._ws, "b_id": user_id}
@@ -380,6 +394,7 @@ class SqlUserStore(ProductStore):
         start, count = max(start_index, 1) - 1, max(count, 0)
         if filter is None:
             if sort is None:
+                self._snapshot()
                 return self._paged(_PAGE_ALL, _COUNT_ALL, {"b_ws": self._ws}, start, count)
             where = self.translate(None)
         else:
@@ -387,8 +402,14 @@ class SqlUserStore(ProductStore):
             name = user_name_key(filter, self._registry) if sort is None else None
             if name is not None:
                 params = {"b_ws": self._ws, "b_name": name}
+                if start == 0 and count > 0:  # userName is unique: the page is the result
+                    one = {**params, "b_offset": 0, "b_limit": 1}
+                    docs = [json.loads(t) for (t,) in run(self._conn, _PAGE_NAMED, one).rows]
+                    return Page(len(docs), docs)
+                self._snapshot()
                 return self._paged(_PAGE_NAMED, _COUNT_NAMED, params, start, count)
             where = self._translate(filter)
+        self._snapshot()
         paging = _paging(sort)
         if where.exact:
             if filter is None:  # every user: the kept count, not a count(*)
@@ -700,14 +721,24 @@ class SqlStorage:
             raise
 
     @contextmanager
-    def users(self, workspace_id: str, *, readonly: bool = False) -> Iterator[SqlUserStore]:
+    def users(
+        self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
+    ) -> Iterator[SqlUserStore]:
         """One transaction over one workspace's users: commit on success, roll back on error.
 
         ``readonly``: SQLite begins a deferred transaction (a consistent WAL snapshot that
-        waits for no writer) instead of ``BEGIN IMMEDIATE``."""
-        with self._begin(_DEFERRED if readonly else _IMMEDIATE) as conn:
-            exclusive = self._sqlite and not readonly  # BEGIN IMMEDIATE
-            yield SqlUserStore(conn, workspace_id, self.registry, exclusive=exclusive)
+        waits for no writer) instead of ``BEGIN IMMEDIATE``. ``one_read`` (see
+        :meth:`scimcore.storage.Storage.users`): SQLite begins nothing; the store's one call
+        runs one statement, or begins its snapshot before the first of several."""
+        if one_read and self._sqlite:
+            mode = _NO_BEGIN
+        else:
+            mode = _DEFERRED if readonly or one_read else _IMMEDIATE
+        with self._begin(mode) as conn:
+            exclusive = mode == _IMMEDIATE and self._sqlite  # BEGIN IMMEDIATE
+            yield SqlUserStore(
+                conn, workspace_id, self.registry, exclusive=exclusive, lazy=mode == _NO_BEGIN
+            )
 
     # --- workspaces ----------------------------------------------------------------------------
 
