@@ -382,6 +382,39 @@ class StorageContract:
         with storage.users(other.id) as store:
             assert store.get_settings() == Settings()
 
+    def test_settings_rules_and_people_read_together_stay_current(self, storage: Storage) -> None:
+        """Backends may read settings with a person, and rules with settings (one statement):
+        every read in a block still sees the block's own writes, and only its workspace."""
+        w, other = ws(storage), ws(storage, "other")
+        with storage.users(w.id) as store:
+            store.save_settings(Settings(activation_email=False))
+            store.save_rule(Rule("r1", 'title eq "a"', "T", 0))
+            store.save_person(person(1))
+        with storage.users(other.id) as store:
+            store.save_person(person(1))  # the same id in another workspace
+        with storage.users(w.id) as store:
+            assert store.get_person(person(1).id) is not None
+            assert store.get_settings() == Settings(activation_email=False)
+            assert [r.id for r in store.list_rules()] == ["r1"]
+            store.save_rule(Rule("r2", 'title eq "b"', "T", 1))
+            assert [r.id for r in store.list_rules()] == ["r1", "r2"]
+            store.save_settings(Settings(activation_email=True))
+            assert store.get_settings() == Settings(activation_email=True)
+            assert store.delete_rule("r1") is True
+            assert [r.id for r in store.list_rules()] == ["r2"]
+        with storage.users(other.id) as store:
+            assert store.get_person(person(1).id) is not None
+            assert store.get_settings() == Settings()
+            assert store.list_rules() == []
+        with storage.users(w.id) as store:  # rules first, then settings
+            rules = store.list_rules()
+            rules.clear()  # a caller's list is its own
+            assert [r.id for r in store.list_rules()] == ["r2"]
+            assert store.get_settings() == Settings(activation_email=True)
+        with storage.users(w.id) as store:  # settings first, then rules
+            assert store.get_settings() == Settings(activation_email=True)
+            assert [r.id for r in store.list_rules()] == ["r2"]
+
     def test_templates_upsert_list_delete(self, storage: Storage) -> None:
         w, other = ws(storage), ws(storage, "other")
         with storage.users(w.id) as store:

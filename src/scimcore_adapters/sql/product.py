@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Executable,
+    String,
     Table,
     bindparam,
+    cast,
     delete,
+    exists,
     false,
     func,
     select,
@@ -126,7 +129,18 @@ def _ws(table: Table) -> Any:
     return table.c.workspace_id == bindparam(_WS_PARAM)
 
 
-_GET_PERSON = select(PEOPLE).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
+def _setting(column: Any) -> Any:
+    return select(column).where(_ws(SETTINGS)).scalar_subquery()
+
+
+#: A person and, in the same statement, the workspace's settings (the next thing an update
+#: reads): ``s_found`` tells a missing settings row from one with NULLs.
+_GET_PERSON = select(
+    PEOPLE,
+    exists().where(_ws(SETTINGS)).label("s_found"),
+    _setting(SETTINGS.c.activation_email).label("s_activation_email"),
+    _setting(SETTINGS.c.mapping).label("s_mapping"),
+).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _PEOPLE_KEYS = ("workspace_id", "id")
 _LIST_PEOPLE = select(PEOPLE).where(_ws(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
 _COUNT_SEATS = (
@@ -134,7 +148,26 @@ _COUNT_SEATS = (
     .select_from(PEOPLE)
     .where(_ws(PEOPLE), PEOPLE.c.active == true(), PEOPLE.c.deprovisioned == false())
 )
-_GET_SETTINGS = select(SETTINGS.c.activation_email, SETTINGS.c.mapping).where(_ws(SETTINGS))
+_THE_WORKSPACE = select(cast(bindparam(_WS_PARAM), String).label("w")).subquery("k")
+#: The settings and, in the same statement, the rules (the next thing a create reads): one row
+#: per rule, or one row with no rule; ``s_ws`` tells a missing settings row from NULLs.
+_GET_SETTINGS = (
+    select(
+        SETTINGS.c.workspace_id.label("s_ws"),
+        SETTINGS.c.activation_email,
+        SETTINGS.c.mapping,
+        RULES.c.id,
+        RULES.c.filter,
+        RULES.c.template,
+        RULES.c.position,
+    )
+    .select_from(
+        _THE_WORKSPACE.outerjoin(SETTINGS, SETTINGS.c.workspace_id == _THE_WORKSPACE.c.w).outerjoin(
+            RULES, RULES.c.workspace_id == _THE_WORKSPACE.c.w
+        )
+    )
+    .order_by(RULES.c.position, RULES.c.id)
+)
 _LIST_TEMPLATES = (
     select(TEMPLATES.c.name, TEMPLATES.c.fields).where(_ws(TEMPLATES)).order_by(TEMPLATES.c.name)
 )
@@ -214,11 +247,26 @@ def _log_entry(row: Any) -> LogEntry:
     )
 
 
+def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
+    if not found:
+        return Settings()
+    return Settings(
+        activation_email=bool(activation_email),
+        mapping=json.loads(mapping) if mapping is not None else None,
+    )
+
+
 class ProductStore:
-    """The product methods of a :class:`~scimcore.storage.UserStore` over one connection."""
+    """The product methods of a :class:`~scimcore.storage.UserStore` over one connection.
+
+    Settings and rules read once are kept for the rest of the transaction (its own writes
+    update them): a SCIM update reads them with the person, a create with each other.
+    """
 
     _conn: Connection
     _ws: str
+    _settings_cache: Settings | None = None
+    _rules_cache: list[Rule] | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -228,7 +276,11 @@ class ProductStore:
 
     def get_person(self, person_id: str) -> Person | None:
         row = run(self._conn, _GET_PERSON, {_WS_PARAM: self._ws, "b_id": person_id}).first()
-        return _person(row) if row is not None else None
+        if row is None:
+            return None
+        if self._settings_cache is None:
+            self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
+        return _person(row)
 
     def save_person(self, person: Person) -> None:
         """Insert or update the person with this ``id``."""
@@ -262,13 +314,18 @@ class ProductStore:
     # --- settings ------------------------------------------------------------------------------
 
     def get_settings(self) -> Settings:
-        row = run(self._conn, _GET_SETTINGS, {_WS_PARAM: self._ws}).first()
-        if row is None:
-            return Settings()
-        mapping = json.loads(row.mapping) if row.mapping is not None else None
-        return Settings(activation_email=row.activation_email, mapping=mapping)
+        if self._settings_cache is not None:
+            return self._settings_cache
+        rows = run(self._conn, _GET_SETTINGS, {_WS_PARAM: self._ws}).rows
+        first = rows[0]
+        self._settings_cache = _settings(first.s_ws, first.activation_email, first.mapping)
+        self._rules_cache = [
+            Rule(r.id, r.filter, r.template, r.position) for r in rows if r.id is not None
+        ]
+        return self._settings_cache
 
     def save_settings(self, settings: Settings) -> None:
+        self._settings_cache = settings
         self._upsert(
             SETTINGS,
             ("workspace_id",),
@@ -306,10 +363,13 @@ class ProductStore:
 
     def list_rules(self) -> Sequence[Rule]:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
-        rows = run(self._conn, _LIST_RULES, {_WS_PARAM: self._ws}).rows
-        return [Rule(r.id, r.filter, r.template, r.position) for r in rows]
+        if self._rules_cache is None:
+            rows = run(self._conn, _LIST_RULES, {_WS_PARAM: self._ws}).rows
+            self._rules_cache = [Rule(r.id, r.filter, r.template, r.position) for r in rows]
+        return list(self._rules_cache)
 
     def save_rule(self, rule: Rule) -> None:
+        self._rules_cache = None
         self._upsert(
             RULES,
             ("workspace_id", "id"),
@@ -323,6 +383,7 @@ class ProductStore:
         )
 
     def delete_rule(self, rule_id: str) -> bool:
+        self._rules_cache = None
         result = run(self._conn, _DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
         return bool(result.rowcount)
 
