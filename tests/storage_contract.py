@@ -408,6 +408,7 @@ class StorageContract:
             assert store.list_rules() == []
         with storage.users(w.id) as store:  # rules first, then settings
             rules = store.list_rules()
+            assert isinstance(rules, list)
             rules.clear()  # a caller's list is its own
             assert [r.id for r in store.list_rules()] == ["r2"]
             assert store.get_settings() == Settings(activation_email=True)

@@ -142,6 +142,8 @@ _GET_PERSON = select(
     _setting(SETTINGS.c.mapping).label("s_mapping"),
 ).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _PEOPLE_KEYS = ("workspace_id", "id")
+_PERSON_COLUMNS = tuple(c.name for c in PEOPLE.c if c.name not in _PEOPLE_KEYS)
+_UPDATE_PERSON = PEOPLE.update().where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _LIST_PEOPLE = select(PEOPLE).where(_ws(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
 _COUNT_SEATS = (
     select(func.count())
@@ -267,6 +269,8 @@ class ProductStore:
     _ws: str
     _settings_cache: Settings | None = None
     _rules_cache: list[Rule] | None = None
+    #: The stored columns of the people read or written (exclusive transactions only).
+    _known_people: dict[str, dict[str, Any]] | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -280,26 +284,36 @@ class ProductStore:
             return None
         if self._settings_cache is None:
             self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
+        if self._known_people is not None:
+            self._known_people[person_id] = {k: getattr(row, k) for k in _PERSON_COLUMNS}
         return _person(row)
 
     def save_person(self, person: Person) -> None:
-        """Insert or update the person with this ``id``."""
-        self._upsert(
-            PEOPLE,
-            _PEOPLE_KEYS,
-            {
-                "workspace_id": self._ws,
-                "id": person.id,
-                "user_name": person.user_name,
-                "user_name_folded": person.user_name.casefold(),
-                "email": person.email,
-                "active": person.active,
-                "deprovisioned": person.deprovisioned,
-                "card": _json(person.card),
-                "created_at": person.created_at,
-                "updated_at": person.updated_at,
-            },
-        )
+        """Insert or update the person with this ``id`` (a person read in this exclusive
+        transaction: an ``UPDATE`` of the columns that change)."""
+        values = {
+            "workspace_id": self._ws,
+            "id": person.id,
+            "user_name": person.user_name,
+            "user_name_folded": person.user_name.casefold(),
+            "email": person.email,
+            "active": person.active,
+            "deprovisioned": person.deprovisioned,
+            "card": _json(person.card),
+            "created_at": person.created_at,
+            "updated_at": person.updated_at,
+        }
+        known = self._known_people
+        before = known.get(person.id) if known is not None else None
+        if known is None or before is None:
+            self._upsert(PEOPLE, _PEOPLE_KEYS, values)
+        else:
+            changed = {k: values[k] for k in _PERSON_COLUMNS if values[k] != before[k]}
+            if changed:
+                params = {**changed, _WS_PARAM: self._ws, "b_id": person.id}
+                run(self._conn, _UPDATE_PERSON, params, columns=True, fetch=False)
+        if known is not None:
+            known[person.id] = {k: values[k] for k in _PERSON_COLUMNS}
 
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
