@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -666,3 +666,33 @@ def test_people_updates_write_only_changed_columns(sqlite_url: str) -> None:
             assert store.count_seats() == 1
             other = store.get_person(person(2).id)
             assert other is not None and other.active
+
+
+def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
+    """The prepared statements' SQLite date-time conversion writes the text SQLAlchemy writes
+    (stored data and ordering stay the same) and reads back the same aware UTC value."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from scimcore_adapters.sql.raw import _sqlite_utc_datetime, _sqlite_utc_text
+    from scimcore_adapters.sql.tables import UtcDateTime
+
+    dialect = sqlite_dialect.dialect()
+    kind = UtcDateTime().dialect_impl(dialect)  # what compiled statements use
+    bind = kind.bind_processor(dialect)
+    result = kind.result_processor(dialect, None)
+    assert bind is not None and result is not None
+    plus2 = timezone(timedelta(hours=2))
+    values = [
+        datetime(2026, 11, 29, 10, 0, 0, tzinfo=timezone.utc),
+        datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=plus2),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+        datetime(2026, 1, 1, 0, 0, 0, 1),  # naive: taken as UTC
+        None,
+    ]
+    for value in values:
+        text = _sqlite_utc_text(value)
+        assert text == bind(value)
+        assert _sqlite_utc_datetime(text) == result(text)
+    assert _sqlite_utc_datetime("2026-11-29T12:00:00+02:00") == datetime(
+        2026, 11, 29, 10, 0, tzinfo=timezone.utc
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +24,8 @@ from sqlalchemy import Connection, Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from .tables import UtcDateTime
 
 __all__ = ["Outcome", "Prepared", "prepared", "run", "run_dbapi"]
 
@@ -40,7 +43,11 @@ class Prepared:
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("statements with post-compile parameters are not supported")
         self.sql: str = compiled.string
-        processors = compiled._bind_processors
+        processors = dict(compiled._bind_processors)
+        if dialect.name == "sqlite":  # the same text SQLAlchemy writes, in one call
+            for bind, name in compiled.bind_names.items():
+                if isinstance(bind.type, UtcDateTime):
+                    processors[name] = _sqlite_utc_text
         defaults: dict[str, Any] = {}
         for bind, name in compiled.bind_names.items():
             if not bind.required:
@@ -57,6 +64,9 @@ class Prepared:
         columns = compiled._result_columns
         self._results: list[tuple[int, _Processor]] = []
         for index, column in enumerate(columns):
+            if dialect.name == "sqlite" and isinstance(column.type, UtcDateTime):
+                self._results.append((index, _sqlite_utc_datetime))
+                continue
             result = column.type._cached_result_processor(dialect, None)
             if result is not None:
                 self._results.append((index, result))
@@ -82,6 +92,26 @@ class Prepared:
                 values[index] = processor(values[index])
             raw = values
         return self._row._make(raw)
+
+
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """:class:`.tables.UtcDateTime` to SQLite text: naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``
+    (what SQLAlchemy's SQLite ``DATETIME`` writes, which fixed width keeps in time order)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _sqlite_utc_datetime(value: str | None) -> datetime | None:
+    """SQLite text back to an aware UTC ``datetime``."""
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
 
 
 @lru_cache(maxsize=512)
