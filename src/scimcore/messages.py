@@ -8,7 +8,6 @@ that owns the camelCase renaming.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,8 @@ import attrs
 import cattrs
 from attrs import frozen
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from . import _json
 
 __all__ = [
     "LIST_RESPONSE_URN",
@@ -71,7 +72,7 @@ class ScimResponse:
 
     def json(self) -> Any:
         """The decoded body (for tests and tools)."""
-        return json.loads(self.body) if self.body else None
+        return _json.loads(self.body) if self.body else None
 
 
 @frozen

@@ -8,7 +8,6 @@ answered with a generic 500 that carries no traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 import cattrs
 from attrs import frozen
 
+from . import _json
 from . import converter as conv
 from .errors import (
     InvalidSyntaxError,
@@ -68,7 +68,7 @@ class ServiceConfig:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _json.dumps(value)
 
 
 def _response(
@@ -320,7 +320,7 @@ class ScimService:
         if not request.body.strip():
             raise InvalidSyntaxError("the request body is empty; a JSON object is required")
         try:
-            return json.loads(request.body)
+            return _json.loads(request.body)
         except (ValueError, RecursionError) as exc:
             raise InvalidSyntaxError(f"the request body is not valid JSON: {exc}") from None
 

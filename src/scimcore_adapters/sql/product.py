@@ -11,7 +11,6 @@ together or not at all, R3.6). Each method is one indexed statement; ``add_log``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -33,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from scimcore._json import dumps_text, loads
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings
 from scimcore.templates import Rule, Template
 
@@ -67,7 +67,7 @@ def prune_every(keep: int) -> int:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dumps_text(value)
 
 
 # --- statements ----------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def _person(row: Any) -> Person:
         email=row.email,
         active=row.active,
         deprovisioned=row.deprovisioned,
-        card=json.loads(row.card),
+        card=loads(row.card),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -254,7 +254,7 @@ def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
         return Settings()
     return Settings(
         activation_email=bool(activation_email),
-        mapping=json.loads(mapping) if mapping is not None else None,
+        mapping=loads(mapping) if mapping is not None else None,
     )
 
 
@@ -355,7 +355,7 @@ class ProductStore:
     def list_templates(self) -> Sequence[Template]:
         """Templates by name (code-point order)."""
         rows = run(self._conn, _LIST_TEMPLATES, {_WS_PARAM: self._ws}).rows
-        return [Template(r.name, json.loads(r.fields)) for r in rows]
+        return [Template(r.name, loads(r.fields)) for r in rows]
 
     def save_template(self, template: Template) -> None:
         """Insert or update the template with this name."""

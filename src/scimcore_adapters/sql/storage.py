@@ -13,7 +13,6 @@ log) live in :mod:`.product` and run in the same transaction as the user writes 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -42,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from scimcore._json import dumps_text, loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
@@ -99,7 +99,7 @@ def _folded(value: Any) -> str | None:
 def _user_row(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of ``users`` derived from a canonical document."""
     row = _user_columns(doc)
-    row["document"] = json.dumps(doc, separators=(",", ":"))
+    row["document"] = dumps_text(doc)
     return row
 
 
@@ -308,7 +308,7 @@ class SqlUserStore(ProductStore):
         text = run(self._conn, _GET_USER, self._mine(user_id)).scalar()
         if text is None:
             return None
-        doc: dict[str, Any] = json.loads(text)
+        doc: dict[str, Any] = loads(text)
         if self._known is not None:
             self._known[user_id] = (_user_columns(doc), _email_rows(self._ws, doc))
         return doc
@@ -421,7 +421,7 @@ class SqlUserStore(ProductStore):
                 params = {"b_ws": self._ws, "b_name": name}
                 if start == 0 and count > 0:  # userName is unique: the page is the result
                     one = {**params, "b_offset": 0, "b_limit": 1}
-                    docs = [json.loads(t) for (t,) in run(self._conn, _PAGE_NAMED, one).rows]
+                    docs = [loads(t) for (t,) in run(self._conn, _PAGE_NAMED, one).rows]
                     return Page(len(docs), docs)
                 self._snapshot()
                 return self._paged(_PAGE_NAMED, _COUNT_NAMED, params, start, count)
@@ -437,7 +437,7 @@ class SqlUserStore(ProductStore):
                 texts = self._conn.execute(
                     paging.where(where.clause), {"b_offset": start, "b_limit": count}
                 )
-                docs = [json.loads(t) for t in texts.scalars()]
+                docs = [loads(t) for t in texts.scalars()]
                 if filter is None:
                     return Page(total, docs)
                 if _ends_the_result(start, count, docs):
@@ -483,7 +483,7 @@ class SqlUserStore(ProductStore):
         if count == 0:
             return Page(run(self._conn, count_all, params).scalar() or 0, [])
         texts = run(self._conn, page, {**params, "b_offset": start, "b_limit": count}).rows
-        docs = [json.loads(t) for (t,) in texts]
+        docs = [loads(t) for (t,) in texts]
         if _ends_the_result(start, count, docs):
             return Page(start + len(docs), docs)
         return Page(run(self._conn, count_all, params).scalar() or 0, docs)
@@ -497,7 +497,7 @@ class SqlUserStore(ProductStore):
         )
         result = self._conn.execute(stmt)
         for text in result.scalars():
-            yield json.loads(text)
+            yield loads(text)
 
 
 #: The execution option that tells the SQLite ``begin`` hook how to begin a transaction.

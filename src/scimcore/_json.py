@@ -1,0 +1,76 @@
+"""JSON encoding and decoding, with orjson when it is installed (``pip install scimcore[speed]``).
+
+orjson is about ten times faster than the standard library on SCIM documents (a GET decodes
+the stored document and encodes the response; a PATCH does three of each). It is optional,
+and the results do not depend on it:
+
+- :func:`loads` accepts what the standard library accepts, except ``NaN`` and ``Infinity``,
+  which are not JSON (RFC 8259 §6) and are refused either way. Input orjson refuses for
+  other reasons (UTF-16, a byte order mark, integers beyond 64 bits, deep nesting) goes to the
+  standard library, which decides.
+- :func:`dumps` writes compact UTF-8 (no spaces, non-ASCII as is); values orjson cannot
+  encode (integers beyond 64 bits) go to the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+_orjson: ModuleType | None
+try:  # pragma: no cover - which branch runs depends on the environment
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
+__all__ = ["accelerated", "dumps", "dumps_text", "loads"]
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def accelerated() -> bool:
+    """Whether orjson is in use."""
+    return _orjson is not None
+
+
+def _std_loads(data: bytes | str) -> Any:
+    return json.loads(data, parse_constant=_no_constants)
+
+
+def _std_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON text; raises ``ValueError`` (or ``RecursionError``) when it is not JSON."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return _std_loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    if _orjson is not None:
+        try:
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
+        except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
+            pass
+    return _std_dumps(value).encode()
+
+
+def dumps_text(value: Any) -> str:
+    """:func:`dumps` as ``str`` (for text columns)."""
+    if _orjson is not None:
+        try:
+            text: str = _orjson.dumps(value).decode()
+            return text
+        except TypeError:
+            pass
+    return _std_dumps(value)
