@@ -9,6 +9,10 @@ Every target runs under the same gunicorn settings (1 worker, gthread, 4 threads
 by ../shared/bench/scimload.py with --server-pid, so the figure that matters, server CPU time per
 request, is measured per target. Targets are interleaved A B C C B A to spread the noise of a
 shared machine; the summary quotes medians per scenario and the ratios to scim2-server.
+
+``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
+file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
+keeps its state in one process's memory, so it cannot).
 """
 
 from __future__ import annotations
@@ -46,13 +50,15 @@ def _wait(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def _gunicorn(app: str, port: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _gunicorn(
+    app: str, port: int, cwd: Path, env: dict[str, str], workers: int = 1
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
         "gunicorn",
         "-w",
-        "1",
+        str(workers),
         "-k",
         "gthread",
         "--threads",
@@ -97,15 +103,28 @@ def _ceiling(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return "ceiling_flask:app", "bench-token", BENCH / "apps", dict(os.environ)
 
 
-TARGETS = {"scimcore": _scimcore, "scim2-server": _peer, "ceiling-flask": _ceiling}
-PREFIXES = {"scimcore": "/scim/v2", "scim2-server": "", "ceiling-flask": "/v2"}
+TARGETS = {
+    "scimcore": _scimcore,
+    "scim2-server": _peer,
+    "ceiling-flask": _ceiling,
+    "scimcore-2w": _scimcore,
+}
+PREFIXES = {
+    "scimcore": "/scim/v2",
+    "scim2-server": "",
+    "ceiling-flask": "/v2",
+    "scimcore-2w": "/scim/v2",
+}
+#: Gunicorn workers per target. "scimcore-2w" is not a like-for-like comparison: it shows
+#: scimcore scaling out over processes sharing its database (an in-memory server cannot).
+WORKERS = {"scimcore-2w": 2}
 
 
 def run_one(name: str, users: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         app, token, cwd, env = TARGETS[name](Path(tmp))
         port = _free_port()
-        proc = _gunicorn(app, port, cwd, env)
+        proc = _gunicorn(app, port, cwd, env, WORKERS.get(name, 1))
         try:
             out = Path(tmp) / "out.json"
             subprocess.run(

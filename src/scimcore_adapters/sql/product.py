@@ -104,15 +104,14 @@ def upsert_statement(
 
 @lru_cache(maxsize=256)
 def insert_unless_statement(dialect_name: str, table: Table, keys: tuple[str, ...]) -> Executable:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys[0]`` (every unique constraint
-    when ``keys`` is empty, returning the first primary key column)."""
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` (every unique constraint when ``keys`` is
+    empty): its row count (0 or 1) tells whether the row went in, with no ``RETURNING`` row to
+    fetch."""
     stmt = dialect_insert(dialect_name)(table)
     if keys:
-        built: Executable = stmt.on_conflict_do_nothing(index_elements=list(keys)).returning(
-            table.c[keys[0]]
-        )
+        built: Executable = stmt.on_conflict_do_nothing(index_elements=list(keys))
     else:
-        built = stmt.on_conflict_do_nothing().returning(*table.primary_key.columns)
+        built = stmt.on_conflict_do_nothing()
     return built
 
 
@@ -423,7 +422,7 @@ class ProductStore:
             "sent_at": mail.sent_at,
             "last_error": mail.last_error,
         }
-        return run(self._conn, stmt, values, columns=True).first() is not None
+        return run(self._conn, stmt, values, columns=True, fetch=False).rowcount == 1
 
     def list_outbox(self) -> Sequence[OutboxMail]:
         """The workspace's mail, oldest first."""

@@ -327,20 +327,20 @@ class SqlUserStore(ProductStore):
         return UniquenessError(f"id {doc['id']!r} is already taken")
 
     def insert(self, document: dict[str, Any]) -> None:
-        """``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a taken ``id`` or ``userName``
-        inserts nothing (no error, so the transaction stays usable without a savepoint)."""
+        """``INSERT ... ON CONFLICT DO NOTHING``: a taken ``id`` or ``userName`` inserts nothing
+        (no error, so the transaction stays usable without a savepoint)."""
         user_id = document["id"]
         row = _user_row(document)
         row["workspace_id"] = self._ws
         row["id"] = user_id
         stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
         try:
-            inserted = run(self._conn, stmt, row, columns=True).first()
+            inserted = run(self._conn, stmt, row, columns=True, fetch=False).rowcount == 1
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 raise self._uniqueness(exc, document) from None
             raise
-        if inserted is None:
+        if not inserted:
             if run(self._conn, _GET_VERSION, self._mine(user_id)).first() is not None:
                 raise UniquenessError(f"id {user_id!r} is already taken")
             raise _name_taken(document)
