@@ -223,3 +223,20 @@ def test_unlinked_fields_never_change_on_sync(first: dict[str, str], later: dict
     for key, f in synced.fields.items():
         if f.linked and f.source is Source.IDP:
             assert f.value == later[key]
+
+
+def test_extract_follows_registry_changes() -> None:
+    """Readers are built once per mapping and registry, and rebuilt when the registry gains
+    the extension a mapping names (before, that field feeds nothing)."""
+    from scimcore.cards import FieldRule
+    from scimcore.schema import Attribute, Schema, SchemaRegistry
+
+    urn = "urn:example:badge:2.0:User"
+    reg = SchemaRegistry()
+    mapping = DEFAULT_MAPPING.extend(FieldRule("badge", "Badge", f"{urn}:badgeId"))
+    doc = {**entra_user(), urn: {"badgeId": "B-7"}}
+    assert "badge" not in extract(doc, mapping, reg)
+    assert extract(doc, mapping, reg) == extract(doc, mapping, reg)
+    reg.add_extension(Schema(urn, "Badge", "", (Attribute("badgeId"),)))
+    assert extract(doc, mapping, reg)["badge"] == "B-7"
+    assert extract(doc, mapping, reg)["name"] == extract(doc, DEFAULT_MAPPING, reg)["name"]

@@ -19,7 +19,7 @@ import attrs
 from attrs import frozen
 
 from .errors import SCIMError
-from .filters import matches_element
+from .filters import element_matcher
 from .patch import PatchPath, parse_path
 from .schema import ENTERPRISE_USER_URN, SchemaRegistry
 
@@ -117,7 +117,7 @@ class FieldRule:
     fallback: str | None = None
 
 
-@frozen
+@frozen(cache_hash=True)
 class FieldMapping:
     """The R6 mapping as data. :meth:`restrict` and :meth:`extend` derive workspace variants."""
 
@@ -160,22 +160,70 @@ DEFAULT_MAPPING = FieldMapping(
 """The mapping of R6 (Entra's default sources)."""
 
 
-def _read(doc: Mapping[str, Any], p: PatchPath) -> str | None:
-    """The first string value at ``p`` in ``doc``, or ``None``."""
-    container: Any = doc.get(p.section, {}) if p.section else doc
-    value = container.get(p.attribute.name) if isinstance(container, Mapping) else None
-    if value is None:
-        return None
-    if p.attribute.multi_valued:
-        items = [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-        if p.value_filter is not None:
-            items = [v for v in items if matches_element(p.value_filter, v, p.attribute)]
-        key = p.sub_attribute.name if p.sub_attribute is not None else "value"
-        found = [v.get(key) for v in items if isinstance(v.get(key), str) and v.get(key)]
-        return found[0] if found else None
-    if p.sub_attribute is not None:
-        value = value.get(p.sub_attribute.name) if isinstance(value, Mapping) else None
-    return value if isinstance(value, str) and value else None
+class _Reader:
+    """One mapping path, parsed once: reads the first non-empty string at it in a document."""
+
+    __slots__ = ("_attribute", "_matcher", "_section", "_sub")
+
+    def __init__(self, p: PatchPath) -> None:
+        self._section = p.section
+        self._attribute = p.attribute
+        self._sub = p.sub_attribute.name if p.sub_attribute is not None else None
+        self._matcher = (
+            element_matcher(p.value_filter, p.attribute) if p.value_filter is not None else None
+        )
+
+    def __call__(self, doc: Mapping[str, Any]) -> str | None:
+        container: Any = doc.get(self._section, {}) if self._section else doc
+        value = container.get(self._attribute.name) if isinstance(container, Mapping) else None
+        if value is None:
+            return None
+        if self._attribute.multi_valued:
+            if not isinstance(value, list):
+                return None
+            key = self._sub or "value"
+            matcher = self._matcher
+            for item in value:
+                if isinstance(item, Mapping) and (matcher is None or matcher(item)):
+                    found = item.get(key)
+                    if isinstance(found, str) and found:
+                        return found
+            return None
+        if self._sub is not None:
+            value = value.get(self._sub) if isinstance(value, Mapping) else None
+        return value if isinstance(value, str) and value else None
+
+
+# Readers per mapping, keyed by mapping and registry identity; an entry keeps the registry and
+# its resource type, so entries made stale by ``add_extension`` are recognised (the scheme of
+# scimcore.patch's path cache).
+_ReaderEntry = tuple[SchemaRegistry, object, tuple[tuple[str, tuple[_Reader, ...]], ...]]
+_readers_cache: dict[tuple[FieldMapping, int], _ReaderEntry] = {}
+
+
+def _readers(
+    mapping: FieldMapping, registry: SchemaRegistry
+) -> tuple[tuple[str, tuple[_Reader, ...]], ...]:
+    key = (mapping, id(registry))
+    entry = _readers_cache.get(key)
+    if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
+        return entry[2]
+    built = []
+    for rule in mapping.rules:
+        readers = []
+        for path in (rule.path, rule.fallback):
+            if path is None:
+                continue
+            try:
+                readers.append(_Reader(parse_path(path, registry)))
+            except SCIMError:
+                continue  # a mapping that names an attribute the registry lacks feeds nothing
+        built.append((rule.key, tuple(readers)))
+    if len(_readers_cache) >= 256:
+        _readers_cache.clear()
+    result = tuple(built)
+    _readers_cache[key] = (registry, registry.resource_type, result)
+    return result
 
 
 def extract(
@@ -183,16 +231,11 @@ def extract(
 ) -> dict[str, str]:
     """The card values the IdP provides for ``doc`` (keys with no value are absent)."""
     out: dict[str, str] = {}
-    for rule in mapping.rules:
-        for path in (rule.path, rule.fallback):
-            if path is None:
-                continue
-            try:
-                value = _read(doc, parse_path(path, registry))
-            except SCIMError:
-                value = None  # a mapping that names an attribute the registry lacks feeds nothing
+    for key, readers in _readers(mapping, registry):
+        for read in readers:
+            value = read(doc)
             if value is not None:
-                out[rule.key] = value
+                out[key] = value
                 break
     return out
 

@@ -64,6 +64,7 @@ __all__ = [
     "Present",
     "ValuePath",
     "compile_filter",
+    "element_matcher",
     "matches",
     "matches_element",
     "parse_filter",
@@ -795,6 +796,12 @@ def matches(f: Filter, doc: Mapping[str, Any], registry: SchemaRegistry) -> bool
     schema URN. Raises :class:`InvalidFilterError` only if ``f`` does not :func:`validate`.
     """
     return _resource_pred(f, registry)(doc)
+
+
+def element_matcher(f: Filter, attribute: Attribute) -> Callable[[Mapping[str, Any]], bool]:
+    """:func:`matches_element` for one filter and attribute, as a reusable predicate (for
+    callers that test many values with it)."""
+    return _element_pred(f, attribute)
 
 
 def matches_element(f: Filter, element: Mapping[str, Any], attribute: Attribute) -> bool:
