@@ -696,3 +696,82 @@ def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
     assert _sqlite_utc_datetime("2026-11-29T12:00:00+02:00") == datetime(
         2026, 11, 29, 10, 0, tzinfo=timezone.utc
     )
+
+
+def _fill(storage: SqlStorage, count: int) -> None:
+    w = ws(storage)
+    for n in range(1, count + 1):
+        with storage.users(w.id) as store:
+            store.insert(user(n, emails=[{"value": f"u{n}@x.test", "type": "work"}]))
+
+
+def test_sqlite_background_checkpoints_copy_the_log_into_the_file(tmp_path: Path) -> None:
+    """Commits leave checkpoints to the background thread: the database file grows (pages
+    copied from the WAL) without any request running a checkpoint."""
+    import time
+
+    db = tmp_path / "scim.db"
+    storage = SqlStorage(f"sqlite:///{db}", checkpoint_interval=0.05)
+    try:
+        before = db.stat().st_size
+        _fill(storage, 150)  # ~2,000 WAL pages: under the 10,000-page backstop
+        checkpointer = storage.checkpointer
+        assert checkpointer is not None
+        deadline = time.monotonic() + 10
+        while (checkpointer.runs == 0 or db.stat().st_size <= before) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert checkpointer.runs >= 1
+        assert db.stat().st_size > before
+    finally:
+        storage.close()
+    assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
+    with opened(f"sqlite:///{db}") as again:  # every committed user is there
+        with again.users(ws(again, "other").id) as store:
+            assert store.query(None, None, 1, 1).total == 0
+        w = again.get_workspace("acme")
+        assert w is not None
+        with again.users(w.id, readonly=True) as store:
+            assert store.query(None, None, 1, 1).total == 150
+
+
+def test_sqlite_commits_run_no_checkpoint_below_the_backstop(tmp_path: Path) -> None:
+    """With the thread idle (a long interval), no commit copies the log: the file stays as
+    it was (SQLite alone would have checkpointed at 1,000 pages)."""
+    db = tmp_path / "scim.db"
+    storage = SqlStorage(f"sqlite:///{db}", checkpoint_interval=3600)
+    try:
+        before = db.stat().st_size
+        _fill(storage, 150)
+        assert db.stat().st_size == before
+        assert (tmp_path / "scim.db-wal").stat().st_size > 1_000 * 4096
+    finally:
+        storage.close()
+    plain = SqlStorage(f"sqlite:///{tmp_path / 'plain.db'}", checkpoint_interval=None)
+    try:
+        assert plain.checkpointer is None
+        before = (tmp_path / "plain.db").stat().st_size
+        _fill(plain, 150)
+        assert (tmp_path / "plain.db").stat().st_size > before  # SQLite's own checkpoints
+    finally:
+        plain.close()
+
+
+def test_checkpoint_interval_must_be_positive(sqlite_url: str) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        SqlStorage(sqlite_url, checkpoint_interval=0)
+
+
+def test_sqlite_checkpoint_thread_stops_with_a_dropped_storage(tmp_path: Path) -> None:
+    import gc
+
+    storage = SqlStorage(f"sqlite:///{tmp_path / 'scim.db'}", checkpoint_interval=0.05)
+    _fill(storage, 2)
+    checkpointer = storage.checkpointer
+    assert checkpointer is not None and checkpointer._thread is not None
+    thread = checkpointer._thread
+    del storage
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -56,6 +56,7 @@ from scimcore.storage import (
     sort_key,
 )
 
+from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
 from .migrations import migrate
 from .product import (
@@ -505,7 +506,7 @@ _BEGIN_OPTION = "scimcore_begin"
 _IMMEDIATE, _DEFERRED, _NO_BEGIN = "IMMEDIATE", "DEFERRED", "NONE"
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
     parsed = make_url(url)
     if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
         raise ValueError("SqlStorage needs a SQLite database file, e.g. sqlite:///scim.db")
@@ -531,6 +532,8 @@ def _sqlite_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if autocheckpoint is not None:  # a Checkpointer copies the log (see .checkpoint)
+                cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         finally:
             cursor.close()
 
@@ -553,10 +556,10 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, autocheckpoint: int | None = None) -> Engine:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, autocheckpoint)
     if backend == "postgresql":
         return create_engine(url, pool_pre_ping=True)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
@@ -598,11 +601,33 @@ class SqlStorage:
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/scim.db`` (a file; WAL mode, foreign keys
     on, ``busy_timeout``) or ``postgresql+psycopg://user@host/db``. The schema is migrated to
     the current version on construction (idempotent). Call :meth:`close` when done.
+
+    ``checkpoint_interval`` (SQLite): seconds between background WAL checkpoints after writes
+    (:mod:`.checkpoint`); ``None`` leaves checkpoints to SQLite, inside commits.
     """
 
-    def __init__(self, url: str, registry: SchemaRegistry | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        registry: SchemaRegistry | None = None,
+        *,
+        checkpoint_interval: float | None = 1.0,
+    ) -> None:
+        if checkpoint_interval is not None and checkpoint_interval <= 0:
+            raise ValueError("the checkpoint interval must be positive (or None)")
         self.registry = registry or default_registry()
-        self.engine = _engine(url)
+        background = checkpoint_interval is not None
+        self.engine = _engine(url, BACKSTOP_PAGES if background else None)
+        #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
+        #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
+        #: :mod:`.checkpoint`.
+        self.checkpointer = (
+            Checkpointer(self.engine, checkpoint_interval)
+            if checkpoint_interval is not None and self.engine.dialect.name == "sqlite"
+            else None
+        )
+        if self.checkpointer is not None:  # a storage dropped without close() stops it too
+            weakref.finalize(self, self.checkpointer.stop)
         # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``) and for reads of
         # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
         self._engines = {
@@ -625,6 +650,8 @@ class SqlStorage:
 
     def close(self) -> None:
         """Close every connection, pooled or held by a thread."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         with self._held_lock:
             held = list(self._held)
         for connection in held:
@@ -708,6 +735,8 @@ class SqlStorage:
         except BaseException:
             self._drop_thread_connection()  # a failed COMMIT leaves the transaction open
             raise
+        if mode == _IMMEDIATE and self.checkpointer is not None:
+            self.checkpointer.wrote()
 
     def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         """A transaction: a writing one (``immediate``) or one that reads with one statement."""
