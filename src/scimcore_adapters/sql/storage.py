@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -300,7 +300,7 @@ class SqlUserStore(ProductStore):
             self._lazy = False
             dbapi_conn = self._conn.connection.dbapi_connection
             assert dbapi_conn is not None
-            _driver(dbapi_conn.execute, "BEGIN")
+            _driver(dbapi_conn, "BEGIN")
 
     def _mine(self, user_id: str) -> dict[str, Any]:
         return {"b_ws": self._ws, "b_id": user_id}
@@ -565,12 +565,22 @@ def _engine(url: str, autocheckpoint: int | None = None) -> Engine:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
-def _driver(call: Callable[..., Any], sql: str) -> None:
-    """A call on a SQLite driver connection, its errors wrapped as SQLAlchemy wraps them."""
+def _driver(dbapi_conn: Any, sql: str) -> None:
+    """``BEGIN``, ``COMMIT`` or ``ROLLBACK`` on a SQLite driver connection, its errors wrapped
+    as SQLAlchemy wraps them."""
     try:
-        call(sql) if sql.startswith("BEGIN") else call()
+        dbapi_conn.execute(sql)
     except sqlite3.Error as exc:
         raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
+
+
+def _finish(conn: Connection, dbapi_conn: Any, *, commit: bool) -> None:
+    """End a transaction of :meth:`SqlStorage._sqlite_transaction`: through SQLAlchemy when a
+    statement autobegan its transaction, else on the driver."""
+    if conn.in_transaction():
+        conn.commit() if commit else conn.rollback()
+    elif dbapi_conn.in_transaction:
+        _driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
 
 
 class _HeldConnection:
@@ -715,23 +725,17 @@ class SqlStorage:
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         if mode != _NO_BEGIN:
-            _driver(dbapi_conn.execute, "BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
+            _driver(dbapi_conn, "BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
         try:
             yield
         except BaseException:
             try:
-                if conn.in_transaction():
-                    conn.rollback()
-                elif dbapi_conn.in_transaction:
-                    _driver(dbapi_conn.rollback, "ROLLBACK")
+                _finish(conn, dbapi_conn, commit=False)
             except BaseException:
                 self._drop_thread_connection()  # state unknown: never reuse it
             raise
         try:
-            if conn.in_transaction():
-                conn.commit()
-            elif dbapi_conn.in_transaction:
-                _driver(dbapi_conn.commit, "COMMIT")
+            _finish(conn, dbapi_conn, commit=True)
         except BaseException:
             self._drop_thread_connection()  # a failed COMMIT leaves the transaction open
             raise
