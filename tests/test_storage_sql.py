@@ -775,3 +775,37 @@ def test_sqlite_checkpoint_thread_stops_with_a_dropped_storage(tmp_path: Path) -
     gc.collect()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: str) -> None:
+    """A server that opens the storage and then forks its workers (gunicorn --preload): the
+    child opens its own connections (none is carried across the fork) and both processes
+    keep working on the file."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        parent_conn = storage._thread_connection()
+        assert parent_conn is not None
+        parent_dbapi = parent_conn.connection.dbapi_connection
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code, never return into pytest
+            code = 1
+            try:
+                mine = storage._thread_connection()
+                assert mine is not None
+                assert mine.connection.dbapi_connection is not parent_dbapi
+                with storage.users(w.id) as store:
+                    assert store.get(user(1)["id"]) is not None
+                    store.insert(user(2))
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        with storage.users(w.id) as store:  # the parent reopened what it closed at the fork
+            assert store.get(user(2)["id"]) is not None
+            store.insert(user(3))
+        with storage.users(w.id, readonly=True) as store:
+            assert store.query(None, None, 1, 10).total == 3

@@ -14,6 +14,7 @@ log) live in :mod:`.product` and run in the same transaction as the user writes 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -605,6 +606,23 @@ class _HeldConnection:
         self.close()
 
 
+def _forget_connections_at_fork(storage: SqlStorage) -> None:
+    """Register ``storage``'s fork hooks (holding it weakly: a dropped storage is skipped)."""
+    ref = weakref.ref(storage)
+
+    def before() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._before_fork()
+
+    def after_in_child() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._after_fork_in_child()
+
+    os.register_at_fork(before=before, after_in_child=after_in_child)
+
+
 class SqlStorage:
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
@@ -652,6 +670,8 @@ class SqlStorage:
         #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
         #: sleeps up to 100 ms between tries). Other processes still wait in ``busy_timeout``.
         self._write_lock = threading.RLock()
+        if self._sqlite:
+            _forget_connections_at_fork(self)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -686,6 +706,23 @@ class SqlStorage:
         if held.busy:
             return None
         return held.conn
+
+    def _before_fork(self) -> None:
+        """In the parent, before ``os.fork()`` (a server preloading the app, then forking its
+        workers): close the idle connections, so that no child inherits an open SQLite
+        connection (SQLite forbids using one across ``fork``). The parent reopens them."""
+        held: _HeldConnection | None = getattr(self._local, "held", None)
+        if held is not None and not held.busy:
+            self._drop_thread_connection()
+        self.engine.dispose()
+
+    def _after_fork_in_child(self) -> None:
+        """In the child: fresh locks and thread connections, and a fresh pool."""
+        self._local = threading.local()
+        self._held = weakref.WeakSet()
+        self._held_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self.engine.dispose(close=False)
 
     def _drop_thread_connection(self) -> None:
         held: _HeldConnection | None = getattr(self._local, "held", None)
