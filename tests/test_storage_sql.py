@@ -809,3 +809,45 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
             store.insert(user(3))
         with storage.users(w.id, readonly=True) as store:
             assert store.query(None, None, 1, 10).total == 3
+
+
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=NO_POSTGRES)
+def test_postgres_one_read_runs_in_autocommit_unless_it_needs_a_snapshot(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: a GET and a lookup send no BEGIN/COMMIT (an autocommit connection); a list
+    page, which may need a count too, reads in one REPEATABLE READ snapshot, ended with the
+    block."""
+    from psycopg.pq import TransactionStatus
+
+    with opened(postgres_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n in range(1, 4):
+                store.insert(user(n))
+
+        def status(store: Any) -> TransactionStatus:
+            current: TransactionStatus = (
+                store._conn.connection.dbapi_connection.info.transaction_status
+            )
+            return current
+
+        name = compile_filter('userName eq "user2@x.test"', REGISTRY)
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get(user(1)["id"]) is not None
+            assert status(store) == TransactionStatus.IDLE
+        with storage.users(w.id, one_read=True) as store:
+            assert store.query(name, None, 1, 100).total == 1
+            assert status(store) == TransactionStatus.IDLE
+        with storage.users(w.id, one_read=True) as store:
+            page = store.query(None, None, 1, 2)
+            assert (page.total, len(page.documents)) == (3, 2)
+            assert status(store) == TransactionStatus.INTRANS
+            level = store._conn.exec_driver_sql("SHOW transaction_isolation").scalar()
+            assert level == "repeatable read"
+            raw: Any = store._conn.connection.dbapi_connection
+        assert raw.info.transaction_status == TransactionStatus.IDLE  # ended with the block
+        assert storage.authenticate("0" * 32) is None
+        with storage.users(w.id) as store:  # writes still run in a transaction
+            store.insert(user(4))
+            assert status(store) == TransactionStatus.INTRANS

@@ -293,15 +293,21 @@ class SqlUserStore(ProductStore):
         )
         self._known_people: dict[str, dict[str, Any]] | None = {} if exclusive else None
         self._lazy = lazy
+        #: A ``lazy`` PostgreSQL store began a transaction of its own (see :meth:`_snapshot`).
+        self.server_snapshot = False
 
     def _snapshot(self) -> None:
-        """In a ``lazy`` store: begin the read transaction (one WAL snapshot) now, before the
-        first of several statements; it ends with the block."""
+        """In a ``lazy`` store: begin the read transaction (one snapshot) now, before the first
+        of several statements; it ends with the block."""
         if self._lazy:
             self._lazy = False
-            dbapi_conn = self._conn.connection.dbapi_connection
-            assert dbapi_conn is not None
-            _driver(dbapi_conn, "BEGIN")
+            if self._conn.dialect.name == "sqlite":
+                dbapi_conn = self._conn.connection.dbapi_connection
+                assert dbapi_conn is not None
+                _driver(dbapi_conn, "BEGIN")
+            else:  # an autocommit connection: the server's transaction, ended by users()
+                self._conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                self.server_snapshot = True
 
     def _mine(self, user_id: str) -> dict[str, Any]:
         return {"b_ws": self._ws, "b_id": user_id}
@@ -658,11 +664,13 @@ class SqlStorage:
             weakref.finalize(self, self.checkpointer.stop)
         # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``) and for reads of
         # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
+        self._sqlite = self.engine.dialect.name == "sqlite"
         self._engines = {
             mode: self.engine.execution_options(**{_BEGIN_OPTION: mode})
             for mode in (_IMMEDIATE, _DEFERRED, _NO_BEGIN)
         }
-        self._sqlite = self.engine.dialect.name == "sqlite"
+        if not self._sqlite:  # PostgreSQL reads of one statement: no BEGIN/COMMIT round trips
+            self._engines[_NO_BEGIN] = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._local = threading.local()
         self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
         self._held_lock = threading.Lock()
@@ -815,17 +823,20 @@ class SqlStorage:
 
         ``readonly``: SQLite begins a deferred transaction (a consistent WAL snapshot that
         waits for no writer) instead of ``BEGIN IMMEDIATE``. ``one_read`` (see
-        :meth:`scimcore.storage.Storage.users`): SQLite begins nothing; the store's one call
-        runs one statement, or begins its snapshot before the first of several."""
-        if one_read and self._sqlite:
-            mode = _NO_BEGIN
-        else:
-            mode = _DEFERRED if readonly or one_read else _IMMEDIATE
+        :meth:`scimcore.storage.Storage.users`): nothing is begun (PostgreSQL: an autocommit
+        connection); the store's one call runs one statement, or begins its snapshot before
+        the first of several (PostgreSQL: ``REPEATABLE READ``, ended here)."""
+        mode = _NO_BEGIN if one_read else _DEFERRED if readonly else _IMMEDIATE
         with self._begin(mode) as conn:
             exclusive = mode == _IMMEDIATE and self._sqlite  # BEGIN IMMEDIATE
-            yield SqlUserStore(
+            store = SqlUserStore(
                 conn, workspace_id, self.registry, exclusive=exclusive, lazy=mode == _NO_BEGIN
             )
+            try:
+                yield store
+            finally:
+                if store.server_snapshot:  # read only: COMMIT ends it, after an error too
+                    conn.exec_driver_sql("COMMIT")
 
     # --- workspaces ----------------------------------------------------------------------------
 
@@ -929,16 +940,9 @@ class SqlStorage:
         if held is not None and not listened:  # SQLite autocommit: one statement, one snapshot
             dbapi_conn = held.connection.dbapi_connection
             row = run_dbapi(dbapi_conn, self.engine.dialect, _AUTHENTICATE, params).first()
-        elif listened:  # listeners see it through SQLAlchemy (which would autobegin: end it)
+        else:  # one statement, no transaction (PostgreSQL: autocommit)
             with self._begin(_NO_BEGIN) as conn:
                 row = run(conn, _AUTHENTICATE, params).first()
-        else:  # one statement needs no Connection: the pool's check-in rolls back
-            pooled = self.engine.raw_connection()
-            try:
-                dialect = self.engine.dialect
-                row = run_dbapi(pooled.dbapi_connection, dialect, _AUTHENTICATE, params).first()
-            finally:
-                pooled.close()
         if row is None:
             return None
         workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)
