@@ -32,7 +32,9 @@ def create_app(service: ScimService | None = None) -> Flask:
     if service is None:
         service = ScimService(open_storage(database_url()))
     app = Flask("scimcore_example")
-    ScimExtension(service, app, url_prefix=SCIM_PREFIX)
+    # The WSGI mount: SCIM requests skip Flask's routing and request context (this app has no
+    # Flask hooks or middleware they would need; see scimcore_adapters.flask).
+    ScimExtension(service, app, url_prefix=SCIM_PREFIX, mount="wsgi")
     return app
 
 

@@ -364,3 +364,39 @@ def test_asgi_query_with_raw_utf8_matches() -> None:
     status, found = asyncio.run(call("GET", raw, b""))
     assert status == 200
     assert found["totalResults"] == 1
+
+
+def test_flask_mounts_and_proxyfix() -> None:
+    """Behind a proxy: the blueprint (default) sees ProxyFix wherever it is applied; the WSGI
+    mount sees it when applied after init_app, and warns when it would bypass it."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "scim.example.com"}
+
+    def location(app: Flask, token: str) -> str:
+        r = app.test_client().post(
+            "/scim/v2/Users",
+            json={"userName": "p@x.test"},
+            headers={"Authorization": f"Bearer {token}", **forwarded},
+        )
+        assert r.status_code == 201
+        return str(r.headers["Location"])
+
+    service, token = _fresh()
+    app = Flask("default")
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    ScimExtension(service, app)
+    assert location(app, token).startswith("https://scim.example.com/scim/v2/Users/")
+
+    service, token = _fresh()
+    app = Flask("fast")
+    ScimExtension(service, app, mount="wsgi")
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    assert location(app, token).startswith("https://scim.example.com/scim/v2/Users/")
+
+    service, token = _fresh()
+    app = Flask("bypassed")
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="bypass"):
+        ScimExtension(service, app, mount="wsgi")
+    assert location(app, token).startswith("http://localhost/scim/v2/Users/")

@@ -8,17 +8,21 @@ Every request under the prefix is translated to a :class:`~scimcore.ScimRequest`
 
 Two ways to mount, with identical responses:
 
-- ``mount="wsgi"`` (the default): the extension wraps ``app.wsgi_app`` with
+- ``mount="blueprint"`` (the default): a :func:`scim_blueprint` registered on the app. SCIM
+  requests go through Flask like any other: ``before_request``/``after_request`` hooks, error
+  handlers and middleware such as ``ProxyFix`` see them.
+- ``mount="wsgi"``: the extension wraps ``app.wsgi_app`` with
   :class:`~scimcore_adapters.wsgi.ScimWSGIApp`, which answers the SCIM prefix before Flask
-  builds a request context and passes every other path to Flask. Fastest (a SCIM request pays
-  no routing, context or ``Response`` object), but Flask's ``before_request`` /
-  ``after_request`` hooks and error handlers do not see SCIM requests.
-- ``mount="blueprint"``: a :func:`scim_blueprint` registered on the app, for applications whose
-  Flask hooks (request logging, rate limits) must see SCIM traffic too.
+  builds a request context and passes every other path to Flask. Faster (a SCIM request pays
+  no routing, context or ``Response`` object; the example server uses it), but Flask's hooks
+  do not see SCIM requests, and middleware applied to ``app.wsgi_app`` *before*
+  ``init_app`` (``ProxyFix``, for the ``Location`` behind a proxy) is bypassed: apply it
+  after ``init_app``. The extension warns when it finds ``app.wsgi_app`` already wrapped.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 from flask import Blueprint, Flask, Response, request
@@ -69,7 +73,7 @@ class ScimExtension:
         app: Flask | None = None,
         url_prefix: str = "/scim/v2",
         *,
-        mount: Literal["wsgi", "blueprint"] = "wsgi",
+        mount: Literal["wsgi", "blueprint"] = "blueprint",
     ) -> None:
         if mount not in ("wsgi", "blueprint"):
             raise ValueError("mount must be 'wsgi' or 'blueprint'")
@@ -81,8 +85,16 @@ class ScimExtension:
 
     def init_app(self, app: Flask) -> None:
         if self.mount == "wsgi":
+            inner = app.wsgi_app
+            if getattr(inner, "__func__", None) is not type(app).wsgi_app:
+                warnings.warn(
+                    f"mount='wsgi' wraps app.wsgi_app, which is already wrapped ({inner!r}): "
+                    "SCIM requests will bypass that middleware (e.g. ProxyFix). Apply it after "
+                    "init_app, or use mount='blueprint'.",
+                    stacklevel=2,
+                )
             app.wsgi_app = ScimWSGIApp(  # type: ignore[method-assign]
-                self.service, self.url_prefix, fallback=app.wsgi_app
+                self.service, self.url_prefix, fallback=inner
             )
         else:
             app.register_blueprint(scim_blueprint(self.service, self.url_prefix))
