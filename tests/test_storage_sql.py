@@ -782,6 +782,8 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
     """A server that opens the storage and then forks its workers (gunicorn --preload): the
     child opens its own connections (none is carried across the fork) and both processes
     keep working on the file."""
+    import threading
+
     with opened(sqlite_url) as storage:
         w = ws(storage)
         with storage.users(w.id) as store:
@@ -789,6 +791,24 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
         parent_conn = storage._thread_connection()
         assert parent_conn is not None
         parent_dbapi = parent_conn.connection.dbapi_connection
+        # Another thread of the parent holds a connection across the fork.
+        ready, go_on, errors = threading.Event(), threading.Event(), []
+
+        def other() -> None:
+            try:
+                with storage.users(w.id) as store:
+                    store.insert(user(10))
+                ready.set()
+                go_on.wait()
+                with storage.users(w.id) as store:  # its connection still works
+                    store.insert(user(11))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                ready.set()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        ready.wait()
         pid = os.fork()
         if pid == 0:  # the child: report through the exit code, never return into pytest
             code = 1
@@ -799,16 +819,27 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
                 with storage.users(w.id) as store:
                     assert store.get(user(1)["id"]) is not None
                     store.insert(user(2))
+                assert storage.checkpointer is not None
+                assert storage.checkpointer._pid == os.getpid()  # its own checkpoint thread
+                import gc
+
+                from scimcore_adapters.sql.storage import _INHERITED
+
+                gc.collect()  # the other thread's connection: kept, never closed in the child
+                assert _INHERITED and not any(c.closed for c in _INHERITED)
                 code = 0
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
+        go_on.set()
+        thread.join()
+        assert not errors
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         with storage.users(w.id) as store:  # the parent reopened what it closed at the fork
             assert store.get(user(2)["id"]) is not None
             store.insert(user(3))
         with storage.users(w.id, readonly=True) as store:
-            assert store.query(None, None, 1, 10).total == 3
+            assert store.query(None, None, 1, 10).total == 5
 
 
 @pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=NO_POSTGRES)

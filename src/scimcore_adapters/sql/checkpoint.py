@@ -84,6 +84,11 @@ class Checkpointer:
             if pooled is not None:
                 pooled.close()
 
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the parent's thread is not here; a lock it held stays held."""
+        self._lock = threading.Lock()
+        self._thread = None
+
     def stop(self) -> None:
         """Ask the thread to stop, without waiting for it."""
         self._stop.set()

@@ -612,6 +612,11 @@ class _HeldConnection:
         self.close()
 
 
+#: Connections a forked child inherited from threads of its parent (see
+#: :meth:`SqlStorage._after_fork_in_child`).
+_INHERITED: list[Connection] = []
+
+
 def _forget_connections_at_fork(storage: SqlStorage) -> None:
     """Register ``storage``'s fork hooks (holding it weakly: a dropped storage is skipped)."""
     ref = weakref.ref(storage)
@@ -725,11 +730,19 @@ class SqlStorage:
         self.engine.dispose()
 
     def _after_fork_in_child(self) -> None:
-        """In the child: fresh locks and thread connections, and a fresh pool."""
+        """In the child: fresh locks and thread connections, and a fresh pool. Connections
+        other threads of the parent held are kept referenced, never used or closed here
+        (closing a SQLite handle in the child would release the parent's file locks)."""
+        for held in list(self._held):
+            if held.conn is not None:
+                _INHERITED.append(held.conn)
+                held.conn = None  # its __del__ must not close it either
         self._local = threading.local()
         self._held = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        if self.checkpointer is not None:
+            self.checkpointer.after_fork_in_child()
         self.engine.dispose(close=False)
 
     def _drop_thread_connection(self) -> None:
