@@ -594,15 +594,20 @@ class _HeldConnection:
     """A connection a thread keeps (:meth:`SqlStorage._thread_connection`), closed when the
     thread ends (its ``threading.local`` is cleared), or by :meth:`SqlStorage.close`."""
 
-    __slots__ = ("__weakref__", "busy", "conn")
+    __slots__ = ("__weakref__", "busy", "conn", "pid")
 
     def __init__(self, conn: Connection) -> None:
         self.conn: Connection | None = conn
         self.busy = False  # in a transaction: a nested block takes a pooled connection
+        self.pid = os.getpid()
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
-        if conn is not None:
+        if conn is not None and self.pid != os.getpid():
+            # A forked child freeing the parent's thread-locals: never close a SQLite handle
+            # of the parent here (that would release the parent's file locks); keep it.
+            _INHERITED.append(conn)
+        elif conn is not None:
             try:
                 conn.close()
             except Exception:  # pragma: no cover - a broken connection is dropped all the same
@@ -730,13 +735,10 @@ class SqlStorage:
         self.engine.dispose()
 
     def _after_fork_in_child(self) -> None:
-        """In the child: fresh locks and thread connections, and a fresh pool. Connections
-        other threads of the parent held are kept referenced, never used or closed here
-        (closing a SQLite handle in the child would release the parent's file locks)."""
+        """In the child: fresh locks and thread connections, and a fresh pool. The parent's
+        thread connections are never used or closed here (see :class:`_HeldConnection`)."""
         for held in list(self._held):
-            if held.conn is not None:
-                _INHERITED.append(held.conn)
-                held.conn = None  # its __del__ must not close it either
+            held.close()  # in the child: kept in _INHERITED, not closed
         self._local = threading.local()
         self._held = weakref.WeakSet()
         self._held_lock = threading.Lock()
