@@ -23,6 +23,7 @@ MODULES = [
     "scimcore.runtime",
     "scimcore_adapters.memory",
     "scimcore_adapters.flask",
+    "scimcore_adapters.wsgi",
     "scimcore_adapters.asgi",
     "scimcore_adapters.bootstrap",
     "scimcore_adapters.cli",

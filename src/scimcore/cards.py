@@ -21,7 +21,7 @@ from attrs import frozen
 from .errors import SCIMError
 from .filters import element_matcher
 from .patch import PatchPath, parse_path
-from .schema import ENTERPRISE_USER_URN, SchemaRegistry
+from .schema import ENTERPRISE_USER_URN, RegistryCache, SchemaRegistry
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -194,20 +194,15 @@ class _Reader:
         return value if isinstance(value, str) and value else None
 
 
-# Readers per mapping, keyed by mapping and registry identity; an entry keeps the registry and
-# its resource type, so entries made stale by ``add_extension`` are recognised (the scheme of
-# scimcore.patch's path cache).
-_ReaderEntry = tuple[SchemaRegistry, object, tuple[tuple[str, tuple[_Reader, ...]], ...]]
-_readers_cache: dict[tuple[FieldMapping, int], _ReaderEntry] = {}
+_Readers = tuple[tuple[str, tuple[_Reader, ...]], ...]
+# Readers per mapping and registry (see RegistryCache).
+_readers_cache: RegistryCache[FieldMapping, _Readers] = RegistryCache(256)
 
 
-def _readers(
-    mapping: FieldMapping, registry: SchemaRegistry
-) -> tuple[tuple[str, tuple[_Reader, ...]], ...]:
-    key = (mapping, id(registry))
-    entry = _readers_cache.get(key)
-    if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
-        return entry[2]
+def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
+    cached = _readers_cache.get(mapping, registry)
+    if cached is not None:
+        return cached
     built = []
     for rule in mapping.rules:
         readers = []
@@ -219,11 +214,7 @@ def _readers(
             except SCIMError:
                 continue  # a mapping that names an attribute the registry lacks feeds nothing
         built.append((rule.key, tuple(readers)))
-    if len(_readers_cache) >= 256:
-        _readers_cache.clear()
-    result = tuple(built)
-    _readers_cache[key] = (registry, registry.resource_type, result)
-    return result
+    return _readers_cache.put(mapping, registry, tuple(built))
 
 
 def extract(

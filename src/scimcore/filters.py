@@ -47,7 +47,7 @@ from scimcore.errors import InvalidFilterError
 from scimcore.schema import (
     Attribute,
     AttrType,
-    ResourceType,
+    RegistryCache,
     Schema,
     SchemaRegistry,
     parse_datetime,
@@ -741,23 +741,17 @@ def _compile_compare(f: Compare, getter: _Getter, attr: Attribute, sub: Attribut
     return any_value
 
 
-# Compiled predicates, keyed by the filter and the identity of the registry / attribute. The
-# entry keeps the registry's resource type (replaced on add_extension) so stale entries are
-# recognised, and holds strong references so identities are not reused while cached.
+# Compiled predicates, keyed by the filter and the registry (see RegistryCache) or the identity
+# of the attribute (the entry holds the attribute, so its identity is not reused while cached).
 _CACHE_SIZE = 512
-_resource_cache: dict[tuple[Filter, int], tuple[SchemaRegistry, ResourceType, _Pred]] = {}
+_resource_cache: RegistryCache[Filter, _Pred] = RegistryCache(_CACHE_SIZE)
 _element_cache: dict[tuple[Filter, int], tuple[Attribute, _Pred]] = {}
 
 
 def _resource_pred(f: Filter, registry: SchemaRegistry) -> _Pred:
-    key = (f, id(registry))
-    entry = _resource_cache.get(key)
-    if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
-        return entry[2]
-    pred = _compile(f, _ResourceScope(registry))
-    if len(_resource_cache) >= _CACHE_SIZE:
-        _resource_cache.clear()
-    _resource_cache[key] = (registry, registry.resource_type, pred)
+    pred = _resource_cache.get(f, registry)
+    if pred is None:
+        pred = _resource_cache.put(f, registry, _compile(f, _ResourceScope(registry)))
     return pred
 
 

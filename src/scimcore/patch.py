@@ -99,7 +99,7 @@ from .filters import (
     parse_filter,
 )
 from .messages import PATCH_OP_URN
-from .schema import Attribute, AttrType, Mutability, Schema, SchemaRegistry
+from .schema import Attribute, AttrType, Mutability, RegistryCache, Schema, SchemaRegistry
 
 __all__ = [
     "STRICT",
@@ -263,11 +263,8 @@ def _value_filter(text: str, attribute: Attribute, tolerance: Tolerance, path: s
     return f
 
 
-# Parsed paths keyed by text, registry identity and tolerance. An entry keeps the registry and
-# its resource type (replaced by add_extension), so stale entries are recognised and identities
-# are not reused while cached (the scheme of scimcore.filters).
-_PATH_CACHE_SIZE: Final = 1024
-_path_cache: dict[tuple[str, int, Tolerance], tuple[SchemaRegistry, object, PatchPath]] = {}
+# Parsed paths keyed by text and tolerance, per registry (see RegistryCache).
+_path_cache: RegistryCache[tuple[str, Tolerance], PatchPath] = RegistryCache(1024)
 
 
 def parse_path(
@@ -279,16 +276,13 @@ def parse_path(
     attribute or sub-attribute, a value filter on an attribute that is not multi-valued and
     complex, and an invalid value filter.
     """
-    key = (text, id(registry), tolerance) if isinstance(text, str) else None
-    entry = _path_cache.get(key) if key is not None else None
-    if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
-        return entry[2]
-    p = _parse_path(text, registry, tolerance)
-    if key is not None:
-        if len(_path_cache) >= _PATH_CACHE_SIZE:
-            _path_cache.clear()
-        _path_cache[key] = (registry, registry.resource_type, p)
-    return p
+    if not isinstance(text, str):
+        return _parse_path(text, registry, tolerance)  # raises InvalidPathError
+    key = (text, tolerance)
+    cached = _path_cache.get(key, registry)
+    if cached is not None:
+        return cached
+    return _path_cache.put(key, registry, _parse_path(text, registry, tolerance))
 
 
 def _parse_path(text: str, registry: SchemaRegistry, tolerance: Tolerance) -> PatchPath:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 from attrs import frozen
@@ -567,6 +567,38 @@ class SchemaRegistry:
 
     def extension_urns(self) -> Mapping[str, Schema]:
         return {s.id.lower(): s for s in self.extensions}
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class RegistryCache(Generic[_K, _V]):
+    """Values derived from a :class:`SchemaRegistry` (parsed paths, compiled filters, card
+    readers), keyed by ``key`` and the registry's identity (internal helper).
+
+    An entry keeps the registry and its resource type, which :meth:`SchemaRegistry.add_extension`
+    replaces: a stale entry is recognised, and the strong reference keeps the registry's
+    identity from being reused while cached. Bounded: cleared when it holds ``size`` entries.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[tuple[_K, int], tuple[SchemaRegistry, ResourceType, _V]] = {}
+
+    def get(self, key: _K, registry: SchemaRegistry) -> _V | None:
+        """The value cached for ``key`` and ``registry`` as it is now, or ``None``."""
+        entry = self._entries.get((key, id(registry)))
+        if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
+            return entry[2]
+        return None
+
+    def put(self, key: _K, registry: SchemaRegistry, value: _V) -> _V:
+        """Cache ``value`` for ``key`` and ``registry``; returns it."""
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[(key, id(registry))] = (registry, registry.resource_type, value)
+        return value
 
 
 def default_registry() -> SchemaRegistry:
