@@ -304,7 +304,7 @@ class SqlUserStore(ProductStore):
             if self._conn.dialect.name == "sqlite":
                 dbapi_conn = self._conn.connection.dbapi_connection
                 assert dbapi_conn is not None
-                _driver(dbapi_conn, "BEGIN")
+                _driver(dbapi_conn, _BEGIN_SQL[_DEFERRED])
             else:  # an autocommit connection: the server's transaction, ended by users()
                 self._conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 self.server_snapshot = True
@@ -511,6 +511,7 @@ class SqlUserStore(ProductStore):
 #: The execution option that tells the SQLite ``begin`` hook how to begin a transaction.
 _BEGIN_OPTION = "scimcore_begin"
 _IMMEDIATE, _DEFERRED, _NO_BEGIN = "IMMEDIATE", "DEFERRED", "NONE"
+_BEGIN_SQL = {_IMMEDIATE: "BEGIN IMMEDIATE", _DEFERRED: "BEGIN"}
 
 
 def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
@@ -554,11 +555,7 @@ def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
         assert dbapi_conn is not None
         if mode == _NO_BEGIN or dbapi_conn.in_transaction:  # see SqlStorage._sqlite_transaction
             return
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
-        finally:
-            cursor.close()
+        _driver(dbapi_conn, _BEGIN_SQL[mode])
 
     return engine
 
@@ -785,7 +782,7 @@ class SqlStorage:
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         if mode != _NO_BEGIN:
-            _driver(dbapi_conn, "BEGIN IMMEDIATE" if mode == _IMMEDIATE else "BEGIN")
+            _driver(dbapi_conn, _BEGIN_SQL[mode])
         try:
             yield
         except BaseException:
