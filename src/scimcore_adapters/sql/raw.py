@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from .tables import UtcDateTime
+from .tables import UtcDateTime, aware_utc, naive_utc
 
 __all__ = ["Outcome", "Prepared", "prepared", "run", "run_dbapi"]
 
@@ -97,21 +97,12 @@ class Prepared:
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     """:class:`.tables.UtcDateTime` to SQLite text: naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``
     (what SQLAlchemy's SQLite ``DATETIME`` writes, which fixed width keeps in time order)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    naive = naive_utc(value)
+    return naive.isoformat(" ", "microseconds") if naive is not None else None
 
 
-def _sqlite_utc_datetime(value: str | None) -> datetime | None:
-    """SQLite text back to an aware UTC ``datetime``."""
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+#: SQLite text back to an aware UTC ``datetime``, as :class:`.tables.UtcDateTime` reads it.
+_sqlite_utc_datetime = aware_utc
 
 
 @lru_cache(maxsize=512)

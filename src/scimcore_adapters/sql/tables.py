@@ -58,6 +58,25 @@ __all__ = [
 ]
 
 
+def naive_utc(value: datetime | None) -> datetime | None:
+    """How :class:`UtcDateTime` stores a value: naive UTC (a naive value is taken as UTC)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def aware_utc(value: Any) -> datetime | None:
+    """How :class:`UtcDateTime` reads a stored value (a ``datetime`` or ISO text) back."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware ``datetime`` stored as naive UTC; read back with ``tzinfo=timezone.utc``.
 
@@ -69,21 +88,10 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value
+        return naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # defensive: SQLite text written by other tools
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+        return aware_utc(value)
 
 
 def text_type(length: int | None = None) -> TypeEngine[str]:
