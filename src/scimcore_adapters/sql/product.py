@@ -66,10 +66,6 @@ def prune_every(keep: int) -> int:
     return max(1, min(PRUNE_EVERY_MAX, keep // 16))
 
 
-def _json(value: Any) -> str:
-    return dumps_text(value)
-
-
 # --- statements ----------------------------------------------------------------------------------
 #
 # Every per-request statement is built once, with ``bindparam`` placeholders (named ``b_*`` so that
@@ -248,6 +244,10 @@ def _log_entry(row: Any) -> LogEntry:
     )
 
 
+def _rule(row: Any) -> Rule:
+    return Rule(row.id, row.filter, row.template, row.position)
+
+
 def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
     if not found:
         return Settings()
@@ -298,7 +298,7 @@ class ProductStore:
             "email": person.email,
             "active": person.active,
             "deprovisioned": person.deprovisioned,
-            "card": _json(person.card),
+            "card": dumps_text(person.card),
             "created_at": person.created_at,
             "updated_at": person.updated_at,
         }
@@ -332,9 +332,7 @@ class ProductStore:
         rows = run(self._conn, _GET_SETTINGS, {_WS_PARAM: self._ws}).rows
         first = rows[0]
         self._settings_cache = _settings(first.s_ws, first.activation_email, first.mapping)
-        self._rules_cache = [
-            Rule(r.id, r.filter, r.template, r.position) for r in rows if r.id is not None
-        ]
+        self._rules_cache = [_rule(r) for r in rows if r.id is not None]
         return self._settings_cache
 
     def save_settings(self, settings: Settings) -> None:
@@ -345,7 +343,7 @@ class ProductStore:
             {
                 "workspace_id": self._ws,
                 "activation_email": settings.activation_email,
-                "mapping": _json(settings.mapping) if settings.mapping is not None else None,
+                "mapping": dumps_text(settings.mapping) if settings.mapping is not None else None,
             },
         )
 
@@ -364,7 +362,7 @@ class ProductStore:
             {
                 "workspace_id": self._ws,
                 "name": template.name,
-                "fields": _json(dict(template.fields)),
+                "fields": dumps_text(dict(template.fields)),
             },
         )
 
@@ -378,7 +376,7 @@ class ProductStore:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
         if self._rules_cache is None:
             rows = run(self._conn, _LIST_RULES, {_WS_PARAM: self._ws}).rows
-            self._rules_cache = [Rule(r.id, r.filter, r.template, r.position) for r in rows]
+            self._rules_cache = [_rule(r) for r in rows]
         return list(self._rules_cache)
 
     def save_rule(self, rule: Rule) -> None:

@@ -657,21 +657,20 @@ class SqlStorage:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
         self.registry = registry or default_registry()
-        background = checkpoint_interval is not None
-        self.engine = _engine(url, BACKSTOP_PAGES if background else None)
+        self.engine = _engine(url, BACKSTOP_PAGES if checkpoint_interval is not None else None)
+        self._sqlite = self.engine.dialect.name == "sqlite"
         #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
         #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
         #: :mod:`.checkpoint`.
         self.checkpointer = (
             Checkpointer(self.engine, checkpoint_interval)
-            if checkpoint_interval is not None and self.engine.dialect.name == "sqlite"
+            if checkpoint_interval is not None and self._sqlite
             else None
         )
         if self.checkpointer is not None:  # a storage dropped without close() stops it too
             weakref.finalize(self, self.checkpointer.stop)
-        # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``) and for reads of
-        # one statement (SQLite: no ``BEGIN``); PostgreSQL ignores the option.
-        self._sqlite = self.engine.dialect.name == "sqlite"
+        # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``), read snapshots
+        # (``BEGIN``) and reads of one statement (no ``BEGIN``; PostgreSQL: autocommit).
         self._engines = {
             mode: self.engine.execution_options(**{_BEGIN_OPTION: mode})
             for mode in (_IMMEDIATE, _DEFERRED, _NO_BEGIN)
