@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 from scimcore import ScimRequest, ScimResponse, ScimService
-from scimcore.errors import InvalidSyntaxError, NotFoundError
+from scimcore.errors import NotFoundError
 from scimcore.service import error_response
+
+from ._http import body_too_large, query_values
 
 __all__ = ["ScimASGIApp"]
 
@@ -74,7 +75,7 @@ class ScimASGIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return error_response(InvalidSyntaxError(f"the request body exceeds {limit} bytes"))
+                return body_too_large(limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
         headers: dict[str, str] = {}
@@ -82,16 +83,11 @@ class ScimASGIApp:
             name = key.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[name] = f"{headers[name]}, {text}" if name in headers else text
-        query: dict[str, str] = {}
-        for key, value in parse_qsl(
-            scope.get("query_string", b"").decode("utf-8", "replace"), True
-        ):
-            query.setdefault(key, value)
         host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
         request = ScimRequest(
             method=scope["method"],
             path=path,
-            query=query,
+            query=query_values(scope.get("query_string", b"").decode("utf-8", "replace")),
             headers=headers,
             body=b"".join(chunks),
             base_url=f"{scope.get('scheme', 'http')}://{host}{root}",

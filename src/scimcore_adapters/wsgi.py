@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
 
 from scimcore import ScimRequest, ScimResponse, ScimService
-from scimcore.errors import InvalidSyntaxError, NotFoundError
+from scimcore.errors import NotFoundError
 from scimcore.service import error_response
+
+from ._http import body_too_large, query_values
 
 __all__ = ["ScimWSGIApp", "WSGIApp"]
 
@@ -70,18 +71,13 @@ class ScimWSGIApp:
         limit = self.service.config.max_body_bytes
         body = self._body(environ, limit)
         if body is None:
-            return error_response(InvalidSyntaxError(f"the request body exceeds {limit} bytes"))
+            return body_too_large(limit)
         headers: dict[str, str] = {}
         for key, value in environ.items():
             if key.startswith("HTTP_"):
                 headers[key[5:].replace("_", "-").lower()] = value
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = environ["CONTENT_TYPE"]
-        query: dict[str, str] = {}
-        raw_query = environ.get("QUERY_STRING")
-        if raw_query:
-            for key, value in parse_qsl(_text(raw_query), keep_blank_values=True):
-                query.setdefault(key, value)
         scheme = environ.get("wsgi.url_scheme", "http")
         host = environ.get("HTTP_HOST")
         if not host:
@@ -90,7 +86,7 @@ class ScimWSGIApp:
         request = ScimRequest(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path,
-            query=query,
+            query=query_values(_text(environ.get("QUERY_STRING", ""))),
             headers=headers,
             body=body,
             base_url=f"{scheme}://{host}{root}{self.prefix}",
