@@ -67,16 +67,12 @@ class ServiceConfig:
             raise ValueError("need 0 < default_count <= max_count and max_count >= 100")
 
 
-def _dumps(value: Any) -> bytes:
-    return _json.dumps(value)
-
-
 def _response(
     status: int, body: Any = None, headers: Mapping[str, str] | None = None
 ) -> ScimResponse:
     out = {"Content-Type": SCIM_CONTENT_TYPE} if body is not None else {}
     out.update(headers or {})
-    return ScimResponse(status, out, _dumps(body) if body is not None else b"")
+    return ScimResponse(status, out, _json.dumps(body) if body is not None else b"")
 
 
 def error_response(error: SCIMError) -> ScimResponse:
@@ -478,7 +474,7 @@ class ScimService:
         self, auth: AuthContext, request: ScimRequest, method: str, rid: str
     ) -> ScimResponse:
         reads = method in ("GET", "HEAD")
-        with self.storage.users(auth.workspace.id, readonly=reads, one_read=reads) as store:
+        with self.storage.users(auth.workspace.id, one_read=reads) as store:
             current = store.get(rid)
             if current is None:
                 raise NotFoundError(f"resource {rid} not found")
