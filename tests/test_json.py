@@ -63,6 +63,13 @@ def test_what_orjson_refuses_the_standard_library_decides(backend: str) -> None:
         _json.loads(b"{not json")
 
 
+@pytest.mark.parametrize("text", ['"\\ud800"', '["a", "x\\udfffy"]', '{"k": "\\ud83d"}'])
+def test_lone_surrogates_are_refused(backend: str, text: str) -> None:
+    with pytest.raises(ValueError):
+        _json.loads(text)
+    assert _json.loads('"\\ud83d\\ude00"') == "\U0001f600"  # a pair is one character
+
+
 def test_service_refuses_nan_bodies_with_invalid_syntax(backend: str) -> None:
     from scimcore import ScimService
     from scimcore_adapters.memory import MemoryStorage
@@ -75,9 +82,10 @@ def test_service_refuses_nan_bodies_with_invalid_syntax(backend: str) -> None:
     def post(body: bytes) -> Any:
         return service.handle(ScimRequest("POST", "/Users", {}, headers, body, "http://t/v2"))
 
-    refused = post(b'{"userName": "a@x.test", "x-score": NaN}')
-    assert refused.status == 400
-    assert refused.json()["scimType"] == "invalidSyntax"
+    for body in (b'{"userName": "a@x.test", "x-score": NaN}', b'{"userName": "x\\ud800@x.test"}'):
+        refused = post(body)
+        assert refused.status == 400, body
+        assert refused.json()["scimType"] == "invalidSyntax"
     created = post('{"userName": "ü@x.test", "displayName": "Ü"}'.encode())
     assert created.status == 201
     assert created.json()["displayName"] == "Ü"

@@ -5,7 +5,8 @@ the stored document and encodes the response; a PATCH does three of each). It is
 and the results do not depend on it:
 
 - :func:`loads` accepts what the standard library accepts, except ``NaN`` and ``Infinity``,
-  which are not JSON (RFC 8259 §6) and are refused either way. Input orjson refuses for
+  which are not JSON (RFC 8259 §6), and strings with a lone UTF-16 surrogate escape
+  (``"\ud800"``, not Unicode text): both are refused either way. Input orjson refuses for
   other reasons (UTF-16, a byte order mark, integers beyond 64 bits, deep nesting) goes to the
   standard library, which decides.
 - :func:`dumps` writes compact UTF-8 (no spaces, non-ASCII as is); values orjson cannot
@@ -37,11 +38,12 @@ def accelerated() -> bool:
 
 
 def _std_loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_constant=_no_constants)
-
-
-def _std_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    value = json.loads(data, parse_constant=_no_constants)
+    try:  # "\ud800" decodes to a lone surrogate, which no UTF-8 text can hold (orjson refuses)
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+    return value
 
 
 def loads(data: bytes | str) -> Any:
@@ -62,15 +64,9 @@ def dumps(value: Any) -> bytes:
             return encoded
         except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
             pass
-    return _std_dumps(value).encode()
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def dumps_text(value: Any) -> str:
     """:func:`dumps` as ``str`` (for text columns)."""
-    if _orjson is not None:
-        try:
-            text: str = _orjson.dumps(value).decode()
-            return text
-        except TypeError:
-            pass
-    return _std_dumps(value)
+    return dumps(value).decode()
