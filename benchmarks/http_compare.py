@@ -103,17 +103,23 @@ def _ceiling(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return "ceiling_flask:app", "bench-token", BENCH / "apps", dict(os.environ)
 
 
+def _floor(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    return "floor_wsgi:app", "bench-token", ROOT / "benchmarks" / "apps", dict(os.environ)
+
+
 TARGETS = {
     "scimcore": _scimcore,
     "scim2-server": _peer,
     "ceiling-flask": _ceiling,
     "scimcore-2w": _scimcore,
+    "floor-wsgi": _floor,
 }
 PREFIXES = {
     "scimcore": "/scim/v2",
     "scim2-server": "",
     "ceiling-flask": "/v2",
     "scimcore-2w": "/scim/v2",
+    "floor-wsgi": "/v2",
 }
 #: Gunicorn workers per target. "scimcore-2w" is not a like-for-like comparison: it shows
 #: scimcore scaling out over processes sharing its database (an in-memory server cannot).

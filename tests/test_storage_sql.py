@@ -437,16 +437,18 @@ def test_sqlite_thread_keeps_one_connection_and_releases_it(sqlite_url: str) -> 
 
     with opened(sqlite_url) as storage:
         w = ws(storage)
+        with storage.users(w.id) as store:  # the writer connection: kept by the storage
+            store.insert(user(1))
         pool = storage.engine.pool
         seen: list[Any] = []
         during: list[int] = []
 
         def work() -> None:
-            with storage.users(w.id) as store:
-                store.insert(user(1))
+            with storage.users(w.id, readonly=True) as store:
+                assert store.get(user(1)["id"]) is not None
                 seen.append(_dbapi_of(store))
             storage.authenticate("no-such-token")
-            with storage.users(w.id, readonly=True) as store:
+            with storage.users(w.id, one_read=True) as store:
                 assert store.get(user(1)["id"]) is not None
                 seen.append(_dbapi_of(store))
             during.append(pool.checkedout())  # type: ignore[attr-defined]
@@ -460,6 +462,36 @@ def test_sqlite_thread_keeps_one_connection_and_releases_it(sqlite_url: str) -> 
         assert len(seen) == 2 and seen[0] is seen[1]  # one connection for both transactions
         assert during == [before + 1]  # kept between them ...
         assert pool.checkedout() == before  # type: ignore[attr-defined]  # ... and released
+
+
+def test_sqlite_writes_of_every_thread_run_on_one_connection(sqlite_url: str) -> None:
+    """Writers queue for SQLite's one write lock anyway; doing it on one connection keeps its
+    page cache valid from one write to the next (another connection's commit would void it)."""
+    import threading
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        writers: list[Any] = []
+
+        def write(n: int) -> None:
+            with storage.users(w.id) as store:
+                store.insert(user(n))
+                writers.append(_dbapi_of(store))
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        write(4)
+        assert len(writers) == 4 and all(c is writers[0] for c in writers)
+        with storage.users(w.id, readonly=True) as store:  # reads: the thread's own
+            assert _dbapi_of(store) is not writers[0]
+            assert store.query(None, None, 1, 10).total == 4
+        # a read nested in a write: the thread's connection, not the writer
+        with storage.users(w.id) as outer, storage.users(w.id, readonly=True) as inner:
+            assert _dbapi_of(inner) is not _dbapi_of(outer)
+            assert inner.get(user(1)["id"]) is not None
 
 
 def test_sqlite_nested_blocks_on_one_thread_use_another_connection(sqlite_url: str) -> None:
@@ -798,6 +830,8 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
             try:
                 with storage.users(w.id) as store:
                     store.insert(user(10))
+                with storage.users(w.id, readonly=True) as store:  # a connection of its own
+                    assert store.get(user(10)["id"]) is not None
                 ready.set()
                 go_on.wait()
                 with storage.users(w.id) as store:  # its connection still works

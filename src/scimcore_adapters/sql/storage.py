@@ -684,6 +684,12 @@ class SqlStorage:
         #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
         #: sleeps up to 100 ms between tries). Other processes still wait in ``busy_timeout``.
         self._write_lock = threading.RLock()
+        #: SQLite: the connection every write transaction of this process runs on (under
+        #: ``_write_lock``). A connection's page cache is only valid until another connection
+        #: commits: with one writer connection the pages a write needs stay cached from one
+        #: write to the next instead of being read again from the file by whichever thread's
+        #: connection writes next.
+        self._writer: _HeldConnection | None = None
         if self._sqlite:
             _forget_connections_at_fork(self)
         try:
@@ -709,17 +715,25 @@ class SqlStorage:
         A SQLite connection is a handle on a local file, so keeping one per thread costs
         nothing, and it spares each SCIM request two pool check-outs and check-ins.
         """
-        held: _HeldConnection | None = getattr(self._local, "held", None)
+        held = self._held_connection(_NO_BEGIN)
+        return held.conn if held is not None else None
+
+    def _held_connection(self, mode: str) -> _HeldConnection | None:
+        """The kept connection for a transaction of ``mode``: the process's writer connection
+        for writes (call with ``_write_lock`` held), else the thread's own; ``None`` while it
+        is in a transaction already."""
+        held = self._writer if mode == _IMMEDIATE else getattr(self._local, "held", None)
         if held is None or held.conn is None or held.conn.closed or held.conn.invalidated:
             if held is not None:
                 held.close()
             held = _HeldConnection(self._engines[_NO_BEGIN].connect())
-            self._local.held = held
+            if mode == _IMMEDIATE:
+                self._writer = held
+            else:
+                self._local.held = held
             with self._held_lock:
                 self._held.add(held)
-        if held.busy:
-            return None
-        return held.conn
+        return None if held.busy else held
 
     def _before_fork(self) -> None:
         """In the parent, before ``os.fork()`` (a server preloading the app, then forking its
@@ -727,7 +741,13 @@ class SqlStorage:
         connection (SQLite forbids using one across ``fork``). The parent reopens them."""
         held: _HeldConnection | None = getattr(self._local, "held", None)
         if held is not None and not held.busy:
-            self._drop_thread_connection()
+            self._drop(held)
+        if self._write_lock.acquire(blocking=False):  # else another thread is writing
+            try:
+                if self._writer is not None and not self._writer.busy:
+                    self._drop(self._writer)
+            finally:
+                self._write_lock.release()
         self.engine.dispose()
 
     def _after_fork_in_child(self) -> None:
@@ -739,45 +759,56 @@ class SqlStorage:
         self._held = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        self._writer = None
         if self.checkpointer is not None:
             self.checkpointer.after_fork_in_child()
         self.engine.dispose(close=False)
 
-    def _drop_thread_connection(self) -> None:
-        held: _HeldConnection | None = getattr(self._local, "held", None)
-        if held is not None:
+    def _drop(self, held: _HeldConnection) -> None:
+        """Close a kept connection (the next transaction opens a new one)."""
+        if held is self._writer:
+            self._writer = None
+        elif held is getattr(self._local, "held", None):
             self._local.held = None
-            held.close()
+        held.close()
 
     @contextmanager
     def _begin(self, mode: str) -> Iterator[Connection]:
         """One transaction: ``BEGIN IMMEDIATE`` (writes), ``BEGIN`` (a read snapshot) or none
         (a read of one statement) on SQLite; a plain transaction on PostgreSQL."""
-        conn = self._thread_connection() if self._sqlite else None
-        if conn is None:
+        if not self._sqlite:
             with self._engines[mode].connect() as pooled, pooled.begin():
                 yield pooled
             return
-        held: _HeldConnection = self._local.held
         lock = self._write_lock if mode == _IMMEDIATE else None
         if lock is not None:
             lock.acquire()
-        held.busy = True
         try:
-            with self._sqlite_transaction(conn, mode):
-                yield conn
+            held = self._held_connection(mode)
+            if held is None:  # a block nested in another of this thread: a pooled connection
+                with self._engines[mode].connect() as pooled, pooled.begin():
+                    yield pooled
+                return
+            assert held.conn is not None
+            held.busy = True
+            try:
+                with self._sqlite_transaction(held, mode):
+                    yield held.conn
+            finally:
+                held.busy = False
         finally:
-            held.busy = False
             if lock is not None:
                 lock.release()
 
     @contextmanager
-    def _sqlite_transaction(self, conn: Connection, mode: str) -> Iterator[None]:
+    def _sqlite_transaction(self, held: _HeldConnection, mode: str) -> Iterator[None]:
         """``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) straight on the driver connection, under
         SQLAlchemy: its transaction bookkeeping costs more CPU than an indexed read. A statement
         that goes through ``Connection.execute`` (listeners, statements built per request)
         autobegins SQLAlchemy's transaction inside this one (the ``begin`` hook then issues no
         second ``BEGIN``), and is committed or rolled back through SQLAlchemy."""
+        conn = held.conn
+        assert conn is not None
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         if mode != _NO_BEGIN:
@@ -788,12 +819,12 @@ class SqlStorage:
             try:
                 _finish(conn, dbapi_conn, commit=False)
             except BaseException:
-                self._drop_thread_connection()  # state unknown: never reuse it
+                self._drop(held)  # state unknown: never reuse it
             raise
         try:
             _finish(conn, dbapi_conn, commit=True)
         except BaseException:
-            self._drop_thread_connection()  # a failed COMMIT leaves the transaction open
+            self._drop(held)  # a failed COMMIT leaves the transaction open
             raise
         if mode == _IMMEDIATE and self.checkpointer is not None:
             self.checkpointer.wrote()
