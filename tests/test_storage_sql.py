@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,9 @@ from typing import Any
 
 import attrs
 import pytest
-from sqlalchemy import ColumnElement, Select, create_engine, event, inspect, select
+from sqlalchemy import ColumnElement, Select, create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
@@ -916,3 +919,88 @@ def test_postgres_one_read_runs_in_autocommit_unless_it_needs_a_snapshot(
         with storage.users(w.id) as store:  # writes still run in a transaction
             store.insert(user(4))
             assert status(store) == TransactionStatus.INTRANS
+
+
+def _kill_backends(url: str, application_name: str) -> int:
+    """Terminate the server processes of every connection named ``application_name`` (as a
+    server restart or an idle timeout would); the number terminated."""
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": application_name},
+            ).scalar()
+    finally:
+        admin.dispose()
+    return int(killed or 0)
+
+
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=NO_POSTGRES)
+def test_postgres_pings_only_idle_connections_and_replaces_dead_ones(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection in steady use is not pinged (no extra round trip per block); one idle for
+    longer than POSTGRES_PING_AFTER_IDLE_S is, and if the server dropped it meanwhile the
+    pool hands out a new one: the caller never sees the dead connection."""
+    import scimcore_adapters.sql.storage as sql_storage
+
+    name = f"scimcore-ping-{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_url).update_query_dict({"application_name": name})
+    with opened(url.render_as_string(hide_password=False)) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        pings: list[bool] = []
+        dialect: Any = storage.engine.dialect
+        real_ping = dialect.do_ping
+
+        def counting_ping(dbapi_conn: Any) -> bool:
+            try:
+                alive: bool = real_ping(dbapi_conn)
+            except Exception:
+                pings.append(False)
+                raise
+            pings.append(alive)
+            return alive
+
+        monkeypatch.setattr(dialect, "do_ping", counting_ping)
+        for _ in range(5):  # busy: checked out again at once
+            assert storage.authenticate("0" * 32) is None
+            with storage.users(w.id, one_read=True) as store:
+                assert store.get(user(1)["id"]) is not None
+        assert pings == []
+
+        assert _kill_backends(postgres_url, name) >= 1
+        monkeypatch.setattr(sql_storage, "POSTGRES_PING_AFTER_IDLE_S", 0.0)  # all are idle now
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get(user(1)["id"]) is not None  # on a fresh connection
+        assert False in pings  # the dead one was found by its ping ...
+        with storage.users(w.id) as store:  # ... and writes work too
+            store.insert(user(2))
+
+
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=NO_POSTGRES)
+def test_postgres_connection_dropped_while_busy_fails_one_request_then_recovers(
+    postgres_url: str,
+) -> None:
+    """Without a ping (the connection was in use a moment ago) the first statement on a dead
+    connection fails, with SQLAlchemy's error (the service answers 500, the IdP retries); the
+    pool then replaces its older connections and the next request succeeds."""
+    name = f"scimcore-busy-{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_url).update_query_dict({"application_name": name})
+    with opened(url.render_as_string(hide_password=False)) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        assert _kill_backends(postgres_url, name) >= 1
+        with pytest.raises(DBAPIError) as failure, storage.users(w.id, one_read=True) as store:
+            store.get(user(1)["id"])
+        assert failure.value.connection_invalidated
+        with storage.users(w.id, one_read=True) as store:
+            assert store.get(user(1)["id"]) is not None
+        with storage.users(w.id) as store:
+            store.insert(user(2))

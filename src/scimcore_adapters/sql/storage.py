@@ -17,6 +17,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -40,7 +41,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
 from scimcore._json import dumps_text, loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
@@ -77,6 +78,9 @@ log = logging.getLogger(__name__)
 
 #: How long a SQLite writer waits for the lock (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: PostgreSQL: a pooled connection that sat idle longer than this (seconds) is pinged before
+#: it is handed out (one round trip); one in steady use is not (see :func:`_postgres_engine`).
+POSTGRES_PING_AFTER_IDLE_S = 10.0
 _BATCH = 500
 
 
@@ -565,8 +569,43 @@ def _engine(url: str, autocheckpoint: int | None = None) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, autocheckpoint)
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        return _postgres_engine(url)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+_IDLE_SINCE = "scimcore_idle_since"
+
+
+def _postgres_engine(url: str) -> Engine:
+    """A PostgreSQL engine whose pool pings only connections that were idle.
+
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every check-out: two per SCIM request
+    (authentication, then the operation), as many as a GET's own statements. Connections die
+    mostly while idle (server restarts, idle timeouts of servers, proxies and firewalls), so
+    only a connection idle for more than :data:`POSTGRES_PING_AFTER_IDLE_S` is pinged; a dead
+    one is replaced before any statement runs. A connection the server drops while it is in
+    steady use fails its request (a 500 the IdP retries, R9.1), and SQLAlchemy then replaces
+    every connection of the pool that is older than the failure.
+    """
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from_now(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= POSTGRES_PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error:
+            alive = False
+        if not alive:  # the pool drops this connection and checks out another
+            raise DisconnectionError("the server closed an idle connection")
+
+    return engine
 
 
 def _driver(dbapi_conn: Any, sql: str) -> None:
