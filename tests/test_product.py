@@ -310,3 +310,64 @@ def test_failed_searches_are_logged_as_search(service: ScimService, client: Clie
         ("search", 400, None),
         ("search", 400, None),
     ]
+
+
+def test_concurrent_patches_of_one_user_all_apply(service: ScimService, client: Client) -> None:
+    # R4.1, R9.1: an IdP's parallel workers, or a retry overlapping the original request. No
+    # If-Match was sent, so no 412: every PATCH applies, in some order, and none is lost.
+    import threading
+
+    uid = client("POST", "/Users", entra_body("race@contoso.com")).json()["id"]
+    n = 6
+    barrier = threading.Barrier(n)
+    statuses: list[int] = []
+
+    def patch(i: int) -> None:
+        barrier.wait()
+        phone = {"type": "other", "value": f"+1 555 010{i}"}
+        response = client(
+            "PATCH", f"/Users/{uid}", ops({"op": "add", "path": "phoneNumbers", "value": [phone]})
+        )
+        statuses.append(response.status)
+
+    threads = [threading.Thread(target=patch, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * n
+    doc = client("GET", f"/Users/{uid}").json()
+    others = {p["value"] for p in doc["phoneNumbers"] if p["type"] == "other"}
+    assert others == {f"+1 555 010{i}" for i in range(n)}
+    assert doc["meta"]["version"] == f'W/"{1 + n}"'
+
+
+def test_admin_card_edit_racing_an_idp_update_loses_neither(
+    service: ScimService, client: Client
+) -> None:
+    # R4.1 and R8.1 at the same moment: the admin's edit of one field and the IdP's change of
+    # another (linked) field both end up on the card.
+    import threading
+
+    uid = client("POST", "/Users", entra_body("ann@contoso.com")).json()["id"]
+    for round_ in range(8):
+        barrier = threading.Barrier(2)
+
+        def admin(r: int = round_, start: threading.Barrier = barrier) -> None:
+            start.wait()
+            service.product.admin_edit("acme", "ann@contoso.com", "department", f"Dept {r}")
+
+        def idp(r: int = round_, start: threading.Barrier = barrier) -> None:
+            start.wait()
+            body = ops({"op": "replace", "path": "title", "value": f"Title {r}"})
+            assert client("PATCH", f"/Users/{uid}", body).status == 200
+
+        threads = [threading.Thread(target=admin), threading.Thread(target=idp)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        fields = card_of(service, "ann@contoso.com")["fields"]
+        assert fields["job_title"]["value"] == f"Title {round_}", round_
+        assert fields["department"]["value"] == f"Dept {round_}", round_
+        assert fields["department"]["linked"] is False

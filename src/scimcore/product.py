@@ -233,7 +233,10 @@ class Product:
     ) -> Card:
         ws = self._workspace(slug)
         with self.storage.users(ws.id) as store:
-            person = self._find(store, user_name)
+            # Read again by id: a backend may lock the row it returns (PostgreSQL), so that an
+            # IdP update of the same card in between waits instead of being overwritten.
+            person = store.get_person(self._find(store, user_name).id)
+            assert person is not None
             card = Card.from_dict(person.card)
             try:
                 updated = change(card)

@@ -136,6 +136,7 @@ _GET_PERSON = select(
     _setting(SETTINGS.c.activation_email).label("s_activation_email"),
     _setting(SETTINGS.c.mapping).label("s_mapping"),
 ).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
+_GET_PERSON_FOR_UPDATE = _GET_PERSON.with_for_update(of=PEOPLE)  # see SqlUserStore.get
 _PEOPLE_KEYS = ("workspace_id", "id")
 _PERSON_COLUMNS = tuple(c.name for c in PEOPLE.c if c.name not in _PEOPLE_KEYS)
 _UPDATE_PERSON = PEOPLE.update().where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
@@ -270,6 +271,8 @@ class ProductStore:
     _rules_cache: list[Rule] | None = None
     #: The stored columns of the people read or written (exclusive transactions only).
     _known_people: dict[str, dict[str, Any]] | None = None
+    #: PostgreSQL writing transactions: reads lock the rows they return until the commit.
+    _for_update: bool = False
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -278,7 +281,8 @@ class ProductStore:
     # --- people --------------------------------------------------------------------------------
 
     def get_person(self, person_id: str) -> Person | None:
-        row = run(self._conn, _GET_PERSON, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+        stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
+        row = run(self._conn, stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
         if row is None:
             return None
         if self._settings_cache is None:

@@ -180,6 +180,10 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 _OTHER = USERS.alias("other")
 _MINE = and_(USERS.c.workspace_id == bindparam("b_ws"), USERS.c.id == bindparam("b_id"))
 _GET_USER = select(USERS.c.document).where(_MINE)
+#: PostgreSQL, in a writing transaction: the row stays locked until the commit, so concurrent
+#: updates of one user take turns instead of failing their compare-and-set (SQLite's
+#: ``BEGIN IMMEDIATE`` already makes writers take turns).
+_GET_USER_FOR_UPDATE = _GET_USER.with_for_update()
 _GET_VERSION = select(USERS.c.version).where(_MINE)
 #: Compare-and-set, and only if no other user of the workspace has the new userName: a taken
 #: name updates nothing instead of failing, so the transaction stays usable (PostgreSQL aborts a
@@ -288,8 +292,10 @@ class SqlUserStore(ProductStore):
         *,
         exclusive: bool = False,
         lazy: bool = False,
+        for_update: bool = False,
     ) -> None:
         self._conn = conn
+        self._for_update = for_update
         self._ws = workspace_id
         self._registry = registry
         self._known: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] | None = (
@@ -317,7 +323,8 @@ class SqlUserStore(ProductStore):
         return {"b_ws": self._ws, "b_id": user_id}
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        text = run(self._conn, _GET_USER, self._mine(user_id)).scalar()
+        stmt = _GET_USER_FOR_UPDATE if self._for_update else _GET_USER
+        text = run(self._conn, stmt, self._mine(user_id)).scalar()
         if text is None:
             return None
         doc: dict[str, Any] = loads(text)
@@ -909,9 +916,14 @@ class SqlStorage:
         the first of several (PostgreSQL: ``REPEATABLE READ``, ended here)."""
         mode = _NO_BEGIN if one_read else _DEFERRED if readonly else _IMMEDIATE
         with self._begin(mode) as conn:
-            exclusive = mode == _IMMEDIATE and self._sqlite  # BEGIN IMMEDIATE
+            writing = mode == _IMMEDIATE
             store = SqlUserStore(
-                conn, workspace_id, self.registry, exclusive=exclusive, lazy=mode == _NO_BEGIN
+                conn,
+                workspace_id,
+                self.registry,
+                exclusive=writing and self._sqlite,  # BEGIN IMMEDIATE: no other writer
+                lazy=mode == _NO_BEGIN,
+                for_update=writing and not self._sqlite,  # PostgreSQL: lock what is read
             )
             try:
                 yield store
