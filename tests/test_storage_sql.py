@@ -1004,3 +1004,30 @@ def test_postgres_connection_dropped_while_busy_fails_one_request_then_recovers(
             assert store.get(user(1)["id"]) is not None
         with storage.users(w.id) as store:
             store.insert(user(2))
+
+
+def test_sqlite_write_reads_the_person_with_the_user(sqlite_url: str) -> None:
+    """In a SQLite write, ``get`` reads the user's person and the settings in the same
+    statement; ``get_person`` then runs none, and a person written meanwhile is read back as
+    written (the read-ahead is dropped)."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            store.insert(user(2))
+            store.save_person(person(1))
+        with storage.users(w.id, readonly=True) as store:
+            expected = store.get_person(person(1).id)
+        seen: list[str] = []
+        event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        with storage.users(w.id) as store:
+            assert store.get(user(1)["id"]) is not None
+            assert store.get_person(person(1).id) == expected
+            assert store.get_settings() == Settings()
+        assert len([s for s in seen if s.lstrip().startswith("SELECT")]) == 1
+        with storage.users(w.id) as store:  # user 2 has no person yet
+            assert store.get(user(2)["id"]) is not None
+            assert store.get_person(person(2).id) is None
+            store.save_person(person(2, email="new@x.test"))
+            found = store.get_person(person(2).id)
+            assert found is not None and found.email == "new@x.test"

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Executable,
     String,
     Table,
+    and_,
     bindparam,
     cast,
     delete,
@@ -37,7 +38,7 @@ from scimcore.storage import LogEntry, OutboxMail, Person, Settings
 from scimcore.templates import Rule, Template
 
 from .raw import run
-from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES
+from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES, USERS
 
 __all__ = [
     "PRUNE_EVERY_MAX",
@@ -137,6 +138,17 @@ _GET_PERSON = select(
     _setting(SETTINGS.c.mapping).label("s_mapping"),
 ).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _GET_PERSON_FOR_UPDATE = _GET_PERSON.with_for_update(of=PEOPLE)  # see SqlUserStore.get
+#: SQLite writing transactions (nobody else writes until the commit): a user's document and,
+#: in the same statement, the person and settings an update of the user reads next.
+_GET_USER_WITH_PERSON = (
+    select(USERS.c.document, *_GET_PERSON.selected_columns)
+    .select_from(
+        USERS.outerjoin(
+            PEOPLE, and_(PEOPLE.c.workspace_id == USERS.c.workspace_id, PEOPLE.c.id == USERS.c.id)
+        )
+    )
+    .where(USERS.c.workspace_id == bindparam(_WS_PARAM), USERS.c.id == bindparam("b_id"))
+)
 _PEOPLE_KEYS = ("workspace_id", "id")
 _PERSON_COLUMNS = tuple(c.name for c in PEOPLE.c if c.name not in _PEOPLE_KEYS)
 _UPDATE_PERSON = PEOPLE.update().where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
@@ -273,6 +285,8 @@ class ProductStore:
     _known_people: dict[str, dict[str, Any]] | None = None
     #: PostgreSQL writing transactions: reads lock the rows they return until the commit.
     _for_update: bool = False
+    #: Person rows read ahead with their user (:meth:`_user_with_person`), by person id.
+    _read_ahead: dict[str, Any] | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -280,10 +294,26 @@ class ProductStore:
 
     # --- people --------------------------------------------------------------------------------
 
-    def get_person(self, person_id: str) -> Person | None:
-        stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
-        row = run(self._conn, stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+    def _user_with_person(self, user_id: str) -> str | None:
+        """The stored document of a user, its person row kept for :meth:`get_person` (exclusive
+        transactions: nothing changes the row in between but this transaction)."""
+        row = run(self._conn, _GET_USER_WITH_PERSON, {_WS_PARAM: self._ws, "b_id": user_id}).first()
         if row is None:
+            return None
+        if self._read_ahead is None:
+            self._read_ahead = {}
+        self._read_ahead[user_id] = row
+        document: str = row.document
+        return document
+
+    def get_person(self, person_id: str) -> Person | None:
+        row = self._read_ahead.pop(person_id, None) if self._read_ahead else None
+        if row is None:
+            stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
+            row = run(self._conn, stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+        if row is None or row.id is None:  # read ahead: the outer join found no person
+            if row is not None and self._settings_cache is None:
+                self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
             return None
         if self._settings_cache is None:
             self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
@@ -306,6 +336,8 @@ class ProductStore:
             "created_at": person.created_at,
             "updated_at": person.updated_at,
         }
+        if self._read_ahead:
+            self._read_ahead.pop(person.id, None)
         known = self._known_people
         before = known.get(person.id) if known is not None else None
         if known is None or before is None:

@@ -323,8 +323,11 @@ class SqlUserStore(ProductStore):
         return {"b_ws": self._ws, "b_id": user_id}
 
     def get(self, user_id: str) -> dict[str, Any] | None:
-        stmt = _GET_USER_FOR_UPDATE if self._for_update else _GET_USER
-        text = run(self._conn, stmt, self._mine(user_id)).scalar()
+        if self._known is not None:  # an exclusive write: its person too, in one statement
+            text = self._user_with_person(user_id)
+        else:
+            stmt = _GET_USER_FOR_UPDATE if self._for_update else _GET_USER
+            text = run(self._conn, stmt, self._mine(user_id)).scalar()
         if text is None:
             return None
         doc: dict[str, Any] = loads(text)
