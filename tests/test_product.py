@@ -342,32 +342,66 @@ def test_concurrent_patches_of_one_user_all_apply(service: ScimService, client: 
     assert doc["meta"]["version"] == f'W/"{1 + n}"'
 
 
+def _race(*actions: Any) -> None:
+    """Run ``actions`` in threads released at the same moment; re-raise the first failure."""
+    import threading
+
+    start = threading.Barrier(len(actions))
+    errors: list[BaseException] = []
+
+    def run(action: Any) -> None:
+        start.wait()
+        try:
+            action()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _retitle(client: Client, uid: str, title: str) -> None:
+    body = ops({"op": "replace", "path": "title", "value": title})
+    assert client("PATCH", f"/Users/{uid}", body).status == 200
+
+
 def test_admin_card_edit_racing_an_idp_update_loses_neither(
     service: ScimService, client: Client
 ) -> None:
     # R4.1 and R8.1 at the same moment: the admin's edit of one field and the IdP's change of
     # another (linked) field both end up on the card.
-    import threading
-
     uid = client("POST", "/Users", entra_body("ann@contoso.com")).json()["id"]
-    for round_ in range(8):
-        barrier = threading.Barrier(2)
-
-        def admin(r: int = round_, start: threading.Barrier = barrier) -> None:
-            start.wait()
-            service.product.admin_edit("acme", "ann@contoso.com", "department", f"Dept {r}")
-
-        def idp(r: int = round_, start: threading.Barrier = barrier) -> None:
-            start.wait()
-            body = ops({"op": "replace", "path": "title", "value": f"Title {r}"})
-            assert client("PATCH", f"/Users/{uid}", body).status == 200
-
-        threads = [threading.Thread(target=admin), threading.Thread(target=idp)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    for r in range(8):
+        _race(
+            lambda r=r: service.product.admin_edit(
+                "acme", "ann@contoso.com", "department", f"Dept {r}"
+            ),
+            lambda r=r: _retitle(client, uid, f"Title {r}"),
+        )
         fields = card_of(service, "ann@contoso.com")["fields"]
-        assert fields["job_title"]["value"] == f"Title {round_}", round_
-        assert fields["department"]["value"] == f"Dept {round_}", round_
+        assert fields["job_title"]["value"] == f"Title {r}", r
+        assert fields["department"]["value"] == f"Dept {r}", r
         assert fields["department"]["linked"] is False
+
+
+def test_template_edit_racing_an_idp_update_loses_neither(
+    service: ScimService, client: Client
+) -> None:
+    # R7.1 and R4.1 at the same moment: the template's new value and the IdP's change of a
+    # linked field both end up on the card.
+    service.product.create_template("acme", "Brand", {"website": "w"})
+    service.product.add_rule("acme", "Brand", 'department eq "Marketing"')
+    uid = client("POST", "/Users", entra_body("ann@contoso.com")).json()["id"]
+    for r in range(8):
+        _race(
+            lambda r=r: service.product.set_template("acme", "Brand", {"website": f"w{r}"}),
+            lambda r=r: _retitle(client, uid, f"Title {r}"),
+        )
+        fields = card_of(service, "ann@contoso.com")["fields"]
+        assert fields["job_title"]["value"] == f"Title {r}", r
+        assert fields["website"]["value"] == f"w{r}", r

@@ -169,11 +169,19 @@ class Product:
             store.save_template(new)
             self._log(store, "admin", "template.set", None, f"template {name}")
             mapping = mapping_for(store.get_settings())
-            for person in store.list_people():
+            for listed in store.list_people():
+                if Card.from_dict(listed.card).template != name:
+                    continue
+                # The user, then the person, read again: a backend may lock the rows it
+                # returns (PostgreSQL; in the IdP's order), so that an IdP update of this card
+                # in between waits instead of being overwritten.
+                doc = store.get(listed.id)
+                person = store.get_person(listed.id)
+                if person is None:
+                    continue
                 card = Card.from_dict(person.card)
                 if card.template != name:
                     continue
-                doc = store.get(person.id)
                 idp = extract(doc, mapping, self.registry) if doc is not None else {}
                 updated = apply_template(card, name, old.fields, new.fields, idp)
                 if updated is not card:
