@@ -114,6 +114,22 @@ def test_token_of_deactivated_admin_stops_working(client: Client, workspaces: Wo
     assert_error(client("GET", "/Users"), 401)
 
 
+def test_get_by_id_with_a_wrong_secret_or_a_dead_token_is_401(
+    client: Client, workspaces: Workspaces, make_client: Callable[[str | None], Client]
+) -> None:
+    # R2.2, R2.3, R2.4 on the path that reads the user with the authentication (SQL storage)
+    uid = client.create("ann@acme.example")["id"]
+    assert client.token is not None
+    forged = make_client(f"{client.token[:38]}{'x' * 43}")  # the real token id, another secret
+    r = forged("GET", f"/Users/{uid}")
+    assert_error(r, 401)
+    assert b"ann@" not in r.body
+    assert client("GET", f"/Users/{uid}").status == 200
+    workspaces.add_admin("acme", "second@acme.example")
+    workspaces.deactivate_admin("acme", "admin@acme.example")
+    assert_error(client("GET", f"/Users/{uid}"), 401)
+
+
 def test_tokens_are_stored_hashed(token: str, workspaces: Workspaces) -> None:
     # R2.1
     record = workspaces.list_tokens("acme")[0]

@@ -1031,3 +1031,50 @@ def test_sqlite_write_reads_the_person_with_the_user(sqlite_url: str) -> None:
             store.save_person(person(2, email="new@x.test"))
             found = store.get_person(person(2).id)
             assert found is not None and found.email == "new@x.test"
+
+
+def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url: str) -> None:
+    """R1.1, R2.4: the read-ahead of ``GET /Users/{id}`` returns the grant as
+    ``authenticate`` does, and the user only from the token's workspace and only for the
+    stored secret hash: a wrong secret reads no user data."""
+    from scimcore.storage import Admin, TokenRecord, UserReadAhead
+
+    with opened(any_url) as storage:
+        assert isinstance(storage, UserReadAhead)
+        a, b = ws(storage, "acme"), ws(storage, "other")
+        storage.save_admin(Admin(a.id, "a@x.test", True, T0))
+        storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
+        with storage.users(a.id) as store:
+            store.insert(user(1))
+        with storage.users(b.id) as store:
+            store.insert(user(2))
+        grant, doc = storage.authenticate_and_get("t1", "h" * 64, user(1)["id"])
+        assert grant == storage.authenticate("t1")
+        assert doc is not None and doc["userName"] == "user1@x.test"
+        assert storage.authenticate_and_get("t1", "x" * 64, user(1)["id"]) == (grant, None)
+        assert storage.authenticate_and_get("t1", "h" * 64, user(2)["id"]) == (grant, None)
+        assert storage.authenticate_and_get("t1", "h" * 64, "no-such-id") == (grant, None)
+        assert storage.authenticate_and_get("t9", "h" * 64, user(1)["id"]) == (None, None)
+
+
+def test_sqlite_get_by_id_is_one_statement(sqlite_url: str) -> None:
+    """``GET /Users/{id}`` on SQL storage: authentication and the read in one statement."""
+    from scimcore import ScimRequest, ScimService
+
+    with opened(sqlite_url) as storage:
+        service = ScimService(storage)
+        service.workspaces.create("acme", "a@x.test")
+        token = service.workspaces.generate_token("acme", "a@x.test").plaintext
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+        body = b'{"userName": "ann@x.test"}'
+        created = service.handle(ScimRequest("POST", "/Users", {}, headers, body, "http://x"))
+        uid = created.json()["id"]
+        service.handle(ScimRequest("GET", f"/Users/{uid}", {}, headers, b"", "http://x"))
+        seen: list[str] = []
+        event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        found = service.handle(ScimRequest("GET", f"/Users/{uid}", {}, headers, b"", "http://x"))
+        missing = service.handle(ScimRequest("GET", "/Users/nope", {}, headers, b"", "http://x"))
+        assert (found.status, found.json()["userName"]) == (200, "ann@x.test")
+        assert missing.status == 404
+        assert len([s for s in seen if "FROM tokens" in s]) == 2
+        assert not any(s.startswith("SELECT users.document") for s in seen)

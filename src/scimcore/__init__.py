@@ -35,7 +35,16 @@ from .schema import (
     Uniqueness,
 )
 from .service import ScimService, ServiceConfig
-from .storage import Admin, Page, SortSpec, Storage, TokenRecord, UserStore, Workspace
+from .storage import (
+    Admin,
+    Page,
+    SortSpec,
+    Storage,
+    TokenRecord,
+    UserReadAhead,
+    UserStore,
+    Workspace,
+)
 from .workspaces import AuthContext, GeneratedToken, WorkspaceError, Workspaces
 
 __version__ = "0.1.0"
@@ -77,6 +86,7 @@ __all__ = [
     "UnauthorizedError",
     "Uniqueness",
     "UniquenessError",
+    "UserReadAhead",
     "UserStore",
     "Workspace",
     "WorkspaceError",

@@ -228,7 +228,9 @@ class ScimService:
         if lowered == "schemas":
             self._allow(method, request.path, ("GET",))
             return self._schemas(request, rid)
-        auth = self.workspaces.authenticate(request.header("authorization"))
+        # A GET of one user: read it with the authentication when the storage can.
+        read_user = rid if lowered == "users" and rid != ".search" and method == "GET" else None
+        auth = self.workspaces.authenticate(request.header("authorization"), read_user=read_user)
         try:
             return self._tenant_route(auth, request, method, lowered, rid)
         except SCIMError as exc:
@@ -474,21 +476,20 @@ class ScimService:
         self, auth: AuthContext, request: ScimRequest, method: str, rid: str
     ) -> ScimResponse:
         reads = method in ("GET", "HEAD")
+        ahead = auth.read_ahead
+        if reads and ahead is not None and ahead.user_id == rid:
+            return self._read_response(request, rid, ahead.document)
         with self.storage.users(auth.workspace.id, one_read=reads) as store:
             current = store.get(rid)
+            if reads:
+                return self._read_response(request, rid, current)
             if current is None:
                 raise NotFoundError(f"resource {rid} not found")
             if_match = request.header("if-match")
-            writes = method in ("PUT", "PATCH", "DELETE")
-            if writes and if_match is not None and not _etag_matches(if_match, _etag(current)):
+            if if_match is not None and not _etag_matches(if_match, _etag(current)):
                 raise PreconditionFailedError(
                     f"If-Match {if_match} does not match the current version {_etag(current)}"
                 )
-            if reads:
-                if_none = request.header("if-none-match")
-                if if_none is not None and _etag_matches(if_none, _etag(current)):
-                    return ScimResponse(304, {"ETag": _etag(current)})
-                return self._resource_response(200, current, request)
             if method == "DELETE":
                 store.delete(rid)
                 events = self.provisioner.deleted(store, auth.workspace, current)
@@ -506,6 +507,17 @@ class ScimService:
         if method == "DELETE":
             return ScimResponse(204, {})
         return self._resource_response(200, updated, request)
+
+    def _read_response(
+        self, request: ScimRequest, rid: str, current: dict[str, Any] | None
+    ) -> ScimResponse:
+        """``GET /Users/{id}``: 404, 304 for a matching ``If-None-Match``, or the resource."""
+        if current is None:
+            raise NotFoundError(f"resource {rid} not found")
+        if_none = request.header("if-none-match")
+        if if_none is not None and _etag_matches(if_none, _etag(current)):
+            return ScimResponse(304, {"ETag": _etag(current)})
+        return self._resource_response(200, current, request)
 
     def _replace(self, current: dict[str, Any], body: Any) -> dict[str, Any]:
         """RFC 7644 §3.5.1: replace every writable attribute; read-only values are ignored."""

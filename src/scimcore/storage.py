@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
 
@@ -32,6 +32,7 @@ __all__ = [
     "SortSpec",
     "Storage",
     "TokenRecord",
+    "UserReadAhead",
     "UserStore",
     "Workspace",
     "iter_pages",
@@ -295,6 +296,21 @@ class Storage(Protocol):
     def finish_mail(self, mail: OutboxMail) -> None:
         """Store the outcome of a delivery attempt (``status``, ``attempts``, ``sent_at``,
         ``last_error``, ``next_attempt_at``) of a claimed mail."""
+
+
+@runtime_checkable
+class UserReadAhead(Protocol):
+    """Optional for a :class:`Storage`: authentication and a ``GET /Users/{id}`` read in one
+    round trip. The service uses it when the storage has it; :class:`Storage` alone is
+    enough."""
+
+    def authenticate_and_get(
+        self, token_id: str, secret_hash: str, user_id: str
+    ) -> tuple[Grant | None, dict[str, Any] | None]:
+        """What ``authenticate(token_id)`` returns and, read with it, the user ``user_id`` of
+        the token's workspace (its canonical document, or ``None``). The user is read only if
+        the token's stored ``secret_hash`` equals ``secret_hash``: a wrong secret reads no
+        user data. The caller still verifies the grant as after ``authenticate``."""
 
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:

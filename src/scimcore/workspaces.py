@@ -13,15 +13,23 @@ import hmac
 import re
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import attrs
 from attrs import frozen
 
 from .errors import UnauthorizedError
 from .runtime import Runtime, system_runtime
-from .storage import Admin, Storage, TokenRecord, Workspace
+from .storage import Admin, Grant, Storage, TokenRecord, UserReadAhead, Workspace
 
-__all__ = ["TOUCH_INTERVAL", "AuthContext", "GeneratedToken", "WorkspaceError", "Workspaces"]
+__all__ = [
+    "TOUCH_INTERVAL",
+    "AuthContext",
+    "GeneratedToken",
+    "ReadAhead",
+    "WorkspaceError",
+    "Workspaces",
+]
 
 TOUCH_INTERVAL = timedelta(minutes=1)
 """``last_used_at`` is refreshed at most this often: one write per token per minute, not one
@@ -37,12 +45,23 @@ class WorkspaceError(ValueError):
 
 
 @frozen
+class ReadAhead:
+    """A user read together with the authentication (see :class:`~scimcore.storage.UserReadAhead`):
+    ``document`` is ``None`` when the workspace has no user ``user_id``."""
+
+    user_id: str
+    document: dict[str, Any] | None = attrs.field(eq=False)
+
+
+@frozen
 class AuthContext:
     """Who is calling: the workspace the token belongs to, and the token's id (never the
-    secret), for the provisioning log."""
+    secret), for the provisioning log; ``read_ahead``: the user the request asked to read
+    with the authentication, when the storage could."""
 
     workspace: Workspace
     token_id: str
+    read_ahead: ReadAhead | None = None
 
 
 @frozen
@@ -63,6 +82,9 @@ class Workspaces:
     def __init__(self, storage: Storage, runtime: Runtime | None = None) -> None:
         self.storage = storage
         self.runtime = runtime or system_runtime()
+        self._reads_ahead: UserReadAhead | None = (
+            storage if isinstance(storage, UserReadAhead) else None
+        )
 
     # --- workspaces and admins ----------------------------------------------------------------
 
@@ -149,11 +171,15 @@ class Workspaces:
         if not self.storage.delete_token(self.get(slug).id, token_id):
             raise WorkspaceError(f"no token {token_id!r} in workspace {slug!r}")
 
-    def authenticate(self, authorization: str | None) -> AuthContext:
+    def authenticate(
+        self, authorization: str | None, *, read_user: str | None = None
+    ) -> AuthContext:
         """Resolve an ``Authorization`` header to its workspace (R1.2, R2.3, R2.4).
 
         Raises :class:`UnauthorizedError` for a missing, malformed, unknown, deleted or orphaned
-        token; the detail never echoes the token.
+        token; the detail never echoes the token. ``read_user``: a user id of the caller's
+        workspace to read in the same round trip, if the storage can
+        (:class:`~scimcore.storage.UserReadAhead`); see :attr:`AuthContext.read_ahead`.
         """
         if not authorization:
             raise UnauthorizedError("authentication required: send 'Authorization: Bearer <token>'")
@@ -161,8 +187,16 @@ class Workspaces:
         if scheme.lower() != "bearer" or not credentials.strip():
             raise UnauthorizedError("the Authorization header must use the Bearer scheme")
         match = _TOKEN_RE.match(credentials.strip())
-        grant = self.storage.authenticate(match.group(1)) if match else None
         presented = _hash(match.group(2)) if match else _hash(credentials)
+        grant: Grant | None = None
+        read_ahead: ReadAhead | None = None
+        if match and read_user is not None and self._reads_ahead is not None:
+            grant, document = self._reads_ahead.authenticate_and_get(
+                match.group(1), presented, read_user
+            )
+            read_ahead = ReadAhead(read_user, document)
+        elif match:
+            grant = self.storage.authenticate(match.group(1))
         expected = grant.token.secret_hash if grant else _hash("")
         if not hmac.compare_digest(presented, expected) or grant is None:
             raise UnauthorizedError("invalid bearer token")
@@ -172,4 +206,4 @@ class Workspaces:
         last = grant.token.last_used_at
         if last is None or now - last >= TOUCH_INTERVAL:
             self.storage.touch_token(grant.token.id, now)
-        return AuthContext(grant.workspace, grant.token.id)
+        return AuthContext(grant.workspace, grant.token.id, read_ahead)

@@ -1030,17 +1030,33 @@ class SqlStorage:
 
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
-        params = {"token_id": token_id}
+        row = self._read_one(_AUTHENTICATE, {"token_id": token_id})
+        return self._grant(row) if row is not None else None
+
+    def authenticate_and_get(
+        self, token_id: str, secret_hash: str, user_id: str
+    ) -> tuple[Grant | None, dict[str, Any] | None]:
+        """:meth:`authenticate` and the user, in one statement (see
+        :class:`~scimcore.storage.UserReadAhead`): the user is joined only on the token's
+        workspace and only when the stored secret hash equals ``secret_hash``."""
+        params = {"token_id": token_id, "b_hash": secret_hash, "b_user": user_id}
+        row = self._read_one(_AUTHENTICATE_AND_GET, params)
+        if row is None:
+            return None, None
+        document = loads(row.user_document) if row.user_document is not None else None
+        return self._grant(row), document
+
+    def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
+        """The first row of a read of one statement, outside any transaction block."""
         listened = bool(self.engine.dispatch.before_cursor_execute)
         held = self._thread_connection() if self._sqlite else None
         if held is not None and not listened:  # SQLite autocommit: one statement, one snapshot
             dbapi_conn = held.connection.dbapi_connection
-            row = run_dbapi(dbapi_conn, self.engine.dialect, _AUTHENTICATE, params).first()
-        else:  # one statement, no transaction (PostgreSQL: autocommit)
-            with self._begin(_NO_BEGIN) as conn:
-                row = run(conn, _AUTHENTICATE, params).first()
-        if row is None:
-            return None
+            return run_dbapi(dbapi_conn, self.engine.dialect, stmt, params).first()
+        with self._begin(_NO_BEGIN) as conn:  # no transaction (PostgreSQL: autocommit)
+            return run(conn, stmt, params).first()
+
+    def _grant(self, row: Any) -> Grant:
         workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)
         return Grant(self._token(row), workspace, bool(row.admin_active))
 
@@ -1091,6 +1107,18 @@ _AUTHENTICATE = (
         ),
     )
     .where(TOKENS.c.id == bindparam("token_id"))
+)
+#: Authentication and ``GET /Users/{id}`` in one statement: the user only from the token's
+#: workspace, and only when the presented secret's hash is the stored one.
+_AUTHENTICATE_AND_GET = _AUTHENTICATE.add_columns(
+    USERS.c.document.label("user_document")
+).outerjoin(
+    USERS,
+    and_(
+        USERS.c.workspace_id == TOKENS.c.workspace_id,
+        USERS.c.id == bindparam("b_user"),
+        TOKENS.c.secret_hash == bindparam("b_hash"),
+    ),
 )
 _INSERT_WORKSPACE = WORKSPACES.insert()
 _WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
