@@ -130,6 +130,38 @@ def test_get_by_id_with_a_wrong_secret_or_a_dead_token_is_401(
     assert_error(client("GET", f"/Users/{uid}"), 401)
 
 
+def test_username_lookup_pages_projects_and_authenticates_first(
+    client: Client, make_client: Callable[[str | None], Client]
+) -> None:
+    # R1.3: Entra's lookup, read with the authentication on SQL storage; paging, projection
+    # and error precedence as for any query
+    client.create("ann@acme.example", title="Eng")
+    lookup = 'userName eq "ANN@acme.example"'
+    found = client("GET", "/Users", query={"filter": lookup}).json()
+    assert (found["totalResults"], found["itemsPerPage"]) == (1, 1)
+    assert found["Resources"][0]["title"] == "Eng"
+    none = client("GET", "/Users", query={"filter": lookup, "count": "0"}).json()
+    assert (none["totalResults"], none["itemsPerPage"], none.get("Resources", [])) == (1, 0, [])
+    later = client("GET", "/Users", query={"filter": lookup, "startIndex": "2"}).json()
+    assert (later["totalResults"], later["itemsPerPage"]) == (1, 0)
+    slim = client("GET", "/Users", query={"filter": lookup, "attributes": "userName"}).json()
+    assert "title" not in slim["Resources"][0]
+    assert slim["Resources"][0]["userName"] == "ann@acme.example"
+    assert (
+        client("GET", "/Users", query={"filter": 'userName eq "nobody"'}).json()["totalResults"]
+        == 0
+    )
+    assert client.token is not None
+    forged = make_client(f"{client.token[:38]}{'x' * 43}")
+    r = forged("GET", "/Users", query={"filter": lookup})
+    assert_error(r, 401)
+    assert b"ann@" not in r.body
+    assert_error(forged("GET", "/Users", query={"filter": "((("}), 401)  # 401 before 400
+    assert_error(client("GET", "/Users", query={"filter": "((("}), 400, "invalidFilter")
+    bad_sort = client("GET", "/Users", query={"filter": lookup, "sortOrder": "sideways"})
+    assert_error(bad_sort, 400, "invalidValue")
+
+
 def test_tokens_are_stored_hashed(token: str, workspaces: Workspaces) -> None:
     # R2.1
     record = workspaces.list_tokens("acme")[0]

@@ -1057,8 +1057,9 @@ def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url:
         assert storage.authenticate_and_get("t9", "h" * 64, user(1)["id"]) == (None, None)
 
 
-def test_sqlite_get_by_id_is_one_statement(sqlite_url: str) -> None:
-    """``GET /Users/{id}`` on SQL storage: authentication and the read in one statement."""
+def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
+    """``GET /Users/{id}`` and Entra's ``userName eq`` lookup on SQL storage: authentication
+    and the read in one statement."""
     from scimcore import ScimRequest, ScimService
 
     with opened(sqlite_url) as storage:
@@ -1074,7 +1075,39 @@ def test_sqlite_get_by_id_is_one_statement(sqlite_url: str) -> None:
         event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
         found = service.handle(ScimRequest("GET", f"/Users/{uid}", {}, headers, b"", "http://x"))
         missing = service.handle(ScimRequest("GET", "/Users/nope", {}, headers, b"", "http://x"))
+        lookup = {"filter": 'userName eq "ann@x.test"'}
+        listed = service.handle(ScimRequest("GET", "/Users", lookup, headers, b"", "http://x"))
         assert (found.status, found.json()["userName"]) == (200, "ann@x.test")
         assert missing.status == 404
-        assert len([s for s in seen if "FROM tokens" in s]) == 2
-        assert not any(s.startswith("SELECT users.document") for s in seen)
+        assert listed.json()["Resources"][0]["id"] == uid
+        reads = [s for s in seen if s.lstrip().startswith("SELECT")]  # (the 404 is logged)
+        assert len(reads) == 3 and all("FROM tokens" in s for s in reads)
+
+
+def test_authenticate_and_find_reads_a_username_lookup_only_with_the_right_secret(
+    any_url: str,
+) -> None:
+    """R1.1, R2.4: Entra's ``userName eq`` lookup read with the authentication: only from the
+    token's workspace, only for the stored secret hash, case-insensitively like the query;
+    other filters are not read ahead."""
+    from scimcore.storage import Admin, Page, TokenRecord
+
+    with opened(any_url) as storage:
+        a, b = ws(storage, "acme"), ws(storage, "other")
+        storage.save_admin(Admin(a.id, "a@x.test", True, T0))
+        storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
+        with storage.users(a.id) as store:
+            store.insert(user(1))
+        with storage.users(b.id) as store:
+            store.insert(user(2))
+        grant = storage.authenticate("t1")
+        assert grant is not None
+        found = storage.authenticate_and_find("t1", "h" * 64, 'userName eq "USER1@x.test"')
+        assert found == (grant, Page(1, [user(1)]))
+        wrong = storage.authenticate_and_find("t1", "x" * 64, 'userName eq "user1@x.test"')
+        assert wrong == (grant, Page(0, []))
+        other = storage.authenticate_and_find("t1", "h" * 64, 'userName eq "user2@x.test"')
+        assert other == (grant, Page(0, []))
+        for not_a_lookup in ('title eq "x"', 'userName eq "a" or userName eq "b"', "((("):
+            assert storage.authenticate_and_find("t1", "h" * 64, not_a_lookup) == (grant, None)
+        assert storage.authenticate_and_find("t9", "h" * 64, 'userName eq "x"') == (None, None)

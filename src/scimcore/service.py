@@ -42,7 +42,7 @@ from .product import Product
 from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .runtime import Runtime, system_runtime
 from .schema import AttrType, SchemaRegistry, default_registry
-from .storage import LogEntry, SortSpec, Storage, UserStore
+from .storage import LogEntry, Page, SortSpec, Storage, UserStore
 from .workspaces import AuthContext, Workspaces
 
 __all__ = ["ScimService", "ServiceConfig"]
@@ -228,9 +228,13 @@ class ScimService:
         if lowered == "schemas":
             self._allow(method, request.path, ("GET",))
             return self._schemas(request, rid)
-        # A GET of one user: read it with the authentication when the storage can.
-        read_user = rid if lowered == "users" and rid != ".search" and method == "GET" else None
-        auth = self.workspaces.authenticate(request.header("authorization"), read_user=read_user)
+        # A GET of one user or a filtered GET of the users: read them with the authentication
+        # when the storage can.
+        read_ahead: tuple[str, str] | None = None
+        if method == "GET" and lowered == "users" and rid != ".search":
+            text = request.query.get("filter") if rid is None else None
+            read_ahead = ("id", rid) if rid is not None else ("filter", text) if text else None
+        auth = self.workspaces.authenticate(request.header("authorization"), read_ahead=read_ahead)
         try:
             return self._tenant_route(auth, request, method, lowered, rid)
         except SCIMError as exc:
@@ -443,8 +447,18 @@ class ScimService:
         count = params.count if params.count is not None else self.config.default_count
         count = min(max(count, 0), self.config.max_count)
         selection = self._selection(params.attributes, params.excluded_attributes)
-        with self.storage.users(auth.workspace.id, one_read=True) as store:
-            page = store.query(flt, sort, start, count)
+        ahead = auth.read_ahead
+        if (
+            ahead is not None
+            and ahead.page is not None
+            and ahead.kind == "filter"
+            and ahead.key == params.filter
+            and (sort is None or ahead.page.total <= 1)
+        ):  # every match was read with the authentication: page them here
+            page = Page(ahead.page.total, ahead.page.documents[start - 1 : start - 1 + count])
+        else:
+            with self.storage.users(auth.workspace.id, one_read=True) as store:
+                page = store.query(flt, sort, start, count)
         resources = [self._render(d, request, selection) for d in page.documents]
         body = ListResponse(page.total, start, len(resources), resources)
         return _response(200, converter.unstructure(body))
@@ -477,7 +491,7 @@ class ScimService:
     ) -> ScimResponse:
         reads = method in ("GET", "HEAD")
         ahead = auth.read_ahead
-        if reads and ahead is not None and ahead.user_id == rid:
+        if reads and ahead is not None and ahead.kind == "id" and ahead.key == rid:
             return self._read_response(request, rid, ahead.document)
         with self.storage.users(auth.workspace.id, one_read=reads) as store:
             current = store.get(rid)

@@ -300,9 +300,9 @@ class Storage(Protocol):
 
 @runtime_checkable
 class UserReadAhead(Protocol):
-    """Optional for a :class:`Storage`: authentication and a ``GET /Users/{id}`` read in one
-    round trip. The service uses it when the storage has it; :class:`Storage` alone is
-    enough."""
+    """Optional for a :class:`Storage`: authentication and the read of a ``GET /Users/{id}``
+    or of a ``GET /Users?filter=...`` lookup in one round trip. The service uses it when the
+    storage has it; :class:`Storage` alone is enough."""
 
     def authenticate_and_get(
         self, token_id: str, secret_hash: str, user_id: str
@@ -311,6 +311,16 @@ class UserReadAhead(Protocol):
         the token's workspace (its canonical document, or ``None``). The user is read only if
         the token's stored ``secret_hash`` equals ``secret_hash``: a wrong secret reads no
         user data. The caller still verifies the grant as after ``authenticate``."""
+
+    def authenticate_and_find(
+        self, token_id: str, secret_hash: str, filter: str
+    ) -> tuple[Grant | None, Page | None]:
+        """What ``authenticate(token_id)`` returns and, if the storage can read it in the same
+        round trip, every user of the token's workspace that the SCIM ``filter`` matches
+        (``Page.total`` of them, all in ``Page.documents``, in the order of an unsorted
+        query), under the same secret-hash condition; ``None`` for a filter it cannot (the
+        caller then queries as usual). The SQL storage can for Entra's lookup,
+        ``userName eq "..."``."""
 
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:

@@ -20,7 +20,7 @@ from attrs import frozen
 
 from .errors import UnauthorizedError
 from .runtime import Runtime, system_runtime
-from .storage import Admin, Grant, Storage, TokenRecord, UserReadAhead, Workspace
+from .storage import Admin, Grant, Page, Storage, TokenRecord, UserReadAhead, Workspace
 
 __all__ = [
     "TOUCH_INTERVAL",
@@ -46,11 +46,15 @@ class WorkspaceError(ValueError):
 
 @frozen
 class ReadAhead:
-    """A user read together with the authentication (see :class:`~scimcore.storage.UserReadAhead`):
-    ``document`` is ``None`` when the workspace has no user ``user_id``."""
+    """What was read together with the authentication (see
+    :class:`~scimcore.storage.UserReadAhead`): for ``kind == "id"`` the user ``key``
+    (``document``, ``None`` if the workspace has none); for ``kind == "filter"`` the users the
+    filter ``key`` matches (``page``)."""
 
-    user_id: str
-    document: dict[str, Any] | None = attrs.field(eq=False)
+    kind: str
+    key: str
+    document: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    page: Page | None = attrs.field(default=None, eq=False)
 
 
 @frozen
@@ -172,14 +176,15 @@ class Workspaces:
             raise WorkspaceError(f"no token {token_id!r} in workspace {slug!r}")
 
     def authenticate(
-        self, authorization: str | None, *, read_user: str | None = None
+        self, authorization: str | None, *, read_ahead: tuple[str, str] | None = None
     ) -> AuthContext:
         """Resolve an ``Authorization`` header to its workspace (R1.2, R2.3, R2.4).
 
         Raises :class:`UnauthorizedError` for a missing, malformed, unknown, deleted or orphaned
-        token; the detail never echoes the token. ``read_user``: a user id of the caller's
-        workspace to read in the same round trip, if the storage can
-        (:class:`~scimcore.storage.UserReadAhead`); see :attr:`AuthContext.read_ahead`.
+        token; the detail never echoes the token. ``read_ahead``: ``("id", user_id)`` or
+        ``("filter", scim_filter)``, what the request will read, to read it in the same round
+        trip if the storage can (:class:`~scimcore.storage.UserReadAhead`); see
+        :attr:`AuthContext.read_ahead`.
         """
         if not authorization:
             raise UnauthorizedError("authentication required: send 'Authorization: Bearer <token>'")
@@ -189,12 +194,16 @@ class Workspaces:
         match = _TOKEN_RE.match(credentials.strip())
         presented = _hash(match.group(2)) if match else _hash(credentials)
         grant: Grant | None = None
-        read_ahead: ReadAhead | None = None
-        if match and read_user is not None and self._reads_ahead is not None:
-            grant, document = self._reads_ahead.authenticate_and_get(
-                match.group(1), presented, read_user
-            )
-            read_ahead = ReadAhead(read_user, document)
+        ahead: ReadAhead | None = None
+        reader = self._reads_ahead if read_ahead is not None else None
+        if match and reader is not None and read_ahead is not None:
+            kind, key = read_ahead
+            if kind == "id":
+                grant, document = reader.authenticate_and_get(match.group(1), presented, key)
+                ahead = ReadAhead(kind, key, document=document)
+            else:
+                grant, page = reader.authenticate_and_find(match.group(1), presented, key)
+                ahead = ReadAhead(kind, key, page=page) if page is not None else None
         elif match:
             grant = self.storage.authenticate(match.group(1))
         expected = grant.token.secret_hash if grant else _hash("")
@@ -206,4 +215,4 @@ class Workspaces:
         last = grant.token.last_used_at
         if last is None or now - last >= TOUCH_INTERVAL:
             self.storage.touch_token(grant.token.id, now)
-        return AuthContext(grant.workspace, grant.token.id, read_ahead)
+        return AuthContext(grant.workspace, grant.token.id, ahead)

@@ -45,7 +45,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
 from scimcore._json import dumps_text, loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
-from scimcore.filters import Filter, matches, validate
+from scimcore.filters import Filter, compile_filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     Admin,
@@ -1046,6 +1046,25 @@ class SqlStorage:
         document = loads(row.user_document) if row.user_document is not None else None
         return self._grant(row), document
 
+    def authenticate_and_find(
+        self, token_id: str, secret_hash: str, filter: str
+    ) -> tuple[Grant | None, Page | None]:
+        """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."`` (the only filter
+        read ahead), the user of that name, in one statement (see
+        :class:`~scimcore.storage.UserReadAhead`)."""
+        try:
+            name = user_name_key(compile_filter(filter, self.registry), self.registry)
+        except Exception:  # a bad filter: the request's own query reports it, once authenticated
+            name = None
+        if name is None:
+            return self.authenticate(token_id), None
+        params = {"token_id": token_id, "b_hash": secret_hash, "b_name": name}
+        row = self._read_one(_AUTHENTICATE_AND_FIND, params)
+        if row is None:
+            return None, None
+        documents = [loads(row.user_document)] if row.user_document is not None else []
+        return self._grant(row), Page(len(documents), documents)
+
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
         """The first row of a read of one statement, outside any transaction block."""
         listened = bool(self.engine.dispatch.before_cursor_execute)
@@ -1108,18 +1127,23 @@ _AUTHENTICATE = (
     )
     .where(TOKENS.c.id == bindparam("token_id"))
 )
-#: Authentication and ``GET /Users/{id}`` in one statement: the user only from the token's
-#: workspace, and only when the presented secret's hash is the stored one.
-_AUTHENTICATE_AND_GET = _AUTHENTICATE.add_columns(
-    USERS.c.document.label("user_document")
-).outerjoin(
-    USERS,
-    and_(
-        USERS.c.workspace_id == TOKENS.c.workspace_id,
-        USERS.c.id == bindparam("b_user"),
-        TOKENS.c.secret_hash == bindparam("b_hash"),
-    ),
-)
+
+
+def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
+    """Authentication and the user that ``user`` selects, in one statement: the user only
+    from the token's workspace, and only when the presented secret's hash is the stored one."""
+    return _AUTHENTICATE.add_columns(USERS.c.document.label("user_document")).outerjoin(
+        USERS,
+        and_(
+            USERS.c.workspace_id == TOKENS.c.workspace_id,
+            user,
+            TOKENS.c.secret_hash == bindparam("b_hash"),
+        ),
+    )
+
+
+_AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user"))
+_AUTHENTICATE_AND_FIND = _authenticate_and_read(_NAMED)  # userName unique: one row
 _INSERT_WORKSPACE = WORKSPACES.insert()
 _WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
 _WORKSPACE_BY_ID = select(WORKSPACES).where(WORKSPACES.c.id == bindparam("b_id"))
