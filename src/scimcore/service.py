@@ -43,7 +43,7 @@ from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .runtime import Runtime, system_runtime
 from .schema import AttrType, SchemaRegistry, default_registry
 from .storage import LogEntry, Page, SortSpec, Storage, UserStore
-from .workspaces import AuthContext, Workspaces
+from .workspaces import AuthContext, ReadAheadKind, Workspaces
 
 __all__ = ["ScimService", "ServiceConfig"]
 
@@ -230,10 +230,13 @@ class ScimService:
             return self._schemas(request, rid)
         # A GET of one user or a filtered GET of the users: read them with the authentication
         # when the storage can.
-        read_ahead: tuple[str, str] | None = None
-        if method == "GET" and lowered == "users" and rid != ".search":
-            text = request.query.get("filter") if rid is None else None
-            read_ahead = ("id", rid) if rid is not None else ("filter", text) if text else None
+        read_ahead: tuple[ReadAheadKind, str] | None = None
+        if method == "GET" and lowered == "users":
+            text = request.query.get("filter")
+            if rid is None and text:
+                read_ahead = ("filter", text)
+            elif rid is not None and rid != ".search":
+                read_ahead = ("id", rid)
         auth = self.workspaces.authenticate(request.header("authorization"), read_ahead=read_ahead)
         try:
             return self._tenant_route(auth, request, method, lowered, rid)

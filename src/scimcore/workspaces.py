@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 from attrs import frozen
@@ -27,6 +27,7 @@ __all__ = [
     "AuthContext",
     "GeneratedToken",
     "ReadAhead",
+    "ReadAheadKind",
     "WorkspaceError",
     "Workspaces",
 ]
@@ -44,6 +45,10 @@ class WorkspaceError(ValueError):
     """An administrative request that cannot be carried out (unknown workspace, bad slug...)."""
 
 
+#: What a request reads right after authenticating: a user by id, or the users of a filter.
+ReadAheadKind = Literal["id", "filter"]
+
+
 @frozen
 class ReadAhead:
     """What was read together with the authentication (see
@@ -51,7 +56,7 @@ class ReadAhead:
     (``document``, ``None`` if the workspace has none); for ``kind == "filter"`` the users the
     filter ``key`` matches (``page``)."""
 
-    kind: str
+    kind: ReadAheadKind
     key: str
     document: dict[str, Any] | None = attrs.field(default=None, eq=False)
     page: Page | None = attrs.field(default=None, eq=False)
@@ -176,7 +181,10 @@ class Workspaces:
             raise WorkspaceError(f"no token {token_id!r} in workspace {slug!r}")
 
     def authenticate(
-        self, authorization: str | None, *, read_ahead: tuple[str, str] | None = None
+        self,
+        authorization: str | None,
+        *,
+        read_ahead: tuple[ReadAheadKind, str] | None = None,
     ) -> AuthContext:
         """Resolve an ``Authorization`` header to its workspace (R1.2, R2.3, R2.4).
 
@@ -195,8 +203,8 @@ class Workspaces:
         presented = _hash(match.group(2)) if match else _hash(credentials)
         grant: Grant | None = None
         ahead: ReadAhead | None = None
-        reader = self._reads_ahead if read_ahead is not None else None
-        if match and reader is not None and read_ahead is not None:
+        reader = self._reads_ahead
+        if match and read_ahead is not None and reader is not None:
             kind, key = read_ahead
             if kind == "id":
                 grant, document = reader.authenticate_and_get(match.group(1), presented, key)

@@ -311,12 +311,12 @@ class ProductStore:
         if row is None:
             stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
             row = run(self._conn, stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
-        if row is None or row.id is None:  # read ahead: the outer join found no person
-            if row is not None and self._settings_cache is None:
-                self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
-            return None
+            if row is None:
+                return None
         if self._settings_cache is None:
             self._settings_cache = _settings(row.s_found, row.s_activation_email, row.s_mapping)
+        if row.id is None:  # read ahead with its user: the outer join found no person
+            return None
         if self._known_people is not None:
             self._known_people[person_id] = {k: getattr(row, k) for k in _PERSON_COLUMNS}
         return _person(row)
