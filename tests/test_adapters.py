@@ -31,6 +31,8 @@ TABLE: list[tuple[str, str, str, Any, dict[str, str]]] = [
     ("POST", "/Users", "", {"userName": "ANN@x.test"}, {}),
     ("GET", "/Users/{id}", "", None, {}),
     ("GET", "/Users/{id}", "attributes=userName", None, {}),
+    ("HEAD", "/Users/{id}", "", None, {}),
+    ("HEAD", "/Users", "filter=userName+eq+%22ann@x.test%22", None, {}),
     ("GET", "/Users", "filter=userName%20eq%20%22ann@x.test%22&startIndex=1&count=100", None, {}),
     (
         "PATCH",
@@ -142,6 +144,8 @@ def test_flask_and_asgi_give_identical_responses(mount: Literal["wsgi", "bluepri
         409,
         200,
         200,
+        200,  # HEAD /Users/{id}
+        200,  # HEAD /Users?filter=...
         200,
         200,
         200,

@@ -162,6 +162,18 @@ def test_username_lookup_pages_projects_and_authenticates_first(
     assert_error(bad_sort, 400, "invalidValue")
 
 
+def test_head_answers_like_get(client: Client) -> None:
+    # RFC 7231 §4.3.2 (RFC 7644 §3.4 serves GET): HEAD of a list is not a create
+    user = client.create("ann@acme.example")
+    listed = client("HEAD", "/Users", query={"filter": 'userName eq "ann@acme.example"'})
+    assert listed.status == 200 and listed.json()["totalResults"] == 1
+    assert client("HEAD", "/Users").json()["totalResults"] == 1
+    one = client("HEAD", f"/Users/{user['id']}")
+    assert one.status == 200 and one.headers["ETag"] == user["meta"]["version"]
+    assert_error(client("HEAD", "/Users/nope"), 404)
+    assert client("GET", "/Users").json()["totalResults"] == 1  # nothing was created
+
+
 def test_tokens_are_stored_hashed(token: str, workspaces: Workspaces) -> None:
     # R2.1
     record = workspaces.list_tokens("acme")[0]

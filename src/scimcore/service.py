@@ -231,7 +231,7 @@ class ScimService:
         # A GET of one user or a filtered GET of the users: read them with the authentication
         # when the storage can.
         read_ahead: tuple[ReadAheadKind, str] | None = None
-        if method == "GET" and lowered == "users":
+        if method in ("GET", "HEAD") and lowered == "users":
             text = request.query.get("filter")
             if rid is None and text:
                 read_ahead = ("filter", text)
@@ -250,7 +250,7 @@ class ScimService:
         if lowered == "users":
             if rid is None:
                 self._allow(method, request.path, ("GET", "POST"))
-                if method == "GET":
+                if method in ("GET", "HEAD"):  # HEAD: the adapters send no body
                     return self._list(auth, request, self._query_params(request.query))
                 return self._create(auth, request)
             if rid == ".search":

@@ -47,14 +47,11 @@ class ScimASGIApp:
         if scope["type"] != "http":
             return
         response = await self._answer(scope, receive)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
+        headers = [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = response.body if scope.get("method") != "HEAD" else b""  # as for GET, no body
+        await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive) -> ScimResponse:
         root = scope.get("root_path", "") + self.prefix
