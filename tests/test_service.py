@@ -162,6 +162,18 @@ def test_username_lookup_pages_projects_and_authenticates_first(
     assert_error(bad_sort, 400, "invalidValue")
 
 
+def test_filter_with_a_lone_surrogate_escape_is_400(client: Client) -> None:
+    # "\ud800" is valid JSON string syntax but no character: SQL drivers cannot encode it
+    client.create("ann@acme.example")
+    for text in ('userName eq "\\ud800"', 'title eq "a\\udfff"'):
+        r = client("GET", "/Users", query={"filter": text})
+        assert_error(r, 400, "invalidFilter")
+        body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": text}
+        assert_error(client("POST", "/Users/.search", body), 400, "invalidFilter")
+    paired = client("GET", "/Users", query={"filter": 'title eq "\\ud83d\\ude00"'})
+    assert paired.status == 200 and paired.json()["totalResults"] == 0
+
+
 def test_head_answers_like_get(client: Client) -> None:
     # RFC 7231 §4.3.2 (RFC 7644 §3.4 serves GET): HEAD of a list is not a create
     user = client.create("ann@acme.example")

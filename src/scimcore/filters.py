@@ -243,7 +243,16 @@ def _decode_string(text: str, start: int) -> str:
             f"invalid string at position {start + exc.pos}: {exc.msg}"
         ) from None
     assert isinstance(value, str)
+    lone = _LONE_SURROGATE.search(value)  # "\ud800" decodes to text that no storage can encode
+    if lone is not None:
+        raise InvalidFilterError(
+            f"invalid string at position {start}: a lone UTF-16 surrogate "
+            f"(\\u{ord(lone.group()):04x}) is not a character"
+        )
     return value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _tokenize(text: str) -> Iterator[Any]:
