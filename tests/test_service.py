@@ -174,6 +174,28 @@ def test_filter_with_a_lone_surrogate_escape_is_400(client: Client) -> None:
     assert paired.status == 200 and paired.json()["totalResults"] == 0
 
 
+def test_unstorable_text_and_huge_offsets_are_never_a_500(client: Client) -> None:
+    # U+0000 (PostgreSQL text cannot hold it), a lone surrogate or NUL in a URL's id, and a
+    # startIndex beyond 64 bits: SCIM errors or empty pages, on every storage
+    uid = client.create("ann@acme.example")["id"]
+    assert_error(client("POST", "/Users", {"userName": "a\u0000b@x"}), 400, "invalidValue")
+    nul_name = {"userName": "b@x", "name": {"givenName": "a\u0000"}}
+    assert_error(client("POST", "/Users", nul_name), 400, "invalidValue")
+    nul_title = patch({"op": "replace", "path": "title", "value": "\u0000"})
+    assert_error(client("PATCH", f"/Users/{uid}", nul_title), 400, "invalidValue")
+    nul_filter = {"filter": 'userName eq "\\u0000"'}
+    assert_error(client("GET", "/Users", query=nul_filter), 400, "invalidFilter")
+    for bad in ("\x00", "\ud800", "a\x00b"):
+        assert_error(client("GET", f"/Users/{bad}"), 404)
+        assert_error(client("DELETE", f"/Users/{bad}"), 404)
+    far = client("GET", "/Users", query={"startIndex": str(10**23)}).json()
+    assert (far["totalResults"], far["itemsPerPage"]) == (1, 0)
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    far = client("POST", "/Users/.search", {**search, "startIndex": 10**23}).json()
+    assert (far["totalResults"], far["itemsPerPage"]) == (1, 0)
+    assert client("GET", "/Users").json()["totalResults"] == 1
+
+
 def test_head_answers_like_get(client: Client) -> None:
     # RFC 7231 §4.3.2 (RFC 7644 §3.4 serves GET): HEAD of a list is not a create
     user = client.create("ann@acme.example")

@@ -7,8 +7,9 @@ and the results do not depend on it:
 - :func:`loads` accepts what the standard library accepts, except ``NaN`` and ``Infinity``,
   which are not JSON (RFC 8259 §6), and strings with a lone UTF-16 surrogate escape
   (``"\ud800"``, not Unicode text): both are refused either way. Input orjson refuses for
-  other reasons (UTF-16, a byte order mark, integers beyond 64 bits, deep nesting) goes to the
-  standard library, which decides.
+  other reasons (UTF-16, a byte order mark, deep nesting) goes to the standard library, which
+  decides; so does text with a run of 19 digits (orjson would turn an integer beyond 64 bits
+  into a float).
 - :func:`dumps` writes compact UTF-8 (no spaces, non-ASCII as is); values orjson cannot
   encode (integers beyond 64 bits) go to the standard library.
 """
@@ -16,6 +17,7 @@ and the results do not depend on it:
 from __future__ import annotations
 
 import json
+import re
 from types import ModuleType
 from typing import Any
 
@@ -46,13 +48,22 @@ def _std_loads(data: bytes | str) -> Any:
     return value
 
 
+#: A run of 19 or more digits: maybe an integer beyond 64 bits, which orjson decodes as a
+#: float (``1e+23``) where the standard library keeps it exact. Such text goes to the standard
+#: library (a long digit run inside a string only costs speed).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+
+
 def loads(data: bytes | str) -> Any:
     """Decode JSON text; raises ``ValueError`` (or ``RecursionError``) when it is not JSON."""
     if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass
+        digits = _LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT
+        if digits.search(data) is None:  # type: ignore[arg-type]
+            try:
+                return _orjson.loads(data)
+            except _orjson.JSONDecodeError:
+                pass
     return _std_loads(data)
 
 

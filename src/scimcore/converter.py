@@ -30,6 +30,7 @@ from .schema import (
     Schema,
     SchemaRegistry,
     parse_datetime,
+    storable_text,
 )
 
 __all__ = [
@@ -82,6 +83,8 @@ def _scalar(attr: Attribute, value: Any, where: str) -> Any:
         raise InvalidValueError(
             f"{where}: expected a string, got {type(value).__name__.replace('dict', 'object')}"
         )
+    if not storable_text(value):
+        raise InvalidValueError(f"{where}: a string may not contain U+0000")
     if t is AttrType.DATETIME:
         return _check_datetime(value, where)
     return value

@@ -51,6 +51,7 @@ from scimcore.schema import (
     Schema,
     SchemaRegistry,
     parse_datetime,
+    storable_text,
 )
 
 __all__ = [
@@ -243,16 +244,12 @@ def _decode_string(text: str, start: int) -> str:
             f"invalid string at position {start + exc.pos}: {exc.msg}"
         ) from None
     assert isinstance(value, str)
-    lone = _LONE_SURROGATE.search(value)  # "\ud800" decodes to text that no storage can encode
-    if lone is not None:
+    if not storable_text(value):  # "\u0000", "\ud800": no stored value holds them
         raise InvalidFilterError(
-            f"invalid string at position {start}: a lone UTF-16 surrogate "
-            f"(\\u{ord(lone.group()):04x}) is not a character"
+            f"invalid string at position {start}: U+0000 and lone UTF-16 surrogates "
+            "cannot occur in a value"
         )
     return value
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _tokenize(text: str) -> Iterator[Any]:

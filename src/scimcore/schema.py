@@ -8,6 +8,7 @@ through :meth:`Schema.attribute` / :meth:`Attribute.sub_attribute`, which fold c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from enum import Enum
@@ -30,7 +31,18 @@ __all__ = [
     "Uniqueness",
     "default_registry",
     "parse_datetime",
+    "storable_text",
 ]
+
+
+_NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> bool:
+    """Whether a string can be a stored value: no U+0000 (PostgreSQL's text cannot hold it)
+    and no lone UTF-16 surrogate (not Unicode text; SQL drivers cannot encode it). Values,
+    filter operands and resource ids that fail this match nothing that is stored."""
+    return _NOT_STORABLE.search(value) is None
 
 
 def parse_datetime(value: Any) -> datetime | None:

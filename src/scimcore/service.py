@@ -41,7 +41,7 @@ from .patch import apply_patch
 from .product import Product
 from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .runtime import Runtime, system_runtime
-from .schema import AttrType, SchemaRegistry, default_registry
+from .schema import AttrType, SchemaRegistry, default_registry, storable_text
 from .storage import LogEntry, Page, SortSpec, Storage, UserStore
 from .workspaces import AuthContext, ReadAheadKind, Workspaces
 
@@ -111,6 +111,10 @@ _OPERATIONS = {
     ("PATCH", False): "patch",
     ("DELETE", False): "delete",
 }
+
+#: Storage offsets are 64-bit: a larger ``startIndex`` is past every result anyway (the
+#: response still echoes the one asked for).
+_LAST_START_INDEX = 2**62
 
 _ROUTE = re.compile(r"^/*(?P<kind>[^/]*)(?:/(?P<id>[^/]+))?/*$")
 
@@ -190,6 +194,8 @@ class ScimService:
         operation = _OPERATIONS.get((request.method.upper(), rid is None), request.method.lower())
         if request.path.rstrip("/").endswith(".search"):  # /Users/.search and /.search
             operation, rid = "search", None
+        if rid is not None and not storable_text(rid):  # the log shows it, escaped
+            rid = rid.encode("unicode_escape").decode("ascii")
         with self.storage.users(auth.workspace.id) as store:
             self._log(store, auth, operation, rid, error.status, error.detail)
 
@@ -235,7 +241,7 @@ class ScimService:
             text = request.query.get("filter")
             if rid is None and text:
                 read_ahead = ("filter", text)
-            elif rid is not None and rid != ".search":
+            elif rid is not None and rid != ".search" and storable_text(rid):
                 read_ahead = ("id", rid)
         auth = self.workspaces.authenticate(request.header("authorization"), read_ahead=read_ahead)
         try:
@@ -461,7 +467,7 @@ class ScimService:
             page = Page(ahead.page.total, ahead.page.documents[start - 1 : start - 1 + count])
         else:
             with self.storage.users(auth.workspace.id, one_read=True) as store:
-                page = store.query(flt, sort, start, count)
+                page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
         resources = [self._render(d, request, selection) for d in page.documents]
         body = ListResponse(page.total, start, len(resources), resources)
         return _response(200, converter.unstructure(body))
@@ -492,6 +498,8 @@ class ScimService:
     def _resource(
         self, auth: AuthContext, request: ScimRequest, method: str, rid: str
     ) -> ScimResponse:
+        if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+            raise NotFoundError(f"resource {rid!r} not found")
         reads = method in ("GET", "HEAD")
         ahead = auth.read_ahead
         if reads and ahead is not None and ahead.kind == "id" and ahead.key == rid:
