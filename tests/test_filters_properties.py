@@ -45,7 +45,7 @@ values: st.SearchStrategy[str | int | float | bool | None] = st.one_of(
     st.integers(),
     st.floats(allow_nan=False, allow_infinity=False),
     # any text a value can hold (U+0000 cannot: refused as invalidFilter, tested elsewhere)
-    st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))),
+    st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"])),
 )
 ops = st.sampled_from(COMPARE_OPS)
 
