@@ -655,6 +655,22 @@ def test_registry_extension_added_later_is_seen() -> None:
     assert matches(f, ALICE, registry)
 
 
+def test_compiled_filters_are_reused_per_registry_and_revalidated_after_a_change() -> None:
+    registry = default_registry()
+    text = f'{CUSTOM}:trueName eq "ally"'
+    with pytest.raises(InvalidFilterError):
+        compile_filter(text, registry)
+    registry.add_extension(CUSTOM_SCHEMA)
+    first = compile_filter(text, registry)
+    assert compile_filter(text, registry) is first  # a lookup compiles its filter twice
+    assert compile_filter(text, make_registry()) is not first
+    assert compile_filter(text, make_registry()) == first
+    with pytest.raises(InvalidFilterError):
+        compile_filter(text, default_registry())  # not valid there: never served from cache
+    long = " or ".join(['userName eq "x"'] * 40)
+    assert compile_filter(long, registry) is not compile_filter(long, registry)  # not kept
+
+
 # --- validation ----------------------------------------------------------------------------------
 
 

@@ -814,8 +814,20 @@ def matches_element(f: Filter, element: Mapping[str, Any], attribute: Attribute)
     return _element_pred(f, attribute)(element)
 
 
+#: Validated filters by their text, per registry: a lookup's filter is compiled twice, once
+#: to read it with the authentication (``UserReadAhead``) and once by the query. Only short
+#: texts are kept (IdP lookups are), so the cache's memory stays small.
+_filter_cache: RegistryCache[str, Filter] = RegistryCache(_CACHE_SIZE)
+_CACHED_TEXT_MAX = 512
+
+
 def compile_filter(text: str, registry: SchemaRegistry) -> Filter:
     """Parse and validate a filter (RFC 7644 §3.4.2.2); raises :class:`InvalidFilterError`."""
+    cacheable = len(text) <= _CACHED_TEXT_MAX
+    if cacheable:
+        cached = _filter_cache.get(text, registry)
+        if cached is not None:
+            return cached
     f = parse_filter(text)
     validate(f, registry)
-    return f
+    return _filter_cache.put(text, registry, f) if cacheable else f
