@@ -1033,21 +1033,29 @@ def test_sqlite_write_reads_the_person_with_the_user(sqlite_url: str) -> None:
             assert found is not None and found.email == "new@x.test"
 
 
+def _token_and_two_workspaces(storage: SqlStorage) -> None:
+    """Token ``t1`` (secret hash ``"h" * 64``) of an active admin of workspace "acme", which
+    holds user 1; workspace "other" holds user 2."""
+    from scimcore.storage import Admin, TokenRecord
+
+    a, b = ws(storage, "acme"), ws(storage, "other")
+    storage.save_admin(Admin(a.id, "a@x.test", True, T0))
+    storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
+    with storage.users(a.id) as store:
+        store.insert(user(1))
+    with storage.users(b.id) as store:
+        store.insert(user(2))
+
+
 def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url: str) -> None:
     """R1.1, R2.4: the read-ahead of ``GET /Users/{id}`` returns the grant as
     ``authenticate`` does, and the user only from the token's workspace and only for the
     stored secret hash: a wrong secret reads no user data."""
-    from scimcore.storage import Admin, TokenRecord, UserReadAhead
+    from scimcore.storage import UserReadAhead
 
     with opened(any_url) as storage:
         assert isinstance(storage, UserReadAhead)
-        a, b = ws(storage, "acme"), ws(storage, "other")
-        storage.save_admin(Admin(a.id, "a@x.test", True, T0))
-        storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
-        with storage.users(a.id) as store:
-            store.insert(user(1))
-        with storage.users(b.id) as store:
-            store.insert(user(2))
+        _token_and_two_workspaces(storage)
         grant, doc = storage.authenticate_and_get("t1", "h" * 64, user(1)["id"])
         assert grant == storage.authenticate("t1")
         assert doc is not None and doc["userName"] == "user1@x.test"
@@ -1090,16 +1098,10 @@ def test_authenticate_and_find_reads_a_username_lookup_only_with_the_right_secre
     """R1.1, R2.4: Entra's ``userName eq`` lookup read with the authentication: only from the
     token's workspace, only for the stored secret hash, case-insensitively like the query;
     other filters are not read ahead."""
-    from scimcore.storage import Admin, Page, TokenRecord
+    from scimcore.storage import Page
 
     with opened(any_url) as storage:
-        a, b = ws(storage, "acme"), ws(storage, "other")
-        storage.save_admin(Admin(a.id, "a@x.test", True, T0))
-        storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
-        with storage.users(a.id) as store:
-            store.insert(user(1))
-        with storage.users(b.id) as store:
-            store.insert(user(2))
+        _token_and_two_workspaces(storage)
         grant = storage.authenticate("t1")
         assert grant is not None
         found = storage.authenticate_and_find("t1", "h" * 64, 'userName eq "USER1@x.test"')

@@ -1040,11 +1040,7 @@ class SqlStorage:
         :class:`~scimcore.storage.UserReadAhead`): the user is joined only on the token's
         workspace and only when the stored secret hash equals ``secret_hash``."""
         params = {"token_id": token_id, "b_hash": secret_hash, "b_user": user_id}
-        row = self._read_one(_AUTHENTICATE_AND_GET, params)
-        if row is None:
-            return None, None
-        document = loads(row.user_document) if row.user_document is not None else None
-        return self._grant(row), document
+        return self._grant_and_user(_AUTHENTICATE_AND_GET, params)
 
     def authenticate_and_find(
         self, token_id: str, secret_hash: str, filter: str
@@ -1059,11 +1055,21 @@ class SqlStorage:
         if name is None:
             return self.authenticate(token_id), None
         params = {"token_id": token_id, "b_hash": secret_hash, "b_name": name}
-        row = self._read_one(_AUTHENTICATE_AND_FIND, params)
+        grant, document = self._grant_and_user(_AUTHENTICATE_AND_FIND, params)
+        if grant is None:
+            return None, None
+        documents = [document] if document is not None else []
+        return grant, Page(len(documents), documents)
+
+    def _grant_and_user(
+        self, stmt: Executable, params: dict[str, Any]
+    ) -> tuple[Grant | None, dict[str, Any] | None]:
+        """A statement of :func:`_authenticate_and_read`: the grant and the joined user."""
+        row = self._read_one(stmt, params)
         if row is None:
             return None, None
-        documents = [loads(row.user_document)] if row.user_document is not None else []
-        return self._grant(row), Page(len(documents), documents)
+        document = loads(row.user_document) if row.user_document is not None else None
+        return self._grant(row), document
 
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
         """The first row of a read of one statement, outside any transaction block."""
