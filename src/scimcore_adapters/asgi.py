@@ -18,7 +18,7 @@ from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
 from scimcore.service import error_response
 
-from ._http import body_too_large, query_values
+from ._http import body_too_large, query_values, wire_response
 
 __all__ = ["ScimASGIApp"]
 
@@ -47,10 +47,9 @@ class ScimASGIApp:
         if scope["type"] != "http":
             return
         response = await self._answer(scope, receive)
-        headers = [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
-        headers.append((b"content-length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        body = response.body if scope.get("method") != "HEAD" else b""  # as for GET, no body
+        headers, body = wire_response(scope.get("method", "GET"), response)
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, receive: Receive) -> ScimResponse:

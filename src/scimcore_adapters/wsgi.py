@@ -20,7 +20,7 @@ from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
 from scimcore.service import error_response
 
-from ._http import body_too_large, query_values
+from ._http import body_too_large, query_values, wire_response
 
 __all__ = ["ScimWSGIApp", "WSGIApp"]
 
@@ -62,10 +62,9 @@ class ScimWSGIApp:
         else:
             response = self._answer(environ, path[len(prefix) :] or "/")
         status = _STATUS.get(response.status) or f"{response.status} Unknown"
-        headers = list(response.headers.items())
-        headers.append(("Content-Length", str(len(response.body))))
+        headers, body = wire_response(environ.get("REQUEST_METHOD", "GET"), response)
         start_response(status, headers)
-        return [response.body] if environ.get("REQUEST_METHOD") != "HEAD" else []
+        return [body]
 
     def _answer(self, environ: dict[str, Any], path: str) -> ScimResponse:
         limit = self.service.config.max_body_bytes
