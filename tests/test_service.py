@@ -636,3 +636,17 @@ def test_patch_path_naming_an_extension_urn(client: Client) -> None:
     removed = client("PATCH", url, patch({"op": "remove", "path": ENT}))
     assert removed.status == 200
     assert ENT not in removed.json() and removed.json()["schemas"] == [USER]
+
+
+def test_system_ids_are_random_version_4_uuids() -> None:
+    """``system_runtime().new_id``: 32 hex digits of a version 4 UUID, never repeated."""
+    import uuid
+
+    from scimcore import system_runtime
+
+    ids = [system_runtime().new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids[:200]:
+        parsed = uuid.UUID(hex=value)
+        assert parsed.hex == value and len(value) == 32
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -733,6 +733,40 @@ def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
     )
 
 
+def test_prepared_parameters_in_order_with_defaults_and_processors() -> None:
+    """A prepared statement's DBAPI parameters: in the statement's order, a parameter left out
+    takes its default, date-times go through the SQLite conversion, a missing required
+    parameter is a ``KeyError`` (nothing is executed with a wrong tuple)."""
+    from sqlalchemy import bindparam
+    from sqlalchemy.dialects import postgresql as postgresql_dialect
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from scimcore_adapters.sql.raw import prepared
+
+    sqlite = sqlite_dialect.dialect()
+    when = datetime(2026, 11, 29, 12, 0, 0, 5, tzinfo=timezone.utc)
+    stmt = (
+        select(LOG.c.id)
+        .where(LOG.c.at > bindparam("b_at", type_=LOG.c.at.type))
+        .where(LOG.c.operation == bindparam("b_op", value="create"))
+        .where(LOG.c.workspace_id == bindparam("b_ws"))
+    )
+    prep = prepared(stmt, sqlite)
+    assert prep.args({"b_ws": "w1", "b_at": when, "b_op": "patch"}) == (
+        "2026-11-29 12:00:00.000005",
+        "patch",
+        "w1",
+    )
+    assert prep.args({"b_ws": "w1", "b_at": when}) == ("2026-11-29 12:00:00.000005", "create", "w1")
+    with pytest.raises(KeyError):
+        prep.args({"b_at": when})
+    one = prepared(select(LOG.c.id).where(LOG.c.workspace_id == bindparam("b_ws")), sqlite)
+    assert one.args({"b_ws": "w2", "unused": 1}) == ("w2",)
+    named = prepared(stmt, postgresql_dialect.psycopg.dialect())  # type: ignore[no-untyped-call]
+    args = named.args({"b_ws": "w1", "b_at": when})
+    assert args == {"b_at": when.replace(tzinfo=None), "b_op": "create", "b_ws": "w1"}
+
+
 def _fill(storage: SqlStorage, count: int) -> None:
     w = ws(storage)
     for n in range(1, count + 1):

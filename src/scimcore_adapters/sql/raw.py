@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Executable
@@ -35,7 +36,17 @@ _Processor = Callable[[Any], Any]
 class Prepared:
     """One statement compiled for one dialect: SQL text, parameters and processors."""
 
-    __slots__ = ("_binds", "_positional", "_results", "_row", "sql")
+    __slots__ = (
+        "_binds",
+        "_names",
+        "_optional",
+        "_pick",
+        "_positional",
+        "_processors",
+        "_results",
+        "_row",
+        "sql",
+    )
 
     def __init__(self, stmt: Executable, dialect: Dialect, keys: tuple[str, ...]) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
@@ -61,6 +72,13 @@ class Prepared:
             assert processor is None or callable(processor)
             self._binds.append((name, processor, defaults.get(name), name not in defaults))
         self._positional = dialect.positional
+        # The common case, every parameter given: one C call picks the values in order.
+        self._names = tuple(names)
+        self._optional = frozenset(defaults)
+        self._pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = (
+            _picker(self._names) if self._names else None
+        )
+        self._processors = [(i, p) for i, (_, p, _, _) in enumerate(self._binds) if p is not None]
         columns = compiled._result_columns
         self._results: list[tuple[int, _Processor]] = []
         for index, column in enumerate(columns):
@@ -76,13 +94,21 @@ class Prepared:
 
     def args(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters (a tuple or a dict, per the dialect's paramstyle)."""
-        values = []
-        for name, processor, default, required in self._binds:
-            value = params[name] if required or name in params else default
-            values.append(processor(value) if processor is not None else value)
+        values: list[Any]
+        if self._pick is None:
+            values = []
+        elif not self._optional or self._optional <= params.keys():
+            values = list(self._pick(params))
+            for index, convert in self._processors:
+                values[index] = convert(values[index])
+        else:  # a parameter left to its default
+            values = []
+            for name, processor, default, required in self._binds:
+                value = params[name] if required or name in params else default
+                values.append(processor(value) if processor is not None else value)
         if self._positional:
             return tuple(values)
-        return dict(zip([b[0] for b in self._binds], values, strict=True))
+        return dict(zip(self._names, values, strict=True))
 
     def row(self, raw: Sequence[Any]) -> Any:
         """A row with attribute access by column name, its values processed."""
@@ -94,9 +120,20 @@ class Prepared:
         return self._row._make(raw)
 
 
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``params`` to the tuple of the values of ``names``, in order (``KeyError`` if one is
+    missing)."""
+    get = itemgetter(*names)
+    if len(names) == 1:
+        return lambda params: (get(params),)
+    return get  # itemgetter of several names: a tuple
+
+
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     """:class:`.tables.UtcDateTime` to SQLite text: naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``
     (what SQLAlchemy's SQLite ``DATETIME`` writes, which fixed width keeps in time order)."""
+    if value is not None and value.tzinfo is timezone.utc:  # the usual value: no conversion
+        return value.isoformat(" ", "microseconds")[:26]
     naive = naive_utc(value)
     return naive.isoformat(" ", "microseconds") if naive is not None else None
 
