@@ -55,6 +55,14 @@ def test_what_orjson_refuses_the_standard_library_decides(backend: str) -> None:
     big = 2**70
     assert _json.loads(f'{{"n": {big}}}') == {"n": big}
     assert _json.loads(_json.dumps({"n": big})) == {"n": big}
+    above_u64 = 2**64  # 20 digits: the smallest integer orjson would turn into a float
+    for text in (f"[1, {above_u64}]", f'{{"a": [{{"n": -{above_u64}}}]}}'):
+        exact = json.loads(text)
+        assert _json.loads(text) == exact and _json.loads(text.encode()) == exact
+    assert _json.loads(b'{"s": "1234567890123456789012", "n": 7}') == {
+        "s": "1234567890123456789012",
+        "n": 7,
+    }
     assert _json.loads(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a UTF-8 byte order mark
     assert _json.loads('{"a": "x"}'.encode("utf-16")) == {"a": "x"}
     with pytest.raises((ValueError, RecursionError)):

@@ -17,7 +17,6 @@ and the results do not depend on it:
 from __future__ import annotations
 
 import json
-import re
 from types import ModuleType
 from typing import Any
 
@@ -48,18 +47,24 @@ def _std_loads(data: bytes | str) -> Any:
     return value
 
 
-#: A run of 19 or more digits: maybe an integer beyond 64 bits, which orjson decodes as a
-#: float (``1e+23``) where the standard library keeps it exact. Such text goes to the standard
-#: library (a long digit run inside a string only costs speed).
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+#: Every ASCII digit to ``0``, every other byte to ``.``: a run of 19 or more digits is then a
+#: plain substring search. Such a run may be an integer beyond 64 bits, which orjson decodes as
+#: a float (``1e+23``) where the standard library keeps it exact; such text goes to the
+#: standard library (a long digit run inside a string only costs speed). A regular expression
+#: (``\d{19}``) did the same seven to ten times slower than orjson decodes the document.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _long_digit_run(data: bytes | str) -> bool:
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON text; raises ``ValueError`` (or ``RecursionError``) when it is not JSON."""
     if _orjson is not None:
-        digits = _LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT
-        if digits.search(data) is None:  # type: ignore[arg-type]
+        if not _long_digit_run(data):
             try:
                 return _orjson.loads(data)
             except _orjson.JSONDecodeError:
