@@ -63,12 +63,11 @@ def _long_digit_run(data: bytes | str) -> bool:
 
 def loads(data: bytes | str) -> Any:
     """Decode JSON text; raises ``ValueError`` (or ``RecursionError``) when it is not JSON."""
-    if _orjson is not None:
-        if not _long_digit_run(data):
-            try:
-                return _orjson.loads(data)
-            except _orjson.JSONDecodeError:
-                pass
+    if _orjson is not None and not _long_digit_run(data):
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
     return _std_loads(data)
 
 
