@@ -54,6 +54,9 @@ class Source(str, Enum):
     OWNER = "owner"
 
 
+_SOURCES: dict[Any, Source] = {s.value: s for s in Source}
+
+
 @frozen
 class CardField:
     """One field of a card."""
@@ -73,8 +76,12 @@ class CardField:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CardField:
+        source = data["source"]
         return cls(
-            str(data["value"]), bool(data["locked"]), bool(data["linked"]), Source(data["source"])
+            str(data["value"]),
+            bool(data["locked"]),
+            bool(data["linked"]),
+            _SOURCES.get(source) or Source(source),  # a dict lookup: cards are read often
         )
 
 

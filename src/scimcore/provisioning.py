@@ -54,7 +54,8 @@ MailComposer = Callable[[Workspace, Person], tuple[str, str]]
 
 def default_composer(workspace: Workspace, person: Person) -> tuple[str, str]:
     """A plain activation email; hosts pass their own :data:`MailComposer`."""
-    name = Card.from_dict(person.card).values().get("name") or person.user_name
+    field = person.card.get("fields", {}).get("name")  # Card.from_dict(...).values()["name"]
+    name = (str(field["value"]) if isinstance(field, Mapping) else "") or person.user_name
     subject = "Activate your card"
     body = (
         f"Hello {name},\n\n"
