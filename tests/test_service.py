@@ -130,6 +130,48 @@ def test_get_by_id_with_a_wrong_secret_or_a_dead_token_is_401(
     assert_error(client("GET", f"/Users/{uid}"), 401)
 
 
+def test_writes_with_a_wrong_secret_or_a_dead_token_are_401_and_write_nothing(
+    client: Client, workspaces: Workspaces, make_client: Callable[[str | None], Client]
+) -> None:
+    # R2.2, R2.3, R2.4 on the writes, which authenticate inside their own transaction (SQL)
+    uid = client.create("ann@acme.example", title="Eng")["id"]
+    assert client.token is not None
+    forged = make_client(f"{client.token[:38]}{'x' * 43}")  # the real token id, another secret
+    change = patch({"op": "replace", "path": "title", "value": "X"})
+    put = {"schemas": [USER], "userName": "ann@acme.example", "title": "Y"}
+    attempts: list[tuple[str, str, Any, bytes | None]] = [
+        ("POST", "/Users", {"schemas": [USER], "userName": "bob@acme.example"}, None),
+        ("PUT", f"/Users/{uid}", put, None),
+        ("PATCH", f"/Users/{uid}", change, None),
+        ("DELETE", f"/Users/{uid}", None, None),
+        ("POST", "/Users", None, b"{not json"),  # a bad body is still a 401 first
+        ("PATCH", "/Users/missing", None, b"{not json"),
+    ]
+    for method, path, body, raw in attempts:
+        r = forged(method, path, body, raw=raw)
+        assert_error(r, 401)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert b"ann@" not in r.body and b"Eng" not in r.body
+    after = client("GET", f"/Users/{uid}").json()
+    assert after["title"] == "Eng" and after["meta"]["version"] == 'W/"1"'
+    lookup = client("GET", "/Users", query={"filter": 'userName eq "bob@acme.example"'})
+    assert lookup.json()["totalResults"] == 0
+    # With a good token the errors come in their usual order: 404 before a bad body, then 400.
+    assert_error(client("PATCH", "/Users/missing", raw=b"{not json"), 404)
+    assert_error(client("PATCH", f"/Users/{uid}", raw=b"{not json"), 400, "invalidSyntax")
+    assert_error(client("POST", "/Users", {"schemas": [USER]}), 400, "invalidValue")
+    second = workspaces.generate_token("acme", "admin@acme.example", "second").plaintext
+    workspaces.delete_token("acme", workspaces.list_tokens("acme")[0].id)
+    assert_error(client("PATCH", f"/Users/{uid}", change), 401)
+    workspaces.add_admin("acme", "other@acme.example")
+    assert make_client(second)("PATCH", f"/Users/{uid}", change).status == 200
+    workspaces.deactivate_admin("acme", "admin@acme.example")
+    assert_error(make_client(second)("DELETE", f"/Users/{uid}"), 401)
+    assert_error(make_client(second)("POST", "/Users", {"userName": "cy@acme.example"}), 401)
+    assert client("GET", f"/Users/{uid}").status == 401
+    assert make_client(second)("GET", f"/Users/{uid}").status == 401
+
+
 def test_username_lookup_pages_projects_and_authenticates_first(
     client: Client, make_client: Callable[[str | None], Client]
 ) -> None:

@@ -1126,6 +1126,86 @@ def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
         assert len(reads) == 3 and all("FROM tokens" in s for s in reads)
 
 
+def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) -> None:
+    """SCIM writes on SQLite: the authentication is the transaction's first statement and
+    reads what the write reads next (a create: settings and rules; an update: the user, its
+    person and the settings), so a create and a PATCH read once each."""
+    from scimcore import ScimRequest, ScimService
+
+    with opened(sqlite_url) as storage:
+        service = ScimService(storage)
+        service.workspaces.create("acme", "a@x.test")
+        token = service.workspaces.generate_token("acme", "a@x.test").plaintext
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+
+        def send(method: str, path: str, body: bytes = b"") -> Any:
+            return service.handle(ScimRequest(method, path, {}, headers, body, "http://x"))
+
+        send("POST", "/Users", b'{"userName": "warm@x.test"}')  # the token's first use
+        seen: list[str] = []
+        event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        created = send("POST", "/Users", b'{"userName": "ann@x.test", "title": "Eng"}')
+        assert created.status == 201
+        create_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
+        seen.clear()
+        op = b'{"Operations": [{"op": "replace", "path": "active", "value": "False"}]}'
+        patched = send("PATCH", f"/Users/{created.json()['id']}", op)
+        assert (patched.status, patched.json()["active"]) == (200, False)
+        patch_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
+        assert len(create_reads) == 1 and "FROM tokens" in create_reads[0]
+        assert "settings" in create_reads[0] and "rules" in create_reads[0]
+        assert len(patch_reads) == 1 and "FROM tokens" in patch_reads[0]
+        assert "people" in patch_reads[0] and "users" in patch_reads[0]
+
+
+def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str) -> None:
+    """R1.1, R2.4: what a write reads with its authentication comes only from the token's
+    workspace and only for the stored secret hash; the grant is returned either way (the
+    caller's constant-time check refuses it)."""
+    from scimcore import ScimRequest, ScimService
+    from scimcore.templates import Rule
+    from scimcore_adapters.sql.storage import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
+
+    with opened(any_url) as storage:
+        service = ScimService(storage)
+        for slug in ("acme", "other"):
+            service.workspaces.create(slug, f"a@{slug}.test")
+        generated = service.workspaces.generate_token("acme", "a@acme.test")
+        token = generated.plaintext
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+        body = b'{"userName": "ann@x.test"}'
+        uid = service.handle(ScimRequest("POST", "/Users", {}, headers, body, "x")).json()["id"]
+        acme = storage.get_workspace("acme")
+        assert acme is not None
+        with storage.users(acme.id) as store:
+            store.save_rule(Rule("r1", 'title eq "Eng"', "eng", 0))
+            store.save_settings(Settings(activation_email=True))
+        right = generated.record.secret_hash
+        token_id = generated.record.id
+        with storage.engine.connect() as conn:
+            update = {"token_id": token_id, "b_user": uid}
+            good = conn.execute(_AUTHENTICATE_FOR_UPDATE, {**update, "b_hash": right}).one()
+            bad = conn.execute(_AUTHENTICATE_FOR_UPDATE, {**update, "b_hash": "0" * 64}).one()
+            create = {"token_id": token_id}
+            good_rows = conn.execute(_AUTHENTICATE_FOR_CREATE, {**create, "b_hash": right}).all()
+            bad_rows = conn.execute(_AUTHENTICATE_FOR_CREATE, {**create, "b_hash": "0" * 64}).all()
+        assert good.user_document is not None and good.p_id == uid and good.s_found
+        assert bad.id == good.id  # the grant, for the caller to refuse
+        assert (bad.user_document, bad.p_id, bad.p_card, bool(bad.s_found)) == (
+            None,
+            None,
+            None,
+            False,
+        )
+        assert [r.r_id for r in good_rows] == ["r1"] and good_rows[0].s_ws == acme.id
+        assert [(r.r_id, r.s_ws) for r in bad_rows] == [(None, None)]
+        with storage.authenticated_users(token_id, "0" * 64, uid) as (grant, store):
+            assert grant is not None and grant.workspace.id == acme.id
+            assert store is not None
+        with storage.authenticated_users("no-such-token", right, uid) as (grant, store):
+            assert (grant, store) == (None, None)
+
+
 def test_authenticate_and_find_reads_a_username_lookup_only_with_the_right_secret(
     any_url: str,
 ) -> None:

@@ -37,6 +37,7 @@ from .schema import (
 from .service import ScimService, ServiceConfig
 from .storage import (
     Admin,
+    AuthenticatedWrites,
     Page,
     SortSpec,
     Storage,
@@ -56,6 +57,7 @@ __all__ = [
     "AttrType",
     "Attribute",
     "AuthContext",
+    "AuthenticatedWrites",
     "GeneratedToken",
     "InvalidFilterError",
     "InvalidPathError",

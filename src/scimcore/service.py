@@ -119,6 +119,29 @@ _LAST_START_INDEX = 2**62
 _ROUTE = re.compile(r"^/*(?P<kind>[^/]*)(?:/(?P<id>[^/]+))?/*$")
 
 
+def _writes_a_user(method: str, rid: str | None) -> bool:
+    """``POST /Users``, or ``PUT``, ``PATCH`` or ``DELETE`` of a user id that can be stored."""
+    if rid is None:
+        return method == "POST"
+    return method in ("PUT", "PATCH", "DELETE") and rid != ".search" and storable_text(rid)
+
+
+class _Early:
+    """What a write prepared before its transaction: a value, or the error to raise in its
+    place once the request is authenticated (see :meth:`ScimService._write`)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: Any, error: SCIMError | None = None) -> None:
+        self._value = value
+        self._error = error
+
+    def value(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 class ScimService:
     """A SCIM 2.0 service provider over a :class:`~scimcore.storage.Storage`.
 
@@ -243,6 +266,8 @@ class ScimService:
                 read_ahead = ("filter", text)
             elif rid is not None and rid != ".search" and storable_text(rid):
                 read_ahead = ("id", rid)
+        if lowered == "users" and _writes_a_user(method, rid):
+            return self._write(request, method, rid)
         auth = self.workspaces.authenticate(request.header("authorization"), read_ahead=read_ahead)
         try:
             return self._tenant_route(auth, request, method, lowered, rid)
@@ -256,14 +281,15 @@ class ScimService:
         if lowered == "users":
             if rid is None:
                 self._allow(method, request.path, ("GET", "POST"))
-                if method in ("GET", "HEAD"):  # HEAD: the adapters send no body
-                    return self._list(auth, request, self._query_params(request.query))
-                return self._create(auth, request)
+                # GET or HEAD (the adapters send no body for HEAD); a POST went to _write.
+                return self._list(auth, request, self._query_params(request.query))
             if rid == ".search":
                 self._allow(method, request.path, ("POST",))
                 return self._list(auth, request, self._search_body(request))
             self._allow(method, request.path, ("GET", "PUT", "PATCH", "DELETE"))
-            return self._resource(auth, request, method, rid)
+            if method not in ("GET", "HEAD"):  # a write to an id no stored user can have
+                raise NotFoundError(f"resource {rid!r} not found")
+            return self._resource(auth, request, rid)
         if lowered == ".search" and rid is None:
             self._allow(method, request.path, ("POST",))
             return self._list(auth, request, self._search_body(request))
@@ -483,55 +509,96 @@ class ScimService:
     def _now(self) -> str:
         return self.runtime.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def _create(self, auth: AuthContext, request: ScimRequest) -> ScimResponse:
-        """RFC 7644 §3.3: 201 with the resource, ``Location`` and ``ETag``; 409 uniqueness."""
-        doc = conv.normalize_resource(self._json_body(request), self.registry)
-        doc["id"] = self.runtime.new_id()
-        doc["meta"] = self._new_meta(self._now(), 1)
-        with self.storage.users(auth.workspace.id) as store:
-            store.insert(doc)
-            events = self.provisioner.created(store, auth.workspace, doc)
-            self._log(store, auth, "create", doc["id"], 201)
-        self._emit(events)
-        return self._resource_response(201, doc, request)
+    def _write(self, request: ScimRequest, method: str, rid: str | None) -> ScimResponse:
+        """A create (``rid`` is ``None``), replace, patch or delete of a user: authenticated and
+        carried out in one transaction (:meth:`Workspaces.writing`); a failure is logged in a
+        transaction of its own (R9.2).
 
-    def _resource(
-        self, auth: AuthContext, request: ScimRequest, method: str, rid: str
-    ) -> ScimResponse:
+        The body is decoded and, for a create, normalised before the transaction, so that the
+        write lock is not held meanwhile; an error found there is raised where it was
+        always raised: after the authentication (a bad token is a 401 whatever the body), and
+        for a replace or a patch after the user is found."""
+        early: _Early
+        try:
+            if rid is None:
+                doc = conv.normalize_resource(self._json_body(request), self.registry)
+                doc["id"] = self.runtime.new_id()
+                doc["meta"] = self._new_meta(self._now(), 1)
+                early = _Early(doc)
+            else:
+                early = _Early(self._json_body(request) if method != "DELETE" else None)
+        except SCIMError as exc:
+            early = _Early(None, exc)
+        authenticated: list[AuthContext] = []
+        result: dict[str, Any] | None
+        try:
+            with self.workspaces.writing(request.header("authorization"), rid) as (auth, store):
+                authenticated.append(auth)
+                if rid is None:
+                    result, events = self._create(auth, store, early.value())
+                else:
+                    result, events = self._update(auth, store, request, method, rid, early)
+        except SCIMError as exc:
+            if authenticated:
+                self._log_failure(authenticated[0], request, rid, exc)
+            raise
+        self._emit(events)
+        if result is None:
+            return ScimResponse(204, {})
+        return self._resource_response(201 if rid is None else 200, result, request)
+
+    def _create(
+        self, auth: AuthContext, store: UserStore, doc: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[Event]]:
+        """RFC 7644 §3.3: 201 with the resource, ``Location`` and ``ETag``; 409 uniqueness."""
+        store.insert(doc)
+        events = self.provisioner.created(store, auth.workspace, doc)
+        self._log(store, auth, "create", doc["id"], 201)
+        return doc, events
+
+    def _update(
+        self,
+        auth: AuthContext,
+        store: UserStore,
+        request: ScimRequest,
+        method: str,
+        rid: str,
+        body: _Early,
+    ) -> tuple[dict[str, Any] | None, list[Event]]:
+        """PUT, PATCH or DELETE of the user ``rid``: the document written (``None`` for a
+        delete) and the events to emit once committed."""
+        current = store.get(rid)
+        if current is None:
+            raise NotFoundError(f"resource {rid} not found")
+        if_match = request.header("if-match")
+        if if_match is not None and not _etag_matches(if_match, _etag(current)):
+            raise PreconditionFailedError(
+                f"If-Match {if_match} does not match the current version {_etag(current)}"
+            )
+        if method == "DELETE":
+            store.delete(rid)
+            events = self.provisioner.deleted(store, auth.workspace, current)
+            self._log(store, auth, "delete", rid, 204)
+            return None, events
+        if method == "PUT":
+            updated = self._replace(current, body.value())
+        else:
+            updated = self._patch(current, body.value())
+        events = []
+        if self._save(store, current, updated):
+            events = self.provisioner.updated(store, auth.workspace, current, updated)
+            self._log(store, auth, method.lower(), rid, 200)
+        return updated, events
+
+    def _resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
+        """``GET`` or ``HEAD`` of the user ``rid``."""
         if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
             raise NotFoundError(f"resource {rid!r} not found")
-        reads = method in ("GET", "HEAD")
         ahead = auth.read_ahead
-        if reads and ahead is not None and ahead.kind == "id" and ahead.key == rid:
+        if ahead is not None and ahead.kind == "id" and ahead.key == rid:
             return self._read_response(request, rid, ahead.document)
-        with self.storage.users(auth.workspace.id, one_read=reads) as store:
-            current = store.get(rid)
-            if reads:
-                return self._read_response(request, rid, current)
-            if current is None:
-                raise NotFoundError(f"resource {rid} not found")
-            if_match = request.header("if-match")
-            if if_match is not None and not _etag_matches(if_match, _etag(current)):
-                raise PreconditionFailedError(
-                    f"If-Match {if_match} does not match the current version {_etag(current)}"
-                )
-            if method == "DELETE":
-                store.delete(rid)
-                events = self.provisioner.deleted(store, auth.workspace, current)
-                self._log(store, auth, "delete", rid, 204)
-            else:
-                if method == "PUT":
-                    updated = self._replace(current, self._json_body(request))
-                else:
-                    updated = self._patch(current, self._json_body(request))
-                events = []
-                if self._save(store, current, updated):
-                    events = self.provisioner.updated(store, auth.workspace, current, updated)
-                    self._log(store, auth, method.lower(), rid, 200)
-        self._emit(events)
-        if method == "DELETE":
-            return ScimResponse(204, {})
-        return self._resource_response(200, updated, request)
+        with self.storage.users(auth.workspace.id, one_read=True) as store:
+            return self._read_response(request, rid, store.get(rid))
 
     def _read_response(
         self, request: ScimRequest, rid: str, current: dict[str, Any] | None

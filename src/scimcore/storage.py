@@ -23,6 +23,7 @@ from .templates import Rule, Template
 
 __all__ = [
     "Admin",
+    "AuthenticatedWrites",
     "Grant",
     "LogEntry",
     "OutboxMail",
@@ -321,6 +322,25 @@ class UserReadAhead(Protocol):
         query), under the same secret-hash condition; ``None`` for a filter it cannot (the
         caller then queries as usual). The SQL storage can for Entra's lookup,
         ``userName eq "..."``."""
+
+
+@runtime_checkable
+class AuthenticatedWrites(Protocol):
+    """Optional for a :class:`Storage`: a SCIM write that authenticates inside its own
+    transaction, with the first read of the write in the same round trip. The service uses it
+    when the storage has it; :class:`Storage` alone is enough."""
+
+    def authenticated_users(
+        self, token_id: str, secret_hash: str, user_id: str | None = None
+    ) -> AbstractContextManager[tuple[Grant | None, UserStore | None]]:
+        """A writing transaction, as ``users(workspace_id)`` opens, whose first statement reads
+        what ``authenticate(token_id)`` returns: ``(grant, store)``, the store over the
+        token's workspace, or ``(None, None)`` for an unknown token. The storage may read,
+        in the same statement and only if the token's stored ``secret_hash`` equals
+        ``secret_hash``, what the write reads next: the user ``user_id`` (an update or a
+        delete) or what a create reads (``user_id`` is ``None``). The caller verifies the grant
+        as after ``authenticate`` before it writes anything; an exception raised in the block
+        rolls the transaction back."""
 
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:

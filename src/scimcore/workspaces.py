@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -20,7 +21,17 @@ from attrs import frozen
 
 from .errors import UnauthorizedError
 from .runtime import Runtime, system_runtime
-from .storage import Admin, Grant, Page, Storage, TokenRecord, UserReadAhead, Workspace
+from .storage import (
+    Admin,
+    AuthenticatedWrites,
+    Grant,
+    Page,
+    Storage,
+    TokenRecord,
+    UserReadAhead,
+    UserStore,
+    Workspace,
+)
 
 __all__ = [
     "TOUCH_INTERVAL",
@@ -85,6 +96,30 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _presented(authorization: str | None) -> tuple[re.Match[str] | None, str]:
+    """The ``Authorization`` header's token (``scim_<id>_<secret>``, ``None`` when it has
+    another shape) and the hash of the secret it presents; :class:`UnauthorizedError` when
+    there is no Bearer credential."""
+    if not authorization:
+        raise UnauthorizedError("authentication required: send 'Authorization: Bearer <token>'")
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise UnauthorizedError("the Authorization header must use the Bearer scheme")
+    match = _TOKEN_RE.match(credentials.strip())
+    return match, _hash(match.group(2)) if match else _hash(credentials)
+
+
+def _verified(grant: Grant | None, presented: str) -> Grant:
+    """``grant`` if the presented secret's hash is its token's (compared in constant time)
+    and the token's admin is still active (R2.3, R2.4); else :class:`UnauthorizedError`."""
+    expected = grant.token.secret_hash if grant else _hash("")
+    if not hmac.compare_digest(presented, expected) or grant is None:
+        raise UnauthorizedError("invalid bearer token")
+    if not grant.admin_active:
+        raise UnauthorizedError("this token's admin is no longer active: generate a new token")
+    return grant
+
+
 class Workspaces:
     """Administration of workspaces, admins and tokens over a :class:`Storage`."""
 
@@ -93,6 +128,9 @@ class Workspaces:
         self.runtime = runtime or system_runtime()
         self._reads_ahead: UserReadAhead | None = (
             storage if isinstance(storage, UserReadAhead) else None
+        )
+        self._writes_authenticated: AuthenticatedWrites | None = (
+            storage if isinstance(storage, AuthenticatedWrites) else None
         )
 
     # --- workspaces and admins ----------------------------------------------------------------
@@ -194,13 +232,7 @@ class Workspaces:
         trip if the storage can (:class:`~scimcore.storage.UserReadAhead`); see
         :attr:`AuthContext.read_ahead`.
         """
-        if not authorization:
-            raise UnauthorizedError("authentication required: send 'Authorization: Bearer <token>'")
-        scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            raise UnauthorizedError("the Authorization header must use the Bearer scheme")
-        match = _TOKEN_RE.match(credentials.strip())
-        presented = _hash(match.group(2)) if match else _hash(credentials)
+        match, presented = _presented(authorization)
         grant: Grant | None = None
         ahead: ReadAhead | None = None
         reader = self._reads_ahead
@@ -214,13 +246,40 @@ class Workspaces:
                 ahead = ReadAhead(kind, key, page=page) if page is not None else None
         elif match:
             grant = self.storage.authenticate(match.group(1))
-        expected = grant.token.secret_hash if grant else _hash("")
-        if not hmac.compare_digest(presented, expected) or grant is None:
-            raise UnauthorizedError("invalid bearer token")
-        if not grant.admin_active:
-            raise UnauthorizedError("this token's admin is no longer active: generate a new token")
+        grant = _verified(grant, presented)
+        self._touch(grant)
+        return AuthContext(grant.workspace, grant.token.id, ahead)
+
+    @contextmanager
+    def writing(
+        self, authorization: str | None, user_id: str | None = None
+    ) -> Iterator[tuple[AuthContext, UserStore]]:
+        """A SCIM write: :meth:`authenticate`, then the workspace's writing transaction
+        (``Storage.users``), in one round trip when the storage can
+        (:class:`~scimcore.storage.AuthenticatedWrites`). ``user_id``: the user the write
+        reads first (``None`` for a create). Raises :class:`UnauthorizedError` exactly as
+        :meth:`authenticate` does, before anything is written; an exception raised in the
+        block rolls the transaction back."""
+        match, presented = _presented(authorization)
+        writer = self._writes_authenticated
+        if writer is None or match is None:
+            auth = self.authenticate(authorization)
+            with self.storage.users(auth.workspace.id) as store:
+                yield auth, store
+            return
+        verified: Grant | None = None
+        try:
+            with writer.authenticated_users(match.group(1), presented, user_id) as (grant, store):
+                verified = _verified(grant, presented)
+                assert store is not None
+                yield AuthContext(verified.workspace, verified.token.id), store
+        finally:
+            if verified is not None:  # the token was used, whatever the write's outcome
+                self._touch(verified)
+
+    def _touch(self, grant: Grant) -> None:
+        """Record the token's use, at most once per :data:`TOUCH_INTERVAL`."""
         now = self.runtime.now()
         last = grant.token.last_used_at
         if last is None or now - last >= TOUCH_INTERVAL:
             self.storage.touch_token(grant.token.id, now)
-        return AuthContext(grant.workspace, grant.token.id, ahead)

@@ -11,14 +11,18 @@ together or not at all, R3.6). Each method is one indexed statement; ``add_log``
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Executable,
+    Select,
     String,
     Table,
     and_,
@@ -50,6 +54,8 @@ __all__ = [
     "prune_every",
     "upsert",
     "upsert_statement",
+    "with_settings_and_rules",
+    "with_user_for_update",
 ]
 
 #: The log of a workspace is pruned at most every this many entries (see :func:`prune_every`).
@@ -149,8 +155,76 @@ _GET_USER_WITH_PERSON = (
     )
     .where(USERS.c.workspace_id == bindparam(_WS_PARAM), USERS.c.id == bindparam("b_id"))
 )
+
+
+def with_user_for_update(
+    base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
+) -> Select[Any]:
+    """``base`` (an authentication: one row per token) with what an update of the user
+    ``b_user`` reads first (:data:`_GET_USER_WITH_PERSON`): the user's document, its person
+    (columns named ``p_*``) and the settings of ``workspace``, each only where ``gate`` holds."""
+    return (
+        base.add_columns(
+            USERS.c.document.label("user_document"),
+            *(c.label(f"p_{c.name}") for c in PEOPLE.c),
+            exists().where(SETTINGS.c.workspace_id == workspace, gate).label("s_found"),
+            select(SETTINGS.c.activation_email)
+            .where(SETTINGS.c.workspace_id == workspace, gate)
+            .scalar_subquery()
+            .label("s_activation_email"),
+            select(SETTINGS.c.mapping)
+            .where(SETTINGS.c.workspace_id == workspace, gate)
+            .scalar_subquery()
+            .label("s_mapping"),
+        )
+        .outerjoin(
+            USERS,
+            and_(USERS.c.workspace_id == workspace, USERS.c.id == bindparam("b_user"), gate),
+        )
+        .outerjoin(
+            PEOPLE, and_(PEOPLE.c.workspace_id == USERS.c.workspace_id, PEOPLE.c.id == USERS.c.id)
+        )
+    )
+
+
+def with_settings_and_rules(
+    base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
+) -> Select[Any]:
+    """``base`` (an authentication: one row per token) with what a create reads
+    (:data:`_GET_SETTINGS`): the settings of ``workspace`` and one row per rule, each only
+    where ``gate`` holds."""
+    return (
+        base.add_columns(
+            SETTINGS.c.workspace_id.label("s_ws"),
+            SETTINGS.c.activation_email.label("s_activation_email"),
+            SETTINGS.c.mapping.label("s_mapping"),
+            RULES.c.id.label("r_id"),
+            RULES.c.filter.label("r_filter"),
+            RULES.c.template.label("r_template"),
+            RULES.c.position.label("r_position"),
+        )
+        .outerjoin(SETTINGS, and_(SETTINGS.c.workspace_id == workspace, gate))
+        .outerjoin(RULES, and_(RULES.c.workspace_id == workspace, gate))
+        .order_by(RULES.c.position, RULES.c.id)
+    )
+
+
 _PEOPLE_KEYS = ("workspace_id", "id")
 _PERSON_COLUMNS = tuple(c.name for c in PEOPLE.c if c.name not in _PEOPLE_KEYS)
+#: A user and its person read with the authentication, as :meth:`ProductStore.get_person` reads
+#: a row of :data:`_GET_USER_WITH_PERSON`.
+_UserAhead = namedtuple(  # type: ignore[misc]
+    "_UserAhead",
+    ["document", *(c.name for c in PEOPLE.c), "s_found", "s_activation_email", "s_mapping"],
+)
+#: A row of :func:`with_user_for_update` to the values of a :data:`_UserAhead`.
+_USER_AHEAD_COLUMNS = attrgetter(
+    "user_document",
+    *(f"p_{c.name}" for c in PEOPLE.c),
+    "s_found",
+    "s_activation_email",
+    "s_mapping",
+)
 _UPDATE_PERSON = PEOPLE.update().where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _LIST_PEOPLE = select(PEOPLE).where(_ws(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
 _COUNT_SEATS = (
@@ -287,6 +361,9 @@ class ProductStore:
     _for_update: bool = False
     #: Person rows read ahead with their user (:meth:`_user_with_person`), by person id.
     _read_ahead: dict[str, Any] | None = None
+    #: A user id and its :data:`_UserAhead` row, read with the authentication
+    #: (:meth:`prime_update`).
+    _primed: tuple[str, Any] | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -294,11 +371,30 @@ class ProductStore:
 
     # --- people --------------------------------------------------------------------------------
 
+    def prime_update(self, user_id: str, row: Any) -> None:
+        """Keep what :func:`with_user_for_update` read with the authentication: the next
+        :meth:`_user_with_person` of ``user_id`` reads it instead of the database."""
+        self._primed = (user_id, _UserAhead._make(_USER_AHEAD_COLUMNS(row)))
+
+    def prime_create(self, rows: Sequence[Any]) -> None:
+        """Keep the settings and rules that :func:`with_settings_and_rules` read with the
+        authentication (what :meth:`get_settings` and :meth:`list_rules` return)."""
+        first = rows[0]
+        self._settings_cache = _settings(first.s_ws, first.s_activation_email, first.s_mapping)
+        self._rules_cache = [
+            Rule(r.r_id, r.r_filter, r.r_template, r.r_position) for r in rows if r.r_id is not None
+        ]
+
     def _user_with_person(self, user_id: str) -> str | None:
         """The stored document of a user, its person row kept for :meth:`get_person` (exclusive
         transactions: nothing changes the row in between but this transaction)."""
-        row = run(self._conn, _GET_USER_WITH_PERSON, {_WS_PARAM: self._ws, "b_id": user_id}).first()
-        if row is None:
+        primed, self._primed = self._primed, None
+        if primed is not None and primed[0] == user_id:
+            row = primed[1]
+        else:
+            params = {_WS_PARAM: self._ws, "b_id": user_id}
+            row = run(self._conn, _GET_USER_WITH_PERSON, params).first()
+        if row is None or row.document is None:
             return None
         if self._read_ahead is None:
             self._read_ahead = {}

@@ -68,6 +68,8 @@ from .product import (
     finish_mail,
     insert_unless_statement,
     upsert_statement,
+    with_settings_and_rules,
+    with_user_for_update,
 )
 from .raw import run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
@@ -1042,6 +1044,44 @@ class SqlStorage:
         params = {"token_id": token_id, "b_hash": secret_hash, "b_user": user_id}
         return self._grant_and_user(_AUTHENTICATE_AND_GET, params)
 
+    @contextmanager
+    def authenticated_users(
+        self, token_id: str, secret_hash: str, user_id: str | None = None
+    ) -> Iterator[tuple[Grant | None, SqlUserStore | None]]:
+        """A writing transaction that authenticates first (see
+        :class:`~scimcore.storage.AuthenticatedWrites`). SQLite reads, in the authentication's
+        statement and only where the stored secret hash equals ``secret_hash``, what the write
+        reads next: the user ``user_id`` with its person and the settings (an update or a
+        delete), or the settings and rules (a create). PostgreSQL authenticates with the
+        transaction's first statement and reads the rest as in :meth:`users`, locking it."""
+        with self._begin(_IMMEDIATE) as conn:
+            params = {"token_id": token_id, "b_hash": secret_hash}
+            if not self._sqlite:
+                stmt: Executable = _AUTHENTICATE
+            elif user_id is None:
+                stmt = _AUTHENTICATE_FOR_CREATE
+            else:
+                stmt = _AUTHENTICATE_FOR_UPDATE
+                params["b_user"] = user_id
+            rows = run(conn, stmt, params).rows
+            if not rows:
+                yield None, None
+                return
+            grant = self._grant(rows[0])
+            store = SqlUserStore(
+                conn,
+                grant.workspace.id,
+                self.registry,
+                exclusive=self._sqlite,
+                for_update=not self._sqlite,
+            )
+            if self._sqlite and grant.token.secret_hash == secret_hash:
+                if user_id is None:
+                    store.prime_create(rows)
+                else:
+                    store.prime_update(user_id, rows[0])
+            yield grant, store
+
     def authenticate_and_find(
         self, token_id: str, secret_hash: str, filter: str
     ) -> tuple[Grant | None, Page | None]:
@@ -1150,6 +1190,16 @@ def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
 
 _AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user"))
 _AUTHENTICATE_AND_FIND = _authenticate_and_read(_NAMED)  # userName unique: one row
+#: A write's authentication with what the write reads next (SQLite; see
+#: :meth:`SqlStorage.authenticated_users`), each only where the presented secret's hash is the
+#: stored one.
+_SECRET_MATCHES = TOKENS.c.secret_hash == bindparam("b_hash")
+_AUTHENTICATE_FOR_UPDATE = with_user_for_update(
+    _AUTHENTICATE, TOKENS.c.workspace_id, _SECRET_MATCHES
+)
+_AUTHENTICATE_FOR_CREATE = with_settings_and_rules(
+    _AUTHENTICATE, TOKENS.c.workspace_id, _SECRET_MATCHES
+)
 _INSERT_WORKSPACE = WORKSPACES.insert()
 _WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
 _WORKSPACE_BY_ID = select(WORKSPACES).where(WORKSPACES.c.id == bindparam("b_id"))
