@@ -7,6 +7,7 @@ when it is unset. Each PostgreSQL test runs in its own, uniquely named schema, d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -37,7 +38,14 @@ from scimcore_adapters.sql import (
 from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.product import prune_every
 from scimcore_adapters.sql.storage import _email_rows, _user_row
-from scimcore_adapters.sql.tables import LOG, SCHEMA_VERSION, USER_EMAILS, USERS, WORKSPACES
+from scimcore_adapters.sql.tables import (
+    LOG,
+    PEOPLE,
+    SCHEMA_VERSION,
+    USER_EMAILS,
+    USERS,
+    WORKSPACES,
+)
 from tests.conftest import NO_POSTGRES, POSTGRES_ENV, postgres_schema_url
 from tests.storage_contract import (
     REGISTRY,
@@ -156,6 +164,42 @@ def test_migrates_a_version_1_database_keeping_its_data(any_url: str) -> None:
         with shared.users("ws-acme") as store:
             assert store.list_people() == [person(1)]
             assert len(store.list_outbox()) == 1 and len(store.list_log(10)) == 1
+
+
+def test_migration_4_drops_the_unused_people_name_index_keeping_people(any_url: str) -> None:
+    """A version-3 database (people indexed on ``user_name_folded``, as version 3 created
+    them) opens at the current version without that index, its people intact."""
+    name = "ix_people_workspace_id_user_name_folded"
+    ann = person(1)
+    engine = create_engine(any_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:3]) == 3
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE INDEX {name} ON people (workspace_id, user_name_folded)")
+            conn.execute(WORKSPACES.insert().values(id="ws-acme", slug="acme", created_at=T0))
+            row = {k: getattr(ann, k) for k in ("id", "user_name", "email", "active")}
+            conn.execute(
+                PEOPLE.insert().values(
+                    workspace_id="ws-acme",
+                    user_name_folded=ann.user_name.casefold(),
+                    deprovisioned=ann.deprovisioned,
+                    card=json.dumps(ann.card),
+                    created_at=ann.created_at,
+                    updated_at=ann.updated_at,
+                    **row,
+                )
+            )
+        assert name in {ix["name"] for ix in inspect(engine).get_indexes("people")}
+    finally:
+        engine.dispose()
+    with opened(any_url) as storage:
+        assert storage.schema_version == len(MIGRATIONS) >= 4
+        indexes = {ix["name"] for ix in inspect(storage.engine).get_indexes("people")}
+        assert name not in indexes
+        assert "ix_people_workspace_id_active_deprovisioned" in indexes
+        with storage.users("ws-acme") as store:
+            assert store.list_people() == [ann]
+            assert store.count_seats() == 1
 
 
 def test_refuses_a_newer_database(sqlite_url: str) -> None:

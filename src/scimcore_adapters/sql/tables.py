@@ -252,7 +252,6 @@ PEOPLE = Table(
     Index(None, "workspace_id", "created_at", "id"),
     # Seats (R5.1): count(*) over (workspace_id, active=true, deprovisioned=false).
     Index(None, "workspace_id", "active", "deprovisioned"),
-    Index(None, "workspace_id", "user_name_folded"),
 )
 
 SETTINGS = Table(
