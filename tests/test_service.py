@@ -238,6 +238,42 @@ def test_unstorable_text_and_huge_offsets_are_never_a_500(client: Client) -> Non
     assert client("GET", "/Users").json()["totalResults"] == 1
 
 
+def test_values_too_long_to_index_are_400_never_500(client: Client) -> None:
+    """Bad input, never a 500: PostgreSQL cannot index an entry over about 2,700 bytes, so a
+    userName, externalId, displayName or e-mail value of thousands of incompressible
+    characters is 400 ``invalidValue`` there (and nothing is written); other storages take it."""
+    import random
+
+    rng = random.Random(7)
+    huge = "".join(chr(rng.randrange(0x10000, 0x10FFFF)) for _ in range(1500))  # 6,000 bytes
+    uid = client.create("ann@acme.example")["id"]
+    attempts = [
+        ("POST", "/Users", {"schemas": [USER], "userName": huge}),
+        ("POST", "/Users", {"schemas": [USER], "userName": "bob@acme.example", "externalId": huge}),
+        (
+            "PUT",
+            f"/Users/{uid}",
+            {"schemas": [USER], "userName": "ann@acme.example", "displayName": huge},
+        ),
+        (
+            "PATCH",
+            f"/Users/{uid}",
+            patch({"op": "add", "path": "emails", "value": [{"value": huge}]}),
+        ),
+    ]
+    for method, path, body in attempts:
+        r = client(method, path, body)
+        assert r.status in (200, 201, 400), (method, r.status, r.body[:200])
+        if r.status == 400:
+            assert_error(r, 400, "invalidValue")
+            assert "too long" in r.json()["detail"]
+            if method == "POST":
+                lookup = client("GET", "/Users", query={"filter": 'userName eq "bob@acme.example"'})
+                assert lookup.json()["totalResults"] == 0
+            else:
+                assert client("GET", f"/Users/{uid}").json()["meta"]["version"] == 'W/"1"'
+
+
 def test_head_answers_like_get(client: Client) -> None:
     # RFC 7231 §4.3.2 (RFC 7644 §3.4 serves GET): HEAD of a list is not a create
     user = client.create("ann@acme.example")

@@ -44,7 +44,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
 from scimcore._json import dumps_text, loads
-from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
+from scimcore.errors import (
+    InvalidValueError,
+    NotFoundError,
+    PreconditionFailedError,
+    UniquenessError,
+)
 from scimcore.filters import Filter, compile_filter, matches, validate
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
@@ -170,6 +175,27 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
         return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
     text = str(orig)
     return "UNIQUE constraint failed" in text or "duplicate key" in text
+
+
+#: PostgreSQL's SQLSTATE for an index entry over its B-tree limit (about 2,700 bytes).
+_PROGRAM_LIMIT_EXCEEDED = "54000"
+
+
+@contextmanager
+def _indexable() -> Iterator[None]:
+    """A user's indexed values that PostgreSQL cannot index (an entry over about 2,700 bytes
+    after compression: a ``userName``, ``externalId``, ``displayName`` or e-mail value of
+    thousands of characters) are bad input, 400 ``invalidValue``, not a server error. SQLite
+    has no such limit. The transaction is rolled back as after any error."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED:
+            raise InvalidValueError(
+                "a userName, externalId, displayName or e-mail value is too long to be indexed "
+                "(PostgreSQL allows about 2,700 bytes per index entry)"
+            ) from None
+        raise
 
 
 # --- statements ----------------------------------------------------------------------------------
@@ -358,17 +384,18 @@ class SqlUserStore(ProductStore):
         row["workspace_id"] = self._ws
         row["id"] = user_id
         stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
-        try:
-            inserted = run(self._conn, stmt, row, columns=True, fetch=False).rowcount == 1
-        except IntegrityError as exc:
-            if _is_unique_violation(exc):
-                raise self._uniqueness(exc, document) from None
-            raise
-        if not inserted:
-            if run(self._conn, _GET_VERSION, self._mine(user_id)).first() is not None:
-                raise UniquenessError(f"id {user_id!r} is already taken")
-            raise _name_taken(document)
-        self._write_emails(user_id, _email_rows(self._ws, document))
+        with _indexable():
+            try:
+                inserted = run(self._conn, stmt, row, columns=True, fetch=False).rowcount == 1
+            except IntegrityError as exc:
+                if _is_unique_violation(exc):
+                    raise self._uniqueness(exc, document) from None
+                raise
+            if not inserted:
+                if run(self._conn, _GET_VERSION, self._mine(user_id)).first() is not None:
+                    raise UniquenessError(f"id {user_id!r} is already taken")
+                raise _name_taken(document)
+            self._write_emails(user_id, _email_rows(self._ws, document))
         self._bump(1)
 
     def _bump(self, delta: int) -> None:
@@ -388,23 +415,24 @@ class SqlUserStore(ProductStore):
         params["b_id"] = user_id
         params["b_version"] = expected_version
         params["b_name"] = row["user_name_folded"]
-        try:
-            result = run(self._conn, _REPLACE_USER, params, columns=True, fetch=False)
-        except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
-            if _is_unique_violation(exc):
-                raise self._uniqueness(exc, document) from None
-            raise
-        if result.rowcount == 0:
-            version = run(self._conn, _GET_VERSION, self._mine(user_id)).scalar()
-            if version is None:
-                raise NotFoundError(f"resource {user_id} not found")
-            if version != expected_version:
-                raise PreconditionFailedError("the resource was changed by another request")
-            raise _name_taken(document)
-        rows = _email_rows(self._ws, document)
-        if known is None or known[1] != rows:
-            self._delete_emails(user_id)
-            self._write_emails(user_id, rows)
+        with _indexable():
+            try:
+                result = run(self._conn, _REPLACE_USER, params, columns=True, fetch=False)
+            except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
+                if _is_unique_violation(exc):
+                    raise self._uniqueness(exc, document) from None
+                raise
+            if result.rowcount == 0:
+                version = run(self._conn, _GET_VERSION, self._mine(user_id)).scalar()
+                if version is None:
+                    raise NotFoundError(f"resource {user_id} not found")
+                if version != expected_version:
+                    raise PreconditionFailedError("the resource was changed by another request")
+                raise _name_taken(document)
+            rows = _email_rows(self._ws, document)
+            if known is None or known[1] != rows:
+                self._delete_emails(user_id)
+                self._write_emails(user_id, rows)
         if self._known is not None:
             del row["document"]
             self._known[user_id] = (row, rows)
@@ -895,7 +923,7 @@ class SqlStorage:
         rows = [{"workspace_id": workspace_id, "id": d["id"], **_user_row(d)} for d in documents]
         emails = [e for d in documents for e in _email_rows(workspace_id, d)]
         try:
-            with self._tx(immediate=True) as conn:
+            with _indexable(), self._tx(immediate=True) as conn:
                 if rows:
                     conn.execute(_INSERT_USERS, rows)
                 if emails:
