@@ -529,18 +529,18 @@ class ScimService:
                 early = _Early(self._json_body(request) if method != "DELETE" else None)
         except SCIMError as exc:
             early = _Early(None, exc)
-        authenticated: list[AuthContext] = []
+        caller: AuthContext | None = None  # once authenticated: whose failure to log
         result: dict[str, Any] | None
         try:
             with self.workspaces.writing(request.header("authorization"), rid) as (auth, store):
-                authenticated.append(auth)
+                caller = auth
                 if rid is None:
                     result, events = self._create(auth, store, early.value())
                 else:
                     result, events = self._update(auth, store, request, method, rid, early)
         except SCIMError as exc:
-            if authenticated:
-                self._log_failure(authenticated[0], request, rid, exc)
+            if caller is not None:
+                self._log_failure(caller, request, rid, exc)
             raise
         self._emit(events)
         if result is None:
