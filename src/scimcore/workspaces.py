@@ -233,6 +233,15 @@ class Workspaces:
         :attr:`AuthContext.read_ahead`.
         """
         match, presented = _presented(authorization)
+        return self._authenticated(match, presented, read_ahead)
+
+    def _authenticated(
+        self,
+        match: re.Match[str] | None,
+        presented: str,
+        read_ahead: tuple[ReadAheadKind, str] | None,
+    ) -> AuthContext:
+        """:meth:`authenticate` once the header is parsed (see :func:`_presented`)."""
         grant: Grant | None = None
         ahead: ReadAhead | None = None
         reader = self._reads_ahead
@@ -263,7 +272,7 @@ class Workspaces:
         match, presented = _presented(authorization)
         writer = self._writes_authenticated
         if writer is None or match is None:
-            auth = self.authenticate(authorization)
+            auth = self._authenticated(match, presented, None)
             with self.storage.users(auth.workspace.id) as store:
                 yield auth, store
             return
