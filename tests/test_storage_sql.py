@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
-from scimcore.storage import Settings, SortSpec, Storage
+from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
 from scimcore_adapters.sql import (
     MIGRATIONS,
@@ -999,6 +999,20 @@ def test_postgres_one_read_runs_in_autocommit_unless_it_needs_a_snapshot(
             assert status(store) == TransactionStatus.INTRANS
 
 
+@contextmanager
+def _named_with_user(url: str, prefix: str) -> Iterator[tuple[SqlStorage, Workspace, str]]:
+    """A storage whose PostgreSQL connections carry a unique ``application_name`` (``prefix``
+    and a random suffix, so that :func:`_kill_backends` finds them), with workspace "acme"
+    holding user 1: the storage, the workspace and the name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    named = make_url(url).update_query_dict({"application_name": name})
+    with opened(named.render_as_string(hide_password=False)) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+        yield storage, w, name
+
+
 def _kill_backends(url: str, application_name: str) -> int:
     """Terminate the server processes of every connection named ``application_name`` (as a
     server restart or an idle timeout would); the number terminated."""
@@ -1026,12 +1040,7 @@ def test_postgres_pings_only_idle_connections_and_replaces_dead_ones(
     pool hands out a new one: the caller never sees the dead connection."""
     import scimcore_adapters.sql.storage as sql_storage
 
-    name = f"scimcore-ping-{uuid.uuid4().hex[:8]}"
-    url = make_url(postgres_url).update_query_dict({"application_name": name})
-    with opened(url.render_as_string(hide_password=False)) as storage:
-        w = ws(storage)
-        with storage.users(w.id) as store:
-            store.insert(user(1))
+    with _named_with_user(postgres_url, "scimcore-ping") as (storage, w, name):
         pings: list[bool] = []
         dialect: Any = storage.engine.dialect
         real_ping = dialect.do_ping
@@ -1068,12 +1077,7 @@ def test_postgres_connection_dropped_while_busy_fails_one_request_then_recovers(
     """Without a ping (the connection was in use a moment ago) the first statement on a dead
     connection fails, with SQLAlchemy's error (the service answers 500, the IdP retries); the
     pool then replaces its older connections and the next request succeeds."""
-    name = f"scimcore-busy-{uuid.uuid4().hex[:8]}"
-    url = make_url(postgres_url).update_query_dict({"application_name": name})
-    with opened(url.render_as_string(hide_password=False)) as storage:
-        w = ws(storage)
-        with storage.users(w.id) as store:
-            store.insert(user(1))
+    with _named_with_user(postgres_url, "scimcore-busy") as (storage, w, name):
         assert _kill_backends(postgres_url, name) >= 1
         with pytest.raises(DBAPIError) as failure, storage.users(w.id, one_read=True) as store:
             store.get(user(1)["id"])
@@ -1125,6 +1129,22 @@ def _token_and_two_workspaces(storage: SqlStorage) -> None:
         store.insert(user(2))
 
 
+def _scim_sender(storage: SqlStorage) -> Callable[..., Any]:
+    """A :class:`~scimcore.ScimService` on ``storage`` with workspace "acme" and a token of
+    its admin: ``send(method, path, body=b"", query=None)`` answers one SCIM request."""
+    from scimcore import ScimRequest, ScimService
+
+    service = ScimService(storage)
+    service.workspaces.create("acme", "a@x.test")
+    token = service.workspaces.generate_token("acme", "a@x.test").plaintext
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+
+    def send(method: str, path: str, body: bytes = b"", query: dict[str, str] | None = None) -> Any:
+        return service.handle(ScimRequest(method, path, query or {}, headers, body, "http://x"))
+
+    return send
+
+
 def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url: str) -> None:
     """R1.1, R2.4: the read-ahead of ``GET /Users/{id}`` returns the grant as
     ``authenticate`` does, and the user only from the token's workspace and only for the
@@ -1146,23 +1166,15 @@ def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url:
 def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
     """``GET /Users/{id}`` and Entra's ``userName eq`` lookup on SQL storage: authentication
     and the read in one statement."""
-    from scimcore import ScimRequest, ScimService
-
     with opened(sqlite_url) as storage:
-        service = ScimService(storage)
-        service.workspaces.create("acme", "a@x.test")
-        token = service.workspaces.generate_token("acme", "a@x.test").plaintext
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-        body = b'{"userName": "ann@x.test"}'
-        created = service.handle(ScimRequest("POST", "/Users", {}, headers, body, "http://x"))
-        uid = created.json()["id"]
-        service.handle(ScimRequest("GET", f"/Users/{uid}", {}, headers, b"", "http://x"))
+        send = _scim_sender(storage)
+        uid = send("POST", "/Users", b'{"userName": "ann@x.test"}').json()["id"]
+        send("GET", f"/Users/{uid}")
         seen: list[str] = []
         event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
-        found = service.handle(ScimRequest("GET", f"/Users/{uid}", {}, headers, b"", "http://x"))
-        missing = service.handle(ScimRequest("GET", "/Users/nope", {}, headers, b"", "http://x"))
-        lookup = {"filter": 'userName eq "ann@x.test"'}
-        listed = service.handle(ScimRequest("GET", "/Users", lookup, headers, b"", "http://x"))
+        found = send("GET", f"/Users/{uid}")
+        missing = send("GET", "/Users/nope")
+        listed = send("GET", "/Users", query={"filter": 'userName eq "ann@x.test"'})
         assert (found.status, found.json()["userName"]) == (200, "ann@x.test")
         assert missing.status == 404
         assert listed.json()["Resources"][0]["id"] == uid
@@ -1174,17 +1186,8 @@ def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) ->
     """SCIM writes on SQLite: the authentication is the transaction's first statement and
     reads what the write reads next (a create: settings and rules; an update: the user, its
     person and the settings), so a create and a PATCH read once each."""
-    from scimcore import ScimRequest, ScimService
-
     with opened(sqlite_url) as storage:
-        service = ScimService(storage)
-        service.workspaces.create("acme", "a@x.test")
-        token = service.workspaces.generate_token("acme", "a@x.test").plaintext
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-
-        def send(method: str, path: str, body: bytes = b"") -> Any:
-            return service.handle(ScimRequest(method, path, {}, headers, body, "http://x"))
-
+        send = _scim_sender(storage)
         send("POST", "/Users", b'{"userName": "warm@x.test"}')  # the token's first use
         seen: list[str] = []
         event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
@@ -1206,48 +1209,41 @@ def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str
     """R1.1, R2.4: what a write reads with its authentication comes only from the token's
     workspace and only for the stored secret hash; the grant is returned either way (the
     caller's constant-time check refuses it)."""
-    from scimcore import ScimRequest, ScimService
     from scimcore.templates import Rule
     from scimcore_adapters.sql.storage import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
 
     with opened(any_url) as storage:
-        service = ScimService(storage)
-        for slug in ("acme", "other"):
-            service.workspaces.create(slug, f"a@{slug}.test")
-        generated = service.workspaces.generate_token("acme", "a@acme.test")
-        token = generated.plaintext
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-        body = b'{"userName": "ann@x.test"}'
-        uid = service.handle(ScimRequest("POST", "/Users", {}, headers, body, "x")).json()["id"]
-        acme = storage.get_workspace("acme")
-        assert acme is not None
-        with storage.users(acme.id) as store:
+        _token_and_two_workspaces(storage)
+        with storage.users("ws-acme") as store:
+            store.save_person(person(1))  # the person of user 1 (the same id)
             store.save_rule(Rule("r1", 'title eq "Eng"', "eng", 0))
             store.save_settings(Settings(activation_email=True))
-        right = generated.record.secret_hash
-        token_id = generated.record.id
+        right, wrong = "h" * 64, "x" * 64
         with storage.engine.connect() as conn:
-            update = {"token_id": token_id, "b_user": uid}
-            good = conn.execute(_AUTHENTICATE_FOR_UPDATE, {**update, "b_hash": right}).one()
-            bad = conn.execute(_AUTHENTICATE_FOR_UPDATE, {**update, "b_hash": "0" * 64}).one()
-            create = {"token_id": token_id}
-            good_rows = conn.execute(_AUTHENTICATE_FOR_CREATE, {**create, "b_hash": right}).all()
-            bad_rows = conn.execute(_AUTHENTICATE_FOR_CREATE, {**create, "b_hash": "0" * 64}).all()
-        assert good.user_document is not None and good.p_id == uid and good.s_found
-        assert bad.id == good.id  # the grant, for the caller to refuse
-        assert (bad.user_document, bad.p_id, bad.p_card, bool(bad.s_found)) == (
-            None,
-            None,
-            None,
-            False,
-        )
-        assert [r.r_id for r in good_rows] == ["r1"] and good_rows[0].s_ws == acme.id
+
+            def update(user_id: str, secret_hash: str) -> Any:
+                params = {"token_id": "t1", "b_user": user_id, "b_hash": secret_hash}
+                return conn.execute(_AUTHENTICATE_FOR_UPDATE, params).one()
+
+            def create(secret_hash: str) -> list[Any]:
+                params = {"token_id": "t1", "b_hash": secret_hash}
+                return list(conn.execute(_AUTHENTICATE_FOR_CREATE, params).all())
+
+            good, bad = update(user(1)["id"], right), update(user(1)["id"], wrong)
+            other = update(user(2)["id"], right)  # user 2 is in the other workspace
+            good_rows, bad_rows = create(right), create(wrong)
+        assert good.user_document is not None and good.p_id == user(1)["id"] and good.s_found
+        for refused in (bad, other):
+            assert refused.id == "t1"  # the grant, for the caller to check
+            assert (refused.user_document, refused.p_id, refused.p_card) == (None, None, None)
+        assert not bad.s_found and other.s_found
+        assert [r.r_id for r in good_rows] == ["r1"] and good_rows[0].s_ws == "ws-acme"
         assert [(r.r_id, r.s_ws) for r in bad_rows] == [(None, None)]
-        with storage.authenticated_users(token_id, "0" * 64, uid) as (grant, store):
-            assert grant is not None and grant.workspace.id == acme.id
-            assert store is not None
-        with storage.authenticated_users("no-such-token", right, uid) as (grant, store):
-            assert (grant, store) == (None, None)
+        with storage.authenticated_users("t1", wrong, user(1)["id"]) as (grant, opened_store):
+            assert grant is not None and grant.workspace.id == "ws-acme"
+            assert opened_store is not None
+        with storage.authenticated_users("t9", right, user(1)["id"]) as unknown:
+            assert unknown == (None, None)
 
 
 def test_authenticate_and_find_reads_a_username_lookup_only_with_the_right_secret(
