@@ -728,3 +728,42 @@ def test_system_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(hex=value)
         assert parsed.hex == value and len(value) == 32
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_system_ids_differ_across_threads_and_a_fork() -> None:
+    """Ids are drawn from per-thread pools of random bytes: threads never share one, and a
+    forked child never hands out the ids its parent's pool still holds."""
+    import os
+    import threading
+
+    from scimcore import system_runtime
+
+    new_id = system_runtime().new_id
+    new_id()  # this thread's pool is filled: a child inherits it
+    drawn: list[list[str]] = [[] for _ in range(4)]
+
+    def draw(k: int) -> None:
+        drawn[k].extend(new_id() for _ in range(500))
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for ids in drawn for i in ids]
+    assert len(set(every)) == 2000
+
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, " ".join(new_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_id() for _ in range(10)]
+    assert len(child) == 10 and not set(child) & set(parent)
