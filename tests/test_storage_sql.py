@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -597,6 +598,84 @@ def test_sqlite_writers_of_one_process_queue_in_order(sqlite_url: str) -> None:
             assert store.query(None, None, 1, 10).total == 2
 
 
+def _blocks(action: Callable[[], object], timeout: float = 0.3) -> tuple[bool, threading.Thread]:
+    """Run ``action`` in a thread: whether it was still running after ``timeout`` seconds."""
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    thread.join(timeout=timeout)
+    return thread.is_alive(), thread
+
+
+def test_sqlite_reads_take_turns_and_writes_do_not_wait_for_them(sqlite_url: str) -> None:
+    """SQLite: one read turn per process at a time; a write runs while a read holds its turn."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        order: list[str] = []
+
+        def read() -> None:
+            with storage.read_turn():
+                order.append("second reader in")
+
+        def write() -> None:
+            with storage.users(w.id) as store:
+                store.insert(user(1))
+            order.append("writer done")
+
+        with storage.read_turn():
+            waiting, reader = _blocks(read)
+            assert waiting  # queued behind this read turn
+            blocked, writer = _blocks(write, timeout=5)
+            assert not blocked  # writes queue on their own lock
+            order.append("first reader out")
+        reader.join()
+        writer.join()
+        assert order == ["writer done", "first reader out", "second reader in"]
+        with storage.users(w.id, readonly=True) as store:
+            assert store.get(user(1)["id"]) is not None
+
+
+def test_read_turns_can_be_turned_off_and_postgres_has_none(any_url: str) -> None:
+    """``read_turns=False`` (and PostgreSQL, whose reads wait on the server): reads run side
+    by side."""
+    storage = SqlStorage(any_url, read_turns=False)
+    try:
+        with storage.read_turn():
+            blocked, _ = _blocks(lambda: storage.read_turn().__enter__(), timeout=5)
+            assert not blocked
+    finally:
+        storage.close()
+    if any_url.startswith("postgresql"):
+        with opened(any_url) as storage, storage.read_turn():
+            blocked, _ = _blocks(lambda: storage.read_turn().__enter__(), timeout=5)
+            assert not blocked
+
+
+def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(sqlite_url: str) -> None:
+    """The service holds the storage's read turn around a GET (authentication included), not
+    around a create."""
+    with opened(sqlite_url) as storage:
+        send = _scim_sender(storage)
+        created = send("POST", "/Users", json.dumps({"userName": "first@x.test"}).encode())
+        assert created.status == 201
+        uid = json.loads(created.body)["id"]
+        answers: dict[str, int] = {}
+
+        def get() -> None:
+            answers["get"] = send("GET", f"/Users/{uid}").status
+
+        def create() -> None:
+            body = json.dumps({"userName": "second@x.test"}).encode()
+            answers["create"] = send("POST", "/Users", body).status
+
+        with storage.read_turn():
+            waiting, getter = _blocks(get)
+            assert waiting and "get" not in answers
+            blocked, _ = _blocks(create, timeout=5)
+            assert not blocked and answers["create"] == 201
+        getter.join()
+        assert answers["get"] == 200
+
+
 def test_sqlite_failed_transaction_leaves_the_thread_connection_usable(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage:
         w = ws(storage)
@@ -913,8 +992,9 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
                     store.insert(user(10))
                 with storage.users(w.id, readonly=True) as store:  # a connection of its own
                     assert store.get(user(10)["id"]) is not None
-                ready.set()
-                go_on.wait()
+                with storage.read_turn():  # held across the fork
+                    ready.set()
+                    go_on.wait()
                 with storage.users(w.id) as store:  # its connection still works
                     store.insert(user(11))
             except Exception as exc:  # pragma: no cover - reported below
@@ -928,6 +1008,8 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
         if pid == 0:  # the child: report through the exit code, never return into pytest
             code = 1
             try:
+                assert storage._read_lock.acquire(timeout=5)  # a fresh lock, not the parent's
+                storage._read_lock.release()
                 mine = storage._thread_connection()
                 assert mine is not None
                 assert mine.connection.dbapi_connection is not parent_dbapi

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import cattrs
@@ -42,7 +43,7 @@ from .product import Product
 from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .runtime import Runtime, system_runtime
 from .schema import AttrType, SchemaRegistry, default_registry, storable_text
-from .storage import LogEntry, Page, SortSpec, Storage, UserStore
+from .storage import LogEntry, Page, ReadTurns, SortSpec, Storage, UserStore
 from .workspaces import AuthContext, ReadAheadKind, Workspaces
 
 __all__ = ["ScimService", "ServiceConfig"]
@@ -164,6 +165,10 @@ class ScimService:
         self.runtime = runtime or system_runtime()
         self.config = config or ServiceConfig()
         self.workspaces = Workspaces(storage, self.runtime)
+        #: Held around each read request (:class:`~scimcore.storage.ReadTurns`).
+        self._read_turn: Callable[[], AbstractContextManager[object]] = (
+            storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
+        )
         self.provisioner = Provisioner(self.registry, self.runtime, composer)
         self._listeners: list[Callable[[Event], None]] = []
         self.product = Product(
@@ -268,12 +273,15 @@ class ScimService:
                 read_ahead = ("id", rid)
         if lowered == "users" and _writes_a_user(method, rid):
             return self._write(request, method, rid)
-        auth = self.workspaces.authenticate(request.header("authorization"), read_ahead=read_ahead)
-        try:
-            return self._tenant_route(auth, request, method, lowered, rid)
-        except SCIMError as exc:
-            self._log_failure(auth, request, rid, exc)
-            raise
+        with self._read_turn():
+            auth = self.workspaces.authenticate(
+                request.header("authorization"), read_ahead=read_ahead
+            )
+            try:
+                return self._tenant_route(auth, request, method, lowered, rid)
+            except SCIMError as exc:
+                self._log_failure(auth, request, rid, exc)
+                raise
 
     def _tenant_route(
         self, auth: AuthContext, request: ScimRequest, method: str, lowered: str, rid: str | None

@@ -29,6 +29,7 @@ __all__ = [
     "OutboxMail",
     "Page",
     "Person",
+    "ReadTurns",
     "Settings",
     "SortSpec",
     "Storage",
@@ -297,6 +298,19 @@ class Storage(Protocol):
     def finish_mail(self, mail: OutboxMail) -> None:
         """Store the outcome of a delivery attempt (``status``, ``attempts``, ``sent_at``,
         ``last_error``, ``next_attempt_at``) of a claimed mail."""
+
+
+@runtime_checkable
+class ReadTurns(Protocol):
+    """Optional for a :class:`Storage`: whether SCIM reads should take turns in a process.
+    The service holds ``read_turn()`` around the whole of each read request (authentication,
+    reads, rendering); a storage whose reads are CPU-bound (a local SQLite file) makes them
+    take turns, one request at a time per process, which costs less CPU under a threaded
+    server than reads that contend for the GIL (see docs/performance.md). A storage that waits
+    on a server (PostgreSQL) returns a context that does nothing."""
+
+    def read_turn(self) -> AbstractContextManager[object]:
+        """A context manager held around one read request."""
 
 
 @runtime_checkable

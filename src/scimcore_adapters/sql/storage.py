@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -724,6 +724,8 @@ class SqlStorage:
 
     ``checkpoint_interval`` (SQLite): seconds between background WAL checkpoints after writes
     (:mod:`.checkpoint`); ``None`` leaves checkpoints to SQLite, inside commits.
+    ``read_turns`` (SQLite): SCIM read requests of this process take turns (:meth:`read_turn`);
+    ``False``: they run side by side.
     """
 
     def __init__(
@@ -732,6 +734,7 @@ class SqlStorage:
         registry: SchemaRegistry | None = None,
         *,
         checkpoint_interval: float | None = 1.0,
+        read_turns: bool = True,
     ) -> None:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
@@ -763,6 +766,9 @@ class SqlStorage:
         #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
         #: sleeps up to 100 ms between tries). Other processes still wait in ``busy_timeout``.
         self._write_lock = threading.RLock()
+        #: SQLite: what :meth:`read_turn` holds (``read_turns``).
+        self._read_lock = threading.RLock()
+        self._read_turns = self._sqlite and read_turns
         #: SQLite: the connection every write transaction of this process runs on (under
         #: ``_write_lock``). A connection's page cache is only valid until another connection
         #: commits: with one writer connection the pages a write needs stay cached from one
@@ -776,6 +782,19 @@ class SqlStorage:
         except BaseException:
             self.engine.dispose()
             raise
+
+    def read_turn(self) -> AbstractContextManager[object]:
+        """:class:`~scimcore.storage.ReadTurns`: on SQLite (``read_turns``), one read request
+        of this process at a time; on PostgreSQL, no turns.
+
+        A SQLite read is CPU-bound: its statement costs microseconds, but the ``sqlite3``
+        module releases the GIL two or three times per statement, and under a threaded server
+        another request thread takes it each time, which costs more CPU than the statement
+        (measured in docs/performance.md). Readers that wait for their turn on a lock are not
+        waiting for the GIL. Writes queue on their own lock (:attr:`_write_lock`), so a read
+        and a write still run side by side. A long read (a deep page of a million users)
+        delays the other reads of its process, as the GIL would."""
+        return self._read_lock if self._read_turns else nullcontext()
 
     def close(self) -> None:
         """Close every connection, pooled or held by a thread."""
@@ -838,6 +857,7 @@ class SqlStorage:
         self._held = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        self._read_lock = threading.RLock()
         self._writer = None
         if self.checkpointer is not None:
             self.checkpointer.after_fork_in_child()
