@@ -84,7 +84,9 @@ def _scalar(attr: Attribute, value: Any, where: str) -> Any:
             f"{where}: expected a string, got {type(value).__name__.replace('dict', 'object')}"
         )
     if not storable_text(value):
-        raise InvalidValueError(f"{where}: a string may not contain U+0000")
+        raise InvalidValueError(
+            f"{where}: a string may not contain U+0000 or a lone UTF-16 surrogate"
+        )
     if t is AttrType.DATETIME:
         return _check_datetime(value, where)
     return value

@@ -600,11 +600,11 @@ class ScimService:
 
     def _resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
         """``GET`` or ``HEAD`` of the user ``rid``."""
+        ahead = auth.read_ahead
+        if ahead is not None and ahead.kind == "id" and ahead.key == rid:  # a storable id
+            return self._read_response(request, rid, ahead.document)
         if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
             raise NotFoundError(f"resource {rid!r} not found")
-        ahead = auth.read_ahead
-        if ahead is not None and ahead.kind == "id" and ahead.key == rid:
-            return self._read_response(request, rid, ahead.document)
         with self.storage.users(auth.workspace.id, one_read=True) as store:
             return self._read_response(request, rid, store.get(rid))
 

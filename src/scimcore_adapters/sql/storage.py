@@ -792,8 +792,9 @@ class SqlStorage:
         another request thread takes it each time, which costs more CPU than the statement
         (measured in docs/performance.md). Readers that wait for their turn on a lock are not
         waiting for the GIL. Writes queue on their own lock (:attr:`_write_lock`), so a read
-        and a write still run side by side. A long read (a deep page of a million users)
-        delays the other reads of its process, as the GIL would."""
+        and a write still run side by side. The price: a long read (a deep page of a million
+        users) delays the other reads of its process, which without turns would run their
+        Python while it is in SQLite."""
         return self._read_lock if self._read_turns else nullcontext()
 
     def close(self) -> None:
@@ -1223,25 +1224,23 @@ _AUTHENTICATE = (
 )
 
 
+#: The presented secret's hash is the stored one: the condition of every read joined to an
+#: authentication.
+_SECRET_MATCHES = TOKENS.c.secret_hash == bindparam("b_hash")
+
+
 def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
     """Authentication and the user that ``user`` selects, in one statement: the user only
     from the token's workspace, and only when the presented secret's hash is the stored one."""
     return _AUTHENTICATE.add_columns(USERS.c.document.label("user_document")).outerjoin(
-        USERS,
-        and_(
-            USERS.c.workspace_id == TOKENS.c.workspace_id,
-            user,
-            TOKENS.c.secret_hash == bindparam("b_hash"),
-        ),
+        USERS, and_(USERS.c.workspace_id == TOKENS.c.workspace_id, user, _SECRET_MATCHES)
     )
 
 
 _AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user"))
 _AUTHENTICATE_AND_FIND = _authenticate_and_read(_NAMED)  # userName unique: one row
 #: A write's authentication with what the write reads next (SQLite; see
-#: :meth:`SqlStorage.authenticated_users`), each only where the presented secret's hash is the
-#: stored one.
-_SECRET_MATCHES = TOKENS.c.secret_hash == bindparam("b_hash")
+#: :meth:`SqlStorage.authenticated_users`).
 _AUTHENTICATE_FOR_UPDATE = with_user_for_update(
     _AUTHENTICATE, TOKENS.c.workspace_id, _SECRET_MATCHES
 )
