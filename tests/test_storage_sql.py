@@ -676,6 +676,170 @@ def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(sqlite_url: str)
         assert answers["get"] == 200
 
 
+def _statements_of_writer(storage: SqlStorage) -> list[str]:
+    """Every statement the writer connection runs from now on (it is opened by a write)."""
+    with storage.users(ws(storage, "tracer").id):
+        pass
+    assert storage._writer is not None and storage._writer.conn is not None
+    seen: list[str] = []
+    dbapi = storage._writer.conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.set_trace_callback(seen.append)
+    return seen
+
+
+def _stored(url: str, workspace: Workspace) -> set[str]:
+    """The ids committed to the file, read on a connection of its own."""
+    path = make_url(url).database
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id FROM users WHERE workspace_id = ?", (workspace.id,))
+        return {row[0] for row in rows}
+
+
+def _queued_write(storage: SqlStorage, action: Callable[[], object]) -> threading.Thread:
+    """Start ``action`` (a write) in a thread and return once it is queued for the write lock
+    (call with a write of this thread open)."""
+    before = storage._waiting
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if storage._waiting > before:
+            return thread
+        thread.join(timeout=0.01)
+    raise AssertionError("the write never queued")
+
+
+def test_sqlite_writes_queued_behind_one_another_share_one_commit(sqlite_url: str) -> None:
+    """Group commit: a write that ends while another is queued hands it the open transaction
+    and returns only once that one has committed both; neither is visible before."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        seen = _statements_of_writer(storage)
+        during: dict[str, object] = {}
+
+        def second() -> None:
+            with storage.users(w.id) as store:
+                during["sees the first"] = store.get(user(1)["id"]) is not None
+                store.insert(user(2))
+                during["committed meanwhile"] = _stored(sqlite_url, w)
+
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            thread = _queued_write(storage, second)
+        thread.join(timeout=10)  # the first block returned: the second one committed both
+        assert not thread.is_alive()
+        assert during == {"sees the first": True, "committed meanwhile": set()}
+        assert _stored(sqlite_url, w) == {user(1)["id"], user(2)["id"]}
+        assert [s for s in seen if s in ("COMMIT", "SAVEPOINT scimcore_write")] == [
+            "SAVEPOINT scimcore_write",
+            "COMMIT",
+        ]
+
+
+def test_sqlite_a_failed_write_of_a_group_undoes_only_itself(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        failures: list[BaseException] = []
+
+        def failing() -> None:
+            try:
+                with storage.users(w.id) as store:
+                    store.insert(user(2))
+                    raise RuntimeError("the second write fails after writing")
+            except RuntimeError as exc:
+                failures.append(exc)
+
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            thread = _queued_write(storage, failing)
+        thread.join(timeout=10)
+        assert [str(f) for f in failures] == ["the second write fails after writing"]
+        assert _stored(sqlite_url, w) == {user(1)["id"]}
+        with storage.users(w.id) as store:  # the writer goes on
+            store.insert(user(3))
+        assert _stored(sqlite_url, w) == {user(1)["id"], user(3)["id"]}
+
+
+def test_sqlite_a_failed_group_commit_fails_every_write_of_it(sqlite_url: str) -> None:
+    """The shared COMMIT fails (a deferred foreign key): the write that ran it raises the
+    database's error, the earlier write a GroupCommitError; nothing of either is stored."""
+    from sqlalchemy.exc import IntegrityError
+
+    from scimcore_adapters.sql.storage import GroupCommitError
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        errors: list[BaseException] = []
+
+        def breaks_the_commit() -> None:
+            try:
+                with storage.users(w.id) as store:
+                    store.insert(user(2))
+                    dbapi = _dbapi_of(store)
+                    dbapi.execute("PRAGMA defer_foreign_keys=ON")
+                    dbapi.execute("INSERT INTO user_counts (workspace_id, n) VALUES ('none', 1)")
+            except IntegrityError as exc:
+                errors.append(exc)
+
+        with pytest.raises(GroupCommitError) as raised, storage.users(w.id) as store:
+            store.insert(user(1))
+            thread = _queued_write(storage, breaks_the_commit)
+        thread.join(timeout=10)
+        assert len(errors) == 1 and isinstance(raised.value.__cause__, IntegrityError)
+        assert _stored(sqlite_url, w) == set()
+        with storage.users(w.id) as store:
+            store.insert(user(3))
+        assert _stored(sqlite_url, w) == {user(3)["id"]}
+
+
+def test_sqlite_a_bulk_import_commits_the_open_group_and_runs_alone(sqlite_url: str) -> None:
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        seen = _statements_of_writer(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            thread = _queued_write(storage, lambda: storage.import_users(w.id, [user(2)]))
+        thread.join(timeout=10)
+        assert _stored(sqlite_url, w) == {user(1)["id"], user(2)["id"]}
+        assert "SAVEPOINT scimcore_write" not in seen
+        assert seen.count("COMMIT") == 2
+
+
+def test_sqlite_group_commit_off_commits_every_write(sqlite_url: str) -> None:
+    storage = SqlStorage(sqlite_url, group_commit=False)
+    try:
+        w = ws(storage)
+        seen = _statements_of_writer(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            thread = _queued_write(storage, lambda: storage.import_users(w.id, [user(2)]))
+            thread2 = _queued_write(storage, lambda: ws(storage, "other"))
+        thread.join(timeout=10)
+        thread2.join(timeout=10)
+        assert seen.count("COMMIT") == 3 and "SAVEPOINT scimcore_write" not in seen
+    finally:
+        storage.close()
+
+
+def test_sqlite_a_write_left_waiting_commits_its_group_itself(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net: a write hands its group on to a queued thread that never comes (here:
+    a miscount); after _GROUP_ORPHAN_S it commits the group itself."""
+    import scimcore_adapters.sql.storage as sql_storage
+
+    monkeypatch.setattr(sql_storage, "_GROUP_ORPHAN_S", 0.05)
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.insert(user(1))
+            storage._waiting += 1  # a thread that seems queued but never takes the lock
+        storage._waiting -= 1
+        assert storage._group is None
+        assert _stored(sqlite_url, w) == {user(1)["id"]}
+
+
 def test_sqlite_failed_transaction_leaves_the_thread_connection_usable(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage:
         w = ws(storage)
