@@ -716,18 +716,30 @@ def test_patch_path_naming_an_extension_urn(client: Client) -> None:
     assert ENT not in removed.json() and removed.json()["schemas"] == [USER]
 
 
-def test_system_ids_are_random_version_4_uuids() -> None:
-    """``system_runtime().new_id``: 32 hex digits of a version 4 UUID, never repeated."""
+def test_system_ids_are_time_ordered_version_7_uuids() -> None:
+    """``system_runtime().new_id``: 32 hex digits of a version 7 UUID (RFC 9562), never
+    repeated; its first 48 bits are the creation time in Unix milliseconds, so ids made one
+    after another sort one after another (across milliseconds)."""
+    import time
     import uuid
 
     from scimcore import system_runtime
 
+    before = time.time_ns() // 1_000_000
     ids = [system_runtime().new_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
-    for value in ids[:200]:
+    for value in ids:
         parsed = uuid.UUID(hex=value)
         assert parsed.hex == value and len(value) == 32
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= int(value[:12], 16) <= after
+    stamps = [value[:12] for value in ids]
+    assert stamps == sorted(stamps)
+    time.sleep(0.002)
+    assert system_runtime().new_id() > max(ids)  # a later millisecond sorts after
+    # 74 random bits: the random parts of ids of one millisecond differ
+    assert len({value[12:] for value in ids}) == len(ids)
 
 
 def test_system_ids_differ_across_threads_and_a_fork() -> None:
