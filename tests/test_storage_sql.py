@@ -31,6 +31,7 @@ from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
 from scimcore_adapters.sql import (
     MIGRATIONS,
+    GroupCommitError,
     SqlStorage,
     create_storage,
     current_version,
@@ -765,8 +766,6 @@ def test_sqlite_a_failed_group_commit_fails_every_write_of_it(sqlite_url: str) -
     """The shared COMMIT fails (a deferred foreign key): the write that ran it raises the
     database's error, the earlier write a GroupCommitError; nothing of either is stored."""
     from sqlalchemy.exc import IntegrityError
-
-    from scimcore_adapters.sql.storage import GroupCommitError
 
     with opened(sqlite_url) as storage:
         w = ws(storage)

@@ -12,10 +12,11 @@ Python over a superset of candidates, so results are always those of the referen
 """
 
 from .migrations import MIGRATIONS, Migration, current_version, migrate
-from .storage import SqlStorage, SqlUserStore, create_storage
+from .storage import GroupCommitError, SqlStorage, SqlUserStore, create_storage
 
 __all__ = [
     "MIGRATIONS",
+    "GroupCommitError",
     "Migration",
     "SqlStorage",
     "SqlUserStore",

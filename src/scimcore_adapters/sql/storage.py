@@ -79,7 +79,7 @@ from .product import (
 from .raw import run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
 
-__all__ = ["SqlStorage", "SqlUserStore", "create_storage"]
+__all__ = ["GroupCommitError", "SqlStorage", "SqlUserStore", "create_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -674,7 +674,9 @@ _GROUP_LIMIT = 32
 
 class GroupCommitError(RuntimeError):
     """The shared ``COMMIT`` of a group of SQLite writes failed (see
-    :meth:`SqlStorage._sqlite_write`): nothing of this write was stored."""
+    :meth:`SqlStorage._sqlite_write`): nothing of this write was stored. Raised, like any
+    database error, out of the write's block; the service answers it 500 (the IdP retries).
+    ``__cause__`` is the database's error."""
 
 
 class _Group:
