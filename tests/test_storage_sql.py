@@ -839,6 +839,38 @@ def test_sqlite_a_write_left_waiting_commits_its_group_itself(
         assert _stored(sqlite_url, w) == {user(1)["id"]}
 
 
+def test_sqlite_a_group_whose_connection_is_lost_fails_its_writes(sqlite_url: str) -> None:
+    """A writer connection lost with a group open (invalidated, as SQLAlchemy does on a
+    disconnect): the waiting writes raise GroupCommitError, never a success for rolled-back
+    data, and the next write runs on a new connection."""
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        errors: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                with storage.users(w.id) as store:
+                    store.insert(user(1))
+                    storage._waiting += 1  # seems queued: the write hands its group on
+            except GroupCommitError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=first, daemon=True)
+        thread.start()
+        for _ in range(500):
+            if storage._group is not None and storage._group.latch is not None:
+                break
+            thread.join(timeout=0.002)
+        storage._waiting -= 1
+        assert storage._writer is not None and storage._writer.conn is not None
+        storage._writer.conn.invalidate()
+        with storage.users(w.id) as store:
+            store.insert(user(2))
+        thread.join(timeout=10)
+        assert len(errors) == 1
+        assert _stored(sqlite_url, w) == {user(2)["id"]}
+
+
 def test_sqlite_failed_transaction_leaves_the_thread_connection_usable(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage:
         w = ws(storage)

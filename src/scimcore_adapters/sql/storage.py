@@ -894,6 +894,10 @@ class SqlStorage:
         if held is None or held.conn is None or held.conn.closed or held.conn.invalidated:
             if held is not None:
                 held.close()
+            if mode == _IMMEDIATE and self._group is not None:
+                # The open group's transaction went with the connection: its writes are lost.
+                group, self._group = self._group, None
+                group.finish(GroupCommitError("the writer connection was lost before COMMIT"))
             conn = self._engines[_NO_BEGIN].connect()
             held = _HeldConnection(conn)
             if mode == _IMMEDIATE:
