@@ -254,6 +254,35 @@ class StorageContract:
             assert [d["id"] for d in store.query(email, None, 1, 10).documents] == [user(7)["id"]]
             assert store.query(None, None, 31, 10).documents == []
 
+    def test_date_times_sort_by_the_instant_they_name(self, storage: Storage) -> None:
+        """RFC 7644 §3.4.2.3: sort "according to the attribute type": a dateTime by its
+        instant, not its text (10:00+02:00 is 08:00Z, before 09:00Z); a value that is not a
+        date-time sorts as unassigned (last ascending, first descending); equal instants keep
+        insertion order in both directions."""
+        stamps = {
+            1: "2026-01-01T09:00:00Z",
+            2: "2026-01-01T10:00:00+02:00",  # 08:00Z
+            3: "not a date",
+            4: "2026-01-01T08:00:00.000Z",  # the same instant as 2
+            5: "2025-12-31T23:30:00-01:00",  # 2026-01-01T00:30Z
+        }
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            for n, stamp in stamps.items():
+                doc = user(n)
+                doc["meta"] = {**doc["meta"], "lastModified": stamp, "created": stamp}
+                store.insert(doc)
+        with storage.users(w.id, readonly=True) as store:
+            for attribute in ("lastModified", "created"):
+                for descending, expected in ((False, [5, 2, 4, 1, 3]), (True, [3, 1, 2, 4, 5])):
+                    sort = SortSpec(("meta", attribute), descending, chronological=True)
+                    page = store.query(None, sort, 1, 10)
+                    assert [d["id"] for d in page.documents] == [user(n)["id"] for n in expected]
+                    second = store.query(None, sort, 2, 2)  # paged in the same order
+                    assert [d["id"] for d in second.documents] == [
+                        user(n)["id"] for n in expected[1:3]
+                    ]
+
     def test_total_follows_inserts_deletes_and_rollbacks(self, storage: Storage) -> None:
         w = ws(storage)
         with storage.users(w.id) as store:

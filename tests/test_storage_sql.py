@@ -204,6 +204,51 @@ def test_migration_4_drops_the_unused_people_name_index_keeping_people(any_url: 
             assert store.count_seats() == 1
 
 
+def test_migration_5_sorts_meta_date_times_on_their_date_time_columns(any_url: str) -> None:
+    """A version-4 database (sort keys of folded text in two columns, three indexes for
+    meta's date-times) opens at the current version with one index per date-time and no key
+    columns, its users intact and sorted chronologically."""
+    old_indexes = {
+        "ix_users_workspace_id_created_key_seq": "(workspace_id, created_key, seq)",
+        "ix_users_workspace_id_last_modified_key_seq": "(workspace_id, last_modified_key, seq)",
+        "ix_users_workspace_id_last_modified": "(workspace_id, last_modified)",
+    }
+    new_indexes = {"ix_users_workspace_id_created_seq", "ix_users_workspace_id_last_modified_seq"}
+    early, late = user(1), user(2)
+    early["meta"] = {**early["meta"], "lastModified": "2026-01-01T10:00:00+02:00"}  # 08:00Z
+    late["meta"] = {**late["meta"], "lastModified": "2026-01-01T09:00:00Z"}
+    engine = create_engine(any_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:4]) == 4
+        with engine.begin() as conn:
+            for name in new_indexes:  # version 4 had the old shape: rebuild it
+                conn.exec_driver_sql(f"DROP INDEX {name}")
+            for column in ("created_key", "last_modified_key"):
+                conn.exec_driver_sql(f"ALTER TABLE users ADD COLUMN {column} TEXT")
+            for name, key in old_indexes.items():
+                conn.exec_driver_sql(f"CREATE INDEX {name} ON users {key}")
+            conn.execute(WORKSPACES.insert().values(id="ws-acme", slug="acme", created_at=T0))
+            for doc in (late, early):
+                conn.execute(
+                    USERS.insert().values(workspace_id="ws-acme", id=doc["id"], **_user_row(doc))
+                )
+    finally:
+        engine.dispose()
+    with opened(any_url) as storage:
+        assert storage.schema_version == len(MIGRATIONS) >= 5
+        inspector = inspect(storage.engine)
+        indexes = {ix["name"] for ix in inspector.get_indexes("users")}
+        assert new_indexes <= indexes and not set(old_indexes) & indexes
+        columns = {c["name"] for c in inspector.get_columns("users")}
+        assert not {"created_key", "last_modified_key"} & columns
+        with storage.users("ws-acme") as store:
+            sort = SortSpec(("meta", "lastModified"), chronological=True)
+            ordered = store.query(None, sort, 1, 10).documents
+            assert [d["id"] for d in ordered] == [early["id"], late["id"]]
+            store.insert(user(3))  # writes go on without the dropped columns
+            assert store.get(user(3)["id"]) == user(3)
+
+
 def test_refuses_a_newer_database(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage, storage.engine.begin() as conn:
         conn.execute(
@@ -363,6 +408,35 @@ def test_first_page_uses_the_insertion_order_index_on_sqlite(sqlite_url: str) ->
         )
         plan = explain_statement(storage, stmt)
         assert "SCAN users" not in plan, plan
+
+
+@pytest.mark.parametrize("attribute", ["created", "lastModified"])
+def test_meta_date_times_sort_and_filter_on_one_index_on_sqlite(
+    sqlite_url: str, attribute: str
+) -> None:
+    """One index per meta date-time serves the chronological sort (ascending: no temporary
+    B-tree; descending, ties in insertion order: only for the ties, as before version 5) and
+    the range filters."""
+    column = {"created": "created", "lastModified": "last_modified"}[attribute]
+    index = f"ix_users_workspace_id_{column}_seq"
+    with opened(sqlite_url) as storage:
+        for descending in (False, True):
+            sort = SortSpec(("meta", attribute), descending, chronological=True)
+            stmt = (
+                select(USERS.c.document)
+                .where(USERS.c.workspace_id == "w")
+                .order_by(*(order_by(sort) or []))
+                .limit(10)
+            )
+            plan = explain_statement(storage, stmt)
+            assert index in plan, plan
+            assert ("TEMP B-TREE" not in plan) if not descending else ("RIGHT PART" in plan), plan
+        ranged = compile_filter(f'meta.{attribute} gt "2026-01-01T00:00:00Z"', REGISTRY)
+        with storage.users("w", readonly=True) as store:
+            translation = store.translate(ranged)
+        assert translation.exact
+        plan = explain_sqlite(storage, translation.clause)
+        assert index in plan, plan
 
 
 def explain_sqlite(storage: SqlStorage, clause: ColumnElement[bool]) -> str:

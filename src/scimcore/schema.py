@@ -31,6 +31,7 @@ __all__ = [
     "Uniqueness",
     "default_registry",
     "parse_datetime",
+    "parse_utc_datetime",
     "storable_text",
 ]
 
@@ -58,6 +59,19 @@ def parse_datetime(value: Any) -> datetime | None:
     else:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_utc_datetime(value: Any) -> datetime | None:
+    """:func:`parse_datetime` converted to UTC: the instant a date-time names, what sorting by
+    a ``dateTime`` attribute orders by. ``None`` also when it cannot be represented in UTC
+    (the first or last hours of the calendar with an offset)."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        return None
+    try:
+        return parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
 
 
 class AttrType(str, Enum):

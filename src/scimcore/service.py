@@ -454,7 +454,7 @@ class ScimService:
         if attr.type is AttrType.BINARY:
             raise InvalidValueError(f"cannot sort by the binary attribute {sort_by!r}")
         descending = (sort_order or "ascending").lower() == "descending"
-        return SortSpec(path, descending, attr.case_exact)
+        return SortSpec(path, descending, attr.case_exact, attr.type is AttrType.DATETIME)
 
     # --- representation ------------------------------------------------------------------------
 

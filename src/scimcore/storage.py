@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from attrs import frozen
 
 from .filters import Filter
+from .schema import parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
@@ -154,11 +155,16 @@ class LogEntry:
 
 @frozen
 class SortSpec:
-    """``sortBy`` resolved to a document path, and ``sortOrder`` (RFC 7644 §3.4.2.3)."""
+    """``sortBy`` resolved to a document path, and ``sortOrder`` (RFC 7644 §3.4.2.3).
+
+    ``case_exact``: strings compare as they are, else casefolded. ``chronological``: the
+    attribute is a ``dateTime``, values compare as the instants they name (a value that is
+    not a date-time counts as unassigned)."""
 
     path: tuple[str, ...]
     descending: bool = False
     case_exact: bool = False
+    chronological: bool = False
 
 
 @frozen
@@ -368,9 +374,13 @@ def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any
         start += len(page.documents)
 
 
-def sort_key(doc: dict[str, Any], path: tuple[str, ...], case_exact: bool) -> Any:
-    """The value ``doc`` sorts by for ``sortBy`` (RFC 7644 §3.4.2.3): a multi-valued
-    attribute sorts by its primary value, else its first."""
+def sort_key(
+    doc: dict[str, Any], path: tuple[str, ...], case_exact: bool, chronological: bool = False
+) -> Any:
+    """The value ``doc`` sorts by for ``sortBy`` (RFC 7644 §3.4.2.3, "according to the
+    attribute type"): a multi-valued attribute sorts by its primary value, else its first; a
+    ``dateTime`` (``chronological``) by the instant it names, so that
+    ``2026-01-01T10:00:00+02:00`` sorts before ``2026-01-01T09:00:00Z``."""
     value: Any = doc
     for key in path:
         if isinstance(value, list):
@@ -381,6 +391,8 @@ def sort_key(doc: dict[str, Any], path: tuple[str, ...], case_exact: bool) -> An
         value = value.get(key)
     if isinstance(value, list):
         value = value[0] if value else None
+    if chronological:
+        return parse_utc_datetime(value)
     if isinstance(value, str) and not case_exact:
         return value.casefold()
     return value

@@ -115,7 +115,7 @@ class _Store:
         seq = self._d.seq
         docs.sort(key=lambda d: (seq[d["id"]], d["id"]))
         if sort is not None:
-            keyed = [(sort_key(d, sort.path, sort.case_exact), d) for d in docs]
+            keyed = [(sort_key(d, sort.path, sort.case_exact, sort.chronological), d) for d in docs]
             present = [(k, d) for k, d in keyed if k is not None]
             absent = [d for k, d in keyed if k is None]
             present.sort(key=lambda kd: kd[0], reverse=sort.descending)

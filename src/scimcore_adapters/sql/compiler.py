@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from attrs import frozen
@@ -42,7 +41,7 @@ from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 
 from scimcore.filters import And, AttrRef, Compare, Filter, Not, Or, Present, ValuePath
 from scimcore.schema import Attribute, AttrType, Schema, SchemaRegistry
-from scimcore.schema import parse_datetime as _parse_iso
+from scimcore.schema import parse_utc_datetime as parse_datetime
 from scimcore.storage import SortSpec
 
 from .tables import USER_EMAILS, USERS
@@ -74,20 +73,6 @@ _CANDIDATE = Translation(true(), False)
 def escape_like(text: str) -> str:
     """``text`` with the ``LIKE`` wildcards ``%`` and ``_`` and the escape ``\\`` escaped."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def parse_datetime(value: Any) -> datetime | None:
-    """An ISO 8601 date-time as aware UTC, like the in-memory evaluator (UTC if no offset).
-
-    ``None`` if ``value`` is not a date-time string or cannot be represented in UTC.
-    """
-    parsed = _parse_iso(value)
-    if parsed is None:
-        return None
-    try:
-        return parsed.astimezone(timezone.utc)
-    except (OverflowError, ValueError):
-        return None
 
 
 def _successor(text: str) -> str | None:
@@ -394,8 +379,6 @@ def compile_where(f: Filter, registry: SchemaRegistry, workspace_id: str) -> Tra
 _SORT_FOLDED: dict[tuple[str, ...], ColumnElement[Any]] = {
     ("userName",): _U.user_name_folded,
     ("displayName",): _U.display_name_folded,
-    ("meta", "created"): _U.created_key,
-    ("meta", "lastModified"): _U.last_modified_key,
 }
 _SORT_EXACT: dict[tuple[str, ...], ColumnElement[Any]] = {
     ("userName",): _U.user_name,
@@ -405,9 +388,19 @@ _SORT_EXACT: dict[tuple[str, ...], ColumnElement[Any]] = {
 }
 
 
+#: ``dateTime`` attributes, as the instants they name (UTC; NULL where not a date-time).
+_SORT_CHRONOLOGICAL: dict[tuple[str, ...], ColumnElement[Any]] = {
+    ("meta", "created"): _U.created,
+    ("meta", "lastModified"): _U.last_modified,
+}
+
+
 def sort_column(sort: SortSpec) -> ColumnElement[Any] | None:
     """The column whose value is the reference backend's sort key for ``sort``, or ``None``."""
-    table = _SORT_EXACT if sort.case_exact else _SORT_FOLDED
+    if sort.chronological:
+        table = _SORT_CHRONOLOGICAL
+    else:
+        table = _SORT_EXACT if sort.case_exact else _SORT_FOLDED
     return table.get(tuple(sort.path))
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from attrs import frozen
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, inspect, select
 
 from .tables import (
     ADMINS,
@@ -70,9 +70,8 @@ _SQLITE_STATS = {
         "ix_users_workspace_id_seq": "1000000 100000 1",
         "ix_users_workspace_id_external_id": "1000000 100000 2",
         "ix_users_workspace_id_display_name_folded_seq": "1000000 100000 3 1",
-        "ix_users_workspace_id_created_key_seq": "1000000 100000 3 1",
-        "ix_users_workspace_id_last_modified_key_seq": "1000000 100000 3 1",
-        "ix_users_workspace_id_last_modified": "1000000 100000 3",
+        "ix_users_workspace_id_created_seq": "1000000 100000 3 1",
+        "ix_users_workspace_id_last_modified_seq": "1000000 100000 3 1",
         "sqlite_autoindex_users_1": "1000000 100000 1",
         "sqlite_autoindex_users_2": "1000000 100000 1",
     },
@@ -92,8 +91,14 @@ def _v3_counts_and_stats(conn: Connection) -> None:
             select(USERS.c.workspace_id, func.count()).group_by(USERS.c.workspace_id),
         )
     )
+    _pin_sqlite_statistics(conn)
+
+
+def _pin_sqlite_statistics(conn: Connection) -> None:
+    """SQLite: write :data:`_SQLITE_STATS` for the indexes that exist (PostgreSQL's autovacuum
+    keeps real statistics)."""
     if conn.dialect.name != "sqlite":
-        return  # PostgreSQL's autovacuum keeps real statistics
+        return
     conn.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
     existing = {
         name
@@ -116,6 +121,34 @@ def _v4_drop_people_name_index(conn: Connection) -> None:
     conn.exec_driver_sql("DROP INDEX IF EXISTS ix_people_workspace_id_user_name_folded")
 
 
+#: The indexes version 5 replaced: sort keys of folded text, and ``last_modified`` alone.
+_V5_DROPPED_INDEXES = (
+    "ix_users_workspace_id_created_key_seq",
+    "ix_users_workspace_id_last_modified_key_seq",
+    "ix_users_workspace_id_last_modified",
+)
+
+
+def _v5_chronological_meta(conn: Connection) -> None:
+    """``meta.created`` and ``meta.lastModified`` sort chronologically, on the date-time columns
+    that filters already compare: one index ``(workspace_id, column, seq)`` each serves both,
+    where there were three indexes and two columns of folded text (every PATCH rewrote two
+    index entries for ``lastModified``)."""
+    for name in _V5_DROPPED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    for index in USERS.indexes:
+        if [c.name for c in index.columns] in (
+            ["workspace_id", "created", "seq"],
+            ["workspace_id", "last_modified", "seq"],
+        ):
+            index.create(conn, checkfirst=True)
+    present = {column["name"] for column in inspect(conn).get_columns(USERS.name)}
+    for column in ("created_key", "last_modified_key"):
+        if column in present:
+            conn.exec_driver_sql(f"ALTER TABLE {USERS.name} DROP COLUMN {column}")
+    _pin_sqlite_statistics(conn)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -125,6 +158,11 @@ MIGRATIONS: Sequence[Migration] = (
         4,
         "drop the unused people (workspace_id, user_name_folded) index",
         _v4_drop_people_name_index,
+    ),
+    Migration(
+        5,
+        "meta.created and meta.lastModified sorted chronologically, one index each",
+        _v5_chronological_meta,
     ),
 )
 

@@ -93,7 +93,7 @@ _BATCH = 500
 
 def _python_sort(docs: list[dict[str, Any]], sort: SortSpec) -> list[dict[str, Any]]:
     """Stable sort of ``docs`` (already in insertion order); missing values last ascending."""
-    keyed = [(sort_key(d, sort.path, sort.case_exact), d) for d in docs]
+    keyed = [(sort_key(d, sort.path, sort.case_exact, sort.chronological), d) for d in docs]
     present = [(k, d) for k, d in keyed if k is not None]
     absent = [d for k, d in keyed if k is None]
     present.sort(key=lambda kd: kd[0], reverse=sort.descending)
@@ -135,8 +135,6 @@ def _user_columns(doc: Mapping[str, Any]) -> dict[str, Any]:
         "active": active if isinstance(active, bool) else None,
         "created": parse_datetime(created) if isinstance(created, str) else None,
         "last_modified": parse_datetime(modified) if isinstance(modified, str) else None,
-        "created_key": _folded(created),
-        "last_modified_key": _folded(modified),
         "version": version,
     }
 

@@ -183,12 +183,10 @@ USERS = Table(
     Column("display_name", text_type(), nullable=True),
     Column("display_name_folded", text_type(), nullable=True),
     Column("active", Boolean, nullable=True),
-    # meta.created / meta.lastModified parsed to UTC, for chronological filters.
+    # meta.created / meta.lastModified parsed to UTC: what filters compare and sorting orders
+    # by (chronologically, as the reference backend sorts a dateTime; schema version 5).
     Column("created", UtcDateTime, nullable=True),
     Column("last_modified", UtcDateTime, nullable=True),
-    # The same values as sort keys, exactly as the reference backend sorts them (folded text).
-    Column("created_key", text_type(), nullable=True),
-    Column("last_modified_key", text_type(), nullable=True),
     Column("version", text_type(), nullable=False),
     Column("document", Text, nullable=False),
     UniqueConstraint("workspace_id", "id"),
@@ -196,9 +194,8 @@ USERS = Table(
     Index(None, "workspace_id", "seq"),
     Index(None, "workspace_id", "external_id"),
     Index(None, "workspace_id", "display_name_folded", "seq"),
-    Index(None, "workspace_id", "created_key", "seq"),
-    Index(None, "workspace_id", "last_modified_key", "seq"),
-    Index(None, "workspace_id", "last_modified"),
+    Index(None, "workspace_id", "created", "seq"),
+    Index(None, "workspace_id", "last_modified", "seq"),
 )
 
 USER_EMAILS = Table(
