@@ -1,11 +1,14 @@
 """The SQL :class:`~scimcore.storage.Storage`: SQLite (embedded default) and PostgreSQL.
 
 One code path (SQLAlchemy Core) for both engines. Every :meth:`SqlStorage.users` block is one
-database transaction: committed on a clean exit, rolled back when an exception escapes. On
-SQLite it starts with ``BEGIN IMMEDIATE`` (the single writer lock is taken up front, so a
-read-then-write operation never fails with a stale snapshot; waiting is bounded by
-``busy_timeout``). Uniqueness is enforced by the database's unique indexes, so concurrent
-creates of one ``userName`` from different threads or processes yield exactly one winner.
+unit of work: committed on a clean exit, rolled back when an exception escapes. On SQLite a
+writing block holds the write lock from its start (``BEGIN IMMEDIATE``, so a read-then-write
+operation never fails with a stale snapshot; waiting is bounded by ``busy_timeout``), and
+writing blocks of one process queued behind one another share one transaction, each in a
+savepoint of its own, and return once its ``COMMIT`` is done (group commit, see
+:meth:`SqlStorage._sqlite_write`). Uniqueness is enforced by the database's unique indexes, so
+concurrent creates of one ``userName`` from different threads or processes yield exactly one
+winner.
 
 The product methods of the unit of work (people and cards, settings, templates, rules, outbox,
 log) live in :mod:`.product` and run in the same transaction as the user writes (R3.6).
