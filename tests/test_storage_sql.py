@@ -772,6 +772,16 @@ def _stored(url: str, workspace: Workspace) -> set[str]:
         return {row[0] for row in rows}
 
 
+@pytest.fixture
+def patient_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write waiting for its group's COMMIT does not commit the group itself after the
+    usual second (the safety net for orphaned groups): on a slow machine it could, and these
+    tests count the COMMITs."""
+    import scimcore_adapters.sql.storage as sql_storage
+
+    monkeypatch.setattr(sql_storage, "_GROUP_ORPHAN_S", 60.0)
+
+
 def _queued_write(storage: SqlStorage, action: Callable[[], object]) -> threading.Thread:
     """Start ``action`` (a write) in a thread and return once it is queued for the write lock
     (call with a write of this thread open)."""
@@ -785,6 +795,7 @@ def _queued_write(storage: SqlStorage, action: Callable[[], object]) -> threadin
     raise AssertionError("the write never queued")
 
 
+@pytest.mark.usefixtures("patient_groups")
 def test_sqlite_writes_queued_behind_one_another_share_one_commit(sqlite_url: str) -> None:
     """Group commit: a write that ends while another is queued hands it the open transaction
     and returns only once that one has committed both; neither is visible before."""
@@ -812,6 +823,7 @@ def test_sqlite_writes_queued_behind_one_another_share_one_commit(sqlite_url: st
         ]
 
 
+@pytest.mark.usefixtures("patient_groups")
 def test_sqlite_a_failed_write_of_a_group_undoes_only_itself(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage:
         w = ws(storage)
@@ -836,6 +848,7 @@ def test_sqlite_a_failed_write_of_a_group_undoes_only_itself(sqlite_url: str) ->
         assert _stored(sqlite_url, w) == {user(1)["id"], user(3)["id"]}
 
 
+@pytest.mark.usefixtures("patient_groups")
 def test_sqlite_a_failed_group_commit_fails_every_write_of_it(sqlite_url: str) -> None:
     """The shared COMMIT fails (a deferred foreign key): the write that ran it raises the
     database's error, the earlier write a GroupCommitError; nothing of either is stored."""
@@ -866,6 +879,7 @@ def test_sqlite_a_failed_group_commit_fails_every_write_of_it(sqlite_url: str) -
         assert _stored(sqlite_url, w) == {user(3)["id"]}
 
 
+@pytest.mark.usefixtures("patient_groups")
 def test_sqlite_a_bulk_import_commits_the_open_group_and_runs_alone(sqlite_url: str) -> None:
     with opened(sqlite_url) as storage:
         w = ws(storage)
@@ -913,6 +927,7 @@ def test_sqlite_a_write_left_waiting_commits_its_group_itself(
         assert _stored(sqlite_url, w) == {user(1)["id"]}
 
 
+@pytest.mark.usefixtures("patient_groups")
 def test_sqlite_a_group_whose_connection_is_lost_fails_its_writes(sqlite_url: str) -> None:
     """A writer connection lost with a group open (invalidated, as SQLAlchemy does on a
     disconnect): the waiting writes raise GroupCommitError, never a success for rolled-back
