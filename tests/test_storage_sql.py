@@ -991,6 +991,29 @@ def test_sqlite_statement_listeners_leave_no_transaction_open(sqlite_url: str) -
         assert any(s.startswith("INSERT INTO users") for s in seen)
 
 
+def test_statement_listeners_are_seen_from_the_next_transaction(any_url: str) -> None:
+    """A store decides once, when it is made, whether statements go through SQLAlchemy's
+    events: a listener attached inside a transaction sees the statements of the next one,
+    every one of them; through SQLAlchemy an INSERT's row count still says whether the row
+    went in."""
+    with opened(any_url) as storage:
+        w = ws(storage)
+        seen: list[str] = []
+        with storage.users(w.id) as store:
+            event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+            store.insert(user(1))
+        assert not any(s.startswith("INSERT INTO users") for s in seen)
+        with storage.users(w.id) as store:
+            store.insert(user(2))  # its row count says it went in (PostgreSQL: it said -1)
+            assert store.enqueue_mail(mail(1, w.id, "activation:1")) is True
+            assert store.enqueue_mail(mail(2, w.id, "activation:1")) is False
+            store.add_log(entry(1), keep=10)
+        assert sum(s.startswith("INSERT INTO users") for s in seen) == 1
+        assert any(s.startswith("INSERT INTO log") for s in seen)
+        with storage.users(w.id, readonly=True) as store:
+            assert store.get(user(2)["id"]) == user(2) and len(store.list_outbox()) == 1
+
+
 def test_sqlite_failed_commit_drops_the_thread_connection(sqlite_url: str) -> None:
     """A COMMIT that fails (here: a deferred foreign key) leaves SQLite's transaction open;
     the connection is dropped (the pool rolls it back), the error is SQLAlchemy's, and the

@@ -41,7 +41,7 @@ from scimcore._json import dumps_text, loads
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings
 from scimcore.templates import Rule, Template
 
-from .raw import run
+from .raw import Runner
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES, USERS
 
 __all__ = [
@@ -352,6 +352,8 @@ class ProductStore:
     """
 
     _conn: Connection
+    #: The transaction's statements: :func:`.raw.run` bound to ``_conn``.
+    _run: Runner
     _ws: str
     _settings_cache: Settings | None = None
     _rules_cache: list[Rule] | None = None
@@ -367,7 +369,7 @@ class ProductStore:
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
-        run(self._conn, stmt, values, columns=True, fetch=False)
+        self._run(stmt, values, columns=True, fetch=False)
 
     # --- people --------------------------------------------------------------------------------
 
@@ -393,7 +395,7 @@ class ProductStore:
             row = primed[1]
         else:
             params = {_WS_PARAM: self._ws, "b_id": user_id}
-            row = run(self._conn, _GET_USER_WITH_PERSON, params).first()
+            row = self._run(_GET_USER_WITH_PERSON, params).first()
         if row is None or row.document is None:
             return None
         if self._read_ahead is None:
@@ -406,7 +408,7 @@ class ProductStore:
         row = self._read_ahead.pop(person_id, None) if self._read_ahead else None
         if row is None:
             stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
-            row = run(self._conn, stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+            row = self._run(stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
             if row is None:
                 return None
         if self._settings_cache is None:
@@ -442,7 +444,7 @@ class ProductStore:
             changed = {k: values[k] for k in _PERSON_COLUMNS if values[k] != before[k]}
             if changed:
                 params = {**changed, _WS_PARAM: self._ws, "b_id": person.id}
-                run(self._conn, _UPDATE_PERSON, params, columns=True, fetch=False)
+                self._run(_UPDATE_PERSON, params, columns=True, fetch=False)
         if known is not None:
             known[person.id] = {k: values[k] for k in _PERSON_COLUMNS}
 
@@ -453,7 +455,7 @@ class ProductStore:
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1), from the seats index."""
-        count: int = run(self._conn, _COUNT_SEATS, {_WS_PARAM: self._ws}).scalar()
+        count: int = self._run(_COUNT_SEATS, {_WS_PARAM: self._ws}).scalar()
         return count
 
     # --- settings ------------------------------------------------------------------------------
@@ -461,7 +463,7 @@ class ProductStore:
     def get_settings(self) -> Settings:
         if self._settings_cache is not None:
             return self._settings_cache
-        rows = run(self._conn, _GET_SETTINGS, {_WS_PARAM: self._ws}).rows
+        rows = self._run(_GET_SETTINGS, {_WS_PARAM: self._ws}).rows
         first = rows[0]
         self._settings_cache = _settings(first.s_ws, first.activation_email, first.mapping)
         self._rules_cache = [_rule(r) for r in rows if r.id is not None]
@@ -483,7 +485,7 @@ class ProductStore:
 
     def list_templates(self) -> Sequence[Template]:
         """Templates by name (code-point order)."""
-        rows = run(self._conn, _LIST_TEMPLATES, {_WS_PARAM: self._ws}).rows
+        rows = self._run(_LIST_TEMPLATES, {_WS_PARAM: self._ws}).rows
         return [Template(r.name, loads(r.fields)) for r in rows]
 
     def save_template(self, template: Template) -> None:
@@ -499,15 +501,13 @@ class ProductStore:
         )
 
     def delete_template(self, name: str) -> bool:
-        result = run(
-            self._conn, _DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name}, fetch=False
-        )
+        result = self._run(_DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name}, fetch=False)
         return bool(result.rowcount)
 
     def list_rules(self) -> Sequence[Rule]:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
         if self._rules_cache is None:
-            rows = run(self._conn, _LIST_RULES, {_WS_PARAM: self._ws}).rows
+            rows = self._run(_LIST_RULES, {_WS_PARAM: self._ws}).rows
             self._rules_cache = [_rule(r) for r in rows]
         return list(self._rules_cache)
 
@@ -527,7 +527,7 @@ class ProductStore:
 
     def delete_rule(self, rule_id: str) -> bool:
         self._rules_cache = None
-        result = run(self._conn, _DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
+        result = self._run(_DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
         return bool(result.rowcount)
 
     # --- outbox --------------------------------------------------------------------------------
@@ -552,7 +552,7 @@ class ProductStore:
             "sent_at": mail.sent_at,
             "last_error": mail.last_error,
         }
-        return run(self._conn, stmt, values, columns=True, fetch=False).rowcount == 1
+        return self._run(stmt, values, columns=True, fetch=False).rowcount == 1
 
     def list_outbox(self) -> Sequence[OutboxMail]:
         """The workspace's mail, oldest first."""
@@ -568,8 +568,7 @@ class ProductStore:
         the current maximum): one statement. Only every :func:`prune_every`-th ordinal, one range
         ``DELETE`` on the same index removes what is older than the ``keep`` newest.
         """
-        ordinal: int = run(
-            self._conn,
+        ordinal: int = self._run(
             _ADD_LOG,
             {
                 _WS_PARAM: self._ws,
@@ -586,9 +585,7 @@ class ProductStore:
             columns=True,
         ).scalar()
         if ordinal % prune_every(keep) == 0:
-            run(
-                self._conn, _PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False
-            )
+            self._run(_PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
 
     def list_log(self, limit: int) -> Sequence[LogEntry]:
         """Newest first."""

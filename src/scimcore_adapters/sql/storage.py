@@ -79,7 +79,7 @@ from .product import (
     with_settings_and_rules,
     with_user_for_update,
 )
-from .raw import run, run_dbapi
+from .raw import Runner, run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["GroupCommitError", "SqlStorage", "SqlUserStore", "create_storage"]
@@ -311,6 +311,9 @@ class SqlUserStore(ProductStore):
 
     ``lazy``: no transaction was begun (SQLite, a ``one_read`` block): :meth:`get` and a
     ``userName eq`` lookup run one statement; every other query begins the snapshot first.
+
+    ``runner``: the transaction's :class:`.raw.Runner`, when its first statement ran before
+    the store was made (the authentication of a write).
     """
 
     def __init__(
@@ -322,8 +325,10 @@ class SqlUserStore(ProductStore):
         exclusive: bool = False,
         lazy: bool = False,
         for_update: bool = False,
+        runner: Runner | None = None,
     ) -> None:
         self._conn = conn
+        self._run = runner or Runner(conn)
         self._for_update = for_update
         self._ws = workspace_id
         self._registry = registry
@@ -356,7 +361,7 @@ class SqlUserStore(ProductStore):
             text = self._user_with_person(user_id)
         else:
             stmt = _GET_USER_FOR_UPDATE if self._for_update else _GET_USER
-            text = run(self._conn, stmt, self._mine(user_id)).scalar()
+            text = self._run(stmt, self._mine(user_id)).scalar()
         if text is None:
             return None
         doc: dict[str, Any] = loads(text)
@@ -366,10 +371,10 @@ class SqlUserStore(ProductStore):
 
     def _write_emails(self, user_id: str, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            run(self._conn, _INSERT_EMAILS, row, columns=True, fetch=False)
+            self._run(_INSERT_EMAILS, row, columns=True, fetch=False)
 
     def _delete_emails(self, user_id: str) -> None:
-        run(self._conn, _DELETE_EMAILS, self._mine(user_id), fetch=False)
+        self._run(_DELETE_EMAILS, self._mine(user_id), fetch=False)
 
     @staticmethod
     def _uniqueness(exc: IntegrityError, doc: Mapping[str, Any]) -> UniquenessError:
@@ -387,13 +392,13 @@ class SqlUserStore(ProductStore):
         stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
         with _indexable():
             try:
-                inserted = run(self._conn, stmt, row, columns=True, fetch=False).rowcount == 1
+                inserted = self._run(stmt, row, columns=True, fetch=False).rowcount == 1
             except IntegrityError as exc:
                 if _is_unique_violation(exc):
                     raise self._uniqueness(exc, document) from None
                 raise
             if not inserted:
-                if run(self._conn, _GET_VERSION, self._mine(user_id)).first() is not None:
+                if self._run(_GET_VERSION, self._mine(user_id)).first() is not None:
                     raise UniquenessError(f"id {user_id!r} is already taken")
                 raise _name_taken(document)
             self._write_emails(user_id, _email_rows(self._ws, document))
@@ -401,7 +406,7 @@ class SqlUserStore(ProductStore):
 
     def _bump(self, delta: int) -> None:
         stmt = _bump_statement(self._conn.dialect.name)
-        run(self._conn, stmt, {"b_ws": self._ws, "b_delta": delta}, fetch=False)
+        self._run(stmt, {"b_ws": self._ws, "b_delta": delta}, fetch=False)
 
     def replace(self, document: dict[str, Any], expected_version: str) -> None:
         user_id = document["id"]
@@ -418,13 +423,13 @@ class SqlUserStore(ProductStore):
         params["b_name"] = row["user_name_folded"]
         with _indexable():
             try:
-                result = run(self._conn, _REPLACE_USER, params, columns=True, fetch=False)
+                result = self._run(_REPLACE_USER, params, columns=True, fetch=False)
             except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
                 if _is_unique_violation(exc):
                     raise self._uniqueness(exc, document) from None
                 raise
             if result.rowcount == 0:
-                version = run(self._conn, _GET_VERSION, self._mine(user_id)).scalar()
+                version = self._run(_GET_VERSION, self._mine(user_id)).scalar()
                 if version is None:
                     raise NotFoundError(f"resource {user_id} not found")
                 if version != expected_version:
@@ -442,7 +447,7 @@ class SqlUserStore(ProductStore):
         if self._known is not None:
             self._known.pop(user_id, None)
         self._delete_emails(user_id)
-        result = run(self._conn, _DELETE_USER, self._mine(user_id), fetch=False)
+        result = self._run(_DELETE_USER, self._mine(user_id), fetch=False)
         if result.rowcount:
             self._bump(-1)
         return bool(result.rowcount)
@@ -474,7 +479,7 @@ class SqlUserStore(ProductStore):
                 params = {"b_ws": self._ws, "b_name": name}
                 if start == 0 and count > 0:  # userName is unique: the page is the result
                     one = {**params, "b_offset": 0, "b_limit": 1}
-                    docs = [loads(t) for (t,) in run(self._conn, _PAGE_NAMED, one).rows]
+                    docs = [loads(t) for (t,) in self._run(_PAGE_NAMED, one).rows]
                     return Page(len(docs), docs)
                 self._snapshot()
                 return self._paged(_PAGE_NAMED, _COUNT_NAMED, params, start, count)
@@ -483,7 +488,7 @@ class SqlUserStore(ProductStore):
         paging = _paging(sort)
         if where.exact:
             if filter is None:  # every user: the kept count, not a count(*)
-                total = run(self._conn, _COUNT_ALL, {"b_ws": self._ws}).scalar() or 0
+                total = self._run(_COUNT_ALL, {"b_ws": self._ws}).scalar() or 0
             if paging is not None:
                 if count == 0:
                     return Page(total if filter is None else self._count(where.clause), [])
@@ -534,12 +539,12 @@ class SqlUserStore(ProductStore):
         ``b_limit`` and ``params``) and ``count_all`` (``params``) when the page does not show
         the total."""
         if count == 0:
-            return Page(run(self._conn, count_all, params).scalar() or 0, [])
-        texts = run(self._conn, page, {**params, "b_offset": start, "b_limit": count}).rows
+            return Page(self._run(count_all, params).scalar() or 0, [])
+        texts = self._run(page, {**params, "b_offset": start, "b_limit": count}).rows
         docs = [loads(t) for (t,) in texts]
         if _ends_the_result(start, count, docs):
             return Page(start + len(docs), docs)
-        return Page(run(self._conn, count_all, params).scalar() or 0, docs)
+        return Page(self._run(count_all, params).scalar() or 0, docs)
 
     def _stream(self, where: Any, order: list[Any]) -> Iterator[dict[str, Any]]:
         stmt = (
@@ -1318,7 +1323,8 @@ class SqlStorage:
             else:
                 stmt = _AUTHENTICATE_FOR_UPDATE
                 params["b_user"] = user_id
-            rows = run(conn, stmt, params).rows
+            runner = Runner(conn)
+            rows = runner(stmt, params).rows
             if not rows:
                 yield None, None
                 return
@@ -1329,6 +1335,7 @@ class SqlStorage:
                 self.registry,
                 exclusive=self._sqlite,
                 for_update=not self._sqlite,
+                runner=runner,
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
                 if user_id is None:
