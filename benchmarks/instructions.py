@@ -8,10 +8,11 @@ Run by hand (not in CI), from the repository root, with valgrind installed::
 The operation runs in-process (:class:`profile_requests.Bench`: ``ScimService`` on a fresh
 SQLite file, 100 users created first, the background checkpoint thread stopped) under
 ``valgrind --tool=callgrind``, once with no request and once with ``--requests``; the
-difference divided by the number of requests is printed. The count is the same for the same
-build on an idle or a loaded machine, so it tells apart changes of a few per cent that timing
-on a shared machine cannot; it does not see the kernel (SQLite's writes, thread switches), so
-confirm a change with ``benchmarks/http_compare.py`` too.
+difference divided by the number of requests is printed. With ``PYTHONHASHSEED`` fixed (0
+unless set; salted string hashes moved the count by a few per cent between runs) the count is
+the same for the same build on an idle or a loaded machine, so it tells apart changes of a few
+per cent that timing on a shared machine cannot; it does not see the kernel (SQLite's writes,
+thread switches), so confirm a change with ``benchmarks/http_compare.py`` too.
 
 Operations: ``create``, ``get``, ``lookup``, ``patch`` (Entra's title and mobile phone),
 ``deactivate`` (``active`` "False" and back, as Entra sends it) and ``list`` (pages of 100).
@@ -72,6 +73,9 @@ def inner(operation: str, requests: int) -> None:
 def count(operation: str, requests: int, src: str | None) -> int:
     """Instructions of one run of :func:`inner` under callgrind."""
     env = dict(os.environ)
+    # String hashes are salted per process: dict probing, hence the count, then varies by a
+    # few per cent from run to run. One seed makes runs (and builds) comparable.
+    env.setdefault("PYTHONHASHSEED", "0")
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     cmd = [
