@@ -893,6 +893,33 @@ def test_sqlite_a_bulk_import_commits_the_open_group_and_runs_alone(sqlite_url: 
         assert seen.count("COMMIT") == 2
 
 
+def test_sqlite_a_write_that_cannot_begin_leaves_no_group_open(sqlite_url: str) -> None:
+    """Another process holds SQLite's write lock past the busy timeout: the write fails with
+    the database's error, no group is left open, and the next write goes through."""
+    from sqlalchemy.exc import OperationalError
+
+    with opened(sqlite_url) as storage:
+        w = ws(storage)
+        assert storage._writer is not None and storage._writer.conn is not None
+        writer = storage._writer.conn.connection.dbapi_connection
+        assert writer is not None
+        writer.execute("PRAGMA busy_timeout=50")
+        path = make_url(sqlite_url).database
+        assert path is not None
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError), storage.users(w.id) as store:
+                store.insert(user(1))
+            assert storage._group is None
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        with storage.users(w.id) as store:
+            store.insert(user(2))
+        assert _stored(sqlite_url, w) == {user(2)["id"]}
+
+
 def test_sqlite_group_commit_off_commits_every_write(sqlite_url: str) -> None:
     storage = SqlStorage(sqlite_url, group_commit=False)
     try:

@@ -562,6 +562,10 @@ class SqlUserStore(ProductStore):
 _BEGIN_OPTION = "scimcore_begin"
 _IMMEDIATE, _DEFERRED, _NO_BEGIN = "IMMEDIATE", "DEFERRED", "NONE"
 _BEGIN_SQL = {_IMMEDIATE: "BEGIN IMMEDIATE", _DEFERRED: "BEGIN"}
+#: The savepoint of a write that joins an open group (see SqlStorage._sqlite_write).
+_SAVEPOINT = "SAVEPOINT scimcore_write"
+_RELEASE = "RELEASE scimcore_write"
+_ROLLBACK_TO = "ROLLBACK TO scimcore_write"
 
 
 def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
@@ -1033,15 +1037,13 @@ class SqlStorage:
                 group = self._group
                 first = group is None
                 if group is None:
-                    _driver(dbapi_conn, _BEGIN_SQL[_IMMEDIATE])
                     group = self._group = _Group()
-                else:
-                    _driver(dbapi_conn, "SAVEPOINT scimcore_write")
                 try:
+                    _driver(dbapi_conn, _BEGIN_SQL[_IMMEDIATE] if first else _SAVEPOINT)
                     yield conn
                     if not first:
-                        _driver(dbapi_conn, "RELEASE scimcore_write")
-                except BaseException:
+                        _driver(dbapi_conn, _RELEASE)
+                except BaseException:  # a failed BEGIN or SAVEPOINT too
                     self._undo_write(held, group, first)
                     raise
                 group.members += 1
@@ -1071,8 +1073,8 @@ class SqlStorage:
                 self._drop(held)  # state unknown: never reuse it
             return
         try:
-            _driver(dbapi_conn, "ROLLBACK TO scimcore_write")
-            _driver(dbapi_conn, "RELEASE scimcore_write")
+            _driver(dbapi_conn, _ROLLBACK_TO)
+            _driver(dbapi_conn, _RELEASE)
         except BaseException as exc:  # the transaction is unusable: the group fails
             self._group = None
             group.finish(exc)
