@@ -39,6 +39,7 @@ __all__ = [
     "UserStore",
     "Workspace",
     "iter_pages",
+    "sort_documents",
     "sort_key",
 ]
 
@@ -396,3 +397,15 @@ def sort_key(
     if isinstance(value, str) and not case_exact:
         return value.casefold()
     return value
+
+
+def sort_documents(docs: Sequence[dict[str, Any]], sort: SortSpec) -> list[dict[str, Any]]:
+    """``docs`` (in insertion order) sorted for ``sort``: a stable sort by :func:`sort_key`,
+    so ties keep insertion order in both directions; unassigned values sort last ascending
+    and first descending (RFC 7644 §3.4.2.3)."""
+    keyed = [(sort_key(d, sort.path, sort.case_exact, sort.chronological), d) for d in docs]
+    present = [(k, d) for k, d in keyed if k is not None]
+    absent = [d for k, d in keyed if k is None]
+    present.sort(key=lambda kd: kd[0], reverse=sort.descending)
+    ordered = [d for _, d in present]
+    return absent + ordered if sort.descending else ordered + absent

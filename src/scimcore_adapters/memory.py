@@ -31,7 +31,7 @@ from scimcore.storage import (
     TokenRecord,
     UserStore,
     Workspace,
-    sort_key,
+    sort_documents,
 )
 from scimcore.templates import Rule, Template
 
@@ -115,13 +115,7 @@ class _Store:
         seq = self._d.seq
         docs.sort(key=lambda d: (seq[d["id"]], d["id"]))
         if sort is not None:
-            keyed = [(sort_key(d, sort.path, sort.case_exact, sort.chronological), d) for d in docs]
-            present = [(k, d) for k, d in keyed if k is not None]
-            absent = [d for k, d in keyed if k is None]
-            present.sort(key=lambda kd: kd[0], reverse=sort.descending)
-            ordered = [d for _, d in present]
-            # RFC 7644 §3.4.2.3: unassigned values sort last ascending, first descending.
-            docs = absent + ordered if sort.descending else ordered + absent
+            docs = sort_documents(docs, sort)
         start = max(start_index, 1) - 1
         return Page(len(docs), [copy.deepcopy(d) for d in docs[start : start + max(count, 0)]])
 

@@ -63,7 +63,7 @@ from scimcore.storage import (
     SortSpec,
     TokenRecord,
     Workspace,
-    sort_key,
+    sort_documents,
 )
 
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
@@ -92,16 +92,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: it is handed out (one round trip); one in steady use is not (see :func:`_postgres_engine`).
 POSTGRES_PING_AFTER_IDLE_S = 10.0
 _BATCH = 500
-
-
-def _python_sort(docs: list[dict[str, Any]], sort: SortSpec) -> list[dict[str, Any]]:
-    """Stable sort of ``docs`` (already in insertion order); missing values last ascending."""
-    keyed = [(sort_key(d, sort.path, sort.case_exact, sort.chronological), d) for d in docs]
-    present = [(k, d) for k, d in keyed if k is not None]
-    absent = [d for k, d in keyed if k is None]
-    present.sort(key=lambda kd: kd[0], reverse=sort.descending)
-    ordered = [d for _, d in present]
-    return absent + ordered if sort.descending else ordered + absent
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -504,7 +494,7 @@ class SqlUserStore(ProductStore):
             if filter is not None:
                 total = self._count(where.clause)
             assert sort is not None
-            docs = _python_sort(list(self._stream(where.clause, [USERS.c.seq.asc()])), sort)
+            docs = sort_documents(list(self._stream(where.clause, [USERS.c.seq.asc()])), sort)
             return Page(total, docs[start : start + count])
         assert filter is not None
         order = order_by(sort)
@@ -518,7 +508,7 @@ class SqlUserStore(ProductStore):
                 total += 1
             return Page(total, page)
         assert sort is not None
-        docs = _python_sort(list(found), sort)
+        docs = sort_documents(list(found), sort)
         return Page(len(docs), docs[start : start + count])
 
     def _count(self, where: Any) -> int:
