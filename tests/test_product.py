@@ -9,6 +9,7 @@ import pytest
 from scimcore import ScimService, WorkspaceError
 from scimcore.outbox import RecordingMailer, deliver_pending
 from scimcore.provisioning import Event
+from scimcore.schema import parse_utc_datetime
 from tests.conftest import Client
 
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -276,6 +277,37 @@ def test_log_records_outcomes_without_secrets(
     assert all(e.token_id == token_id for e in entries)
     secret = token.split("_", 2)[2]
     assert all(secret not in repr(e) for e in entries)
+
+
+def test_one_write_records_one_instant(service: ScimService, client: Client) -> None:
+    # The user, the person, the mail, the log entry and the token's use all carry the write's
+    # instant (to the millisecond, as meta shows it), though the test clock ticks per call.
+    user = client("POST", "/Users", entra_body("ann@contoso.com")).json()
+    created = parse_utc_datetime(user["meta"]["created"])
+    assert created is not None and user["meta"]["lastModified"] == user["meta"]["created"]
+    workspace = service.workspaces.get("acme")
+
+    def person_times() -> tuple[Any, Any]:
+        with service.storage.users(workspace.id) as store:
+            person = store.get_person(user["id"])
+        assert person is not None
+        return person.created_at, person.updated_at
+
+    (mail,) = service.product.outbox("acme")
+    (entry,) = service.product.log("acme")
+    (token,) = service.workspaces.list_tokens("acme")
+    assert person_times() == (created, created)
+    assert mail.created_at == mail.next_attempt_at == entry.at == created
+    assert token.last_used_at == created
+
+    retitled = client(
+        "PATCH", f"/Users/{user['id']}", ops({"op": "replace", "path": "title", "value": "CTO"})
+    ).json()
+    modified = parse_utc_datetime(retitled["meta"]["lastModified"])
+    assert modified is not None and modified > created
+    assert retitled["meta"]["created"] == user["meta"]["created"]
+    assert person_times() == (created, modified)
+    assert service.product.log("acme")[0].at == modified
 
 
 def test_events_after_commit(service: ScimService, client: Client) -> None:

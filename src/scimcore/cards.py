@@ -21,7 +21,7 @@ from attrs import frozen
 from .errors import SCIMError
 from .filters import element_matcher
 from .patch import PatchPath, parse_path
-from .schema import ENTERPRISE_USER_URN, RegistryCache, SchemaRegistry
+from .schema import ENTERPRISE_USER_URN, MAPPING, RegistryCache, SchemaRegistry
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -182,7 +182,7 @@ class _Reader:
 
     def __call__(self, doc: Mapping[str, Any]) -> str | None:
         container: Any = doc.get(self._section, {}) if self._section else doc
-        value = container.get(self._attribute.name) if isinstance(container, Mapping) else None
+        value = container.get(self._attribute.name) if isinstance(container, MAPPING) else None
         if value is None:
             return None
         if self._attribute.multi_valued:
@@ -191,13 +191,13 @@ class _Reader:
             key = self._sub or "value"
             matcher = self._matcher
             for item in value:
-                if isinstance(item, Mapping) and (matcher is None or matcher(item)):
+                if isinstance(item, MAPPING) and (matcher is None or matcher(item)):
                     found = item.get(key)
                     if isinstance(found, str) and found:
                         return found
             return None
         if self._sub is not None:
-            value = value.get(self._sub) if isinstance(value, Mapping) else None
+            value = value.get(self._sub) if isinstance(value, MAPPING) else None
         return value if isinstance(value, str) and value else None
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from .errors import InvalidSyntaxError, InvalidValueError
 from .schema import (
     COMMON_ATTRIBUTES,
+    MAPPING,
     Attribute,
     AttrType,
     Mutability,
@@ -106,7 +107,7 @@ def _complex(attr: Attribute, value: Any, where: str, *, keep_read_only: bool) -
                 raise InvalidValueError(f"{where}: invalid JSON object in a string") from None
         elif attr.sub_attribute("value") is not None:
             value = {"value": value}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         raise InvalidValueError(f"{where}: expected a complex value (a JSON object)")
     out: dict[str, Any] = {}
     for key, sub_value in value.items():
@@ -172,7 +173,7 @@ def _put(
         ext, rest = registry.split_urn(key)
         if ext is not None:
             if rest == "":
-                if isinstance(value, Mapping):
+                if isinstance(value, MAPPING):
                     for k, v in value.items():
                         _put(doc, registry, ext, k, v)
                 elif value is not None:
@@ -210,7 +211,7 @@ def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
     :class:`InvalidSyntaxError` when the body is not an object and :class:`InvalidValueError`
     when a value has the wrong type or ``userName`` is missing.
     """
-    if not isinstance(body, Mapping):
+    if not isinstance(body, MAPPING):
         raise InvalidSyntaxError("the request body must be a JSON object")
     doc: dict[str, Any] = {}
     for key, value in body.items():
@@ -308,7 +309,7 @@ def _project_complex(
         return out
 
     if isinstance(value, list):
-        items = [one(v) for v in value if isinstance(v, Mapping)]
+        items = [one(v) for v in value if isinstance(v, MAPPING)]
         return [i for i in items if i] or None
     return one(value) or None
 
@@ -345,7 +346,7 @@ def _project_default(doc: Mapping[str, Any], registry: SchemaRegistry) -> dict[s
     for key, value in doc.items():
         if key in core:
             out[key] = value
-        elif key in view and isinstance(value, Mapping):
+        elif key in view and isinstance(value, MAPPING):
             names = view[key]
             section = {k: v for k, v in value.items() if k in names}
             if section:
@@ -372,7 +373,7 @@ def project(
     out.update(_project_schema(doc, registry.core.attributes, (), selection))
     for ext in registry.extensions:
         section = doc.get(ext.id)
-        if not isinstance(section, Mapping):
+        if not isinstance(section, MAPPING):
             continue
         if selection is not None and not selection.empty:
             whole = _keep(Attribute(name=ext.id, type=AttrType.COMPLEX), (ext.id,), selection)

@@ -45,6 +45,7 @@ from sly.lex import Token as _Token
 
 from scimcore.errors import InvalidFilterError
 from scimcore.schema import (
+    MAPPING,
     Attribute,
     AttrType,
     RegistryCache,
@@ -463,7 +464,7 @@ def _identity(doc: _Doc) -> _Doc | None:
 def _nested(key: str) -> _Getter:
     def get(doc: _Doc) -> _Doc | None:
         inner = doc.get(key)
-        return inner if isinstance(inner, Mapping) else None
+        return inner if isinstance(inner, MAPPING) else None
 
     return get
 
@@ -478,7 +479,7 @@ def _values(container: _Doc, attr: Attribute, sub: Attribute | None) -> list[Any
         return [item for item in items if item is not None]
     out: list[Any] = []
     for item in items:
-        if isinstance(item, Mapping):
+        if isinstance(item, MAPPING):
             value = item.get(sub.name)
             if value is None:
                 continue
@@ -497,7 +498,7 @@ def _non_empty(value: Any) -> bool:
         return value != ""
     if isinstance(value, (list, tuple)):
         return any(_non_empty(v) for v in value)
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         return any(_non_empty(v) for v in value.values())
     return True
 
@@ -713,7 +714,7 @@ def _compile_value_path(f: ValuePath, scope: _Scope) -> _Pred:
         container = getter(doc)
         if container is None:
             return False
-        return any(isinstance(e, Mapping) and inner(e) for e in _values(container, attr, None))
+        return any(isinstance(e, MAPPING) and inner(e) for e in _values(container, attr, None))
 
     return pred
 

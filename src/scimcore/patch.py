@@ -99,7 +99,7 @@ from .filters import (
     parse_filter,
 )
 from .messages import PATCH_OP_URN
-from .schema import Attribute, AttrType, Mutability, RegistryCache, Schema, SchemaRegistry
+from .schema import MAPPING, Attribute, AttrType, Mutability, RegistryCache, Schema, SchemaRegistry
 
 __all__ = [
     "STRICT",
@@ -372,7 +372,7 @@ def _copy(value: Any) -> Any:
         return [_copy(v) for v in value]
     if kind in _SCALARS:
         return value
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         return {k: _copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_copy(v) for v in value]
@@ -421,7 +421,7 @@ def _norm_complex(
 ) -> tuple[dict[str, Any] | None, set[str]]:
     """A singular complex value and the sub-attributes it explicitly clears (null or "")."""
     clears: set[str] = set()
-    if isinstance(value, Mapping):
+    if isinstance(value, MAPPING):
         kept: dict[str, Any] = {}
         for key, sub_value in value.items():
             sub = attr.sub_attribute(key) if isinstance(key, str) else None
@@ -770,7 +770,7 @@ class _Patcher:
 
     def pathless(self, op: str, value: Any) -> None:
         """``add``/``replace`` without ``path`` (RFC 7644 §3.5.2.1, §3.5.2.3; Entra 5, Okta 6)."""
-        if not isinstance(value, Mapping):
+        if not isinstance(value, MAPPING):
             raise InvalidValueError(
                 "without a 'path', 'value' must be an object mapping attribute names to values "
                 "(RFC 7644 §3.5.2.1)"
@@ -784,7 +784,7 @@ class _Patcher:
         if schema is None:
             ext, rest = registry.split_urn(key)
             if ext is not None and rest == "":
-                if isinstance(value, Mapping):
+                if isinstance(value, MAPPING):
                     for k, v in value.items():
                         if isinstance(k, str):
                             self._key(op, k, v, ext)
@@ -857,7 +857,7 @@ def _member(obj: Mapping[Any, Any], name: str, tolerance: Tolerance) -> Any:
 
 
 def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
-    if not isinstance(body, Mapping):
+    if not isinstance(body, MAPPING):
         raise InvalidSyntaxError(
             "a PATCH body must be a JSON object with an 'Operations' list (RFC 7644 §3.5.2)"
         )
@@ -877,7 +877,7 @@ def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
 
 
 def _label(raw: Any) -> str:
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, MAPPING):
         return ""
     parts = [str(raw[k]) for k in ("op", "path") if isinstance(raw.get(k), str)]
     return f" ({' '.join(parts)})" if parts else ""
@@ -885,7 +885,7 @@ def _label(raw: Any) -> str:
 
 def _apply_one(patcher: _Patcher, raw: Any) -> None:
     tol = patcher.tolerance
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, MAPPING):
         raise InvalidSyntaxError("an operation must be a JSON object with 'op' (RFC 7644 §3.5.2)")
     op = _member(raw, "op", tol)
     if op is _MISSING or not isinstance(op, str):

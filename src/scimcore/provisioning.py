@@ -9,6 +9,7 @@ outbox row and log entry are written together or not at all (R3.6). It returns t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -16,7 +17,7 @@ from attrs import frozen
 
 from .cards import DEFAULT_MAPPING, Card, FieldMapping, FieldRule, extract, new_card, sync_card
 from .runtime import Runtime
-from .schema import SchemaRegistry
+from .schema import MAPPING, SchemaRegistry
 from .storage import OutboxMail, Person, Settings, UserStore, Workspace
 from .templates import choose_template
 
@@ -55,7 +56,7 @@ MailComposer = Callable[[Workspace, Person], tuple[str, str]]
 def default_composer(workspace: Workspace, person: Person) -> tuple[str, str]:
     """A plain activation email; hosts pass their own :data:`MailComposer`."""
     field = person.card.get("fields", {}).get("name")  # Card.from_dict(...).values()["name"]
-    name = (str(field["value"]) if isinstance(field, Mapping) else "") or person.user_name
+    name = (str(field["value"]) if isinstance(field, MAPPING) else "") or person.user_name
     subject = "Activate your card"
     body = (
         f"Hello {name},\n\n"
@@ -97,10 +98,19 @@ class Provisioner:
         self.runtime = runtime
         self.composer = composer
 
+    def _now(self, now: datetime | None) -> datetime:
+        return now if now is not None else self.runtime.now()
+
     def created(
-        self, store: UserStore, workspace: Workspace, doc: Mapping[str, Any]
+        self,
+        store: UserStore,
+        workspace: Workspace,
+        doc: Mapping[str, Any],
+        now: datetime | None = None,
     ) -> list[Event]:
-        """A SCIM create: card, template (R3.4), activation email (R3.5)."""
+        """A SCIM create: card, template (R3.4), activation email (R3.5). ``now``: the
+        operation's instant (default: the runtime's clock), which the person and the mail
+        record."""
         settings = store.get_settings()
         mapping = mapping_for(settings)
         idp = extract(doc, mapping, self.registry)
@@ -115,7 +125,7 @@ class Provisioner:
         )
         active = _active(doc)
         card = attrs.evolve(card, active=active)
-        now = self.runtime.now()
+        now = self._now(now)
         person = Person(
             id=doc["id"],
             user_name=doc["userName"],
@@ -131,7 +141,7 @@ class Provisioner:
             Event("user.provisioned", workspace.id, person.id, "idp", {"template": card.template})
         ]
         if settings.activation_email:
-            queued = self.queue_activation(store, workspace, person, automatic=True)
+            queued = self.queue_activation(store, workspace, person, automatic=True, now=now)
             if queued is not None:
                 events.append(
                     Event("mail.queued", workspace.id, person.id, "idp", {"mail_id": queued.id})
@@ -139,14 +149,20 @@ class Provisioner:
         return events
 
     def queue_activation(
-        self, store: UserStore, workspace: Workspace, person: Person, *, automatic: bool
+        self,
+        store: UserStore,
+        workspace: Workspace,
+        person: Person,
+        *,
+        automatic: bool,
+        now: datetime | None = None,
     ) -> OutboxMail | None:
         """Queue an activation email. The automatic one is unique per person (R3.5, R3.6);
         manual ones (an admin's "send activation") are not deduplicated."""
         if person.email is None:
             return None
         subject, body = self.composer(workspace, person)
-        now = self.runtime.now()
+        now = self._now(now)
         mail = OutboxMail(
             id=self.runtime.new_id(),
             workspace_id=workspace.id,
@@ -169,12 +185,13 @@ class Provisioner:
         workspace: Workspace,
         before: Mapping[str, Any],
         after: Mapping[str, Any],
+        now: datetime | None = None,
     ) -> list[Event]:
         """A SCIM PUT/PATCH that changed the resource: linked fields follow (R4.1, R4.3),
         templates are not re-evaluated (R4.2), ``active`` drives the seat (R5.1)."""
         person = store.get_person(after["id"])
         if person is None:  # provisioned before the product existed: adopt it now
-            return self.created(store, workspace, after)
+            return self.created(store, workspace, after, now)
         mapping = mapping_for(store.get_settings())
         card = Card.from_dict(person.card)
         synced = sync_card(card, extract(after, mapping, self.registry), mapping)
@@ -201,13 +218,17 @@ class Provisioner:
                 email=person_email(synced, after["userName"]),
                 active=active,
                 card=synced.to_dict(),
-                updated_at=self.runtime.now(),
+                updated_at=self._now(now),
             )
         )
         return events
 
     def deleted(
-        self, store: UserStore, workspace: Workspace, doc: Mapping[str, Any]
+        self,
+        store: UserStore,
+        workspace: Workspace,
+        doc: Mapping[str, Any],
+        now: datetime | None = None,
     ) -> list[Event]:
         """SCIM DELETE: the person stays, inactive and deprovisioned, with their card (R5.2)."""
         person = store.get_person(doc["id"])
@@ -220,7 +241,7 @@ class Provisioner:
                 active=False,
                 deprovisioned=True,
                 card=card.to_dict(),
-                updated_at=self.runtime.now(),
+                updated_at=self._now(now),
             )
         )
         return [Event("user.deleted", workspace.id, person.id, "idp")]

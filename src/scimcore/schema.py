@@ -36,6 +36,11 @@ __all__ = [
 ]
 
 
+#: For ``isinstance(value, MAPPING)``: a decoded JSON object is a ``dict``, which this tuple
+#: names first, so the usual check is one type comparison, not a call to ``Mapping``'s ABC
+#: machinery (a Python-level ``__instancecheck__``: some two dozen per create).
+MAPPING = (dict, Mapping)
+
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
 

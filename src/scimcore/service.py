@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from typing import Any
 
 import cattrs
@@ -202,10 +203,11 @@ class ScimService:
         resource_id: str | None,
         status: int,
         detail: str = "",
+        at: datetime | None = None,
     ) -> None:
         entry = LogEntry(
             id=self.runtime.new_id(),
-            at=self.runtime.now(),
+            at=at if at is not None else self.runtime.now(),
             operation=operation,
             resource_id=resource_id,
             status=status,
@@ -514,8 +516,17 @@ class ScimService:
             "version": f'W/"{version}"',
         }
 
-    def _now(self) -> str:
-        return self.runtime.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    def _instant(self) -> datetime:
+        """The instant of one write, to the millisecond, as ``meta`` shows it: the resource,
+        the card, the mail and the log entry that one operation writes all record this one
+        value (and the SQL storage formats it once)."""
+        now = self.runtime.now()
+        return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+    @staticmethod
+    def _stamp(instant: datetime) -> str:
+        """``instant`` as ``meta.created`` and ``meta.lastModified`` show it (RFC 7643 §3.1)."""
+        return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def _write(self, request: ScimRequest, method: str, rid: str | None) -> ScimResponse:
         """A create (``rid`` is ``None``), replace, patch or delete of a user: authenticated and
@@ -527,11 +538,12 @@ class ScimService:
         always raised: after the authentication (a bad token is a 401 whatever the body), and
         for a replace or a patch after the user is found."""
         early: _Early
+        now = self._instant()
         try:
             if rid is None:
                 doc = conv.normalize_resource(self._json_body(request), self.registry)
                 doc["id"] = self.runtime.new_id()
-                doc["meta"] = self._new_meta(self._now(), 1)
+                doc["meta"] = self._new_meta(self._stamp(now), 1)
                 early = _Early(doc)
             else:
                 early = _Early(self._json_body(request) if method != "DELETE" else None)
@@ -540,12 +552,13 @@ class ScimService:
         caller: AuthContext | None = None  # once authenticated: whose failure to log
         result: dict[str, Any] | None
         try:
-            with self.workspaces.writing(request.header("authorization"), rid) as (auth, store):
+            authorization = request.header("authorization")
+            with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
                 caller = auth
                 if rid is None:
-                    result, events = self._create(auth, store, early.value())
+                    result, events = self._create(auth, store, early.value(), now)
                 else:
-                    result, events = self._update(auth, store, request, method, rid, early)
+                    result, events = self._update(auth, store, request, method, rid, early, now)
         except SCIMError as exc:
             if caller is not None:
                 self._log_failure(caller, request, rid, exc)
@@ -556,12 +569,12 @@ class ScimService:
         return self._resource_response(201 if rid is None else 200, result, request)
 
     def _create(
-        self, auth: AuthContext, store: UserStore, doc: dict[str, Any]
+        self, auth: AuthContext, store: UserStore, doc: dict[str, Any], now: datetime
     ) -> tuple[dict[str, Any], list[Event]]:
         """RFC 7644 §3.3: 201 with the resource, ``Location`` and ``ETag``; 409 uniqueness."""
         store.insert(doc)
-        events = self.provisioner.created(store, auth.workspace, doc)
-        self._log(store, auth, "create", doc["id"], 201)
+        events = self.provisioner.created(store, auth.workspace, doc, now)
+        self._log(store, auth, "create", doc["id"], 201, at=now)
         return doc, events
 
     def _update(
@@ -572,6 +585,7 @@ class ScimService:
         method: str,
         rid: str,
         body: _Early,
+        now: datetime,
     ) -> tuple[dict[str, Any] | None, list[Event]]:
         """PUT, PATCH or DELETE of the user ``rid``: the document written (``None`` for a
         delete) and the events to emit once committed."""
@@ -585,17 +599,17 @@ class ScimService:
             )
         if method == "DELETE":
             store.delete(rid)
-            events = self.provisioner.deleted(store, auth.workspace, current)
-            self._log(store, auth, "delete", rid, 204)
+            events = self.provisioner.deleted(store, auth.workspace, current, now)
+            self._log(store, auth, "delete", rid, 204, at=now)
             return None, events
         if method == "PUT":
             updated = self._replace(current, body.value())
         else:
             updated = self._patch(current, body.value())
         events = []
-        if self._save(store, current, updated):
-            events = self.provisioner.updated(store, auth.workspace, current, updated)
-            self._log(store, auth, method.lower(), rid, 200)
+        if self._save(store, current, updated, now):
+            events = self.provisioner.updated(store, auth.workspace, current, updated, now)
+            self._log(store, auth, method.lower(), rid, 200, at=now)
         return updated, events
 
     def _resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
@@ -630,12 +644,14 @@ class ScimService:
         """RFC 7644 §3.5.2, atomic; see :mod:`scimcore.patch`."""
         return apply_patch(current, body, self.registry)
 
-    def _save(self, store: UserStore, current: dict[str, Any], updated: dict[str, Any]) -> bool:
+    def _save(
+        self, store: UserStore, current: dict[str, Any], updated: dict[str, Any], now: datetime
+    ) -> bool:
         """Write ``updated`` with a new version, unless nothing changed (R4.4)."""
         if updated == current:
             return False
         meta = current["meta"]
         version = int(str(meta["version"]).strip('W/"') or 0) + 1
-        updated["meta"] = {**meta, "lastModified": self._now(), "version": f'W/"{version}"'}
+        updated["meta"] = {**meta, "lastModified": self._stamp(now), "version": f'W/"{version}"'}
         store.replace(updated, meta["version"])
         return True

@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import attrs
@@ -240,6 +240,7 @@ class Workspaces:
         match: re.Match[str] | None,
         presented: str,
         read_ahead: tuple[ReadAheadKind, str] | None,
+        now: datetime | None = None,
     ) -> AuthContext:
         """:meth:`authenticate` once the header is parsed (see :func:`_presented`)."""
         grant: Grant | None = None
@@ -256,23 +257,24 @@ class Workspaces:
         elif match:
             grant = self.storage.authenticate(match.group(1))
         grant = _verified(grant, presented)
-        self._touch(grant)
+        self._touch(grant, now)
         return AuthContext(grant.workspace, grant.token.id, ahead)
 
     @contextmanager
     def writing(
-        self, authorization: str | None, user_id: str | None = None
+        self, authorization: str | None, user_id: str | None = None, now: datetime | None = None
     ) -> Iterator[tuple[AuthContext, UserStore]]:
         """A SCIM write: :meth:`authenticate`, then the workspace's writing transaction
         (``Storage.users``), in one round trip when the storage can
         (:class:`~scimcore.storage.AuthenticatedWrites`). ``user_id``: the user the write
         reads first (``None`` for a create). Raises :class:`UnauthorizedError` exactly as
         :meth:`authenticate` does, before anything is written; an exception raised in the
-        block rolls the transaction back."""
+        block rolls the transaction back. ``now``: the write's instant, when the token's use
+        is recorded (default: the runtime's clock)."""
         match, presented = _presented(authorization)
         writer = self._writes_authenticated
         if writer is None or match is None:
-            auth = self._authenticated(match, presented, None)
+            auth = self._authenticated(match, presented, None, now)
             with self.storage.users(auth.workspace.id) as store:
                 yield auth, store
             return
@@ -284,11 +286,12 @@ class Workspaces:
                 yield AuthContext(verified.workspace, verified.token.id), store
         finally:
             if verified is not None:  # the token was used, whatever the write's outcome
-                self._touch(verified)
+                self._touch(verified, now)
 
-    def _touch(self, grant: Grant) -> None:
+    def _touch(self, grant: Grant, now: datetime | None = None) -> None:
         """Record the token's use, at most once per :data:`TOUCH_INTERVAL`."""
-        now = self.runtime.now()
+        if now is None:
+            now = self.runtime.now()
         last = grant.token.last_used_at
         if last is None or now - last >= TOUCH_INTERVAL:
             self.storage.touch_token(grant.token.id, now)

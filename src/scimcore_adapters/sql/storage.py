@@ -54,7 +54,7 @@ from scimcore.errors import (
     UniquenessError,
 )
 from scimcore.filters import Filter, compile_filter, matches, validate
-from scimcore.schema import SchemaRegistry, default_registry
+from scimcore.schema import MAPPING, SchemaRegistry, default_registry
 from scimcore.storage import (
     Admin,
     Grant,
@@ -112,7 +112,7 @@ def _user_row(doc: Mapping[str, Any]) -> dict[str, Any]:
 def _user_columns(doc: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`_user_row` without the document: what an update compares."""
     meta = doc.get("meta")
-    meta = meta if isinstance(meta, Mapping) else {}
+    meta = meta if isinstance(meta, MAPPING) else {}
     user_name = doc["userName"]
     version = meta.get("version")
     if not isinstance(user_name, str) or not isinstance(version, str):
@@ -140,7 +140,7 @@ def _email_rows(workspace_id: str, doc: Mapping[str, Any]) -> list[dict[str, Any
     items = raw if isinstance(raw, list) else [raw]
     rows = []
     for position, item in enumerate(items):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, MAPPING):
             continue
         primary = item.get("primary")
         rows.append(
