@@ -389,6 +389,40 @@ def test_bad_bodies_are_invalid_syntax(client: Client, raw: bytes) -> None:
     assert client("GET", "/Users").json()["totalResults"] == 0
 
 
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "detail"),
+    [
+        ("active", "yes", 'active: expected a boolean, got "yes"'),
+        ("name", {"givenName": 5}, "name.givenName: expected a string, got int"),
+        ("name.familyName", [1], "name.familyName: expected a string, got list"),
+        (
+            "emails",
+            [{"value": "a@x.test"}, {"value": "b@x.test", "primary": "maybe"}],
+            'emails[1].primary: expected a boolean, got "maybe"',
+        ),
+        ("emails", [{"value": {"a": 1}}], "emails[0].value: expected a string, got object"),
+        ("phoneNumbers", [7], "phoneNumbers[0]: expected a complex value (a JSON object)"),
+        (f"{ENTERPRISE}:manager", "{not json", "manager: invalid JSON object in a string"),
+        (f"{ENTERPRISE}:employeeNumber", 12, "employeeNumber: expected a string, got int"),
+        (ENTERPRISE, {"costCenter": True}, "costCenter: expected a string, got bool"),
+        (ENTERPRISE, "x", f"{ENTERPRISE}: expected a JSON object"),
+    ],
+)
+def test_invalid_values_name_their_place(
+    client: Client, member: str, value: Any, detail: str
+) -> None:
+    # RFC 7644 §3.12 invalidValue, with the place of the refused value in the detail; nothing
+    # is stored.
+    body = {"userName": "ann@x.test", member: value}
+    r = client("POST", "/Users", body)
+    assert_error(r, 400, "invalidValue")
+    assert r.json()["detail"] == detail
+    assert client("GET", "/Users").json()["totalResults"] == 0
+
+
 # --- listing -----------------------------------------------------------------------------------
 
 

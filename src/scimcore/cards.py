@@ -55,6 +55,10 @@ class Source(str, Enum):
 
 
 _SOURCES: dict[Any, Source] = {s.value: s for s in Source}
+# The members as module constants, and ``_value_`` rather than ``.value``: on the create path,
+# an Enum attribute and its ``value`` property cost more than building the field.
+_IDP = Source.IDP
+_TEMPLATE = Source.TEMPLATE
 
 
 @frozen
@@ -71,7 +75,7 @@ class CardField:
             "value": self.value,
             "locked": self.locked,
             "linked": self.linked,
-            "source": self.source.value,
+            "source": self.source._value_,
         }
 
     @classmethod
@@ -242,15 +246,19 @@ def new_card(
     idp_values: Mapping[str, str],
     template_name: str | None = None,
     template_fields: Mapping[str, str] | None = None,
+    *,
+    active: bool = True,
 ) -> Card:
     """A card at provisioning (R3.2 to R3.4): IdP fields locked and linked; the template's fields
-    take precedence (R7.3) and stay linked to the template (R7.1)."""
+    take precedence (R7.3) and stay linked to the template (R7.1). ``active``: whether the
+    provisioned user is (R5.1)."""
+    # CardField(value, locked, linked, source), positionally: keywords cost twice the call
     fields: dict[str, CardField] = {
-        k: CardField(v, locked=True, linked=True, source=Source.IDP) for k, v in idp_values.items()
+        k: CardField(v, True, True, _IDP) for k, v in idp_values.items()
     }
     for k, v in (template_fields or {}).items():
-        fields[k] = CardField(v, locked=True, linked=True, source=Source.TEMPLATE)
-    return Card(fields, template_name if template_fields is not None else None)
+        fields[k] = CardField(v, True, True, _TEMPLATE)
+    return Card(fields, template_name if template_fields is not None else None, active)
 
 
 def sync_card(card: Card, idp_values: Mapping[str, str], mapping: FieldMapping) -> Card:
@@ -266,8 +274,8 @@ def sync_card(card: Card, idp_values: Mapping[str, str], mapping: FieldMapping) 
         value = idp_values.get(key)
         if current is None:
             if value is not None:
-                fields[key] = CardField(value, locked=True, linked=True, source=Source.IDP)
-        elif current.linked and current.source is Source.IDP:
+                fields[key] = CardField(value, True, True, _IDP)
+        elif current.linked and current.source is _IDP:
             if value is None:
                 del fields[key]
             elif value != current.value:

@@ -46,9 +46,36 @@ __all__ = [
 _TRUE = "true"
 _FALSE = "false"
 
+# Enum members as module constants: reading one off its class costs a lookup through the
+# Enum metaclass each time, and these are read for every value of every write.
+_BOOLEAN = AttrType.BOOLEAN
+_INTEGER = AttrType.INTEGER
+_DECIMAL = AttrType.DECIMAL
+_DATETIME = AttrType.DATETIME
+_READ_ONLY = Mutability.READ_ONLY
 
-def coerce_bool(value: Any, where: str) -> bool:
-    """A JSON boolean, or Entra's ``"True"``/``"False"`` strings (idp-quirks Entra 3)."""
+
+class _Invalid(Exception):
+    """What is wrong with a value, raised where its place in the document is not known.
+
+    Each level adds its part of the place on the way up (``.primary``, ``[0]``) and the
+    public functions turn it into an :class:`InvalidValueError` naming the whole place
+    (``emails[0].primary: expected a boolean``): places are formatted for refused values only,
+    not for each value that passes."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.parts: list[str] = []  # innermost first
+
+    def at(self, part: str) -> None:
+        self.parts.append(part)
+
+    def error(self, where: str) -> InvalidValueError:
+        return InvalidValueError(f"{where}{''.join(reversed(self.parts))}: {self.problem}")
+
+
+def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -57,43 +84,41 @@ def coerce_bool(value: Any, where: str) -> bool:
             return True
         if lowered == _FALSE:
             return False
-    raise InvalidValueError(f"{where}: expected a boolean, got {json.dumps(value)[:80]}")
+    raise _Invalid(f"expected a boolean, got {json.dumps(value)[:80]}")
 
 
-def _check_datetime(value: str, where: str) -> str:
-    if parse_datetime(value) is None:
-        raise InvalidValueError(f"{where}: {value[:60]!r} is not an xsd:dateTime")
-    return value
+def coerce_bool(value: Any, where: str) -> bool:
+    """A JSON boolean, or Entra's ``"True"``/``"False"`` strings (idp-quirks Entra 3)."""
+    try:
+        return _bool(value)
+    except _Invalid as exc:
+        raise exc.error(where) from None
 
 
-def _scalar(attr: Attribute, value: Any, where: str) -> Any:
+def _scalar(attr: Attribute, value: Any) -> Any:
     t = attr.type
-    if t is AttrType.BOOLEAN:
-        return coerce_bool(value, where)
-    if t is AttrType.INTEGER:
+    if t is _BOOLEAN:
+        return _bool(value)
+    if t is _INTEGER:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise InvalidValueError(f"{where}: expected an integer")
+            raise _Invalid("expected an integer")
         return value
-    if t is AttrType.DECIMAL:
+    if t is _DECIMAL:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidValueError(f"{where}: expected a number")
+            raise _Invalid("expected a number")
         return value
     if not isinstance(value, str):
-        raise InvalidValueError(
-            f"{where}: expected a string, got {type(value).__name__.replace('dict', 'object')}"
-        )
+        raise _Invalid(f"expected a string, got {type(value).__name__.replace('dict', 'object')}")
     if not storable_text(value):
-        raise InvalidValueError(
-            f"{where}: a string may not contain U+0000 or a lone UTF-16 surrogate"
-        )
-    if t is AttrType.DATETIME:
-        return _check_datetime(value, where)
+        raise _Invalid("a string may not contain U+0000 or a lone UTF-16 surrogate")
+    if t is _DATETIME and parse_datetime(value) is None:
+        raise _Invalid(f"{value[:60]!r} is not an xsd:dateTime")
     return value
 
 
-def _complex(attr: Attribute, value: Any, where: str, *, keep_read_only: bool) -> dict[str, Any]:
+def _complex(attr: Attribute, value: Any, keep_read_only: bool) -> dict[str, Any]:
     if isinstance(value, str):
         # Entra sends manager as a plain id string (SCIM-SDK #541); role items may arrive as
         # JSON-encoded strings (MS-MAP, AppRoleAssignmentsComplex).
@@ -104,20 +129,47 @@ def _complex(attr: Attribute, value: Any, where: str, *, keep_read_only: bool) -
             try:
                 value = json.loads(text)
             except ValueError:
-                raise InvalidValueError(f"{where}: invalid JSON object in a string") from None
+                raise _Invalid("invalid JSON object in a string") from None
         elif attr.sub_attribute("value") is not None:
             value = {"value": value}
     if not isinstance(value, MAPPING):
-        raise InvalidValueError(f"{where}: expected a complex value (a JSON object)")
+        raise _Invalid("expected a complex value (a JSON object)")
     out: dict[str, Any] = {}
     for key, sub_value in value.items():
         sub = attr.sub_attribute(key)
         if sub is None or sub_value is None:
             continue  # unknown sub-attributes and nulls are tolerated and dropped
-        if sub.mutability is Mutability.READ_ONLY and not keep_read_only:
+        if sub.mutability is _READ_ONLY and not keep_read_only:
             continue
-        out[sub.name] = _scalar(sub, sub_value, f"{where}.{sub.name}")
+        try:
+            out[sub.name] = _scalar(sub, sub_value)
+        except _Invalid as exc:
+            exc.at(f".{sub.name}")
+            raise
     return out
+
+
+def _normalize(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
+    if value is None:
+        return None
+    if attr.multi_valued:
+        items = value if isinstance(value, list) else [value]
+        out: list[Any] = []
+        complex_items = attr.is_complex
+        for i, item in enumerate(items):
+            if item is None:
+                continue
+            try:
+                v = _complex(attr, item, keep_read_only) if complex_items else _scalar(attr, item)
+            except _Invalid as exc:
+                exc.at(f"[{i}]")
+                raise
+            if v != {} and v not in out:
+                out.append(v)
+        return out or None
+    if attr.is_complex:
+        return _complex(attr, value, keep_read_only) or None
+    return _scalar(attr, value)
 
 
 def normalize_value(
@@ -127,28 +179,13 @@ def normalize_value(
 
     Returns ``None`` when the value is empty (``null``, ``[]``, ``{}``, an object of unknown
     keys only): the attribute is then absent. Raises :class:`InvalidValueError` on a type
-    mismatch (RFC 7644 §3.12 ``invalidValue``).
+    mismatch (RFC 7644 §3.12 ``invalidValue``), naming the value's place from ``where``
+    (default: the attribute's name).
     """
-    where = where or attr.name
-    if value is None:
-        return None
-    if attr.multi_valued:
-        items = value if isinstance(value, list) else [value]
-        out: list[Any] = []
-        for i, item in enumerate(items):
-            if item is None:
-                continue
-            v = (
-                _complex(attr, item, f"{where}[{i}]", keep_read_only=keep_read_only)
-                if attr.is_complex
-                else _scalar(attr, item, f"{where}[{i}]")
-            )
-            if v != {} and v not in out:
-                out.append(v)
-        return out or None
-    if attr.is_complex:
-        return _complex(attr, value, where, keep_read_only=keep_read_only) or None
-    return _scalar(attr, value, where)
+    try:
+        return _normalize(attr, value, keep_read_only)
+    except _Invalid as exc:
+        raise exc.error(where or attr.name) from None
 
 
 def _set(target: dict[str, Any], attr: Attribute, value: Any, where: str) -> None:
@@ -164,18 +201,20 @@ def _set(target: dict[str, Any], attr: Attribute, value: Any, where: str) -> Non
 def _put(
     doc: dict[str, Any],
     registry: SchemaRegistry,
+    core: Schema,
     schema: Schema | None,
     key: str,
     value: Any,
 ) -> None:
-    """Place one body member into ``doc``; unknown and read-only members are dropped."""
+    """Place one body member into ``doc``; unknown and read-only members are dropped.
+    ``core``: ``registry.core``, read once per body."""
     if schema is None:
         ext, rest = registry.split_urn(key)
         if ext is not None:
             if rest == "":
                 if isinstance(value, MAPPING):
                     for k, v in value.items():
-                        _put(doc, registry, ext, k, v)
+                        _put(doc, registry, core, ext, k, v)
                 elif value is not None:
                     raise InvalidValueError(f"{ext.id}: expected a JSON object")
                 return
@@ -185,27 +224,29 @@ def _put(
         owner, attr = registry.top_level(top, schema)
     except KeyError:
         return  # unknown attribute: tolerated (idp-quirks Entra 9)
-    if attr.mutability is Mutability.READ_ONLY:
+    if attr.mutability is _READ_ONLY:
         return  # RFC 7644 §3.5.1: read-only values a client sends SHALL be ignored
     target = doc
-    if owner is not None and owner is not registry.core:
-        target = doc.setdefault(owner.id, {})
+    section: str | None = None
+    if owner is not None and owner is not core:  # an extension's attribute
+        section = owner.id
+        target = doc.setdefault(section, {})
     if sub_name:
         # A dotted key such as "name.givenName" (idp-quirks Entra 5).
         sub = attr.sub_attribute(sub_name) if attr.is_complex else None
         if sub is None or attr.multi_valued:
             return
-        _set(target, attr, {sub.name: value}, f"{attr.name}.{sub.name}")
+        _set(target, attr, {sub.name: value}, attr.name)  # a refusal names "name.givenName"
     else:
         _set(target, attr, value, attr.name)
-    if owner is not None and owner is not registry.core and not doc[owner.id]:
-        del doc[owner.id]
+    if section is not None and not target:
+        del doc[section]
 
 
 def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
     """Turn a POST or PUT body into a canonical document (without ``id``/``meta``).
 
-    Read-only attributes (``id``, ``meta``, ``groups``) are ignored (RFC 7644 §3.5.1) and
+    Read-only attributes (``id``, ``meta``, ``groups``) are ignored (RFC 7643 §3.5.1) and
     ``schemas`` is recomputed on output. ``password`` is validated and dropped: scimcore never
     stores or returns it (RFC 7643 §4.1.1, ``returned: never``). Raises
     :class:`InvalidSyntaxError` when the body is not an object and :class:`InvalidValueError`
@@ -214,10 +255,11 @@ def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
     if not isinstance(body, MAPPING):
         raise InvalidSyntaxError("the request body must be a JSON object")
     doc: dict[str, Any] = {}
+    core = registry.core
     for key, value in body.items():
         if not isinstance(key, str) or key.lower() == "schemas":
             continue
-        _put(doc, registry, None, key, value)
+        _put(doc, registry, core, None, key, value)
     doc.pop("password", None)
     if not isinstance(doc.get("userName"), str) or not doc["userName"].strip():
         raise InvalidValueError("userName is required (RFC 7643 §4.1.1)")

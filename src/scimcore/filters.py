@@ -739,9 +739,21 @@ def _compile_compare(f: Compare, getter: _Getter, attr: Attribute, sub: Attribut
         return present if op == "ne" else (lambda doc: not present(doc))
     test = _value_test("eq" if op == "ne" else op, value, leaf, label)
 
-    def any_value(doc: _Doc) -> bool:
-        container = getter(doc)
-        return container is not None and any(test(v) for v in _values(container, attr, sub))
+    if sub is None and not attr.multi_valued:  # one value at most: no list, no generator
+        name = attr.name
+
+        def any_value(doc: _Doc) -> bool:
+            container = getter(doc)
+            if container is None:
+                return False
+            found = container.get(name)
+            return found is not None and test(found)
+
+    else:
+
+        def any_value(doc: _Doc) -> bool:
+            container = getter(doc)
+            return container is not None and any(test(v) for v in _values(container, attr, sub))
 
     if op == "ne":
         return lambda doc: not any_value(doc)

@@ -120,11 +120,13 @@ class Provisioner:
             if template_name is not None
             else None
         )
-        card = new_card(
-            idp, template.name if template else None, dict(template.fields) if template else None
-        )
         active = _active(doc)
-        card = attrs.evolve(card, active=active)
+        card = new_card(
+            idp,
+            template.name if template else None,
+            dict(template.fields) if template else None,
+            active=active,
+        )
         now = self._now(now)
         person = Person(
             id=doc["id"],

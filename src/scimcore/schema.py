@@ -142,16 +142,16 @@ class Attribute:
         init=False, repr=False, eq=False, hash=False, alias="_by_name"
     )
 
+    #: Whether the type is ``complex`` (stored, not a property: it is read for every value).
+    is_complex: bool = attrs.field(init=False, repr=False, eq=False, hash=False)
+
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_by_name", _index(self.sub_attributes))
+        object.__setattr__(self, "is_complex", self.type is AttrType.COMPLEX)
 
     def sub_attribute(self, name: str) -> Attribute | None:
         """The sub-attribute called ``name`` (any case), or ``None``."""
         return self._by_name.get(name.lower())
-
-    @property
-    def is_complex(self) -> bool:
-        return self.type is AttrType.COMPLEX
 
     def to_dict(self) -> dict[str, Any]:
         """The attribute as it appears in a ``/Schemas`` resource (RFC 7643 §7)."""
@@ -508,6 +508,11 @@ class SchemaRegistry:
     def _rebuild(self) -> None:
         rt = self._resource_type
         self._schemas: dict[str, Schema] = {s.id.lower(): s for s in rt.schemas}
+        # Unqualified top-level names: a common attribute before a core one of the same name.
+        self._top_level: dict[str, tuple[Schema | None, Attribute]] = {
+            **{key: (rt.schema, a) for key, a in _index(rt.schema.attributes).items()},
+            **{key: (None, a) for key, a in _COMMON.items()},
+        }
         hidden = (Returned.NEVER, Returned.REQUEST)
         sections: dict[str | None, frozenset[str]] = {
             None: frozenset(a.name for a in (*COMMON_ATTRIBUTES, *rt.schema.attributes)),
@@ -588,13 +593,10 @@ class SchemaRegistry:
             if attr is None:
                 raise KeyError(name)
             return schema, attr
-        common = _COMMON.get(name.lower())
-        if common is not None:
-            return None, common
-        attr = self.core.attribute(name)
-        if attr is not None:
-            return self.core, attr
-        raise KeyError(name)
+        found = self._top_level.get(name.lower())
+        if found is None:
+            raise KeyError(name)
+        return found
 
     def extension_urns(self) -> Mapping[str, Schema]:
         return {s.id.lower(): s for s in self.extensions}
