@@ -487,6 +487,26 @@ def test_attributes_and_excluded_attributes(client: Client) -> None:
     assert "title" not in body and "name" not in body and body["userName"] == "ann@x.test"
 
 
+def test_attributes_select_what_a_write_returns(client: Client) -> None:
+    # RFC 7644 §3.9: attributes/excludedAttributes on POST, PUT and PATCH responses too; other
+    # query parameters of a write are not looked at.
+    body = {"userName": "ann@x.test", "title": "CTO", "name": {"givenName": "Ann"}}
+    created = client("POST", "/Users", body, query={"attributes": "title"})
+    assert created.status == 201
+    uid = created.json()["id"]
+    assert created.json() == {"schemas": [USER], "id": uid, "title": "CTO"}
+    op = {"op": "replace", "path": "title", "value": "CEO"}
+    patched = client(
+        "PATCH",
+        f"/Users/{uid}",
+        {"schemas": [PATCH], "Operations": [op]},
+        query={"excludedAttributes": "name,meta"},
+    ).json()
+    assert patched["title"] == "CEO" and "name" not in patched and "meta" not in patched
+    plain = client("POST", "/Users", {"userName": "bo@x.test"}, query={"count": "many"})
+    assert plain.status == 201 and plain.json()["userName"] == "bo@x.test"
+
+
 def test_search_endpoints(client: Client) -> None:
     client.create("a@x.test", title="Dev")
     client.create("b@x.test", title="Ops")

@@ -425,8 +425,13 @@ class ScimService:
     ) -> conv.AttributeSelection:
         return conv.AttributeSelection(self.registry, attributes or (), excluded or ())
 
-    def _selection_from_query(self, request: ScimRequest) -> conv.AttributeSelection:
-        params = self._query_params(request.query)
+    def _selection_from_query(self, request: ScimRequest) -> conv.AttributeSelection | None:
+        """The ``attributes`` and ``excludedAttributes`` query parameters (``None``: neither,
+        the usual request: no selection to build)."""
+        query = request.query
+        if not query or ("attributes" not in query and "excludedAttributes" not in query):
+            return None
+        params = self._query_params(query)
         return self._selection(params.attributes, params.excluded_attributes)
 
     def _sort(self, sort_by: str | None, sort_order: str | None) -> SortSpec | None:
@@ -461,7 +466,10 @@ class ScimService:
     # --- representation ------------------------------------------------------------------------
 
     def _render(
-        self, doc: Mapping[str, Any], request: ScimRequest, selection: conv.AttributeSelection
+        self,
+        doc: Mapping[str, Any],
+        request: ScimRequest,
+        selection: conv.AttributeSelection | None,
     ) -> dict[str, Any]:
         out = conv.project(doc, self.registry, selection)
         if "meta" in out:
