@@ -112,3 +112,15 @@ def test_service_refuses_nan_bodies_with_invalid_syntax(backend: str) -> None:
 def test_integers_beyond_64_bits_decode_exactly(backend: str, text: bytes | str) -> None:
     # orjson alone would give floats (1e+23): the results must not depend on the backend
     assert repr(_json.loads(text)) == repr(json.loads(text))  # ints stay ints
+
+
+def test_clone_is_a_deep_copy(backend: str) -> None:
+    doc = {**DOC, "big": 2**70, "zero": -0.0, "tiny": 1e-300, "nested": [[{"a": [1, None]}]]}
+    copy = _json.clone(doc)
+    assert copy == doc and type(copy["big"]) is int and str(copy["zero"]) == "-0.0"
+    assert [*copy] == [*doc]  # member order kept
+    copy["emails"][0]["type"] = "home"
+    copy["nested"][0][0]["a"].append(2)
+    copy["name"]["givenName"] = "X"
+    assert doc["emails"][0]["type"] == "work" and doc["nested"] == [[{"a": [1, None]}]]
+    assert doc["name"]["givenName"] == "Jürgen"

@@ -17,6 +17,7 @@ and the results do not depend on it:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -26,7 +27,7 @@ try:  # pragma: no cover - which branch runs depends on the environment
 except ImportError:  # pragma: no cover
     _orjson = None
 
-__all__ = ["accelerated", "dumps", "dumps_text", "loads"]
+__all__ = ["accelerated", "clone", "dumps", "dumps_text", "loads"]
 
 
 def _no_constants(name: str) -> Any:
@@ -85,3 +86,33 @@ def dumps(value: Any) -> bytes:
 def dumps_text(value: Any) -> str:
     """:func:`dumps` as ``str`` (for text columns)."""
     return dumps(value).decode()
+
+
+_SCALARS = frozenset({str, bool, int, float, type(None)})
+
+
+def _py_clone(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _py_clone(v) for k, v in value.items()}
+    if kind is list:
+        return [_py_clone(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _py_clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_py_clone(v) for v in value]
+    return value
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value (much faster than :func:`copy.deepcopy`): with orjson, an
+    encode and a decode, a few times faster again than a copy in Python for a SCIM document;
+    what orjson cannot encode (an integer beyond 64 bits) is copied in Python."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(_orjson.dumps(value))
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+    return _py_clone(value)

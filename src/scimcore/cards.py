@@ -269,18 +269,22 @@ def sync_card(card: Card, idp_values: Mapping[str, str], mapping: FieldMapping) 
     hand-edited fields never change. Returns ``card`` itself when nothing changes (R4.4).
     """
     fields = dict(card.fields)
+    changed = False
     for key in mapping.field_keys():
         current = fields.get(key)
         value = idp_values.get(key)
         if current is None:
             if value is not None:
                 fields[key] = CardField(value, True, True, _IDP)
+                changed = True
         elif current.linked and current.source is _IDP:
             if value is None:
                 del fields[key]
+                changed = True
             elif value != current.value:
-                fields[key] = attrs.evolve(current, value=value)
-    return card if fields == card.fields else attrs.evolve(card, fields=fields)
+                fields[key] = CardField(value, current.locked, True, _IDP)
+                changed = True
+    return Card(fields, card.template, card.active) if changed else card
 
 
 def admin_edit(card: Card, key: str, value: str) -> Card:

@@ -197,21 +197,18 @@ class Provisioner:
         mapping = mapping_for(store.get_settings())
         card = Card.from_dict(person.card)
         synced = sync_card(card, extract(after, mapping, self.registry), mapping)
+        fields_changed = synced is not card  # sync_card returns the card itself if none did
         active = _active(after)
-        synced = attrs.evolve(synced, active=active) if synced.active != active else synced
+        if synced.active != active:
+            synced = Card(synced.fields, synced.template, active)
         events: list[Event] = [Event("user.updated", workspace.id, person.id, "idp")]
         if active != person.active:
             kind = "user.reactivated" if active else "user.deprovisioned"
             events.append(Event(kind, workspace.id, person.id, "idp"))
-        if synced != card:
+        if fields_changed or synced.active != card.active:
+            changed = sorted(_changed(card, synced)) if fields_changed else []
             events.append(
-                Event(
-                    "card.changed",
-                    workspace.id,
-                    person.id,
-                    "idp",
-                    {"fields": sorted(_changed(card, synced))},
-                )
+                Event("card.changed", workspace.id, person.id, "idp", {"fields": changed})
             )
         store.save_person(
             attrs.evolve(
