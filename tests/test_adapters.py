@@ -404,3 +404,32 @@ def test_flask_mounts_and_proxyfix() -> None:
     with pytest.warns(UserWarning, match="bypass"):
         ScimExtension(service, app, mount="wsgi")
     assert location(app, token).startswith("http://localhost/scim/v2/Users/")
+
+
+def test_wsgi_headers_reach_the_service_by_lower_case_name() -> None:
+    # HTTP_X_Y is header x-y; the translations the adapter remembers are bounded, so a client
+    # inventing header names cannot grow them (those past the bound are translated each time).
+    from scimcore_adapters import wsgi
+
+    seen: list[dict[str, str]] = []
+
+    class Recording(ScimService):
+        def handle(self, request: Any) -> Any:
+            seen.append(dict(request.headers))
+            return super().handle(request)
+
+    app = ScimWSGIApp(Recording(MemoryStorage(), runtime=counting_runtime()))
+    invented = {f"HTTP_X_INVENTED_{n}": str(n) for n in range(wsgi._HEADER_NAMES_MAX + 50)}
+    for _ in range(2):  # the second time from what the adapter remembered
+        environ = _environ("GET", "/scim/v2/Users", "t", HTTP_IF_NONE_MATCH='W/"1"')
+        environ.update(invented)
+        status, _, _ = _call(app, environ)
+        assert status == "401 Unauthorized"
+    assert len(wsgi._HEADER_NAMES) <= wsgi._HEADER_NAMES_MAX
+    for headers in seen:
+        assert headers["authorization"] == "Bearer t" and headers["if-none-match"] == 'W/"1"'
+        assert headers[f"x-invented-{wsgi._HEADER_NAMES_MAX + 49}"] == str(
+            wsgi._HEADER_NAMES_MAX + 49
+        )
+        assert "query-string" not in headers and "path-info" not in headers
+        assert len(headers) == len(invented) + 2

@@ -15,6 +15,8 @@ __all__ = ["body_too_large", "query_values", "wire_response"]
 def query_values(query_string: str) -> dict[str, str]:
     """The decoded query parameters, the first value of each (blank values kept)."""
     query: dict[str, str] = {}
+    if not query_string:
+        return query
     for key, value in parse_qsl(query_string, keep_blank_values=True):
         query.setdefault(key, value)
     return query

@@ -31,6 +31,33 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _STATUS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 
+#: WSGI environ keys to the header names they carry (``None``: not a header), as met: a
+#: server sends the same few dozen keys with every request. Bounded: keys past the limit (a
+#: client inventing header names) are translated each time, not remembered.
+_HEADER_NAMES: dict[str, str | None] = {}
+_HEADER_NAMES_MAX = 512
+
+
+def _header_name(key: str) -> str | None:
+    name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else None
+    if len(_HEADER_NAMES) < _HEADER_NAMES_MAX:
+        _HEADER_NAMES[key] = name
+    return name
+
+
+def _headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request headers, by lower-case name (``HTTP_X_Y`` is ``x-y``)."""
+    headers: dict[str, str] = {}
+    names = _HEADER_NAMES
+    for key, value in environ.items():
+        name = names.get(key, "")
+        if name == "":
+            name = _header_name(key)
+        if name is not None:
+            headers[name] = value
+    return headers
+
+
 def _text(value: str) -> str:
     """A WSGI "native string" (bytes decoded as latin-1) as the UTF-8 text it carries."""
     return value if value.isascii() else value.encode("latin-1").decode("utf-8", "replace")
@@ -71,10 +98,7 @@ class ScimWSGIApp:
         body = self._body(environ, limit)
         if body is None:
             return body_too_large(limit)
-        headers: dict[str, str] = {}
-        for key, value in environ.items():
-            if key.startswith("HTTP_"):
-                headers[key[5:].replace("_", "-").lower()] = value
+        headers = _headers(environ)
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = environ["CONTENT_TYPE"]
         scheme = environ.get("wsgi.url_scheme", "http")
