@@ -957,19 +957,21 @@ class SqlStorage:
             self._local.held = None
         held.close()
 
-    @contextmanager
-    def _begin(self, mode: str, *, joins: bool = True) -> Iterator[Connection]:
+    def _begin(self, mode: str, *, joins: bool = True) -> AbstractContextManager[Connection]:
         """One transaction: ``BEGIN IMMEDIATE`` (writes), ``BEGIN`` (a read snapshot) or none
         (a read of one statement) on SQLite; a plain transaction on PostgreSQL. A SQLite write
         may share its ``COMMIT`` with the writes queued behind it (:meth:`_sqlite_write`;
         ``joins=False``: never)."""
+        if self._sqlite and mode == _IMMEDIATE:
+            return self._sqlite_write(joins)  # not wrapped: every write passes here
+        return self._begin_other(mode)
+
+    @contextmanager
+    def _begin_other(self, mode: str) -> Iterator[Connection]:
+        """:meth:`_begin` but for a SQLite write."""
         if not self._sqlite:
             with self._engines[mode].connect() as pooled, pooled.begin():
                 yield pooled
-            return
-        if mode == _IMMEDIATE:
-            with self._sqlite_write(joins) as conn:
-                yield conn
             return
         held = self._held_connection(mode)
         if held is None:  # a block nested in another of this thread: a pooled connection
