@@ -1683,3 +1683,67 @@ def test_authenticate_and_find_reads_a_username_lookup_only_with_the_right_secre
         for not_a_lookup in ('title eq "x"', 'userName eq "a" or userName eq "b"', "((("):
             assert storage.authenticate_and_find("t1", "h" * 64, not_a_lookup) == (grant, None)
         assert storage.authenticate_and_find("t9", "h" * 64, 'userName eq "x"') == (None, None)
+
+
+def test_sqlite_packed_reads_return_what_sqlalchemy_reads(sqlite_url: str) -> None:
+    """On SQLite the wide reads (a write's authentication with its read-ahead, a GET's) come
+    back as one JSON array plus the documents (``raw``, to spare GIL releases): every value
+    read that way equals what SQLAlchemy reads from the same statement, text with quotes,
+    backslashes, control characters and a NUL, non-ASCII text, NULLs, booleans and
+    date-times included."""
+    from scimcore.storage import Admin, Settings, TokenRecord
+    from scimcore_adapters.sql import storage as sql_storage
+    from scimcore_adapters.sql.raw import prepared, run_dbapi
+
+    odd = 'Zoë "q" \\ \n\t\x01\x00 ☃'
+    with opened(sqlite_url) as storage:
+        a = ws(storage, "a")
+        storage.save_admin(Admin(a.id, "a@x.test", True, T0))
+        storage.add_token(TokenRecord("t1", a.id, "h" * 64, odd, "a@x.test", T0))
+        doc = user(1, displayName=odd)
+        with storage.users(a.id) as store:
+            store.insert(doc)
+            store.save_person(person(1, user_name=odd))
+            store.save_settings(Settings(activation_email=True))
+        base = {"token_id": "t1", "b_hash": "h" * 64}
+        reads = {
+            "_AUTHENTICATE": {"token_id": "t1"},
+            "_AUTHENTICATE_AND_GET": {**base, "b_user": doc["id"]},
+            "_AUTHENTICATE_FOR_UPDATE": {**base, "b_user": doc["id"]},
+            "_AUTHENTICATE_FOR_CREATE": base,
+            "_AUTHENTICATE_AND_FIND": {**base, "b_name": "nobody"},  # the user columns NULL
+        }
+        with storage.engine.connect() as conn:
+            dbapi_conn = conn.connection.dbapi_connection
+            for name, params in reads.items():
+                stmt = getattr(sql_storage, name)
+                prep = prepared(stmt, conn.dialect)
+                assert prep.packed and "json_array(" in prep.sql, name
+                packed = run_dbapi(dbapi_conn, conn.dialect, stmt, params).rows
+                plain = conn.execute(stmt, params).all()
+                assert [r._asdict() for r in packed] == [r._asdict() for r in plain], name
+                assert packed and packed[0].label == odd, name
+            conn.rollback()
+        grant, got = storage.authenticate_and_get("t1", "h" * 64, doc["id"])
+        assert grant is not None and grant.token.label == odd and grant.token.created_at == T0
+        assert got == doc
+
+
+def test_sqlite_writes_without_rows_keep_their_row_counts(sqlite_url: str) -> None:
+    """SQLite writes that return no rows run through ``executemany`` (no last row id asked
+    for): an ``INSERT ... ON CONFLICT DO NOTHING`` still counts 1 row inserted, then 0."""
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from scimcore_adapters.sql.raw import prepared, run_dbapi
+
+    with opened(sqlite_url) as storage, storage.engine.connect() as conn:
+        stmt = sqlite_insert(WORKSPACES).on_conflict_do_nothing()
+        row = {"id": "w-x", "slug": "x", "created_at": T0}
+        assert prepared(stmt, conn.dialect, tuple(row)).many
+        dbapi_conn = conn.connection.dbapi_connection
+        counts = [run_dbapi(dbapi_conn, conn.dialect, stmt, row, columns=True).rowcount]
+        counts.append(run_dbapi(dbapi_conn, conn.dialect, stmt, row, columns=True).rowcount)
+        assert counts == [1, 0]
+        assert conn.execute(select(WORKSPACES.c.slug).where(WORKSPACES.c.id == "w-x")).all() == [
+            ("x",)
+        ]

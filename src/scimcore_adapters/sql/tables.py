@@ -40,6 +40,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "ADMINS",
+    "BULKY",
     "LOG",
     "METADATA",
     "OUTBOX",
@@ -87,6 +88,10 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return naive_utc(value)
 
@@ -102,6 +107,10 @@ def text_type(length: int | None = None) -> TypeEngine[str]:
     )
     return base.with_variant(collated, "postgresql")
 
+
+#: Marks a column holding a JSON document: reads return it as a column of its own on SQLite (not
+#: quoted into a packed row: see :mod:`.raw`).
+BULKY = {"bulky": True}
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGINT identity.
 _SEQ_TYPE = BigInteger().with_variant(Integer(), "sqlite")
@@ -188,7 +197,7 @@ USERS = Table(
     Column("created", UtcDateTime, nullable=True),
     Column("last_modified", UtcDateTime, nullable=True),
     Column("version", text_type(), nullable=False),
-    Column("document", Text, nullable=False),
+    Column("document", Text, nullable=False, info=BULKY),
     UniqueConstraint("workspace_id", "id"),
     UniqueConstraint("workspace_id", "user_name_folded"),
     Index(None, "workspace_id", "seq"),
@@ -243,7 +252,7 @@ PEOPLE = Table(
     Column("active", Boolean, nullable=False),
     Column("deprovisioned", Boolean, nullable=False),
     # scimcore.cards.Card.to_dict() as JSON text.
-    Column("card", Text, nullable=False),
+    Column("card", Text, nullable=False, info=BULKY),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "workspace_id", "created_at", "id"),
@@ -257,7 +266,7 @@ SETTINGS = Table(
     _workspace_fk(primary_key=True),
     Column("activation_email", Boolean, nullable=False),
     # The field mapping as a JSON list; NULL: the default mapping.
-    Column("mapping", Text, nullable=True),
+    Column("mapping", Text, nullable=True, info=BULKY),
 )
 
 TEMPLATES = Table(
@@ -266,7 +275,7 @@ TEMPLATES = Table(
     _workspace_fk(primary_key=True),
     Column("name", text_type(), primary_key=True),
     # The field values as a JSON object.
-    Column("fields", Text, nullable=False),
+    Column("fields", Text, nullable=False, info=BULKY),
 )
 
 RULES = Table(
@@ -291,7 +300,7 @@ OUTBOX = Table(
     Column("to_address", Text, nullable=False),
     Column("kind", text_type(), nullable=False),
     Column("subject", Text, nullable=False),
-    Column("body", Text, nullable=False),
+    Column("body", Text, nullable=False, info=BULKY),
     Column("status", text_type(), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
