@@ -1,0 +1,160 @@
+"""Paired, finely interleaved HTTP comparison of scimcore and python-scim's scim2-server.
+
+Run by hand (not in CI), from the repository root, in the same venv as ``http_compare.py``::
+
+    python benchmarks/paired_compare.py --users 2000 --slices 8 --out docs/bench-paired.json
+
+``http_compare.py`` runs every scenario of one target, then every scenario of the next: on a
+shared machine whose speed drifts from one minute to the next, two runs of one build differ by
+up to a third, and so do the per-run ratios. This script starts both servers (gunicorn, one
+worker, four threads, as ``http_compare.py``) side by side and cuts every scenario into
+``--slices`` slices of ``users / slices`` requests, run in the order A B B A A B ... so that
+each slice of one server is measured next to a slice of the other, seconds apart. It prints,
+per scenario, the ratio of the servers' total throughput (requests over wall time of all
+their slices) and of their server CPU per request, and the spread of the ratios of
+neighbouring slice pairs. Requests are those of ``../shared/bench/scimload.py`` (its
+factories, checks and CPU accounting), Entra-shaped; list pages are pages of 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http_compare as hc  # the targets and their gunicorn settings
+
+SCENARIOS = ["create", "lookup", "get", "patch", "deactivate", "list"]
+PAIR = ("scimcore", "scim2-server")
+
+
+def _scimload() -> Any:
+    spec = importlib.util.spec_from_file_location("scimload", hc.BENCH / "scimload.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scimload"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Side:
+    """One running target: its server, its load-driver target and what it created."""
+
+    def __init__(self, sl: Any, name: str, tmp: Path) -> None:
+        app, token, cwd, env = hc.TARGETS[name](tmp)
+        port = hc._free_port()
+        self.name = name
+        self.proc = hc._gunicorn(app, port, cwd, env)
+        self.target = sl.Target(f"http://127.0.0.1:{port}{hc.PREFIXES[name]}", token, 30.0, False)
+        self.directory = sl.Directory(f"pc{random.randrange(16**6):06x}")
+        self.wall = {sc: 0.0 for sc in SCENARIOS}
+        self.cpu = {sc: 0.0 for sc in SCENARIOS}
+        self.requests = {sc: 0 for sc in SCENARIOS}
+        self.errors = 0
+        self.slices: dict[str, list[tuple[float, float]]] = {sc: [] for sc in SCENARIOS}
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def _factory(sl: Any, side: Side, scenario: str, part: list[int]) -> tuple[Any, int]:
+    """The request factory of one slice, and its number of requests."""
+    d = side.directory
+    if scenario == "create":
+        return sl.create_factory(d, d.reserve(len(part))), len(part)
+    if scenario == "list":
+        starts = [1 + 100 * (k % max(1, len(d.known()) // 100)) for k in part]
+        return sl.list_factory(starts, 100), len(starts)
+    known = d.known()
+    order = [known[k % len(known)] for k in part]
+    factories = {
+        "lookup": sl.lookup_factory,
+        "get": sl.get_factory,
+        "patch": sl.patch_factory,
+        "deactivate": sl.deactivate_factory,
+    }
+    return factories[scenario](d, order), len(order)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--slices", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--list-pages", type=int, default=200, help="list requests per server")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    sl = _scimload()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in PAIR:
+            (Path(tmp) / name).mkdir()
+        sides = [Side(sl, name, Path(tmp) / name) for name in PAIR]
+        try:
+            for side in sides:  # warm-up (not measured): imports, caches, first statements
+                warm = sl.Directory(side.directory.prefix + "w")
+                sl.run_phase(side.target, "warmup", 100, sl.lookup_miss_factory(warm), 8, 60, None)
+            for scenario in SCENARIOS:
+                total = args.list_pages if scenario == "list" else args.users
+                indexes = list(range(total))
+                random.Random(7).shuffle(indexes)
+                parts = [indexes[k :: args.slices] for k in range(args.slices)]
+                for k, part in enumerate(parts):
+                    order = sides if k % 2 == 0 else sides[::-1]  # A B, B A, A B ...
+                    for side in order:
+                        factory, n = _factory(sl, side, scenario, part)
+                        r = sl.run_phase(
+                            side.target,
+                            scenario,
+                            n,
+                            factory,
+                            args.concurrency,
+                            600,
+                            side.proc.pid,
+                        )
+                        side.wall[scenario] += r.wall_s
+                        side.cpu[scenario] += r.srv_cpu_s or 0.0
+                        side.requests[scenario] += n
+                        side.errors += r.errors + r.bad
+                        rate = n / r.wall_s
+                        side.slices[scenario].append((rate, (r.srv_cpu_s or 0.0) * 1000 / n))
+                print(f"{scenario}: done", flush=True)
+        finally:
+            for side in sides:
+                side.close()
+    mine, peer = sides
+    print(f"\n{'scenario':<11}{'scimcore':>24}{'scim2-server':>24}   ratio (rps)  cpu   slices")
+    report: dict[str, Any] = {"users": args.users, "slices": args.slices, "scenarios": {}}
+    for scenario in SCENARIOS:
+        rates = [m.requests[scenario] / m.wall[scenario] for m in sides]
+        cpus = [m.cpu[scenario] * 1000 / m.requests[scenario] for m in sides]
+        pairs = [
+            a[0] / b[0] for a, b in zip(mine.slices[scenario], peer.slices[scenario], strict=True)
+        ]
+        cells = [f"{r:>10.0f} req/s {c:>6.2f} ms" for r, c in zip(rates, cpus, strict=True)]
+        print(
+            f"{scenario:<11}{cells[0]:>24}{cells[1]:>24}   x{rates[0] / rates[1]:.2f}"
+            f"  x{cpus[1] / cpus[0]:.2f}  {min(pairs):.2f}-{max(pairs):.2f}"
+            f" (median {statistics.median(pairs):.2f})"
+        )
+        report["scenarios"][scenario] = {
+            "rps": rates,
+            "cpu_ms": cpus,
+            "ratio_rps": rates[0] / rates[1],
+            "ratio_cpu": cpus[1] / cpus[0],
+            "slice_ratios": pairs,
+        }
+    print(f"errors: scimcore {mine.errors}, scim2-server {peer.errors}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
