@@ -270,6 +270,23 @@ def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_sqlite_writer_connection_keeps_a_larger_page_cache(sqlite_url: str) -> None:
+    """The writer connection (every write of the process) keeps ``WRITER_CACHE_KIB`` of pages
+    and its savepoints in memory; a reader keeps SQLite's default cache."""
+    from scimcore_adapters.sql.storage import WRITER_CACHE_KIB
+
+    with opened(sqlite_url) as storage:
+        with storage.users(ws(storage).id):
+            pass
+        assert storage._writer is not None and storage._writer.conn is not None
+        writer = storage._writer.conn.connection.dbapi_connection
+        assert writer is not None
+        assert writer.execute("PRAGMA cache_size").fetchone() == (-WRITER_CACHE_KIB,)
+        assert writer.execute("PRAGMA temp_store").fetchone() == (2,)  # MEMORY
+        with storage.engine.connect() as reader:
+            assert reader.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+
+
 def test_rejects_unsupported_urls() -> None:
     with pytest.raises(ValueError):
         create_storage("sqlite://")

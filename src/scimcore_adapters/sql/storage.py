@@ -88,6 +88,10 @@ log = logging.getLogger(__name__)
 
 #: How long a SQLite writer waits for the lock (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite page cache of the writer connection (KiB; SQLite's default is 2 MiB per connection). A
+#: write reads the pages of a user, its person and their index entries wherever they are; with
+#: the default cache a deactivation of a random user read four of them back from the file.
+WRITER_CACHE_KIB = 32_768
 #: PostgreSQL: a pooled connection that sat idle longer than this (seconds) is pinged before
 #: it is handed out (one round trip); one in steady use is not (see :func:`_postgres_engine`).
 POSTGRES_PING_AFTER_IDLE_S = 10.0
@@ -907,6 +911,7 @@ class SqlStorage:
                 dbapi_conn = conn.connection.dbapi_connection
                 assert dbapi_conn is not None
                 dbapi_conn.execute("PRAGMA temp_store=MEMORY")
+                dbapi_conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
                 self._writer = held
             else:
                 self._local.held = held
