@@ -1764,3 +1764,39 @@ def test_sqlite_writes_without_rows_keep_their_row_counts(sqlite_url: str) -> No
         assert conn.execute(select(WORKSPACES.c.slug).where(WORKSPACES.c.id == "w-x")).all() == [
             ("x",)
         ]
+
+
+def test_sqlite_writes_number_their_log_entries_from_the_authentication(sqlite_url: str) -> None:
+    """R9.2: a SQLite write reads its workspace's highest log ordinal with its authentication
+    and inserts its entry with the next one (no lookup, nothing returned); a failed write's
+    entry, logged in a transaction of its own, looks the maximum up. Writes of four threads
+    (sharing commits) and failures in between: the ordinals stay 1, 2, 3 ... in insertion
+    order."""
+    with opened(sqlite_url) as storage:
+        send = _scim_sender(storage)
+        seen = _statements_of_writer(storage)
+
+        def creates(t: int) -> None:
+            for k in range(8):
+                body = json.dumps({"userName": f"u{t}-{k}@x.test"}).encode()
+                assert send("POST", "/Users", body).status == 201
+
+        threads = [threading.Thread(target=creates, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert send("POST", "/Users", b'{"userName": "u0-0@x.test"}').status == 409
+        uid = send("GET", "/Users", query={"filter": 'userName eq "u1-1@x.test"'}).json()
+        rid = uid["Resources"][0]["id"]
+        patch = b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], '
+        patch += b'"Operations": [{"op": "replace", "path": "active", "value": "False"}]}'
+        assert send("PATCH", f"/Users/{rid}", patch).status == 200
+        with storage.engine.connect() as conn:
+            query = select(LOG.c.ordinal, LOG.c.operation, LOG.c.status).order_by(LOG.c.seq)
+            rows = conn.execute(query).all()
+        assert [r.ordinal for r in rows] == list(range(1, 35))
+        assert [(r.operation, r.status) for r in rows][-2:] == [("create", 409), ("patch", 200)]
+        inserts = [s for s in seen if s.startswith("INSERT INTO log")]
+        looked_up = [s for s in inserts if "max(" in s and "RETURNING" in s]
+        assert len(inserts) == 34 and len(looked_up) == 1 and "409" in looked_up[0]

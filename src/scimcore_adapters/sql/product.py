@@ -157,14 +157,27 @@ _GET_USER_WITH_PERSON = (
 )
 
 
+def _log_max(workspace: ColumnElement[str], gate: ColumnElement[bool]) -> Any:
+    """The workspace's highest log ordinal (``NULL``: no entry yet), where ``gate`` holds: read
+    with a write's authentication so that its log entry needs no lookup of its own."""
+    return (
+        select(func.max(LOG.c.ordinal))
+        .where(LOG.c.workspace_id == workspace, gate)
+        .scalar_subquery()
+        .label("log_max")
+    )
+
+
 def with_user_for_update(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
     ``b_user`` reads first (:data:`_GET_USER_WITH_PERSON`): the user's document, its person
-    (columns named ``p_*``) and the settings of ``workspace``, each only where ``gate`` holds."""
+    (columns named ``p_*``), the settings of ``workspace`` and its highest log ordinal, each
+    only where ``gate`` holds."""
     return (
         base.add_columns(
+            _log_max(workspace, gate),
             USERS.c.document.label("user_document"),
             *(c.label(f"p_{c.name}") for c in PEOPLE.c),
             exists().where(SETTINGS.c.workspace_id == workspace, gate).label("s_found"),
@@ -191,10 +204,11 @@ def with_settings_and_rules(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what a create reads
-    (:data:`_GET_SETTINGS`): the settings of ``workspace`` and one row per rule, each only
-    where ``gate`` holds."""
+    (:data:`_GET_SETTINGS`): the settings of ``workspace``, one row per rule and the highest
+    log ordinal, each only where ``gate`` holds."""
     return (
         base.add_columns(
+            _log_max(workspace, gate),
             SETTINGS.c.workspace_id.label("s_ws"),
             SETTINGS.c.activation_email.label("s_activation_email"),
             SETTINGS.c.mapping.label("s_mapping"),
@@ -277,6 +291,8 @@ _ADD_LOG = (
     )
     .returning(LOG.c.ordinal)
 )
+#: A log entry whose ordinal the transaction knows (see :meth:`ProductStore.add_log`).
+_ADD_LOG_AT = LOG.insert()
 _PRUNE_LOG = delete(LOG).where(_ws(LOG), LOG.c.ordinal <= bindparam("b_upto"))
 _LIST_LOG = (
     select(*_LOG_COLUMNS)
@@ -366,6 +382,9 @@ class ProductStore:
     #: A user id and its :data:`_UserAhead` row, read with the authentication
     #: (:meth:`prime_update`).
     _primed: tuple[str, Any] | None = None
+    #: The ordinal of the workspace's next log entry, when read with the authentication of an
+    #: exclusive transaction (SQLite: nothing else can add an entry before it commits).
+    _log_next: int | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -377,11 +396,13 @@ class ProductStore:
         """Keep what :func:`with_user_for_update` read with the authentication: the next
         :meth:`_user_with_person` of ``user_id`` reads it instead of the database."""
         self._primed = (user_id, _UserAhead._make(_USER_AHEAD_COLUMNS(row)))
+        self._log_next = (row.log_max or 0) + 1
 
     def prime_create(self, rows: Sequence[Any]) -> None:
         """Keep the settings and rules that :func:`with_settings_and_rules` read with the
         authentication (what :meth:`get_settings` and :meth:`list_rules` return)."""
         first = rows[0]
+        self._log_next = (first.log_max or 0) + 1
         self._settings_cache = _settings(first.s_ws, first.s_activation_email, first.s_mapping)
         self._rules_cache = [
             Rule(r.r_id, r.r_filter, r.r_template, r.r_position) for r in rows if r.r_id is not None
@@ -565,25 +586,30 @@ class ProductStore:
         """Append an entry; retention is bounded, not exact: see :func:`prune_every`.
 
         The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of
-        the current maximum): one statement. Only every :func:`prune_every`-th ordinal, one range
-        ``DELETE`` on the same index removes what is older than the ``keep`` newest.
+        the current maximum, returned): one statement. A SQLite write that read the maximum with
+        its authentication (:func:`with_user_for_update`, :func:`with_settings_and_rules`)
+        inserts the ordinal it knows: no lookup, nothing returned. Only every
+        :func:`prune_every`-th ordinal, one range ``DELETE`` on the same index removes what is
+        older than the ``keep`` newest.
         """
-        ordinal: int = self._run(
-            _ADD_LOG,
-            {
-                _WS_PARAM: self._ws,
-                "workspace_id": self._ws,
-                "id": entry.id,
-                "at": entry.at,
-                "operation": entry.operation,
-                "resource_id": entry.resource_id,
-                "status": entry.status,
-                "detail": entry.detail,
-                "token_id": entry.token_id,
-                "actor": entry.actor,
-            },
-            columns=True,
-        ).scalar()
+        values = {
+            "workspace_id": self._ws,
+            "id": entry.id,
+            "at": entry.at,
+            "operation": entry.operation,
+            "resource_id": entry.resource_id,
+            "status": entry.status,
+            "detail": entry.detail,
+            "token_id": entry.token_id,
+            "actor": entry.actor,
+        }
+        ordinal: int
+        if self._log_next is not None:
+            ordinal = values["ordinal"] = self._log_next
+            self._run(_ADD_LOG_AT, values, columns=True, fetch=False)
+            self._log_next = ordinal + 1
+        else:
+            ordinal = self._run(_ADD_LOG, {_WS_PARAM: self._ws, **values}, columns=True).scalar()
         if ordinal % prune_every(keep) == 0:
             self._run(_PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
 
