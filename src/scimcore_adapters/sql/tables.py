@@ -108,8 +108,8 @@ def text_type(length: int | None = None) -> TypeEngine[str]:
     return base.with_variant(collated, "postgresql")
 
 
-#: Marks a column holding a JSON document: reads return it as a column of its own on SQLite (not
-#: quoted into a packed row: see :mod:`.raw`).
+#: Marks a column holding a JSON document (``info=dict(BULKY)``: a copy per column): reads return
+#: it as a column of its own on SQLite (not quoted into a packed row: see :mod:`.raw`).
 BULKY = {"bulky": True}
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGINT identity.
@@ -197,7 +197,7 @@ USERS = Table(
     Column("created", UtcDateTime, nullable=True),
     Column("last_modified", UtcDateTime, nullable=True),
     Column("version", text_type(), nullable=False),
-    Column("document", Text, nullable=False, info=BULKY),
+    Column("document", Text, nullable=False, info=dict(BULKY)),
     UniqueConstraint("workspace_id", "id"),
     UniqueConstraint("workspace_id", "user_name_folded"),
     Index(None, "workspace_id", "seq"),
@@ -252,7 +252,7 @@ PEOPLE = Table(
     Column("active", Boolean, nullable=False),
     Column("deprovisioned", Boolean, nullable=False),
     # scimcore.cards.Card.to_dict() as JSON text.
-    Column("card", Text, nullable=False, info=BULKY),
+    Column("card", Text, nullable=False, info=dict(BULKY)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "workspace_id", "created_at", "id"),
@@ -266,7 +266,7 @@ SETTINGS = Table(
     _workspace_fk(primary_key=True),
     Column("activation_email", Boolean, nullable=False),
     # The field mapping as a JSON list; NULL: the default mapping.
-    Column("mapping", Text, nullable=True, info=BULKY),
+    Column("mapping", Text, nullable=True, info=dict(BULKY)),
 )
 
 TEMPLATES = Table(
@@ -275,7 +275,7 @@ TEMPLATES = Table(
     _workspace_fk(primary_key=True),
     Column("name", text_type(), primary_key=True),
     # The field values as a JSON object.
-    Column("fields", Text, nullable=False, info=BULKY),
+    Column("fields", Text, nullable=False, info=dict(BULKY)),
 )
 
 RULES = Table(
@@ -300,7 +300,7 @@ OUTBOX = Table(
     Column("to_address", Text, nullable=False),
     Column("kind", text_type(), nullable=False),
     Column("subject", Text, nullable=False),
-    Column("body", Text, nullable=False, info=BULKY),
+    Column("body", Text, nullable=False, info=dict(BULKY)),
     Column("status", text_type(), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
