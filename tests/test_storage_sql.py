@@ -1800,3 +1800,32 @@ def test_sqlite_writes_number_their_log_entries_from_the_authentication(sqlite_u
         inserts = [s for s in seen if s.startswith("INSERT INTO log")]
         looked_up = [s for s in inserts if "max(" in s and "RETURNING" in s]
         assert len(inserts) == 34 and len(looked_up) == 1 and "409" in looked_up[0]
+
+
+def test_sqlite_reads_are_not_packed_without_orjson(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the ``speed`` extra (no orjson) SQLite reads stay column by column, and the
+    storage reads what it read packed: the token, its workspace, the user."""
+    from scimcore.storage import Admin, TokenRecord
+    from scimcore_adapters.sql import raw
+    from scimcore_adapters.sql import storage as sql_storage
+
+    monkeypatch.setattr(raw, "_array", None)
+    raw.prepared.cache_clear()
+    try:
+        with opened(sqlite_url) as storage:
+            a = ws(storage, "a")
+            storage.save_admin(Admin(a.id, "a@x.test", True, T0))
+            storage.add_token(TokenRecord("t1", a.id, "h" * 64, "label", "a@x.test", T0))
+            with storage.users(a.id) as store:
+                store.insert(user(1))
+            with storage.engine.connect() as conn:
+                prep = raw.prepared(sql_storage._AUTHENTICATE_AND_GET, conn.dialect)
+            assert not prep.packed and "json_array(" not in prep.sql
+            grant, doc = storage.authenticate_and_get("t1", "h" * 64, user(1)["id"])
+            assert grant is not None and grant.token.label == "label"
+            assert grant.token.created_at == T0 and grant.workspace.slug == "a"
+            assert doc == user(1)
+    finally:
+        raw.prepared.cache_clear()  # the next test prepares its statements packed again
