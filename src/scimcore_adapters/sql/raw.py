@@ -135,15 +135,14 @@ class Prepared:
         self._bulky: list[tuple[int, int]] = []
         #: SQLite: a write that returns no rows, run through ``executemany``.
         self.many = False
+        processors = dict(compiled._bind_processors)
         if dialect.name == "sqlite":
             packing = _packed(stmt, dialect, keys, compiled) if _array is not None else None
             if packing is not None:
                 self.sql, self._bulky = packing
                 self.packed = True
             self.many = isinstance(stmt, UpdateBase) and not compiled._result_columns
-        processors = dict(compiled._bind_processors)
-        if dialect.name == "sqlite":  # the same text SQLAlchemy writes, in one call
-            for bind, name in compiled.bind_names.items():
+            for bind, name in compiled.bind_names.items():  # the text SQLAlchemy writes, at once
                 if isinstance(bind.type, UtcDateTime):
                     processors[name] = _sqlite_utc_text
         defaults: dict[str, Any] = {}
@@ -199,18 +198,18 @@ class Prepared:
 
     def row(self, raw: Sequence[Any]) -> Any:
         """A row with attribute access by column name, its values processed."""
-        if self.packed:
+        if self.packed:  # a list of its own: processed in place
             assert _array is not None
             values = _array(raw[0])
             for index, at in self._bulky:  # in order: each goes where the row had it
                 values.insert(index, raw[at])
-            raw = values
-        if self._results:
+        elif self._results:
             values = list(raw)
-            for index, processor in self._results:
-                values[index] = processor(values[index])
-            raw = values
-        return self._row._make(raw)
+        else:
+            return self._row._make(raw)
+        for index, processor in self._results:
+            values[index] = processor(values[index])
+        return self._row._make(values)
 
 
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
