@@ -48,9 +48,9 @@ class Side:
     """One running target: its server, its load-driver target and what it created."""
 
     def __init__(self, sl: Any, name: str, tmp: Path) -> None:
+        tmp.mkdir()
         app, token, cwd, env = hc.TARGETS[name](tmp)
         port = hc._free_port()
-        self.name = name
         self.proc = hc._gunicorn(app, port, cwd, env)
         self.target = sl.Target(f"http://127.0.0.1:{port}{hc.PREFIXES[name]}", token, 30.0, False)
         self.directory = sl.Directory(f"pc{random.randrange(16**6):06x}")
@@ -58,7 +58,8 @@ class Side:
         self.cpu = {sc: 0.0 for sc in SCENARIOS}
         self.requests = {sc: 0 for sc in SCENARIOS}
         self.errors = 0
-        self.slices: dict[str, list[tuple[float, float]]] = {sc: [] for sc in SCENARIOS}
+        #: Per scenario, the throughput of each slice (req/s).
+        self.slices: dict[str, list[float]] = {sc: [] for sc in SCENARIOS}
 
     def close(self) -> None:
         self.proc.terminate()
@@ -98,8 +99,6 @@ def main() -> None:
         wanted.insert(0, "create")
     sl = _scimload()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in PAIR:
-            (Path(tmp) / name).mkdir()
         sides = [Side(sl, name, Path(tmp) / name) for name in PAIR]
         try:
             for side in sides:  # warm-up (not measured): imports, caches, first statements
@@ -127,8 +126,7 @@ def main() -> None:
                         side.cpu[scenario] += r.srv_cpu_s or 0.0
                         side.requests[scenario] += n
                         side.errors += r.errors + r.bad
-                        rate = n / r.wall_s
-                        side.slices[scenario].append((rate, (r.srv_cpu_s or 0.0) * 1000 / n))
+                        side.slices[scenario].append(n / r.wall_s)
                 print(f"{scenario}: done", flush=True)
         finally:
             for side in sides:
@@ -139,9 +137,7 @@ def main() -> None:
     for scenario in wanted:
         rates = [m.requests[scenario] / m.wall[scenario] for m in sides]
         cpus = [m.cpu[scenario] * 1000 / m.requests[scenario] for m in sides]
-        pairs = [
-            a[0] / b[0] for a, b in zip(mine.slices[scenario], peer.slices[scenario], strict=True)
-        ]
+        pairs = [a / b for a, b in zip(mine.slices[scenario], peer.slices[scenario], strict=True)]
         cells = [f"{r:>10.0f} req/s {c:>6.2f} ms" for r, c in zip(rates, cpus, strict=True)]
         print(
             f"{scenario:<11}{cells[0]:>24}{cells[1]:>24}   x{rates[0] / rates[1]:.2f}"
