@@ -973,7 +973,7 @@ class SqlStorage:
 
     @contextmanager
     def _begin_other(self, mode: str) -> Iterator[Connection]:
-        """:meth:`_begin` but for a SQLite write."""
+        """:meth:`_begin` for everything but a SQLite write (PostgreSQL, and SQLite reads)."""
         if not self._sqlite:
             with self._engines[mode].connect() as pooled, pooled.begin():
                 yield pooled
