@@ -10,6 +10,11 @@ by ../shared/bench/scimload.py with --server-pid, so the figure that matters, se
 request, is measured per target. Targets are interleaved A B C C B A to spread the noise of a
 shared machine; the summary quotes medians per scenario and the ratios to scim2-server.
 
+``--cpus 0`` runs every server on the CPUs named (``0``, ``0,1``, ``0-1``): the processes of
+each target, all alike, are restricted to them (``os.sched_setaffinity``, as ``taskset`` does).
+One CPU for a one-worker server is what ``examples/gunicorn_conf.py`` does in production
+(docs/deployment.md); without ``--cpus`` the servers run where the kernel puts them.
+
 ``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
 file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
 keeps its state in one process's memory, so it cannot).
@@ -50,8 +55,24 @@ def _wait(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def parse_cpus(text: str | None) -> set[int] | None:
+    """``"0"``, ``"0,1"`` or ``"0-3"`` as a set of CPU numbers (``None``: no restriction)."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def _gunicorn(
-    app: str, port: int, cwd: Path, env: dict[str, str], workers: int = 1
+    app: str,
+    port: int,
+    cwd: Path,
+    env: dict[str, str],
+    workers: int = 1,
+    cpus: set[int] | None = None,
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -69,7 +90,8 @@ def _gunicorn(
         "warning",
         app,
     ]
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    pin = None if cpus is None else lambda: os.sched_setaffinity(0, cpus)  # its workers inherit it
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, preexec_fn=pin)
     _wait(port)
     return proc
 
@@ -126,11 +148,13 @@ PREFIXES = {
 WORKERS = {"scimcore-2w": 2}
 
 
-def run_one(name: str, users: int, concurrency: int) -> dict[str, Any]:
+def run_one(
+    name: str, users: int, concurrency: int, cpus: set[int] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         app, token, cwd, env = TARGETS[name](Path(tmp))
         port = _free_port()
-        proc = _gunicorn(app, port, cwd, env, WORKERS.get(name, 1))
+        proc = _gunicorn(app, port, cwd, env, WORKERS.get(name, 1), cpus)
         try:
             out = Path(tmp) / "out.json"
             subprocess.run(
@@ -175,14 +199,16 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=1, help="A B C C B A rounds")
     ap.add_argument("--targets", default="scimcore,scim2-server,ceiling-flask")
+    ap.add_argument("--cpus", default=None, help="run the servers on these CPUs only: 0, 0-1")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    cpus = parse_cpus(args.cpus)
     names = args.targets.split(",")
     order = [n for _ in range(args.rounds) for n in (*names, *reversed(names))]
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for name in order:
         print(f"-- {name}", flush=True)
-        runs[name].append(run_one(name, args.users, args.concurrency))
+        runs[name].append(run_one(name, args.users, args.concurrency, cpus))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for name, results in runs.items():
         table[name] = {}

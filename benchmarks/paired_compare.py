@@ -14,6 +14,7 @@ per scenario, the ratio of the servers' total throughput (requests over wall tim
 their slices) and of their server CPU per request, and the spread of the ratios of
 neighbouring slice pairs. Requests are those of ``../shared/bench/scimload.py`` (its
 factories, checks and CPU accounting), Entra-shaped; list pages are pages of 100.
+``--cpus`` restricts both servers alike to the CPUs named (see ``http_compare.py``).
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ def _scimload() -> Any:
 class Side:
     """One running target: its server, its load-driver target and what it created."""
 
-    def __init__(self, sl: Any, name: str, tmp: Path) -> None:
+    def __init__(self, sl: Any, name: str, tmp: Path, cpus: set[int] | None) -> None:
         tmp.mkdir()
         app, token, cwd, env = hc.TARGETS[name](tmp)
         port = hc._free_port()
-        self.proc = hc._gunicorn(app, port, cwd, env)
+        self.proc = hc._gunicorn(app, port, cwd, env, cpus=cpus)
         self.target = sl.Target(f"http://127.0.0.1:{port}{hc.PREFIXES[name]}", token, 30.0, False)
         self.directory = sl.Directory(f"pc{random.randrange(16**6):06x}")
         self.wall = {sc: 0.0 for sc in SCENARIOS}
@@ -92,6 +93,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--list-pages", type=int, default=200, help="list requests per server")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    ap.add_argument("--cpus", default=None, help="run both servers on these CPUs only: 0, 0-1")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     wanted = [sc for sc in SCENARIOS if sc in args.scenarios.split(",")]
@@ -99,7 +101,7 @@ def main() -> None:
         wanted.insert(0, "create")
     sl = _scimload()
     with tempfile.TemporaryDirectory() as tmp:
-        sides = [Side(sl, name, Path(tmp) / name) for name in PAIR]
+        sides = [Side(sl, name, Path(tmp) / name, hc.parse_cpus(args.cpus)) for name in PAIR]
         try:
             for side in sides:  # warm-up (not measured): imports, caches, first statements
                 warm = sl.Directory(side.directory.prefix + "w")
@@ -133,7 +135,12 @@ def main() -> None:
                 side.close()
     mine, peer = sides
     print(f"\n{'scenario':<11}{'scimcore':>24}{'scim2-server':>24}   ratio (rps)  cpu   slices")
-    report: dict[str, Any] = {"users": args.users, "slices": args.slices, "scenarios": {}}
+    report: dict[str, Any] = {
+        "users": args.users,
+        "slices": args.slices,
+        "cpus": args.cpus,
+        "scenarios": {},
+    }
     for scenario in wanted:
         rates = [m.requests[scenario] / m.wall[scenario] for m in sides]
         cpus = [m.cpu[scenario] * 1000 / m.requests[scenario] for m in sides]

@@ -1,0 +1,138 @@
+"""``examples/gunicorn_conf.py`` under a real gunicorn: every worker, and every thread it
+starts, kept on one CPU; the workers spread evenly over the CPUs; a respawned worker takes the
+CPU its predecessor left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gunicorn")
+if not hasattr(os, "sched_setaffinity"):
+    pytest.skip("CPU affinity is Linux-only", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def arbiter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, str]]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        "SCIMCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'scim.db'}",
+        "SCIMCORE_BIND": f"127.0.0.1:{port}",
+        "SCIMCORE_WORKERS": str(WORKERS),
+        "SCIMCORE_PIN_CPUS": getattr(request, "param", "1"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "examples" / "gunicorn_conf.py"),
+            "examples.flask_server:create_app()",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: len(_children(proc.pid)) == WORKERS, "the workers")
+        url = f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        _wait_for(answers, "the server to answer")
+        yield proc.pid, url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _cpus_of_workers(master: int) -> Counter[int]:
+    """The CPU of each worker (each must have exactly one, and so must its threads)."""
+    placed: Counter[int] = Counter()
+    for pid in _children(master):
+        threads = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        cpus = {frozenset(os.sched_getaffinity(tid)) for tid in threads}
+        assert len(cpus) == 1, f"worker {pid}'s threads run on different CPU sets: {cpus}"
+        (only,) = cpus
+        assert len(only) == 1, f"worker {pid} may run on {sorted(only)}"
+        placed.update(only)
+    return placed
+
+
+def test_each_worker_and_its_threads_keep_to_one_cpu(arbiter: tuple[int, str]) -> None:
+    master, url = arbiter
+    for _ in range(12):  # requests make each worker start its thread pool
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+    placed = _cpus_of_workers(master)
+    allowed = os.sched_getaffinity(0)
+    assert sum(placed.values()) == WORKERS
+    assert set(placed) <= allowed
+    counts = [placed[cpu] for cpu in allowed]
+    assert max(counts) - min(counts) <= 1, f"uneven spread over {sorted(allowed)}: {placed}"
+
+    victim = _children(master)[0]
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(
+        lambda: victim not in _children(master) and len(_children(master)) == WORKERS,
+        "the worker to be replaced",
+    )
+    assert _cpus_of_workers(master) == placed
+
+
+@pytest.mark.parametrize("arbiter", ["0"], indirect=True)
+def test_pinning_can_be_turned_off(arbiter: tuple[int, str]) -> None:
+    master, _ = arbiter
+    allowed = os.sched_getaffinity(0)
+    for pid in _children(master):
+        assert os.sched_getaffinity(pid) == allowed
