@@ -15,6 +15,10 @@ their slices) and of their server CPU per request, and the spread of the ratios 
 neighbouring slice pairs. Requests are those of ``../shared/bench/scimload.py`` (its
 factories, checks and CPU accounting), Entra-shaped; list pages are pages of 100.
 ``--cpus`` restricts both servers alike to the CPUs named (see ``http_compare.py``).
+
+``--pair A,B`` compares two other targets of ``http_compare.py``; ``@CPUS`` after a name
+restricts that side alone, e.g. ``--pair scimcore,scimcore@0``: scimcore on any CPU against
+scimcore kept on CPU 0 (what ``examples/gunicorn_conf.py`` does; docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_compare as hc  # the targets and their gunicorn settings
 
 SCENARIOS = ["create", "lookup", "get", "patch", "deactivate", "list"]
-PAIR = ("scimcore", "scim2-server")
+PAIR = "scimcore,scim2-server"
 
 
 def _scimload() -> Any:
@@ -94,14 +98,21 @@ def main() -> None:
     ap.add_argument("--list-pages", type=int, default=200, help="list requests per server")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     ap.add_argument("--cpus", default=None, help="run both servers on these CPUs only: 0, 0-1")
+    ap.add_argument("--pair", default=PAIR, help="the two targets, each optionally NAME@CPUS")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    labels = args.pair.split(",")
+    if len(labels) != 2 or any(lb.partition("@")[0] not in hc.TARGETS for lb in labels):
+        ap.error(f"--pair takes two of {', '.join(hc.TARGETS)}")
     wanted = [sc for sc in SCENARIOS if sc in args.scenarios.split(",")]
     if "create" not in wanted:  # every other scenario works on the users created first
         wanted.insert(0, "create")
     sl = _scimload()
     with tempfile.TemporaryDirectory() as tmp:
-        sides = [Side(sl, name, Path(tmp) / name, hc.parse_cpus(args.cpus)) for name in PAIR]
+        sides = []
+        for k, label in enumerate(labels):
+            name, _, cpus = label.partition("@")
+            sides.append(Side(sl, name, Path(tmp) / f"side{k}", hc.parse_cpus(cpus or args.cpus)))
         try:
             for side in sides:  # warm-up (not measured): imports, caches, first statements
                 warm = sl.Directory(side.directory.prefix + "w")
@@ -134,11 +145,12 @@ def main() -> None:
             for side in sides:
                 side.close()
     mine, peer = sides
-    print(f"\n{'scenario':<11}{'scimcore':>24}{'scim2-server':>24}   ratio (rps)  cpu   slices")
+    print(f"\n{'scenario':<11}{labels[0]:>24}{labels[1]:>24}   ratio (rps)  cpu   slices")
     report: dict[str, Any] = {
         "users": args.users,
         "slices": args.slices,
         "cpus": args.cpus,
+        "pair": labels,
         "scenarios": {},
     }
     for scenario in wanted:
@@ -158,7 +170,7 @@ def main() -> None:
             "ratio_cpu": cpus[1] / cpus[0],
             "slice_ratios": pairs,
         }
-    print(f"errors: scimcore {mine.errors}, scim2-server {peer.errors}")
+    print(f"errors: {labels[0]} {mine.errors}, {labels[1]} {peer.errors}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 
