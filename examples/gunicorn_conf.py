@@ -10,8 +10,9 @@ workers spread over the CPUs and a respawned worker takes the place of the one i
 Why one CPU per worker: a worker's threads take turns holding CPython's GIL, and hand it over
 at every socket call and every SQLite statement. When the thread that takes it over wakes on
 another CPU, each hand-over costs a cross-CPU wake-up; on one CPU it is a plain thread switch.
-On the 2-CPU machine of docs/performance.md (session 14), one worker kept on one CPU spent
-0.36 ms of CPU per ``GET`` instead of 0.71, and 0.88 ms per create instead of 1.22. Leave it
+On the 2-CPU machine of docs/performance.md (session 14), side by side, one worker kept on
+one CPU spent 0.32 ms of CPU per ``GET`` instead of 0.65, and 0.86 ms per create instead of
+1.24. Leave it
 out (``SCIMCORE_PIN_CPUS=0``) where the workers share their machine with busier processes
 than themselves: a worker kept on one CPU cannot move away from them. Linux only; elsewhere
 the workers run unrestricted.
