@@ -15,6 +15,9 @@ each target, all alike, are restricted to them (``os.sched_setaffinity``, as ``t
 One CPU for a one-worker server is what ``examples/gunicorn_conf.py`` does in production
 (docs/deployment.md); without ``--cpus`` the servers run where the kernel puts them.
 
+``scimcore-pg`` is scimcore on PostgreSQL (``SCIMCORE_BENCH_POSTGRES_URL``, by default the
+test database on 127.0.0.1), each run in a new workspace.
+
 ``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
 file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
 keeps its state in one process's memory, so it cannot).
@@ -97,19 +100,29 @@ def _gunicorn(
 
 
 def _scimcore(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
-    url = f"sqlite:///{tmp / 'bench.db'}"
+    return _scimcore_on(f"sqlite:///{tmp / 'bench.db'}")
+
+
+def _scimcore_pg(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    """scimcore on PostgreSQL (``SCIMCORE_BENCH_POSTGRES_URL``, default the test database),
+    in a workspace of its own: the database outlives the run."""
+    url = os.environ.get("SCIMCORE_BENCH_POSTGRES_URL", POSTGRES_URL)
+    return _scimcore_on(url, f"bench-{tmp.name.lower().replace('_', '-')}-{os.getpid()}")
+
+
+def _scimcore_on(url: str, slug: str = "bench") -> tuple[str, str, Path, dict[str, str]]:
     env = {**os.environ, "SCIMCORE_DATABASE_URL": url}
     cli = [sys.executable, "-m", "scimcore_adapters.cli", "--database-url", url]
     subprocess.run(
-        [*cli, "workspace", "create", "bench", "--admin", "b@bench.test"],
+        [*cli, "workspace", "create", slug, "--admin", "b@bench.test"],
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        [*cli, "settings", "bench", "--activation-email", "on"], check=True, capture_output=True
+        [*cli, "settings", slug, "--activation-email", "on"], check=True, capture_output=True
     )
     token = subprocess.run(
-        [*cli, "token", "generate", "bench", "--admin", "b@bench.test", "--quiet"],
+        [*cli, "token", "generate", slug, "--admin", "b@bench.test", "--quiet"],
         check=True,
         capture_output=True,
         text=True,
@@ -129,8 +142,11 @@ def _floor(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return "floor_wsgi:app", "bench-token", ROOT / "benchmarks" / "apps", dict(os.environ)
 
 
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
 TARGETS = {
     "scimcore": _scimcore,
+    "scimcore-pg": _scimcore_pg,
     "scim2-server": _peer,
     "ceiling-flask": _ceiling,
     "scimcore-2w": _scimcore,
@@ -138,6 +154,7 @@ TARGETS = {
 }
 PREFIXES = {
     "scimcore": "/scim/v2",
+    "scimcore-pg": "/scim/v2",
     "scim2-server": "",
     "ceiling-flask": "/v2",
     "scimcore-2w": "/scim/v2",
