@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scimcore import ScimService
-from scimcore_adapters.bootstrap import database_url, ensure_demo, open_storage
+from scimcore_adapters.bootstrap import StorageOpenError, database_url, ensure_demo, open_storage
 from scimcore_adapters.flask import ScimExtension
 
 SCIM_PREFIX = "/scim/v2"
@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    service = ScimService(open_storage(database_url()))
+    try:
+        service = ScimService(open_storage(database_url()))
+    except StorageOpenError as exc:
+        raise SystemExit(f"flask_server: error: {exc}") from None
     demo = ensure_demo(service)
     app = create_app(service)
     print(f"Tenant URL: http://{args.host}:{args.port}{SCIM_PREFIX}", flush=True)

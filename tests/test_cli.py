@@ -5,6 +5,10 @@ edits, deactivation, deletion, token rotation and an admin's deactivation (R1 to
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from scimcore_adapters.cli import main
 from scimcore_adapters.sql import SqlStorage
 
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Cli:
@@ -266,3 +271,57 @@ def test_settings_restrict_and_extend_the_mapping(cli: Cli) -> None:
     assert card["employee_id"]["value"] == "42"
     cli.json("settings", "acme", "--reset-fields")
     assert "job_title" in cli.json("settings", "acme")["fields"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing_dir = Cli(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}", capsys)
+    err = missing_dir("workspace", "list", ok=False)
+    assert "cannot open the database sqlite:///" in err and "unable to open" in err
+
+    # A PostgreSQL server that does not answer: the password never appears.
+    url = f"postgresql+psycopg://scim:s3cret-pw@127.0.0.1:{_free_port()}/scim"
+    err = Cli(url, capsys)("workspace", "list", ok=False)
+    assert "cannot open the database postgresql+psycopg://scim:***@127.0.0.1" in err
+    assert "s3cret-pw" not in err
+
+
+def test_a_missing_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    # A fresh interpreter in which psycopg cannot be imported (as without the postgres extra).
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from scimcore_adapters.cli import main\n"
+        "sys.exit(main(['--database-url', 'postgresql+psycopg://x@127.0.0.1/db', 'workspace',"
+        " 'list']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "scimcore: error: this database needs psycopg, which is not installed: "
+        "pip install 'scimcore[postgres]'\n"
+    )
+
+
+def test_example_server_refuses_a_database_it_cannot_open(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "SCIMCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'absent' / 'x.db'}",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "flask_server.py"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("flask_server: error: cannot open the database sqlite:///")

@@ -14,7 +14,14 @@ from scimcore.schema import SchemaRegistry, default_registry
 
 from .memory import MemoryStorage
 
-__all__ = ["DEFAULT_DATABASE_URL", "DemoCredentials", "database_url", "ensure_demo", "open_storage"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DemoCredentials",
+    "StorageOpenError",
+    "database_url",
+    "ensure_demo",
+    "open_storage",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///scimcore.db"
 DEMO_SLUG = "demo"
@@ -26,15 +33,60 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("SCIMCORE_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+#: The extra that brings each module a database URL may need.
+_EXTRAS = {"sqlalchemy": "sql", "psycopg": "postgres"}
+
+
+class StorageOpenError(RuntimeError):
+    """:func:`open_storage` could not open the database: a driver is not installed, the file
+    cannot be opened, the server does not answer. The message says which, and what to do; it
+    shows the URL without its password."""
+
+
 def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
     """A storage backend for a database URL: ``sqlite:///file.db``,
     ``postgresql+psycopg://...`` (needs the ``postgres`` extra) or ``memory://`` (the
-    in-memory reference, gone when the process ends)."""
+    in-memory reference, gone when the process ends). Raises :class:`StorageOpenError` when
+    the database cannot be opened, ``ValueError`` for a URL of another kind."""
     if url.startswith("memory:"):
         return MemoryStorage(registry or default_registry())
-    from .sql import SqlStorage
+    try:
+        from .sql import SqlStorage
+    except ModuleNotFoundError as exc:
+        raise _missing(exc) from None
+    try:
+        return SqlStorage(url, registry or default_registry())
+    except ModuleNotFoundError as exc:
+        raise _missing(exc) from None
+    except ValueError:
+        raise
+    except Exception as exc:
+        from sqlalchemy.exc import ArgumentError, DBAPIError  # a bad URL; the driver's errors
 
-    return SqlStorage(url, registry or default_registry())
+        if not isinstance(exc, (ArgumentError, DBAPIError)):
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageOpenError(f"cannot open the database {_shown(url)}: {reason}") from None
+
+
+def _missing(exc: ModuleNotFoundError) -> StorageOpenError:
+    module = (exc.name or "").partition(".")[0]
+    extra = _EXTRAS.get(module)
+    if extra is None:
+        return StorageOpenError(f"a module this database needs is not installed: {module}")
+    return StorageOpenError(
+        f"this database needs {module}, which is not installed: pip install 'scimcore[{extra}]'"
+    )
+
+
+def _shown(url: str) -> str:
+    """``url`` as it may be printed: without its password."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(a URL that does not parse)"
 
 
 @frozen

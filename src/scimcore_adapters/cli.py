@@ -15,7 +15,7 @@ from typing import Any
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import TokenRecord
 
-from .bootstrap import database_url, open_storage
+from .bootstrap import StorageOpenError, database_url, open_storage
 
 __all__ = ["main"]
 
@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args, sys.stdout)
-    except (WorkspaceError, SCIMError, ValueError) as exc:
+    except (WorkspaceError, SCIMError, StorageOpenError, ValueError) as exc:
         print(f"scimcore: error: {exc}", file=sys.stderr)
         return 1
 
