@@ -29,9 +29,11 @@ from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
 from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
+from scimcore_adapters.cli import main as cli_main
 from scimcore_adapters.sql import (
     MIGRATIONS,
     GroupCommitError,
+    SchemaTooNewError,
     SqlStorage,
     create_storage,
     current_version,
@@ -249,15 +251,24 @@ def test_migration_5_sorts_meta_date_times_on_their_date_time_columns(any_url: s
             assert store.get(user(3)["id"]) == user(3)
 
 
-def test_refuses_a_newer_database(sqlite_url: str) -> None:
+def test_refuses_a_newer_database(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with opened(sqlite_url) as storage, storage.engine.begin() as conn:
         conn.execute(
             SCHEMA_VERSION.insert().values(
                 version=len(MIGRATIONS) + 1, description="future", applied_at=T0
             )
         )
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(SchemaTooNewError, match="newer"):
         SqlStorage(sqlite_url)
+    # The command says so in one line, and the database is left as it was.
+    assert cli_main(["--database-url", sqlite_url, "workspace", "list"]) == 1
+    assert "newer than this code" in capsys.readouterr().err
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert current_version(conn) == len(MIGRATIONS) + 1
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:

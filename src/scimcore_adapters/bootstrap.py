@@ -39,8 +39,8 @@ _EXTRAS = {"sqlalchemy": "sql", "psycopg": "postgres"}
 
 class StorageOpenError(RuntimeError):
     """:func:`open_storage` could not open the database: a driver is not installed, the file
-    cannot be opened, the server does not answer. The message says which, and what to do; it
-    shows the URL without its password."""
+    cannot be opened, the server does not answer, a newer scimcore migrated it. The message
+    says which, and what to do; it shows the URL without its password."""
 
 
 def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
@@ -51,15 +51,15 @@ def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
     if url.startswith("memory:"):
         return MemoryStorage(registry or default_registry())
     try:
-        from .sql import SqlStorage
+        from .sql import SchemaTooNewError, SqlStorage
     except ModuleNotFoundError as exc:
         raise _missing(exc) from None
     try:
         return SqlStorage(url, registry or default_registry())
     except ModuleNotFoundError as exc:
         raise _missing(exc) from None
-    except ValueError:
-        raise
+    except SchemaTooNewError as exc:
+        raise StorageOpenError(f"cannot open the database {_shown(url)}: {exc}") from None
     except Exception as exc:
         from sqlalchemy.exc import ArgumentError, DBAPIError  # a bad URL; the driver's errors
 

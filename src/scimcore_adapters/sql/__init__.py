@@ -11,13 +11,14 @@ to SQL where they map onto indexed columns (:mod:`.compiler`), with the rest eva
 Python over a superset of candidates, so results are always those of the reference backend.
 """
 
-from .migrations import MIGRATIONS, Migration, current_version, migrate
+from .migrations import MIGRATIONS, Migration, SchemaTooNewError, current_version, migrate
 from .storage import GroupCommitError, SqlStorage, SqlUserStore, create_storage
 
 __all__ = [
     "MIGRATIONS",
     "GroupCommitError",
     "Migration",
+    "SchemaTooNewError",
     "SqlStorage",
     "SqlUserStore",
     "create_storage",

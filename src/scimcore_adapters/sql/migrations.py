@@ -34,7 +34,11 @@ from .tables import (
     WORKSPACES,
 )
 
-__all__ = ["MIGRATIONS", "Migration", "current_version", "migrate"]
+__all__ = ["MIGRATIONS", "Migration", "SchemaTooNewError", "current_version", "migrate"]
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer scimcore than this one: nothing is changed."""
 
 
 @frozen
@@ -216,7 +220,7 @@ def migrate(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> int
         with conn.begin():
             version = current_version(conn)
     if version > len(migrations):
-        raise RuntimeError(
+        raise SchemaTooNewError(
             f"the database schema is at version {version}, newer than this code "
             f"({len(migrations)}); upgrade scimcore"
         )
