@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,14 @@ from sqlalchemy.engine import make_url
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Workspaces
 from scimcore_adapters.memory import MemoryStorage
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 BASE = "https://scim.example/scim/v2"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from flask.testing import FlaskClient
 from scimcore import ScimService
 from scimcore_adapters.cli import main
 from scimcore_adapters.sql import SqlStorage
+from tests.conftest import free_port
 
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,12 +273,6 @@ def test_settings_restrict_and_extend_the_mapping(cli: Cli) -> None:
     assert "job_title" in cli.json("settings", "acme")["fields"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -287,7 +281,7 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
     assert "cannot open the database sqlite:///" in err and "unable to open" in err
 
     # A PostgreSQL server that does not answer: the password never appears.
-    url = f"postgresql+psycopg://scim:s3cret-pw@127.0.0.1:{_free_port()}/scim"
+    url = f"postgresql+psycopg://scim:s3cret-pw@127.0.0.1:{free_port()}/scim"
     err = Cli(url, capsys)("workspace", "list", ok=False)
     assert "cannot open the database postgresql+psycopg://scim:***@127.0.0.1" in err
     assert "s3cret-pw" not in err

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytest.importorskip("gunicorn")
 if not hasattr(os, "sched_setaffinity"):
     pytest.skip("CPU affinity is Linux-only", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -55,7 +50,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -
 
 @pytest.fixture
 def arbiter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, str]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),

@@ -18,15 +18,10 @@ from typing import Any
 
 from scimcore import ScimService
 from scimcore_adapters.sql import SqlStorage
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -108,7 +103,7 @@ def _provision(server: Server, i: int) -> bool:
 
 def test_kill_during_burst_then_retry(any_url: str) -> None:
     # R3.6, R9.1
-    server = Server(any_url, _free_port())
+    server = Server(any_url, free_port())
     server.start()
     done: set[int] = set()
     lock = threading.Lock()

@@ -3,7 +3,6 @@ implicit TLS and AUTH; and outbox delivery with retries through it."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from scimcore import ScimService
 from scimcore.outbox import deliver_pending
 from scimcore_adapters.smtp import SmtpMailer
-from tests.conftest import Client
+from tests.conftest import Client, free_port
 
 
 class Inbox:
@@ -35,12 +34,6 @@ class Inbox:
             )
         )
         return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +87,7 @@ def server(
     mode: str = request.param
     cert, key = tls_files
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": port}
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(str(cert), str(key))
@@ -157,7 +150,7 @@ def test_outbox_delivery_retries_then_sends(
     # R3.5: retries with backoff, marked sent, exactly one mail per person
     inbox, mailer = server
     client("POST", "/Users", {"userName": "ann@contoso.com"})
-    down = SmtpMailer(host="127.0.0.1", port=_free_port(), timeout=2)
+    down = SmtpMailer(host="127.0.0.1", port=free_port(), timeout=2)
     first = deliver_pending(service.storage, down, service.runtime, base_delay=timedelta(0))
     assert (first.sent, first.retrying) == (0, 1)
     mail = service.product.outbox("acme")[0]
@@ -172,7 +165,7 @@ def test_outbox_delivery_retries_then_sends(
 
 def test_gives_up_after_max_attempts(service: ScimService, client: Client) -> None:
     client("POST", "/Users", {"userName": "ann@contoso.com"})
-    down = SmtpMailer(host="127.0.0.1", port=_free_port(), timeout=2)
+    down = SmtpMailer(host="127.0.0.1", port=free_port(), timeout=2)
     for _ in range(3):
         deliver_pending(
             service.storage, down, service.runtime, max_attempts=3, base_delay=timedelta(0)
