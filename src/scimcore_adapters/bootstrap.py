@@ -51,21 +51,22 @@ def open_storage(url: str, registry: SchemaRegistry | None = None) -> Storage:
     if url.startswith("memory:"):
         return MemoryStorage(registry or default_registry())
     try:
-        from .sql import SchemaTooNewError, SqlStorage
-    except ModuleNotFoundError as exc:
-        raise _missing(exc) from None
-    try:
+        from .sql import SqlStorage  # needs sqlalchemy; the URL's driver is imported on open
+
         return SqlStorage(url, registry or default_registry())
     except ModuleNotFoundError as exc:
         raise _missing(exc) from None
-    except SchemaTooNewError as exc:
-        raise StorageOpenError(f"cannot open the database {_shown(url)}: {exc}") from None
     except Exception as exc:
         from sqlalchemy.exc import ArgumentError, DBAPIError  # a bad URL; the driver's errors
 
-        if not isinstance(exc, (ArgumentError, DBAPIError)):
+        from .sql import SchemaTooNewError
+
+        if isinstance(exc, SchemaTooNewError):
+            reason = str(exc)
+        elif isinstance(exc, (ArgumentError, DBAPIError)):
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        else:
             raise
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageOpenError(f"cannot open the database {_shown(url)}: {reason}") from None
 
 
