@@ -20,7 +20,8 @@ from attrs import frozen
 
 from .errors import SCIMError
 from .filters import element_matcher
-from .patch import PatchPath, parse_path
+from .path_parser import parse_path
+from .paths import PatchPath, value_at
 from .schema import ENTERPRISE_USER_URN, MAPPING, RegistryCache, SchemaRegistry
 
 __all__ = [
@@ -174,10 +175,10 @@ DEFAULT_MAPPING = FieldMapping(
 class _Reader:
     """One mapping path, parsed once: reads the first non-empty string at it in a document."""
 
-    __slots__ = ("_attribute", "_matcher", "_section", "_sub")
+    __slots__ = ("_attribute", "_matcher", "_path", "_sub")
 
     def __init__(self, p: PatchPath) -> None:
-        self._section = p.section
+        self._path = p
         self._attribute = p.attribute
         self._sub = p.sub_attribute.name if p.sub_attribute is not None else None
         self._matcher = (
@@ -185,8 +186,7 @@ class _Reader:
         )
 
     def __call__(self, doc: Mapping[str, Any]) -> str | None:
-        container: Any = doc.get(self._section, {}) if self._section else doc
-        value = container.get(self._attribute.name) if isinstance(container, MAPPING) else None
+        value = value_at(doc, self._path)
         if value is None:
             return None
         if self._attribute.multi_valued:
