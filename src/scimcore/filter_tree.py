@@ -120,6 +120,7 @@ def render_ref(ref: AttrRef) -> str:
 
 
 def render_value(value: Value) -> str:
+    """A comparison value as filter text: JSON, with ``true``/``false``/``null``."""
     if value is None:
         return "null"
     if isinstance(value, bool):

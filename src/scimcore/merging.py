@@ -34,6 +34,8 @@ __all__ = [
 
 
 def is_empty(value: Any, tolerance: Tolerance) -> bool:
+    """Whether ``value`` unassigns its target: ``null``, ``[]``, ``{}`` (RFC 7643 §2.5), or ``""``
+    where the tolerance says so (idp-quirks Entra 8, 15)."""
     if value is None or value == [] or value == {}:
         return True
     return value == "" and tolerance.empty_string_clears
@@ -162,11 +164,14 @@ def designates(element: Any, pattern: Any) -> bool:
 
 
 def without_empty(items: list[Any]) -> list[Any] | None:
+    """``items`` without the elements left empty (``None``: none left, the attribute goes)."""
     kept = [e for e in items if e != {}]
     return kept or None
 
 
 def check_immutable(attr: Attribute, before: Any, after: Any) -> None:
+    """Refuse a change to an ``immutable`` attribute, or to an ``immutable`` sub-attribute of
+    a singular complex one, that already had a value (RFC 7643 §7)."""
     if attr.mutability is Mutability.IMMUTABLE:
         if before is not None and after != before:
             raise MutabilityError(

@@ -71,7 +71,7 @@ class _Early:
 
 
 #: What :meth:`UserOperations.read` hands the authenticated request to.
-Route = Callable[[AuthContext, ScimRequest, str, str, "str | None"], ScimResponse]
+_Route = Callable[[AuthContext, ScimRequest, str, str, "str | None"], ScimResponse]
 
 
 class UserOperations:
@@ -138,7 +138,7 @@ class UserOperations:
     # --- reads ---------------------------------------------------------------------------------
 
     def read(
-        self, request: ScimRequest, method: str, kind: str, rid: str | None, route: Route
+        self, request: ScimRequest, method: str, kind: str, rid: str | None, route: _Route
     ) -> ScimResponse:
         """Authenticate a request that writes nothing and hand it to ``route``; a refusal is
         logged. A ``GET`` of one user or a filtered ``GET`` of the users is read with the

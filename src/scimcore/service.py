@@ -29,7 +29,7 @@ from .workspaces import Workspaces
 
 __all__ = ["ScimService", "ServiceConfig", "error_response"]
 
-log = logging.getLogger("scimcore")
+_log = logging.getLogger("scimcore")
 
 
 class ScimService:
@@ -87,7 +87,7 @@ class ScimService:
                 try:
                     listener(event)
                 except Exception:
-                    log.exception("event listener failed on %s", event.kind)
+                    _log.exception("event listener failed on %s", event.kind)
 
     def handle(self, request: ScimRequest) -> ScimResponse:
         """Answer one request. Never raises."""
@@ -96,5 +96,5 @@ class ScimService:
         except SCIMError as exc:
             return error_response(exc)
         except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.path)
+            _log.exception("unexpected error in %s %s", request.method, request.path)
             return internal_error_response()

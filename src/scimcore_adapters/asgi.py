@@ -22,10 +22,10 @@ from ._http import BodyReader, query_values, wire_response
 
 __all__ = ["ScimASGIApp"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
 
 
 class ScimASGIApp:
@@ -35,7 +35,7 @@ class ScimASGIApp:
         self.service = service
         self.prefix = prefix.rstrip("/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -54,7 +54,7 @@ class ScimASGIApp:
         await send({"type": "http.response.start", "status": response.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[ScimResponse, bool]:
+    async def _answer(self, scope: _Scope, receive: _Receive) -> tuple[ScimResponse, bool]:
         """The response, and whether the connection must close after it."""
         root = scope.get("root_path", "") + self.prefix
         path: str = scope["path"]
@@ -83,7 +83,7 @@ class ScimASGIApp:
         )
         return await asyncio.to_thread(self.service.handle, request), False
 
-    async def _body(self, scope: Scope, receive: Receive) -> BodyReader:
+    async def _body(self, scope: _Scope, receive: _Receive) -> BodyReader:
         """The request body, read by the adapters' one policy (:mod:`._http`)."""
         declared: int | None = None
         for key, value in scope.get("headers", []):
