@@ -22,7 +22,7 @@ from .errors import SCIMError
 from .filters import element_matcher
 from .path_parser import parse_path
 from .paths import PatchPath, value_at
-from .schema import ENTERPRISE_USER_URN, MAPPING, RegistryCache, SchemaRegistry
+from .schema import ENTERPRISE_USER_URN, MAPPING, CacheSlot, SchemaRegistry
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -206,12 +206,13 @@ class _Reader:
 
 
 _Readers = tuple[tuple[str, tuple[_Reader, ...]], ...]
-# Readers per mapping and registry (see RegistryCache).
-_readers_cache: RegistryCache[FieldMapping, _Readers] = RegistryCache(256)
+#: Readers by mapping, on each registry.
+_READERS: CacheSlot[FieldMapping, _Readers] = CacheSlot("cards.readers", 256)
 
 
 def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
-    cached = _readers_cache.get(mapping, registry)
+    readers_cache = registry.cache(_READERS)
+    cached = readers_cache.get(mapping)
     if cached is not None:
         return cached
     built = []
@@ -225,7 +226,7 @@ def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
             except SCIMError:
                 continue  # a mapping that names an attribute the registry lacks feeds nothing
         built.append((rule.key, tuple(readers)))
-    return _readers_cache.put(mapping, registry, tuple(built))
+    return readers_cache.put(mapping, tuple(built))
 
 
 def extract(

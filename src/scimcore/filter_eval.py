@@ -32,7 +32,7 @@ from .schema import (
     MAPPING,
     Attribute,
     AttrType,
-    RegistryCache,
+    CacheSlot,
     Schema,
     SchemaRegistry,
     parse_datetime,
@@ -352,31 +352,36 @@ def _compile_compare(f: Compare, getter: _Getter, attr: Attribute, sub: Attribut
     return any_value
 
 
-# Compiled predicates, keyed by the filter and the registry (see RegistryCache) or the identity
-# of the attribute (the entry holds the attribute, so its identity is not reused while cached).
-_CACHE_SIZE = 512
-_resource_cache: RegistryCache[Filter, _Pred] = RegistryCache(_CACHE_SIZE)
-_element_cache: dict[tuple[Filter, int], tuple[Attribute, _Pred]] = {}
+#: Compiled predicates, on each registry: of resource filters by filter; of value filters by
+#: filter and the attribute's identity (the entry holds the attribute, so that identity is not
+#: reused while cached).
+_RESOURCE: CacheSlot[Filter, _Pred] = CacheSlot("filter_eval.resource", 512)
+_ELEMENT: CacheSlot[tuple[Filter, int], tuple[Attribute, _Pred]] = CacheSlot(
+    "filter_eval.element", 512
+)
 
 
 def _resource_pred(f: Filter, registry: SchemaRegistry) -> _Pred:
-    pred = _resource_cache.get(f, registry)
+    cache = registry.cache(_RESOURCE)
+    pred = cache.get(f)
     if pred is None:
-        pred = _resource_cache.put(f, registry, _compile(f, _ResourceScope(registry)))
+        pred = cache.put(f, _compile(f, _ResourceScope(registry)))
     return pred
 
 
-def _element_pred(f: Filter, attribute: Attribute) -> _Pred:
+def _element_pred(f: Filter, attribute: Attribute, registry: SchemaRegistry | None) -> _Pred:
+    """The predicate of the value filter ``f`` on ``attribute``: cached on ``registry`` when
+    one is given (the core always gives its own), compiled afresh otherwise."""
     key = (f, id(attribute))
-    entry = _element_cache.get(key)
+    cache = registry.cache(_ELEMENT) if registry is not None else None
+    entry = cache.get(key) if cache is not None else None
     if entry is not None and entry[0] is attribute:
         return entry[1]
     if not attribute.is_complex:
         raise InvalidFilterError(f"'{attribute.name}[...]' needs a complex attribute")
     pred = _compile(f, _ElementScope(attribute))
-    if len(_element_cache) >= _CACHE_SIZE:
-        _element_cache.clear()
-    _element_cache[key] = (attribute, pred)
+    if cache is not None:
+        cache.put(key, (attribute, pred))
     return pred
 
 
@@ -403,17 +408,26 @@ def matches(f: Filter, doc: Mapping[str, Any], registry: SchemaRegistry) -> bool
     return _resource_pred(f, registry)(doc)
 
 
-def element_matcher(f: Filter, attribute: Attribute) -> Callable[[Mapping[str, Any]], bool]:
+def element_matcher(
+    f: Filter, attribute: Attribute, *, registry: SchemaRegistry | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
     """:func:`matches_element` for one filter and attribute, as a reusable predicate (for
     callers that test many values with it)."""
-    return _element_pred(f, attribute)
+    return _element_pred(f, attribute, registry)
 
 
-def matches_element(f: Filter, element: Mapping[str, Any], attribute: Attribute) -> bool:
+def matches_element(
+    f: Filter,
+    element: Mapping[str, Any],
+    attribute: Attribute,
+    *,
+    registry: SchemaRegistry | None = None,
+) -> bool:
     """Whether one value ``element`` of the complex ``attribute`` matches the value filter ``f``.
 
     ``f`` is the ``valFilter`` inside ``attr[...]`` (RFC 7644 §3.4.2.2), as used by PATCH paths
     such as ``emails[type eq "work"].value`` (RFC 7644 §3.5.2); its references name
-    sub-attributes of ``attribute``.
+    sub-attributes of ``attribute``. With the ``registry`` that declares ``attribute``, the
+    compiled filter is cached on it.
     """
-    return _element_pred(f, attribute)(element)
+    return _element_pred(f, attribute, registry)(element)

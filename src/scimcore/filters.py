@@ -44,7 +44,7 @@ from .filter_tree import (
     render,
     render_ref,
 )
-from .schema import RegistryCache, SchemaRegistry
+from .schema import CacheSlot, SchemaRegistry
 
 __all__ = [
     "MAX_DEPTH",
@@ -66,12 +66,10 @@ __all__ = [
     "validate",
 ]
 
-_CACHE_SIZE = 512
-
-#: Validated filters by their text, per registry: a lookup's filter is compiled twice, once
+#: Validated filters by their text, on each registry: a lookup's filter is compiled twice, once
 #: to read it with the authentication (``UserReadAhead``) and once by the query. Only short
 #: texts are kept (IdP lookups are), so the cache's memory stays small.
-_filter_cache: RegistryCache[str, Filter] = RegistryCache(_CACHE_SIZE)
+_FILTERS: CacheSlot[str, Filter] = CacheSlot("filters.compiled", 512)
 _CACHED_TEXT_MAX = 512
 
 
@@ -79,9 +77,9 @@ def compile_filter(text: str, registry: SchemaRegistry) -> Filter:
     """Parse and validate a filter (RFC 7644 §3.4.2.2); raises :class:`InvalidFilterError`."""
     cacheable = len(text) <= _CACHED_TEXT_MAX
     if cacheable:
-        cached = _filter_cache.get(text, registry)
+        cached = registry.cache(_FILTERS).get(text)
         if cached is not None:
             return cached
     f = parse_filter(text)
     validate(f, registry)
-    return _filter_cache.put(text, registry, f) if cacheable else f
+    return registry.cache(_FILTERS).put(text, f) if cacheable else f

@@ -85,7 +85,7 @@ from .errors import (
     NoTargetError,
     SCIMError,
 )
-from .filters import matches_element
+from .filters import element_matcher
 from .merging import (
     append_values,
     check_immutable,
@@ -204,10 +204,11 @@ class _Patcher:
         assert flt is not None
         items = list(current) if isinstance(current, list) else []
         touched: list[Any] = []
+        matches = element_matcher(flt, attr, registry=self.registry)
         if sub is not None:
             sub_value = normalize_value(sub, value, _where(p))
             for i, e in enumerate(items):
-                if isinstance(e, dict) and matches_element(flt, e, attr):
+                if isinstance(e, dict) and matches(e):
                     keep_immutable(attr, sub, e, sub_value)
                     items[i] = {**e, sub.name: sub_value}
                     touched.append(items[i])
@@ -221,7 +222,7 @@ class _Patcher:
                 return current
             kept = eq_names(flt, attr)
             for i, e in enumerate(items):
-                if isinstance(e, dict) and matches_element(flt, e, attr):
+                if isinstance(e, dict) and matches(e):
                     if op == "add":
                         items[i] = {**e, **element}
                     else:
@@ -257,7 +258,8 @@ class _Patcher:
         new: Any
         if flt is not None:
             items = current if isinstance(current, list) else []
-            hit = [isinstance(e, dict) and matches_element(flt, e, attr) for e in items]
+            matches = element_matcher(flt, attr, registry=self.registry)
+            hit = [isinstance(e, dict) and matches(e) for e in items]
             if not any(hit):
                 if strict_miss:
                     raise NoTargetError(

@@ -10,7 +10,6 @@ in it resolved and type-checked once, here. Parsed paths are cached per registry
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import attrs
 
@@ -18,7 +17,7 @@ from .converter import coerce_bool
 from .errors import InvalidFilterError, InvalidPathError, InvalidValueError
 from .filters import And, Compare, Filter, Not, Or, ValuePath, matches_element, parse_filter
 from .paths import PatchPath, resolve_top
-from .schema import Attribute, AttrType, RegistryCache, SchemaRegistry
+from .schema import Attribute, AttrType, CacheSlot, SchemaRegistry
 from .tolerance import TOLERANT, Tolerance
 
 __all__ = ["parse_path"]
@@ -46,11 +45,6 @@ def _closing_bracket(text: str, start: int) -> int:
     return -1
 
 
-@lru_cache(maxsize=1024)
-def _parse_filter_cached(text: str) -> Filter:
-    return parse_filter(text)
-
-
 def _booleans_in_filter(f: Filter, attribute: Attribute) -> Filter:
     """Rewrite ``"True"``/``"False"`` compared with boolean sub-attributes (Entra 17)."""
     if isinstance(f, Compare):
@@ -73,23 +67,28 @@ def _booleans_in_filter(f: Filter, attribute: Attribute) -> Filter:
     return f
 
 
-def _value_filter(text: str, attribute: Attribute, tolerance: Tolerance, path: str) -> Filter:
+#: Parsed paths by text and tolerance; parsed value filters by text (on each registry).
+_PATHS: CacheSlot[tuple[str, Tolerance], PatchPath] = CacheSlot("path_parser.paths", 1024)
+_VALUE_FILTERS: CacheSlot[str, Filter] = CacheSlot("path_parser.value_filters", 1024)
+
+
+def _value_filter(
+    text: str, attribute: Attribute, tolerance: Tolerance, path: str, registry: SchemaRegistry
+) -> Filter:
     if not text.strip():
         raise InvalidPathError(f"path {path!r}: the value filter inside [...] is empty")
     try:
-        f = _parse_filter_cached(text)
+        parsed = registry.cache(_VALUE_FILTERS)
+        f = parsed.get(text) or parsed.put(text, parse_filter(text))
         if isinstance(f, ValuePath):
             raise InvalidPathError(f"path {path!r}: value filters cannot be nested")
         if tolerance.boolean_strings_in_filters:
             f = _booleans_in_filter(f, attribute)
-        matches_element(f, {}, attribute)  # resolves and type-checks every reference once
+        # resolves and type-checks every reference once
+        matches_element(f, {}, attribute, registry=registry)
     except InvalidFilterError as exc:
         raise InvalidPathError(f"path {path!r}: invalid value filter: {exc.detail}") from None
     return f
-
-
-# Parsed paths keyed by text and tolerance, per registry (see RegistryCache).
-_path_cache: RegistryCache[tuple[str, Tolerance], PatchPath] = RegistryCache(1024)
 
 
 def parse_path(
@@ -104,10 +103,11 @@ def parse_path(
     if not isinstance(text, str):
         return _parse_path(text, registry, tolerance)  # raises InvalidPathError
     key = (text, tolerance)
-    cached = _path_cache.get(key, registry)
+    paths = registry.cache(_PATHS)
+    cached = paths.get(key)
     if cached is not None:
         return cached
-    return _path_cache.put(key, registry, _parse_path(text, registry, tolerance))
+    return paths.put(key, _parse_path(text, registry, tolerance))
 
 
 def _parse_path(text: str, registry: SchemaRegistry, tolerance: Tolerance) -> PatchPath:
@@ -165,7 +165,7 @@ def _parse_path(text: str, registry: SchemaRegistry, tolerance: Tolerance) -> Pa
                 f"path {raw!r}: a value filter [...] needs a multi-valued complex attribute; "
                 f"{attr.name!r} is not"
             )
-        value_filter = _value_filter(filter_text, attr, tolerance, raw)
+        value_filter = _value_filter(filter_text, attr, tolerance, raw, registry)
     sub: Attribute | None = None
     if dot:
         if not attr.is_complex:

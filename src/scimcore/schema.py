@@ -10,9 +10,10 @@ them from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
+from attrs import frozen
 
 from .attributes import (
     MAPPING,
@@ -47,6 +48,7 @@ __all__ = [
     "USER_RESOURCE_TYPE",
     "AttrType",
     "Attribute",
+    "CacheSlot",
     "Mutability",
     "RegistryCache",
     "ResourceType",
@@ -63,6 +65,40 @@ __all__ = [
 _COMMON = index_by_name(COMMON_ATTRIBUTES)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class RegistryCache(Generic[_K, _V]):
+    """Values derived from one :class:`SchemaRegistry` (parsed paths, compiled filters, card
+    readers), by key; held by the registry (:meth:`SchemaRegistry.cache`), so the core keeps
+    no global state. Bounded: cleared when it holds ``size`` entries."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[_K, _V] = {}
+
+    def get(self, key: _K) -> _V | None:
+        """The value cached for ``key``, or ``None``."""
+        return self._entries.get(key)
+
+    def put(self, key: _K, value: _V) -> _V:
+        """Cache ``value`` for ``key``; returns it."""
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[key] = value
+        return value
+
+
+@frozen
+class CacheSlot(Generic[_K, _V]):
+    """Names one cache a module keeps on every registry, and bounds it (an immutable
+    module constant: ``_PATHS: CacheSlot[str, PatchPath] = CacheSlot("paths", 1024)``)."""
+
+    name: str
+    size: int
+
+
 class SchemaRegistry:
     """The resource type and schemas a service serves; resolves attribute names.
 
@@ -74,6 +110,8 @@ class SchemaRegistry:
         self._rebuild()
 
     def _rebuild(self) -> None:
+        #: What other modules derive from this registry (:meth:`cache`): emptied on a change.
+        self._caches: dict[str, RegistryCache[Any, Any]] = {}
         rt = self._resource_type
         self._schemas: dict[str, Schema] = {s.id.lower(): s for s in rt.schemas}
         # Unqualified top-level names: a common attribute before a core one of the same name.
@@ -99,6 +137,14 @@ class SchemaRegistry:
             )
             for key in sections
         }
+
+    def cache(self, slot: CacheSlot[_K, _V]) -> RegistryCache[_K, _V]:
+        """This registry's cache named by ``slot`` (made on first use; emptied, like every
+        value derived from the schemas, when :meth:`add_extension` changes them)."""
+        found = self._caches.get(slot.name)
+        if found is None:
+            found = self._caches.setdefault(slot.name, RegistryCache(slot.size))
+        return found
 
     def default_view(self) -> Mapping[str | None, frozenset[str]]:
         """Per section (``None``: core and common attributes; else an extension URN), the
@@ -168,38 +214,6 @@ class SchemaRegistry:
 
     def extension_urns(self) -> Mapping[str, Schema]:
         return {s.id.lower(): s for s in self.extensions}
-
-
-_K = TypeVar("_K")
-_V = TypeVar("_V")
-
-
-class RegistryCache(Generic[_K, _V]):
-    """Values derived from a :class:`SchemaRegistry` (parsed paths, compiled filters, card
-    readers), keyed by ``key`` and the registry's identity (internal helper).
-
-    An entry keeps the registry and its resource type, which :meth:`SchemaRegistry.add_extension`
-    replaces: a stale entry is recognised, and the strong reference keeps the registry's
-    identity from being reused while cached. Bounded: cleared when it holds ``size`` entries.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: dict[tuple[_K, int], tuple[SchemaRegistry, ResourceType, _V]] = {}
-
-    def get(self, key: _K, registry: SchemaRegistry) -> _V | None:
-        """The value cached for ``key`` and ``registry`` as it is now, or ``None``."""
-        entry = self._entries.get((key, id(registry)))
-        if entry is not None and entry[0] is registry and entry[1] is registry.resource_type:
-            return entry[2]
-        return None
-
-    def put(self, key: _K, registry: SchemaRegistry, value: _V) -> _V:
-        """Cache ``value`` for ``key`` and ``registry``; returns it."""
-        if len(self._entries) >= self._size:
-            self._entries.clear()
-        self._entries[(key, id(registry))] = (registry, registry.resource_type, value)
-        return value
 
 
 def default_registry() -> SchemaRegistry:
