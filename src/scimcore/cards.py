@@ -211,10 +211,10 @@ _READERS: CacheSlot[FieldMapping, _Readers] = CacheSlot("cards.readers", 256)
 
 
 def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
-    readers_cache = registry.cache(_READERS)
-    cached = readers_cache.get(mapping)
-    if cached is not None:
-        return cached
+    return registry.cache(_READERS).get_or_make(mapping, lambda m: _build_readers(m, registry))
+
+
+def _build_readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
     built = []
     for rule in mapping.rules:
         readers = []
@@ -226,7 +226,7 @@ def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
             except SCIMError:
                 continue  # a mapping that names an attribute the registry lacks feeds nothing
         built.append((rule.key, tuple(readers)))
-    return readers_cache.put(mapping, tuple(built))
+    return tuple(built)
 
 
 def extract(

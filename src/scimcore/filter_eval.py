@@ -362,11 +362,7 @@ _ELEMENT: CacheSlot[tuple[Filter, int], tuple[Attribute, _Pred]] = CacheSlot(
 
 
 def _resource_pred(f: Filter, registry: SchemaRegistry) -> _Pred:
-    cache = registry.cache(_RESOURCE)
-    pred = cache.get(f)
-    if pred is None:
-        pred = cache.put(f, _compile(f, _ResourceScope(registry)))
-    return pred
+    return registry.cache(_RESOURCE).get_or_make(f, lambda f: _compile(f, _ResourceScope(registry)))
 
 
 def _element_pred(f: Filter, attribute: Attribute, registry: SchemaRegistry | None) -> _Pred:

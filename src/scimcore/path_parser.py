@@ -78,8 +78,7 @@ def _value_filter(
     if not text.strip():
         raise InvalidPathError(f"path {path!r}: the value filter inside [...] is empty")
     try:
-        parsed = registry.cache(_VALUE_FILTERS)
-        f = parsed.get(text) or parsed.put(text, parse_filter(text))
+        f = registry.cache(_VALUE_FILTERS).get_or_make(text, parse_filter)
         if isinstance(f, ValuePath):
             raise InvalidPathError(f"path {path!r}: value filters cannot be nested")
         if tolerance.boolean_strings_in_filters:
@@ -103,11 +102,7 @@ def parse_path(
     if not isinstance(text, str):
         return _parse_path(text, registry, tolerance)  # raises InvalidPathError
     key = (text, tolerance)
-    paths = registry.cache(_PATHS)
-    cached = paths.get(key)
-    if cached is not None:
-        return cached
-    return paths.put(key, _parse_path(text, registry, tolerance))
+    return registry.cache(_PATHS).get_or_make(key, lambda _: _parse_path(text, registry, tolerance))
 
 
 def _parse_path(text: str, registry: SchemaRegistry, tolerance: Tolerance) -> PatchPath:

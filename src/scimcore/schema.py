@@ -9,7 +9,7 @@ them from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -88,6 +88,11 @@ class RegistryCache(Generic[_K, _V]):
             self._entries.clear()
         self._entries[key] = value
         return value
+
+    def get_or_make(self, key: _K, make: Callable[[_K], _V]) -> _V:
+        """The value cached for ``key``, made by ``make(key)`` and cached if there is none."""
+        found = self._entries.get(key)
+        return found if found is not None else self.put(key, make(key))
 
 
 @frozen

@@ -54,10 +54,12 @@ _CARD_REGISTRIES: CacheSlot[FieldMapping, SchemaRegistry] = CacheSlot("templates
 
 def _card_registry(registry: SchemaRegistry, mapping: FieldMapping) -> SchemaRegistry:
     """``registry`` with a synthetic extension holding the card fields of ``mapping``."""
-    cache = registry.cache(_CARD_REGISTRIES)
-    cached = cache.get(mapping)
-    if cached is not None:
-        return cached
+    return registry.cache(_CARD_REGISTRIES).get_or_make(
+        mapping, lambda m: _with_card_fields(registry, m)
+    )
+
+
+def _with_card_fields(registry: SchemaRegistry, mapping: FieldMapping) -> SchemaRegistry:
     extended = SchemaRegistry(registry.resource_type)
     extended.add_extension(
         Schema(
@@ -67,7 +69,7 @@ def _card_registry(registry: SchemaRegistry, mapping: FieldMapping) -> SchemaReg
             attributes=tuple(Attribute(r.key, description=r.label) for r in mapping.rules),
         )
     )
-    return cache.put(mapping, extended)
+    return extended
 
 
 def _alias(f: Filter, keys: Mapping[str, str]) -> Filter:
