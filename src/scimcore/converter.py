@@ -195,10 +195,10 @@ def _set(doc: dict[str, Any], p: PatchPath, value: Any) -> None:
     if p.sub_attribute is not None:  # a dotted key such as "name.givenName" (idp-quirks Entra 5)
         value = {p.sub_attribute.name: value}  # a refusal names "name.givenName"
     canonical = normalize_value(attr, value, attr.name)
-    current = value_at(doc, p)
-    single_complex = attr.is_complex and not attr.multi_valued
-    if canonical is not None and single_complex and isinstance(current, dict):
-        canonical = {**current, **canonical}
+    if canonical is not None and attr.is_complex and not attr.multi_valued:
+        current = value_at(doc, p)
+        if isinstance(current, dict):
+            canonical = {**current, **canonical}
     store_at(doc, p, canonical)
 
 

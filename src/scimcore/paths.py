@@ -22,7 +22,15 @@ from typing import Any
 from attrs import frozen
 
 from .filters import Filter
-from .schema import MAPPING, Attribute, Mutability, Schema, SchemaRegistry
+from .schema import (
+    MAPPING,
+    Attribute,
+    CacheSlot,
+    Mutability,
+    RegistryCache,
+    Schema,
+    SchemaRegistry,
+)
 
 __all__ = ["PatchPath", "resolve_member", "resolve_top", "store_at", "value_at", "walk_members"]
 
@@ -67,6 +75,10 @@ def resolve_top(
     return None
 
 
+#: Resolved member names, on each registry: every body of an IdP repeats the same few dozen.
+_MEMBERS: CacheSlot[tuple[str, str | None, bool], PatchPath] = CacheSlot("paths.members", 1024)
+
+
 def resolve_member(
     key: str,
     schema: Schema | None,
@@ -78,6 +90,29 @@ def resolve_member(
     given) as the path it writes, or ``None`` when a client may not write it there: unknown
     (idp-quirks Entra 9), read-only (RFC 7644 §3.5.1), or a dotted key into a multi-valued
     attribute."""
+    members = registry.cache(_MEMBERS)
+    return _cached_member(members, key, schema, registry, unqualified_extension_names)
+
+
+def _cached_member(
+    members: RegistryCache[tuple[str, str | None, bool], PatchPath],
+    key: str,
+    schema: Schema | None,
+    registry: SchemaRegistry,
+    unqualified_extension_names: bool,
+) -> PatchPath | None:
+    cache_key = (key, schema.id if schema is not None else None, unqualified_extension_names)
+    found = members.get(cache_key)
+    if found is None:
+        found = _resolve_member(key, schema, registry, unqualified_extension_names)
+        if found is not None:
+            members.put(cache_key, found)
+    return found
+
+
+def _resolve_member(
+    key: str, schema: Schema | None, registry: SchemaRegistry, unqualified_extension_names: bool
+) -> PatchPath | None:
     top, dot, sub_name = key.partition(".")
     resolved = resolve_top(
         top, schema, registry, unqualified_extension_names=unqualified_extension_names
@@ -112,6 +147,7 @@ def walk_members(
     caller decides what a ``null`` or a wrong type means there). Members a client may not write
     (:func:`resolve_member`), ``schemas`` and non-string keys are skipped.
     """
+    members = registry.cache(_MEMBERS)
     for key, member in value.items():
         if not isinstance(key, str):
             continue
@@ -122,15 +158,13 @@ def walk_members(
                 continue
             for name, inner in member.items():
                 if isinstance(name, str):
-                    p = resolve_member(name, schema, registry)
+                    p = _cached_member(members, name, schema, registry, False)
                     if p is not None:
                         yield p, inner
             continue
         if schema is None and key.lower() == "schemas":
             continue
-        p = resolve_member(
-            rest, schema, registry, unqualified_extension_names=unqualified_extension_names
-        )
+        p = _cached_member(members, rest, schema, registry, unqualified_extension_names)
         if p is not None:
             yield p, member
 
