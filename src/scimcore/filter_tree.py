@@ -36,6 +36,7 @@ COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 ORDER_OPS = frozenset({"gt", "ge", "lt", "le"})
 SUBSTRING_OPS = frozenset({"co", "sw", "ew"})
 
+#: A comparison value: a JSON string, number, boolean or ``null``.
 Value: TypeAlias = str | int | float | bool | None
 
 
