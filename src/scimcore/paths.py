@@ -32,7 +32,7 @@ from .schema import (
     SchemaRegistry,
 )
 
-__all__ = ["PatchPath", "resolve_member", "resolve_top", "store_at", "value_at", "walk_members"]
+__all__ = ["PatchPath", "resolve_top", "store_at", "value_at", "walk_members"]
 
 
 @frozen
@@ -79,28 +79,17 @@ def resolve_top(
 _MEMBERS: CacheSlot[tuple[str, str | None, bool], PatchPath] = CacheSlot("paths.members", 1024)
 
 
-def resolve_member(
-    key: str,
-    schema: Schema | None,
-    registry: SchemaRegistry,
-    *,
-    unqualified_extension_names: bool = False,
-) -> PatchPath | None:
-    """A member name of a path-less value (``name`` or ``name.sub``, within ``schema`` when
-    given) as the path it writes, or ``None`` when a client may not write it there: unknown
-    (idp-quirks Entra 9), read-only (RFC 7644 §3.5.1), or a dotted key into a multi-valued
-    attribute."""
-    members = registry.cache(_MEMBERS)
-    return _cached_member(members, key, schema, registry, unqualified_extension_names)
-
-
-def _cached_member(
+def _member(
     members: RegistryCache[tuple[str, str | None, bool], PatchPath],
     key: str,
     schema: Schema | None,
     registry: SchemaRegistry,
     unqualified_extension_names: bool,
 ) -> PatchPath | None:
+    """A member name of a path-less value (``name`` or ``name.sub``, within ``schema`` when
+    given) as the path it writes, or ``None`` when a client may not write it there: unknown
+    (idp-quirks Entra 9), read-only (RFC 7644 §3.5.1), or a dotted key into a multi-valued
+    attribute. Resolved once per registry (``members``)."""
     cache_key = (key, schema.id if schema is not None else None, unqualified_extension_names)
     found = members.get(cache_key)
     if found is None:
@@ -145,7 +134,8 @@ def walk_members(
     (``"urn:...:enterprise:2.0:User": {...}``) gives each attribute of its object the same
     way, or, when its value is not an object, the extension :class:`Schema` itself (the
     caller decides what a ``null`` or a wrong type means there). Members a client may not write
-    (:func:`resolve_member`), ``schemas`` and non-string keys are skipped.
+    (unknown, read-only, a dotted key into a multi-valued attribute), ``schemas`` and non-string
+    keys are skipped.
     """
     members = registry.cache(_MEMBERS)
     for key, member in value.items():
@@ -158,13 +148,13 @@ def walk_members(
                 continue
             for name, inner in member.items():
                 if isinstance(name, str):
-                    p = _cached_member(members, name, schema, registry, False)
+                    p = _member(members, name, schema, registry, False)
                     if p is not None:
                         yield p, inner
             continue
         if schema is None and key.lower() == "schemas":
             continue
-        p = _cached_member(members, rest, schema, registry, unqualified_extension_names)
+        p = _member(members, rest, schema, registry, unqualified_extension_names)
         if p is not None:
             yield p, member
 
