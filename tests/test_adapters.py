@@ -192,8 +192,9 @@ def test_asgi_rejects_oversized_bodies(size: int) -> None:
             )
 
     r = asyncio.run(go())
-    assert r.status_code == 400
-    assert r.json()["scimType"] == "invalidSyntax"
+    assert r.status_code == 413
+    assert "scimType" not in r.json()
+    assert str(service.config.max_body_bytes) in r.json()["detail"]
 
 
 # --- the WSGI adapter on its own --------------------------------------------------------------
@@ -294,8 +295,9 @@ def test_wsgi_rejects_oversized_bodies(declared: bool) -> None:
         del environ["CONTENT_LENGTH"]
         environ["wsgi.input_terminated"] = True
     status, _, body = _call(app, environ)
-    assert status == "400 Bad Request"
-    assert json.loads(body)["scimType"] == "invalidSyntax"
+    assert status == "413 Request Entity Too Large"
+    assert json.loads(body)["status"] == "413"
+    assert environ["wsgi.input"].read() == b"", "the whole body (under 16 MiB) was read"
 
 
 def test_wsgi_head_sends_headers_without_body() -> None:

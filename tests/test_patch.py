@@ -1152,3 +1152,16 @@ def test_tolerance_defaults() -> None:
     assert Tolerance() == TOLERANT
     assert all(getattr(TOLERANT, f.name) is True for f in fields)
     assert all(getattr(STRICT, f.name) is False for f in fields)
+
+
+def test_post_and_pathless_patch_share_one_walk_that_ignores_a_read_only_dotted_key() -> None:
+    """A POST body and a path-less PATCH value are walked alike (scimcore.paths.walk_members):
+    ``manager.displayName`` is read-only (RFC 7643 §4.3), so a dotted key naming it is ignored
+    (RFC 7644 §3.5.1) and the manager set by the member before it stays."""
+    from scimcore.converter import normalize_resource
+
+    members = {f"{ENT}:manager": {"value": "boss-1"}, f"{ENT}:manager.displayName": "Boss"}
+    created = normalize_resource({"userName": "a@example.com", **members}, REG)
+    assert created[ENT] == {"manager": {"value": "boss-1"}}
+    patched = apply_patch(user(), {"Operations": [{"op": "add", "value": members}]}, REG)
+    assert patched[ENT] == {"manager": {"value": "boss-1"}}

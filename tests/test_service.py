@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -387,6 +388,29 @@ def test_json_content_types_are_accepted(client: Client, content_type: str) -> N
 def test_bad_bodies_are_invalid_syntax(client: Client, raw: bytes) -> None:
     assert_error(client("POST", "/Users", raw=raw), 400, "invalidSyntax")
     assert client("GET", "/Users").json()["totalResults"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/Users"), ("PUT", "/Users/{id}"), ("POST", "/Users/.search")]
+)
+def test_a_body_over_the_limit_is_413_naming_it_and_nothing_is_stored(
+    client: Client, method: str, path: str
+) -> None:
+    """RFC 7644 §3.12: 413, "one or more of the limits for this request have been exceeded"."""
+    uid = client.create("kept@x.test")["id"]
+    limit = client.service.config.max_body_bytes
+    padding = "x" * limit
+    body = json.dumps({"userName": "big@x.test", "title": padding}).encode()
+    error = assert_error(client(method, path.format(id=uid), raw=body), 413)
+    assert str(limit) in error["detail"] and "max_body_bytes" in error["detail"]
+    users = client("GET", "/Users").json()["Resources"]
+    assert [(u["userName"], u.get("title")) for u in users] == [("kept@x.test", None)]
+    # a body of exactly the limit is read as usual: an empty object (400 without userName;
+    # an empty search lists everything)
+    at_limit = b"{" + b" " * (limit - 2) + b"}"
+    assert client(method, path.format(id=uid), raw=at_limit).status == (
+        200 if path.endswith(".search") else 400
+    )
 
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"

@@ -20,8 +20,9 @@ from attrs import frozen
 
 from .errors import SCIMError
 from .filters import element_matcher
-from .patch import PatchPath, parse_path
-from .schema import ENTERPRISE_USER_URN, MAPPING, RegistryCache, SchemaRegistry
+from .path_parser import parse_path
+from .paths import PatchPath, value_at
+from .schema import ENTERPRISE_USER_URN, MAPPING, CacheSlot, SchemaRegistry
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -174,10 +175,10 @@ DEFAULT_MAPPING = FieldMapping(
 class _Reader:
     """One mapping path, parsed once: reads the first non-empty string at it in a document."""
 
-    __slots__ = ("_attribute", "_matcher", "_section", "_sub")
+    __slots__ = ("_attribute", "_matcher", "_path", "_sub")
 
     def __init__(self, p: PatchPath) -> None:
-        self._section = p.section
+        self._path = p
         self._attribute = p.attribute
         self._sub = p.sub_attribute.name if p.sub_attribute is not None else None
         self._matcher = (
@@ -185,8 +186,7 @@ class _Reader:
         )
 
     def __call__(self, doc: Mapping[str, Any]) -> str | None:
-        container: Any = doc.get(self._section, {}) if self._section else doc
-        value = container.get(self._attribute.name) if isinstance(container, MAPPING) else None
+        value = value_at(doc, self._path)
         if value is None:
             return None
         if self._attribute.multi_valued:
@@ -206,14 +206,15 @@ class _Reader:
 
 
 _Readers = tuple[tuple[str, tuple[_Reader, ...]], ...]
-# Readers per mapping and registry (see RegistryCache).
-_readers_cache: RegistryCache[FieldMapping, _Readers] = RegistryCache(256)
+#: Readers by mapping, on each registry.
+_READERS: CacheSlot[FieldMapping, _Readers] = CacheSlot("cards.readers", 256)
 
 
 def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
-    cached = _readers_cache.get(mapping, registry)
-    if cached is not None:
-        return cached
+    return registry.cache(_READERS).get_or_make(mapping, lambda m: _build_readers(m, registry))
+
+
+def _build_readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
     built = []
     for rule in mapping.rules:
         readers = []
@@ -225,7 +226,7 @@ def _readers(mapping: FieldMapping, registry: SchemaRegistry) -> _Readers:
             except SCIMError:
                 continue  # a mapping that names an attribute the registry lacks feeds nothing
         built.append((rule.key, tuple(readers)))
-    return _readers_cache.put(mapping, registry, tuple(built))
+    return tuple(built)
 
 
 def extract(

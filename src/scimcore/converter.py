@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidSyntaxError, InvalidValueError
+from .paths import PatchPath, store_at, value_at, walk_members
 from .schema import (
     COMMON_ATTRIBUTES,
     MAPPING,
@@ -28,7 +29,6 @@ from .schema import (
     AttrType,
     Mutability,
     Returned,
-    Schema,
     SchemaRegistry,
     parse_datetime,
     storable_text,
@@ -188,59 +188,18 @@ def normalize_value(
         raise exc.error(where or attr.name) from None
 
 
-def _set(target: dict[str, Any], attr: Attribute, value: Any, where: str) -> None:
-    canonical = normalize_value(attr, value, where)
-    if canonical is None:
-        target.pop(attr.name, None)
-    elif attr.is_complex and not attr.multi_valued and isinstance(target.get(attr.name), dict):
-        target[attr.name] = {**target[attr.name], **canonical}
-    else:
-        target[attr.name] = canonical
-
-
-def _put(
-    doc: dict[str, Any],
-    registry: SchemaRegistry,
-    core: Schema,
-    schema: Schema | None,
-    key: str,
-    value: Any,
-) -> None:
-    """Place one body member into ``doc``; unknown and read-only members are dropped.
-    ``core``: ``registry.core``, read once per body."""
-    if schema is None:
-        ext, rest = registry.split_urn(key)
-        if ext is not None:
-            if rest == "":
-                if isinstance(value, MAPPING):
-                    for k, v in value.items():
-                        _put(doc, registry, core, ext, k, v)
-                elif value is not None:
-                    raise InvalidValueError(f"{ext.id}: expected a JSON object")
-                return
-            schema, key = ext, rest
-    top, _, sub_name = key.partition(".")
-    try:
-        owner, attr = registry.top_level(top, schema)
-    except KeyError:
-        return  # unknown attribute: tolerated (idp-quirks Entra 9)
-    if attr.mutability is _READ_ONLY:
-        return  # RFC 7644 §3.5.1: read-only values a client sends SHALL be ignored
-    target = doc
-    section: str | None = None
-    if owner is not None and owner is not core:  # an extension's attribute
-        section = owner.id
-        target = doc.setdefault(section, {})
-    if sub_name:
-        # A dotted key such as "name.givenName" (idp-quirks Entra 5).
-        sub = attr.sub_attribute(sub_name) if attr.is_complex else None
-        if sub is None or attr.multi_valued:
-            return
-        _set(target, attr, {sub.name: value}, attr.name)  # a refusal names "name.givenName"
-    else:
-        _set(target, attr, value, attr.name)
-    if section is not None and not target:
-        del doc[section]
+def _set(doc: dict[str, Any], p: PatchPath, value: Any) -> None:
+    """Place one member's value at ``p``: a singular complex value merges into what an
+    earlier member of the same body set (``name`` then ``name.givenName``)."""
+    attr = p.attribute
+    if p.sub_attribute is not None:  # a dotted key such as "name.givenName" (idp-quirks Entra 5)
+        value = {p.sub_attribute.name: value}  # a refusal names "name.givenName"
+    canonical = normalize_value(attr, value, attr.name)
+    if canonical is not None and attr.is_complex and not attr.multi_valued:
+        current = value_at(doc, p)
+        if isinstance(current, dict):
+            canonical = {**current, **canonical}
+    store_at(doc, p, canonical)
 
 
 def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
@@ -255,11 +214,11 @@ def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
     if not isinstance(body, MAPPING):
         raise InvalidSyntaxError("the request body must be a JSON object")
     doc: dict[str, Any] = {}
-    core = registry.core
-    for key, value in body.items():
-        if not isinstance(key, str) or key.lower() == "schemas":
-            continue
-        _put(doc, registry, core, None, key, value)
+    for target, value in walk_members(body, registry):
+        if isinstance(target, PatchPath):
+            _set(doc, target, value)
+        elif value is not None:  # an extension URN whose value is not an object
+            raise InvalidValueError(f"{target.id}: expected a JSON object")
     doc.pop("password", None)
     if not isinstance(doc.get("userName"), str) or not doc["userName"].strip():
         raise InvalidValueError("userName is required (RFC 7643 §4.1.1)")

@@ -19,6 +19,7 @@ __all__ = [
     "NoTargetError",
     "NotFoundError",
     "NotImplementedSCIMError",
+    "PayloadTooLargeError",
     "PreconditionFailedError",
     "SCIMError",
     "TooManyError",
@@ -126,6 +127,21 @@ class PreconditionFailedError(SCIMError):
     """412: ``If-Match`` did not match the resource's current version (§3.14)."""
 
     status = 412
+
+
+class PayloadTooLargeError(SCIMError):
+    """413: "one or more of the limits for this request have been exceeded" (RFC 7644 §3.12);
+    the detail names the limit."""
+
+    status = 413
+
+    @classmethod
+    def request_body(cls, limit: int) -> PayloadTooLargeError:
+        """The request body is longer than ``ServiceConfig.max_body_bytes`` (``limit``)."""
+        return cls(
+            f"the request body is larger than the limit of {limit} bytes "
+            f"(max_body_bytes): one or more of the limits for this request have been exceeded"
+        )
 
 
 class NotImplementedSCIMError(SCIMError):

@@ -23,11 +23,16 @@ __all__ = [
     "PATCH_OP_URN",
     "SCIM_CONTENT_TYPE",
     "SEARCH_REQUEST_URN",
+    "SPC_URN",
+    "AuthenticationScheme",
+    "BulkSupport",
+    "FilterSupport",
     "ListResponse",
     "ScimRequest",
     "ScimResponse",
     "SearchRequest",
     "ServiceProviderConfig",
+    "Supported",
     "converter",
 ]
 
@@ -101,17 +106,23 @@ class SearchRequest:
 
 @frozen
 class Supported:
+    """A ``{"supported": bool}`` feature of the ServiceProviderConfig (RFC 7643 §5)."""
+
     supported: bool
 
 
 @frozen
 class FilterSupport:
+    """The ``filter`` feature of the ServiceProviderConfig, with ``maxResults`` (RFC 7643 §5)."""
+
     supported: bool
     max_results: int
 
 
 @frozen
 class BulkSupport:
+    """The ``bulk`` feature of the ServiceProviderConfig (RFC 7643 §5): not supported."""
+
     supported: bool = False
     max_operations: int = 0
     max_payload_size: int = 0
@@ -119,6 +130,8 @@ class BulkSupport:
 
 @frozen
 class AuthenticationScheme:
+    """One of the ServiceProviderConfig's ``authenticationSchemes`` (RFC 7643 §5)."""
+
     type: str
     name: str
     description: str

@@ -14,7 +14,6 @@ and evaluated once, at provisioning (:func:`choose_template`, R3.4, R4.2).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 import attrs
@@ -24,7 +23,7 @@ from .cards import FieldMapping, extract
 from .errors import InvalidFilterError
 from .filters import And, AttrRef, Compare, Filter, Not, Or, Present, ValuePath, matches, validate
 from .filters import parse_filter as _parse
-from .schema import Attribute, Schema, SchemaRegistry
+from .schema import Attribute, CacheSlot, Schema, SchemaRegistry
 
 __all__ = ["CARD_FIELDS_URN", "Rule", "Template", "choose_template", "compile_rule"]
 
@@ -49,13 +48,19 @@ class Rule:
     position: int = 0
 
 
+#: The registry a rule's filter is compiled against, by mapping, on each registry.
+_CARD_REGISTRIES: CacheSlot[FieldMapping, SchemaRegistry] = CacheSlot("templates.registries", 64)
+
+
 def _card_registry(registry: SchemaRegistry, mapping: FieldMapping) -> SchemaRegistry:
-    return _cached_registry(registry.resource_type, mapping)
+    """``registry`` with a synthetic extension holding the card fields of ``mapping``."""
+    return registry.cache(_CARD_REGISTRIES).get_or_make(
+        mapping, lambda m: _with_card_fields(registry, m)
+    )
 
 
-@lru_cache(maxsize=64)
-def _cached_registry(resource_type: Any, mapping: FieldMapping) -> SchemaRegistry:
-    extended = SchemaRegistry(resource_type)
+def _with_card_fields(registry: SchemaRegistry, mapping: FieldMapping) -> SchemaRegistry:
+    extended = SchemaRegistry(registry.resource_type)
     extended.add_extension(
         Schema(
             id=CARD_FIELDS_URN,

@@ -18,14 +18,14 @@ from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
 from scimcore.service import error_response
 
-from ._http import body_too_large, query_values, wire_response
+from ._http import BodyReader, query_values, wire_response
 
 __all__ = ["ScimASGIApp"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
 
 
 class ScimASGIApp:
@@ -35,7 +35,7 @@ class ScimASGIApp:
         self.service = service
         self.prefix = prefix.rstrip("/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -46,34 +46,27 @@ class ScimASGIApp:
                     return
         if scope["type"] != "http":
             return
-        response = await self._answer(scope, receive)
+        response, close = await self._answer(scope, receive)
         headers, body = wire_response(scope.get("method", "GET"), response)
         raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+        if close:  # the body was not read whole: the connection cannot carry another request
+            raw.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> ScimResponse:
+    async def _answer(self, scope: _Scope, receive: _Receive) -> tuple[ScimResponse, bool]:
+        """The response, and whether the connection must close after it."""
         root = scope.get("root_path", "") + self.prefix
         path: str = scope["path"]
         if scope.get("root_path") and path.startswith(scope["root_path"]):
             path = path[len(scope["root_path"]) :]
         if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
-            return error_response(NotFoundError(f"no endpoint at {scope['path']}"))
+            return error_response(NotFoundError(f"no endpoint at {scope['path']}")), False
         path = path[len(self.prefix) :] or "/"
-        limit = self.service.config.max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return body_too_large(limit)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        reader = await self._body(scope, receive)
+        too_large = reader.response()
+        if too_large is not None:
+            return too_large, reader.abandoned
         headers: dict[str, str] = {}
         for key, value in scope.get("headers", []):
             name = key.decode("latin-1").lower()
@@ -85,7 +78,26 @@ class ScimASGIApp:
             path=path,
             query=query_values(scope.get("query_string", b"").decode("utf-8", "replace")),
             headers=headers,
-            body=b"".join(chunks),
+            body=reader.body(),
             base_url=f"{scope.get('scheme', 'http')}://{host}{root}",
         )
-        return await asyncio.to_thread(self.service.handle, request)
+        return await asyncio.to_thread(self.service.handle, request), False
+
+    async def _body(self, scope: _Scope, receive: _Receive) -> BodyReader:
+        """The request body, read by the adapters' one policy (:mod:`._http`)."""
+        declared: int | None = None
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"content-length":
+                declared = int(value) if value.isdigit() else None
+                break
+        reader = BodyReader(self.service.config.max_body_bytes, declared)
+        more = True
+        while more and reader.wanted:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:  # an empty message is no end: more_body says whether one follows
+                reader.take(chunk)
+            more = message.get("more_body", False)
+        return reader

@@ -16,6 +16,8 @@ from .memory import MemoryStorage
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "DEMO_ADMIN",
+    "DEMO_SLUG",
     "DemoCredentials",
     "StorageOpenError",
     "database_url",

@@ -29,6 +29,7 @@ from flask import Blueprint, Flask, Response, request
 
 from scimcore import ScimRequest, ScimService
 
+from ._http import read_stream
 from .wsgi import ScimWSGIApp
 
 __all__ = ["ScimExtension", "scim_blueprint"]
@@ -44,19 +45,26 @@ def scim_blueprint(
     prefix = url_prefix.rstrip("/")
 
     def endpoint(subpath: str = "") -> Response:
-        scim_request = ScimRequest(
-            method=request.method,
-            path="/" + subpath,
-            query={k: request.args[k] for k in request.args},
-            headers=dict(request.headers),
-            body=request.get_data(cache=False),
-            base_url=request.host_url.rstrip("/") + request.script_root + prefix,
-        )
-        result = service.handle(scim_request)
+        # Without a Content-Length (chunked), Werkzeug's stream ends where the body does.
+        limit = service.config.max_body_bytes
+        reader = read_stream(request.stream, limit, request.content_length)
+        result = reader.response()
+        if result is None:
+            result = service.handle(_scim_request(subpath, reader.body()))
         response = Response(result.body, status=result.status, headers=dict(result.headers))
         if "Content-Type" not in result.headers:
             del response.headers["Content-Type"]  # no body: no Flask default text/html
         return response
+
+    def _scim_request(subpath: str, body: bytes) -> ScimRequest:
+        return ScimRequest(
+            method=request.method,
+            path="/" + subpath,
+            query={k: request.args[k] for k in request.args},
+            headers=dict(request.headers),
+            body=body,
+            base_url=request.host_url.rstrip("/") + request.script_root + prefix,
+        )
 
     bp.add_url_rule("", "root", endpoint, methods=_METHODS, strict_slashes=False)
     bp.add_url_rule("/<path:subpath>", "any", endpoint, methods=_METHODS)

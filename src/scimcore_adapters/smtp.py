@@ -14,8 +14,9 @@ from typing import Literal
 import attrs
 from attrs import frozen
 
-__all__ = ["SmtpMailer"]
+__all__ = ["Security", "SmtpMailer"]
 
+#: How the connection to the SMTP server is secured.
 Security = Literal["plain", "starttls", "ssl"]
 
 

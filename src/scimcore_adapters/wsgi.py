@@ -20,7 +20,7 @@ from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
 from scimcore.service import error_response
 
-from ._http import body_too_large, query_values, wire_response
+from ._http import BodyReader, query_values, read_stream, wire_response
 
 __all__ = ["ScimWSGIApp", "WSGIApp"]
 
@@ -94,10 +94,11 @@ class ScimWSGIApp:
         return [body]
 
     def _answer(self, environ: dict[str, Any], path: str) -> ScimResponse:
-        limit = self.service.config.max_body_bytes
-        body = self._body(environ, limit)
-        if body is None:
-            return body_too_large(limit)
+        reader = self._body(environ, self.service.config.max_body_bytes)
+        too_large = reader.response()
+        if too_large is not None:
+            return too_large  # the server closes the connection when it was not read whole
+        body = reader.body()
         headers = _headers(environ)
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = environ["CONTENT_TYPE"]
@@ -117,25 +118,21 @@ class ScimWSGIApp:
         return self.service.handle(request)
 
     @staticmethod
-    def _body(environ: dict[str, Any], limit: int) -> bytes | None:
-        """The request body, or ``None`` when it exceeds ``limit`` bytes."""
+    def _body(environ: dict[str, Any], limit: int) -> BodyReader:
+        """The request body, read by the adapters' one policy (:mod:`._http`)."""
         stream = environ.get("wsgi.input")
-        if stream is None:
-            return b""
         length = environ.get("CONTENT_LENGTH")
+        declared: int | None = None
         if length:
             try:
-                size = int(length)
+                declared = max(int(length), -1)
             except ValueError:
-                size = -1
-            if size > limit:
-                return None
-            if size >= 0:
-                return bytes(stream.read(size)) if size else b""
-        if length == "0" or not (
-            environ.get("wsgi.input_terminated")
-            or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
-        ):
-            return b""
-        data = bytes(stream.read(limit + 1))
-        return None if len(data) > limit else data
+                declared = -1
+        if declared is None or declared < 0:  # no usable length: read to the end if it has one
+            terminated = environ.get("wsgi.input_terminated") or "chunked" in environ.get(
+                "HTTP_TRANSFER_ENCODING", ""
+            )
+            declared = None if terminated and length != "0" else 0
+        if stream is None:
+            return BodyReader(limit, 0)
+        return read_stream(stream, limit, declared)

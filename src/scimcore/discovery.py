@@ -1,0 +1,55 @@
+"""The discovery endpoints (RFC 7644 §4): ``/ServiceProviderConfig``, ``/ResourceTypes``,
+``/Schemas``, answered from the configuration and the schema registry alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ServiceConfig
+from .errors import NotFoundError
+from .messages import ListResponse, ScimRequest, ScimResponse, ServiceProviderConfig, converter
+from .responses import json_response
+from .schema import SchemaRegistry
+
+__all__ = ["resource_types", "schemas", "service_provider_config"]
+
+
+def service_provider_config(config: ServiceConfig) -> ScimResponse:
+    """``GET /ServiceProviderConfig`` (RFC 7644 §4, RFC 7643 §5)."""
+    spc = ServiceProviderConfig(max_results=config.max_count)
+    body = converter.unstructure(spc)
+    body["meta"] = {
+        "resourceType": "ServiceProviderConfig",
+        "location": "/ServiceProviderConfig",
+    }
+    return json_response(200, body)
+
+
+def _list_of(items: list[dict[str, Any]]) -> ScimResponse:
+    return json_response(200, converter.unstructure(ListResponse(len(items), 1, len(items), items)))
+
+
+def resource_types(registry: SchemaRegistry, request: ScimRequest, rid: str | None) -> ScimResponse:
+    """``GET /ResourceTypes[/{id}]`` (RFC 7644 §4, RFC 7643 §6)."""
+    rt = registry.resource_type
+    body = rt.to_dict(f"{request.base_url}/ResourceTypes/{rt.id}")
+    if rid is None:
+        return _list_of([body])
+    if rid.lower() != rt.id.lower():
+        raise NotFoundError(f"no resource type {rid!r}")
+    return json_response(200, body)
+
+
+def schemas(registry: SchemaRegistry, request: ScimRequest, rid: str | None) -> ScimResponse:
+    """``GET /Schemas[/{id}]`` (RFC 7644 §4, RFC 7643 §7)."""
+
+    def body(schema_id: str) -> dict[str, Any]:
+        schema = registry.schema(schema_id)
+        assert schema is not None
+        return schema.to_dict(f"{request.base_url}/Schemas/{schema.id}")
+
+    if rid is None:
+        return _list_of([body(s.id) for s in registry.schemas])
+    if registry.schema(rid) is None:
+        raise NotFoundError(f"no schema {rid!r}")
+    return json_response(200, body(rid))

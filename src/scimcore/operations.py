@@ -1,0 +1,344 @@
+"""The operations on users (RFC 7644 §3.3 to §3.6), each in one storage transaction.
+
+:class:`UserOperations` lists and searches, reads, creates, replaces, patches and deletes
+users; a write and its cards, mail, events and provisioning log entry commit together, and a
+refused request is logged in a transaction of its own (R9.2). The read-ahead fast path lives
+here and only here: what a storage reads together with the authentication
+(:class:`~scimcore.storage.UserReadAhead`, :class:`~scimcore.storage.AuthenticatedWrites`), the
+turns reads take (:class:`~scimcore.storage.ReadTurns`), and a write's body prepared before its
+transaction (:class:`_Early`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from typing import Any
+
+from . import converter as conv
+from . import params
+from .config import ServiceConfig
+from .errors import NotFoundError, PreconditionFailedError, SCIMError
+from .filters import Filter, compile_filter
+from .messages import ListResponse, ScimRequest, ScimResponse, SearchRequest, converter
+from .patch import apply_patch
+from .provisioning import Event, Provisioner
+from .responses import etag, etag_matches, json_response
+from .runtime import Runtime
+from .schema import SchemaRegistry, storable_text
+from .storage import LogEntry, Page, ReadTurns, Storage, UserStore
+from .workspaces import AuthContext, ReadAheadKind, Workspaces
+
+__all__ = ["UserOperations", "writes_a_user"]
+
+#: Storage offsets are 64-bit: a larger ``startIndex`` is past every result anyway (the
+#: response still echoes the one asked for).
+_LAST_START_INDEX = 2**62
+
+#: The provisioning log's name of a request's operation, by method and "to the collection".
+_OPERATIONS = {
+    ("GET", True): "list",
+    ("POST", True): "create",
+    ("GET", False): "get",
+    ("PUT", False): "put",
+    ("PATCH", False): "patch",
+    ("DELETE", False): "delete",
+}
+
+
+def writes_a_user(method: str, rid: str | None) -> bool:
+    """``POST /Users``, or ``PUT``, ``PATCH`` or ``DELETE`` of a user id that can be stored."""
+    if rid is None:
+        return method == "POST"
+    return method in ("PUT", "PATCH", "DELETE") and rid != ".search" and storable_text(rid)
+
+
+class _Early:
+    """What a write prepared before its transaction: a value, or the error to raise in its
+    place once the request is authenticated (see :meth:`UserOperations.write`)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: Any, error: SCIMError | None = None) -> None:
+        self._value = value
+        self._error = error
+
+    def value(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+#: What :meth:`UserOperations.read` hands the authenticated request to.
+_Route = Callable[[AuthContext, ScimRequest, str, str, "str | None"], ScimResponse]
+
+
+class UserOperations:
+    """The user endpoints of one :class:`~scimcore.service.ScimService`, over its storage."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        registry: SchemaRegistry,
+        runtime: Runtime,
+        config: ServiceConfig,
+        workspaces: Workspaces,
+        provisioner: Provisioner,
+        emit: Callable[[list[Event]], None],
+    ) -> None:
+        self.storage = storage
+        self.registry = registry
+        self.runtime = runtime
+        self.config = config
+        self.workspaces = workspaces
+        self.provisioner = provisioner
+        self._emit = emit
+        #: Held around each read request (:class:`~scimcore.storage.ReadTurns`).
+        self._read_turn: Callable[[], AbstractContextManager[object]] = (
+            storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
+        )
+
+    # --- the provisioning log ------------------------------------------------------------------
+
+    def _log(
+        self,
+        store: UserStore,
+        auth: AuthContext,
+        operation: str,
+        resource_id: str | None,
+        status: int,
+        detail: str = "",
+        at: datetime | None = None,
+    ) -> None:
+        entry = LogEntry(
+            id=self.runtime.new_id(),
+            at=at if at is not None else self.runtime.now(),
+            operation=operation,
+            resource_id=resource_id,
+            status=status,
+            detail=detail,
+            token_id=auth.token_id,
+        )
+        store.add_log(entry, self.config.log_retention)
+
+    def _log_failure(
+        self, auth: AuthContext, request: ScimRequest, rid: str | None, error: SCIMError
+    ) -> None:
+        """Failed requests are logged in a transaction of their own (R9.2): the operation's
+        own transaction was rolled back."""
+        operation = _OPERATIONS.get((request.method.upper(), rid is None), request.method.lower())
+        if request.path.rstrip("/").endswith(".search"):  # /Users/.search and /.search
+            operation, rid = "search", None
+        if rid is not None and not storable_text(rid):  # the log shows it, escaped
+            rid = rid.encode("unicode_escape").decode("ascii")
+        with self.storage.users(auth.workspace.id) as store:
+            self._log(store, auth, operation, rid, error.status, error.detail)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def read(
+        self, request: ScimRequest, method: str, kind: str, rid: str | None, route: _Route
+    ) -> ScimResponse:
+        """Authenticate a request that writes nothing and hand it to ``route``; a refusal is
+        logged. A ``GET`` of one user or a filtered ``GET`` of the users is read with the
+        authentication when the storage can (:class:`~scimcore.storage.UserReadAhead`)."""
+        read_ahead: tuple[ReadAheadKind, str] | None = None
+        if method in ("GET", "HEAD") and kind == "users":
+            text = request.query.get("filter")
+            if rid is None and text:
+                read_ahead = ("filter", text)
+            elif rid is not None and rid != ".search" and storable_text(rid):
+                read_ahead = ("id", rid)
+        with self._read_turn():
+            auth = self.workspaces.authenticate(
+                request.header("authorization"), read_ahead=read_ahead
+            )
+            try:
+                return route(auth, request, method, kind, rid)
+            except SCIMError as exc:
+                self._log_failure(auth, request, rid, exc)
+                raise
+
+    def search(self, auth: AuthContext, request: ScimRequest, query: SearchRequest) -> ScimResponse:
+        """RFC 7644 §3.4.2: filter, then sort, then page."""
+        flt: Filter | None = None
+        if query.filter is not None and query.filter.strip():
+            flt = compile_filter(query.filter, self.registry)
+        sort = params.sort_spec(self.registry, query.sort_by, query.sort_order)
+        start = max(query.start_index or 1, 1)
+        count = query.count if query.count is not None else self.config.default_count
+        count = min(max(count, 0), self.config.max_count)
+        selection = params.selection(self.registry, query.attributes, query.excluded_attributes)
+        ahead = auth.read_ahead
+        if (
+            ahead is not None
+            and ahead.page is not None
+            and ahead.kind == "filter"
+            and ahead.key == query.filter
+            and (sort is None or ahead.page.total <= 1)
+        ):  # every match was read with the authentication: page them here
+            page = Page(ahead.page.total, ahead.page.documents[start - 1 : start - 1 + count])
+        else:
+            with self.storage.users(auth.workspace.id, one_read=True) as store:
+                page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
+        resources = [self._render(d, request, selection) for d in page.documents]
+        body = ListResponse(page.total, start, len(resources), resources)
+        return json_response(200, converter.unstructure(body))
+
+    def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
+        """``GET`` or ``HEAD`` of the user ``rid``."""
+        ahead = auth.read_ahead
+        if ahead is not None and ahead.kind == "id" and ahead.key == rid:  # a storable id
+            return self._read_response(request, rid, ahead.document)
+        if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+            raise NotFoundError(f"resource {rid!r} not found")
+        with self.storage.users(auth.workspace.id, one_read=True) as store:
+            return self._read_response(request, rid, store.get(rid))
+
+    def _read_response(
+        self, request: ScimRequest, rid: str, current: dict[str, Any] | None
+    ) -> ScimResponse:
+        """``GET /Users/{id}``: 404, 304 for a matching ``If-None-Match``, or the resource."""
+        if current is None:
+            raise NotFoundError(f"resource {rid} not found")
+        if_none = request.header("if-none-match")
+        if if_none is not None and etag_matches(if_none, etag(current)):
+            return ScimResponse(304, {"ETag": etag(current)})
+        return self._resource_response(200, current, request)
+
+    # --- representation ------------------------------------------------------------------------
+
+    def _render(
+        self,
+        doc: Mapping[str, Any],
+        request: ScimRequest,
+        selection: conv.AttributeSelection | None,
+    ) -> dict[str, Any]:
+        out = conv.project(doc, self.registry, selection)
+        if "meta" in out:
+            out["meta"] = {**out["meta"], "location": f"{request.base_url}/Users/{doc['id']}"}
+        return out
+
+    def _resource_response(
+        self, status: int, doc: Mapping[str, Any], request: ScimRequest
+    ) -> ScimResponse:
+        location = f"{request.base_url}/Users/{doc['id']}"
+        headers = {"ETag": etag(doc), "Location": location}
+        body = self._render(doc, request, params.query_selection(self.registry, request))
+        return json_response(status, body, headers)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def _instant(self) -> datetime:
+        """The instant of one write, to the millisecond, as ``meta`` shows it: the resource,
+        the card, the mail and the log entry that one operation writes all record this one
+        value (and the SQL storage formats it once)."""
+        now = self.runtime.now()
+        return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+    @staticmethod
+    def _stamp(instant: datetime) -> str:
+        """``instant`` as ``meta.created`` and ``meta.lastModified`` show it (RFC 7643 §3.1)."""
+        return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def write(self, request: ScimRequest, method: str, rid: str | None) -> ScimResponse:
+        """A create (``rid`` is ``None``), replace, patch or delete of a user: authenticated and
+        carried out in one transaction (:meth:`Workspaces.writing`); a failure is logged in a
+        transaction of its own (R9.2).
+
+        The body is decoded and, for a create, normalised before the transaction, so that the
+        write lock is not held meanwhile; an error found there is raised where it was
+        always raised: after the authentication (a bad token is a 401 whatever the body), and
+        for a replace or a patch after the user is found."""
+        early: _Early
+        now = self._instant()
+        max_bytes = self.config.max_body_bytes
+        try:
+            if rid is None:
+                doc = conv.normalize_resource(params.json_body(request, max_bytes), self.registry)
+                doc["id"] = self.runtime.new_id()
+                stamp = self._stamp(now)
+                meta = {"resourceType": "User", "created": stamp, "lastModified": stamp}
+                doc["meta"] = {**meta, "version": 'W/"1"'}
+                early = _Early(doc)
+            else:
+                early = _Early(params.json_body(request, max_bytes) if method != "DELETE" else None)
+        except SCIMError as exc:
+            early = _Early(None, exc)
+        caller: AuthContext | None = None  # once authenticated: whose failure to log
+        result: dict[str, Any] | None
+        try:
+            authorization = request.header("authorization")
+            with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
+                caller = auth
+                if rid is None:
+                    result, events = self._create(auth, store, early.value(), now)
+                else:
+                    result, events = self._update(auth, store, request, method, rid, early, now)
+        except SCIMError as exc:
+            if caller is not None:
+                self._log_failure(caller, request, rid, exc)
+            raise
+        self._emit(events)
+        if result is None:
+            return ScimResponse(204, {})
+        return self._resource_response(201 if rid is None else 200, result, request)
+
+    def _create(
+        self, auth: AuthContext, store: UserStore, doc: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], list[Event]]:
+        """RFC 7644 §3.3: 201 with the resource, ``Location`` and ``ETag``; 409 uniqueness."""
+        store.insert(doc)
+        events = self.provisioner.created(store, auth.workspace, doc, now)
+        self._log(store, auth, "create", doc["id"], 201, at=now)
+        return doc, events
+
+    def _update(
+        self,
+        auth: AuthContext,
+        store: UserStore,
+        request: ScimRequest,
+        method: str,
+        rid: str,
+        body: _Early,
+        now: datetime,
+    ) -> tuple[dict[str, Any] | None, list[Event]]:
+        """PUT, PATCH or DELETE of the user ``rid``: the document written (``None`` for a
+        delete) and the events to emit once committed."""
+        current = store.get(rid)
+        if current is None:
+            raise NotFoundError(f"resource {rid} not found")
+        if_match = request.header("if-match")
+        if if_match is not None and not etag_matches(if_match, etag(current)):
+            raise PreconditionFailedError(
+                f"If-Match {if_match} does not match the current version {etag(current)}"
+            )
+        if method == "DELETE":
+            store.delete(rid)
+            events = self.provisioner.deleted(store, auth.workspace, current, now)
+            self._log(store, auth, "delete", rid, 204, at=now)
+            return None, events
+        if method == "PUT":  # RFC 7644 §3.5.1: every writable attribute replaced
+            updated = conv.normalize_resource(body.value(), self.registry)
+            updated["id"] = current["id"]
+            updated["meta"] = current["meta"]
+        else:  # RFC 7644 §3.5.2, atomic; see scimcore.patch
+            updated = apply_patch(current, body.value(), self.registry)
+        events = []
+        if self._save(store, current, updated, now):
+            events = self.provisioner.updated(store, auth.workspace, current, updated, now)
+            self._log(store, auth, method.lower(), rid, 200, at=now)
+        return updated, events
+
+    def _save(
+        self, store: UserStore, current: dict[str, Any], updated: dict[str, Any], now: datetime
+    ) -> bool:
+        """Write ``updated`` with a new version, unless nothing changed (R4.4)."""
+        if updated == current:
+            return False
+        meta = current["meta"]
+        version = int(str(meta["version"]).strip('W/"') or 0) + 1
+        updated["meta"] = {**meta, "lastModified": self._stamp(now), "version": f'W/"{version}"'}
+        store.replace(updated, meta["version"])
+        return True

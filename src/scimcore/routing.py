@@ -1,0 +1,91 @@
+"""Routing: which endpoint a request names, which methods it allows, who answers it.
+
+Routes (relative to the base URL): ``/Users``, ``/Users/{id}``, ``/Users/.search``,
+``/.search``, ``/ServiceProviderConfig``, ``/ResourceTypes[/{id}]``, ``/Schemas[/{id}]``.
+``/Groups`` is not served (R5.3, 404); ``/Bulk`` and ``/Me`` answer 501; a method an endpoint
+does not support answers 405 with ``Allow``. Discovery needs no token
+(:mod:`scimcore.discovery`); the user endpoints go to :class:`~scimcore.operations.UserOperations`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import discovery, params
+from .config import ServiceConfig
+from .errors import NotFoundError, NotImplementedSCIMError
+from .messages import ScimRequest, ScimResponse
+from .operations import UserOperations, writes_a_user
+from .responses import MethodNotAllowed
+from .schema import SchemaRegistry
+from .workspaces import AuthContext
+
+__all__ = ["Router"]
+
+_ROUTE = re.compile(r"^/*(?P<kind>[^/]*)(?:/(?P<id>[^/]+))?/*$")
+
+
+def _allow(method: str, path: str, allowed: tuple[str, ...]) -> None:
+    if method == "HEAD" and "GET" in allowed:
+        return
+    if method not in allowed:
+        raise MethodNotAllowed(method, path, allowed)
+
+
+class Router:
+    """Sends each request to the handler of its endpoint (raises the SCIM errors of routing)."""
+
+    def __init__(
+        self, registry: SchemaRegistry, config: ServiceConfig, users: UserOperations
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.users = users
+
+    def dispatch(self, request: ScimRequest) -> ScimResponse:
+        """The response to ``request``; raises :class:`~scimcore.errors.SCIMError`."""
+        method = request.method.upper()
+        match = _ROUTE.match(request.path or "/")
+        if match is None:
+            raise NotFoundError(f"no endpoint at {request.path}")
+        kind, rid = match.group("kind").lower(), match.group("id")
+        if kind == "serviceproviderconfig" and rid is None:
+            _allow(method, request.path, ("GET",))
+            return discovery.service_provider_config(self.config)
+        if kind == "resourcetypes":
+            _allow(method, request.path, ("GET",))
+            return discovery.resource_types(self.registry, request, rid)
+        if kind == "schemas":
+            _allow(method, request.path, ("GET",))
+            return discovery.schemas(self.registry, request, rid)
+        if kind == "users" and writes_a_user(method, rid):
+            return self.users.write(request, method, rid)
+        return self.users.read(request, method, kind, rid, self._tenant_route)
+
+    def _tenant_route(
+        self, auth: AuthContext, request: ScimRequest, method: str, kind: str, rid: str | None
+    ) -> ScimResponse:
+        """An authenticated request that writes no user."""
+        max_bytes = self.config.max_body_bytes
+        if kind == "users":
+            if rid is None:
+                _allow(method, request.path, ("GET", "POST"))
+                # GET or HEAD (the adapters send no body for HEAD); a POST went to write.
+                return self.users.search(auth, request, params.query_params(request.query))
+            if rid == ".search":
+                _allow(method, request.path, ("POST",))
+                return self.users.search(auth, request, params.search_body(request, max_bytes))
+            _allow(method, request.path, ("GET", "PUT", "PATCH", "DELETE"))
+            if method not in ("GET", "HEAD"):  # a write to an id no stored user can have
+                raise NotFoundError(f"resource {rid!r} not found")
+            return self.users.resource(auth, request, rid)
+        if kind == ".search" and rid is None:
+            _allow(method, request.path, ("POST",))
+            return self.users.search(auth, request, params.search_body(request, max_bytes))
+        if kind == "bulk" and rid is None:
+            raise NotImplementedSCIMError("Bulk operations are not supported (RFC 7644 §3.7)")
+        if kind == "me" and rid is None:
+            raise NotImplementedSCIMError("/Me is not supported (RFC 7644 §3.11)")
+        if kind == "groups":
+            raise NotFoundError("Groups are not supported by this service provider")
+        raise NotFoundError(f"no endpoint at {request.path}")
