@@ -1193,7 +1193,7 @@ def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
     (stored data and ordering stay the same) and reads back the same aware UTC value."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from scimcore_adapters.sql.raw import _sqlite_utc_datetime, _sqlite_utc_text
+    from scimcore_adapters.sql.execute import _sqlite_utc_datetime, _sqlite_utc_text
     from scimcore_adapters.sql.tables import UtcDateTime
 
     dialect = sqlite_dialect.dialect()
@@ -1226,7 +1226,7 @@ def test_prepared_parameters_in_order_with_defaults_and_processors() -> None:
     from sqlalchemy.dialects import postgresql as postgresql_dialect
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from scimcore_adapters.sql.raw import prepared
+    from scimcore_adapters.sql.execute import prepared
 
     sqlite = sqlite_dialect.dialect()
     when = datetime(2026, 11, 29, 12, 0, 0, 5, tzinfo=timezone.utc)
@@ -1721,7 +1721,7 @@ def test_sqlite_packed_reads_return_what_sqlalchemy_reads(sqlite_url: str) -> No
     date-times included."""
     from scimcore.storage import Admin, Settings, TokenRecord
     from scimcore_adapters.sql import storage as sql_storage
-    from scimcore_adapters.sql.raw import prepared, run_dbapi
+    from scimcore_adapters.sql.execute import prepared, run_dbapi
 
     odd = 'Zoë "q" \\ \n\t\x01\x00 ☃'
     with opened(sqlite_url) as storage:
@@ -1762,7 +1762,7 @@ def test_sqlite_writes_without_rows_keep_their_row_counts(sqlite_url: str) -> No
     for): an ``INSERT ... ON CONFLICT DO NOTHING`` still counts 1 row inserted, then 0."""
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    from scimcore_adapters.sql.raw import prepared, run_dbapi
+    from scimcore_adapters.sql.execute import prepared, run_dbapi
 
     with opened(sqlite_url) as storage, storage.engine.connect() as conn:
         stmt = sqlite_insert(WORKSPACES).on_conflict_do_nothing()
@@ -1819,7 +1819,7 @@ def test_sqlite_reads_are_not_packed_without_orjson(
     """Without the ``speed`` extra (no orjson) SQLite reads stay column by column, and the
     storage reads what it read packed: the token, its workspace, the user."""
     from scimcore.storage import Admin, TokenRecord
-    from scimcore_adapters.sql import raw
+    from scimcore_adapters.sql import execute as raw
     from scimcore_adapters.sql import storage as sql_storage
 
     monkeypatch.setattr(raw, "_array", None)

@@ -41,7 +41,7 @@ from scimcore._json import dumps_text, loads
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings
 from scimcore.templates import Rule, Template
 
-from .raw import Runner
+from .execute import Runner
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES, USERS
 
 __all__ = [
@@ -368,7 +368,7 @@ class ProductStore:
     """
 
     _conn: Connection
-    #: The transaction's statements: :func:`.raw.run` bound to ``_conn``.
+    #: The transaction's statements: :func:`.execute.run` bound to ``_conn``.
     _run: Runner
     _ws: str
     _settings_cache: Settings | None = None

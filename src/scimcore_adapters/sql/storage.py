@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -44,11 +43,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 
 from scimcore._json import dumps_text, loads
 from scimcore.errors import (
-    InvalidValueError,
     NotFoundError,
     PreconditionFailedError,
     UniquenessError,
@@ -68,6 +66,8 @@ from scimcore.storage import (
 
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
+from .execute import Runner, driver, indexable, is_unique_violation, run, run_dbapi
+from .execute import listened as listened_to
 from .migrations import migrate
 from .product import (
     ProductStore,
@@ -79,7 +79,6 @@ from .product import (
     with_settings_and_rules,
     with_user_for_update,
 )
-from .raw import Runner, run, run_dbapi
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
 
 __all__ = ["GroupCommitError", "SqlStorage", "SqlUserStore", "create_storage"]
@@ -158,39 +157,6 @@ def _email_rows(workspace_id: str, doc: Mapping[str, Any]) -> list[dict[str, Any
             }
         )
     return rows
-
-
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
-    if sqlstate is not None:
-        return bool(sqlstate == "23505")
-    name = getattr(orig, "sqlite_errorname", None)  # sqlite3 (Python 3.11+)
-    if name is not None:
-        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
-    text = str(orig)
-    return "UNIQUE constraint failed" in text or "duplicate key" in text
-
-
-#: PostgreSQL's SQLSTATE for an index entry over its B-tree limit (about 2,700 bytes).
-_PROGRAM_LIMIT_EXCEEDED = "54000"
-
-
-@contextmanager
-def _indexable() -> Iterator[None]:
-    """A user's indexed values that PostgreSQL cannot index (an entry over about 2,700 bytes
-    after compression: a ``userName``, ``externalId``, ``displayName`` or e-mail value of
-    thousands of characters) are bad input, 400 ``invalidValue``, not a server error. SQLite
-    has no such limit. The transaction is rolled back as after any error."""
-    try:
-        yield
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED:
-            raise InvalidValueError(
-                "a userName, externalId, displayName or e-mail value is too long to be indexed "
-                "(PostgreSQL allows about 2,700 bytes per index entry)"
-            ) from None
-        raise
 
 
 # --- statements ----------------------------------------------------------------------------------
@@ -306,7 +272,7 @@ class SqlUserStore(ProductStore):
     ``lazy``: no transaction was begun (SQLite, a ``one_read`` block): :meth:`get` and a
     ``userName eq`` lookup run one statement; every other query begins the snapshot first.
 
-    ``runner``: the transaction's :class:`.raw.Runner`, when its first statement ran before
+    ``runner``: the transaction's :class:`.execute.Runner`, when its first statement ran before
     the store was made (the authentication of a write).
     """
 
@@ -342,7 +308,7 @@ class SqlUserStore(ProductStore):
             if self._conn.dialect.name == "sqlite":
                 dbapi_conn = self._conn.connection.dbapi_connection
                 assert dbapi_conn is not None
-                _driver(dbapi_conn, _BEGIN_SQL[_DEFERRED])
+                driver(dbapi_conn, _BEGIN_SQL[_DEFERRED])
             else:  # an autocommit connection: the server's transaction, ended by users()
                 self._conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 self.server_snapshot = True
@@ -384,11 +350,11 @@ class SqlUserStore(ProductStore):
         row["workspace_id"] = self._ws
         row["id"] = user_id
         stmt = insert_unless_statement(self._conn.dialect.name, USERS, ())
-        with _indexable():
+        with indexable():
             try:
                 inserted = self._run(stmt, row, columns=True, fetch=False).rowcount == 1
             except IntegrityError as exc:
-                if _is_unique_violation(exc):
+                if is_unique_violation(exc):
                     raise self._uniqueness(exc, document) from None
                 raise
             if not inserted:
@@ -415,11 +381,11 @@ class SqlUserStore(ProductStore):
         params["b_id"] = user_id
         params["b_version"] = expected_version
         params["b_name"] = row["user_name_folded"]
-        with _indexable():
+        with indexable():
             try:
                 result = self._run(_REPLACE_USER, params, columns=True, fetch=False)
             except IntegrityError as exc:  # PostgreSQL: a concurrent rename to the same userName
-                if _is_unique_violation(exc):
+                if is_unique_violation(exc):
                     raise self._uniqueness(exc, document) from None
                 raise
             if result.rowcount == 0:
@@ -603,7 +569,7 @@ def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
         assert dbapi_conn is not None
         if mode == _NO_BEGIN or dbapi_conn.in_transaction:  # see SqlStorage._sqlite_transaction
             return
-        _driver(dbapi_conn, _BEGIN_SQL[mode])
+        driver(dbapi_conn, _BEGIN_SQL[mode])
 
     return engine
 
@@ -652,22 +618,13 @@ def _postgres_engine(url: str) -> Engine:
     return engine
 
 
-def _driver(dbapi_conn: Any, sql: str) -> None:
-    """``BEGIN``, ``COMMIT`` or ``ROLLBACK`` on a SQLite driver connection, its errors wrapped
-    as SQLAlchemy wraps them."""
-    try:
-        dbapi_conn.execute(sql)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
-
-
 def _finish(conn: Connection, dbapi_conn: Any, *, commit: bool) -> None:
     """End a transaction of :meth:`SqlStorage._sqlite_transaction`: through SQLAlchemy when a
     statement autobegan its transaction, else on the driver."""
     if conn.in_transaction():
         conn.commit() if commit else conn.rollback()
     elif dbapi_conn.in_transaction:
-        _driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
+        driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
 
 
 #: Seconds a write of a group waits for its ``COMMIT`` before it looks for an orphaned group.
@@ -1036,10 +993,10 @@ class SqlStorage:
                 if group is None:
                     group = self._group = _Group()
                 try:
-                    _driver(dbapi_conn, _BEGIN_SQL[_IMMEDIATE] if first else _SAVEPOINT)
+                    driver(dbapi_conn, _BEGIN_SQL[_IMMEDIATE] if first else _SAVEPOINT)
                     yield conn
                     if not first:
-                        _driver(dbapi_conn, _RELEASE)
+                        driver(dbapi_conn, _RELEASE)
                 except BaseException:  # a failed BEGIN or SAVEPOINT too
                     self._undo_write(held, group, first)
                     raise
@@ -1070,8 +1027,8 @@ class SqlStorage:
                 self._drop(held)  # state unknown: never reuse it
             return
         try:
-            _driver(dbapi_conn, _ROLLBACK_TO)
-            _driver(dbapi_conn, _RELEASE)
+            driver(dbapi_conn, _ROLLBACK_TO)
+            driver(dbapi_conn, _RELEASE)
         except BaseException as exc:  # the transaction is unusable: the group fails
             self._group = None
             group.finish(exc)
@@ -1124,7 +1081,7 @@ class SqlStorage:
         dbapi_conn = conn.connection.dbapi_connection
         assert dbapi_conn is not None
         if mode != _NO_BEGIN:
-            _driver(dbapi_conn, _BEGIN_SQL[mode])
+            driver(dbapi_conn, _BEGIN_SQL[mode])
         try:
             yield
         except BaseException:
@@ -1154,7 +1111,7 @@ class SqlStorage:
         rows = [{"workspace_id": workspace_id, "id": d["id"], **_user_row(d)} for d in documents]
         emails = [e for d in documents for e in _email_rows(workspace_id, d)]
         try:
-            with _indexable(), self._begin(_IMMEDIATE, joins=False) as conn:
+            with indexable(), self._begin(_IMMEDIATE, joins=False) as conn:
                 if rows:
                     conn.execute(_INSERT_USERS, rows)
                 if emails:
@@ -1163,7 +1120,7 @@ class SqlStorage:
                     stmt = _bump_statement(conn.dialect.name)
                     conn.execute(stmt, {"b_ws": workspace_id, "b_delta": len(rows)})
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if is_unique_violation(exc):
                 raise UniquenessError("an imported userName or id is already taken") from None
             raise
 
@@ -1210,7 +1167,7 @@ class SqlStorage:
                     },
                 )
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if is_unique_violation(exc):
                 raise ValueError(f"workspace {workspace.slug!r} exists") from None
             raise
 
@@ -1374,7 +1331,7 @@ class SqlStorage:
 
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
         """The first row of a read of one statement, outside any transaction block."""
-        listened = bool(self.engine.dispatch.before_cursor_execute)
+        listened = listened_to(self.engine)
         held = self._thread_connection() if self._sqlite else None
         if held is not None and not listened:  # SQLite autocommit: one statement, one snapshot
             dbapi_conn = held.connection.dbapi_connection
