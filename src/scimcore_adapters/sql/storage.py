@@ -17,12 +17,9 @@ log) live in :mod:`.product` and run in the same transaction as the user writes 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -30,20 +27,16 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Executable,
     Select,
     and_,
     bindparam,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from scimcore._json import dumps_text, loads
 from scimcore.errors import (
@@ -66,6 +59,7 @@ from scimcore.storage import (
 
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
+from .engines import BEGIN_SQL, DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner, driver, indexable, is_unique_violation, run, run_dbapi
 from .execute import listened as listened_to
 from .migrations import migrate
@@ -80,20 +74,17 @@ from .product import (
     with_user_for_update,
 )
 from .tables import ADMINS, TOKENS, USER_COUNTS, USER_EMAILS, USERS, WORKSPACES
+from .transactions import (
+    GroupCommitError,
+    PostgresTransactions,
+    SqliteTransactions,
+    Transactions,
+)
 
 __all__ = ["GroupCommitError", "SqlStorage", "SqlUserStore", "create_storage"]
 
 log = logging.getLogger(__name__)
 
-#: How long a SQLite writer waits for the lock (milliseconds).
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: SQLite page cache of the writer connection (KiB; SQLite's default is 2 MiB per connection). A
-#: write reads the pages of a user, its person and their index entries wherever they are; with
-#: the default cache a deactivation of a random user read four of them back from the file.
-WRITER_CACHE_KIB = 32_768
-#: PostgreSQL: a pooled connection that sat idle longer than this (seconds) is pinged before
-#: it is handed out (one round trip); one in steady use is not (see :func:`_postgres_engine`).
-POSTGRES_PING_AFTER_IDLE_S = 10.0
 _BATCH = 500
 
 
@@ -308,7 +299,7 @@ class SqlUserStore(ProductStore):
             if self._conn.dialect.name == "sqlite":
                 dbapi_conn = self._conn.connection.dbapi_connection
                 assert dbapi_conn is not None
-                driver(dbapi_conn, _BEGIN_SQL[_DEFERRED])
+                driver(dbapi_conn, BEGIN_SQL[DEFERRED])
             else:  # an autocommit connection: the server's transaction, ended by users()
                 self._conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 self.server_snapshot = True
@@ -518,214 +509,6 @@ class SqlUserStore(ProductStore):
             yield loads(text)
 
 
-#: The execution option that tells the SQLite ``begin`` hook how to begin a transaction.
-_BEGIN_OPTION = "scimcore_begin"
-_IMMEDIATE, _DEFERRED, _NO_BEGIN = "IMMEDIATE", "DEFERRED", "NONE"
-_BEGIN_SQL = {_IMMEDIATE: "BEGIN IMMEDIATE", _DEFERRED: "BEGIN"}
-#: The savepoint of a write that joins an open group (see SqlStorage._sqlite_write).
-_SAVEPOINT = "SAVEPOINT scimcore_write"
-_RELEASE = "RELEASE scimcore_write"
-_ROLLBACK_TO = "ROLLBACK TO scimcore_write"
-
-
-def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
-    parsed = make_url(url)
-    if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
-        raise ValueError("SqlStorage needs a SQLite database file, e.g. sqlite:///scim.db")
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        # Threads keep a connection each (see SqlStorage._held): never make one wait for the
-        # pool; five idle connections are kept, the rest closed on check-in.
-        pool_size=5,
-        max_overflow=-1,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Transactions are begun explicitly below (pysqlite's own handling cannot do
-        # SAVEPOINT or BEGIN IMMEDIATE correctly).
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives a process crash (the kill test); only an OS
-            # crash or power loss can lose the last commits, never corrupt the file.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            if autocheckpoint is not None:  # a Checkpointer copies the log (see .checkpoint)
-                cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Straight to the driver: through SQLAlchemy's statement machinery a BEGIN costs as
-        # much CPU as a query. A single-statement read needs no BEGIN (a statement is atomic
-        # and reads one snapshot).
-        mode = conn.get_execution_options().get(_BEGIN_OPTION, _DEFERRED)
-        dbapi_conn = conn.connection.dbapi_connection
-        assert dbapi_conn is not None
-        if mode == _NO_BEGIN or dbapi_conn.in_transaction:  # see SqlStorage._sqlite_transaction
-            return
-        driver(dbapi_conn, _BEGIN_SQL[mode])
-
-    return engine
-
-
-def _engine(url: str, autocheckpoint: int | None = None) -> Engine:
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        return _sqlite_engine(url, autocheckpoint)
-    if backend == "postgresql":
-        return _postgres_engine(url)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
-
-
-_IDLE_SINCE = "scimcore_idle_since"
-
-
-def _postgres_engine(url: str) -> Engine:
-    """A PostgreSQL engine whose pool pings only connections that were idle.
-
-    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every check-out: two per SCIM request
-    (authentication, then the operation), as many as a GET's own statements. Connections die
-    mostly while idle (server restarts, idle timeouts of servers, proxies and firewalls), so
-    only a connection idle for more than :data:`POSTGRES_PING_AFTER_IDLE_S` is pinged; a dead
-    one is replaced before any statement runs. A connection the server drops while it is in
-    steady use fails its request (a 500 the IdP retries, R9.1), and SQLAlchemy then replaces
-    every connection of the pool that is older than the failure.
-    """
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "checkin")
-    def _idle_from_now(_dbapi_conn: Any, record: Any) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)
-        if since is None or time.monotonic() - since <= POSTGRES_PING_AFTER_IDLE_S:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error:
-            alive = False
-        if not alive:  # the pool drops this connection and checks out another
-            raise DisconnectionError("the server closed an idle connection")
-
-    return engine
-
-
-def _finish(conn: Connection, dbapi_conn: Any, *, commit: bool) -> None:
-    """End a transaction of :meth:`SqlStorage._sqlite_transaction`: through SQLAlchemy when a
-    statement autobegan its transaction, else on the driver."""
-    if conn.in_transaction():
-        conn.commit() if commit else conn.rollback()
-    elif dbapi_conn.in_transaction:
-        driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
-
-
-#: Seconds a write of a group waits for its ``COMMIT`` before it looks for an orphaned group.
-_GROUP_ORPHAN_S = 1.0
-#: The most writes one group ``COMMIT`` carries (each waits for the ones after it).
-_GROUP_LIMIT = 32
-
-
-class GroupCommitError(RuntimeError):
-    """The shared ``COMMIT`` of a group of SQLite writes failed (see
-    :meth:`SqlStorage._sqlite_write`): nothing of this write was stored. Raised, like any
-    database error, out of the write's block; the service answers it 500 (the IdP retries).
-    ``__cause__`` is the database's error."""
-
-
-class _Group:
-    """Writes sharing one SQLite transaction (group commit).
-
-    Most groups have one write, which commits it itself: the latch that writes waiting for
-    the ``COMMIT`` block on is made only when one waits (a ``threading.Event`` per write cost
-    2 % of a create)."""
-
-    __slots__ = ("error", "finished", "latch", "members")
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.finished = False
-        self.latch: threading.Lock | None = None
-        self.members = 0
-
-    def waiting(self) -> None:
-        """A write will wait for this group's ``COMMIT`` (call with ``_write_lock`` held)."""
-        if self.latch is None:
-            self.latch = threading.Lock()
-            self.latch.acquire()
-
-    def finish(self, error: BaseException | None) -> None:
-        self.error = error
-        self.finished = True
-        if self.latch is not None:
-            self.latch.release()
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the group finished within ``timeout`` seconds (the latch is passed on to
-        the next waiting write)."""
-        assert self.latch is not None
-        if not self.latch.acquire(timeout=timeout):
-            return self.finished
-        self.latch.release()
-        return True
-
-
-class _HeldConnection:
-    """A connection a thread keeps (:meth:`SqlStorage._thread_connection`), closed when the
-    thread ends (its ``threading.local`` is cleared), or by :meth:`SqlStorage.close`."""
-
-    __slots__ = ("__weakref__", "busy", "conn", "pid")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn: Connection | None = conn
-        self.busy = False  # in a transaction: a nested block takes a pooled connection
-        self.pid = os.getpid()
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None and self.pid != os.getpid():
-            # A forked child freeing the parent's thread-locals: never close a SQLite handle
-            # of the parent here (that would release the parent's file locks); keep it.
-            _INHERITED.append(conn)
-        elif conn is not None:
-            try:
-                conn.close()
-            except Exception:  # pragma: no cover - a broken connection is dropped all the same
-                log.debug("closing a thread's SQLite connection failed", exc_info=True)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-#: Connections a forked child inherited from threads of its parent (see
-#: :meth:`SqlStorage._after_fork_in_child`).
-_INHERITED: list[Connection] = []
-
-
-def _forget_connections_at_fork(storage: SqlStorage) -> None:
-    """Register ``storage``'s fork hooks (holding it weakly: a dropped storage is skipped)."""
-    ref = weakref.ref(storage)
-
-    def before() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._before_fork()
-
-    def after_in_child() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._after_fork_in_child()
-
-    os.register_at_fork(before=before, after_in_child=after_in_child)
-
-
 class SqlStorage:
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
@@ -738,7 +521,7 @@ class SqlStorage:
     ``read_turns`` (SQLite): SCIM read requests of this process take turns (:meth:`read_turn`);
     ``False``: they run side by side.
     ``group_commit`` (SQLite): writes of this process queued behind one another share one
-    ``COMMIT``, each in a savepoint of its own (:meth:`_sqlite_write`); ``False``: one
+    ``COMMIT``, each in a savepoint of its own (:meth:`.SqliteTransactions.begin`); ``False``: one
     ``COMMIT`` per write.
     """
 
@@ -754,7 +537,9 @@ class SqlStorage:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
         self.registry = registry or default_registry()
-        self.engine = _engine(url, BACKSTOP_PAGES if checkpoint_interval is not None else None)
+        self.engine = create_engine_for(
+            url, BACKSTOP_PAGES if checkpoint_interval is not None else None
+        )
         self._sqlite = self.engine.dialect.name == "sqlite"
         #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
         #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
@@ -766,38 +551,17 @@ class SqlStorage:
         )
         if self.checkpointer is not None:  # a storage dropped without close() stops it too
             weakref.finalize(self, self.checkpointer.stop)
-        # Engines sharing the pool, for writes (SQLite: ``BEGIN IMMEDIATE``), read snapshots
-        # (``BEGIN``) and reads of one statement (no ``BEGIN``; PostgreSQL: autocommit).
-        self._engines = {
-            mode: self.engine.execution_options(**{_BEGIN_OPTION: mode})
-            for mode in (_IMMEDIATE, _DEFERRED, _NO_BEGIN)
-        }
-        if not self._sqlite:  # PostgreSQL reads of one statement: no BEGIN/COMMIT round trips
-            self._engines[_NO_BEGIN] = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._local = threading.local()
-        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
-        self._held_lock = threading.Lock()
-        #: SQLite has one writer at a time: the threads of this process queue for it here,
-        #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
-        #: sleeps up to 100 ms between tries). Other processes still wait in ``busy_timeout``.
-        self._write_lock = threading.RLock()
-        #: SQLite: what :meth:`read_turn` holds (``read_turns``).
-        self._read_lock = threading.RLock()
-        self._read_turns = self._sqlite and read_turns
-        #: SQLite: the connection every write transaction of this process runs on (under
-        #: ``_write_lock``). A connection's page cache is only valid until another connection
-        #: commits: with one writer connection the pages a write needs stay cached from one
-        #: write to the next instead of being read again from the file by whichever thread's
-        #: connection writes next.
-        self._writer: _HeldConnection | None = None
-        #: SQLite group commit (:meth:`_sqlite_write`): the open group, how many threads are
-        #: queued for ``_write_lock``, and the most writes one ``COMMIT`` may carry.
-        self._group: _Group | None = None
-        self._waiting = 0
-        self._waiting_lock = threading.Lock()
-        self._group_limit = _GROUP_LIMIT if group_commit else 1
-        if self._sqlite:
-            _forget_connections_at_fork(self)
+        #: The transaction engine (:mod:`.transactions`): how a block becomes a transaction.
+        self.transactions: Transactions = (
+            SqliteTransactions(
+                self.engine,
+                group_commit=group_commit,
+                read_turns=read_turns,
+                checkpointer=self.checkpointer,
+            )
+            if self._sqlite
+            else PostgresTransactions(self.engine)
+        )
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -806,299 +570,19 @@ class SqlStorage:
 
     def read_turn(self) -> AbstractContextManager[object]:
         """:class:`~scimcore.storage.ReadTurns`: on SQLite (``read_turns``), one read request
-        of this process at a time; on PostgreSQL, no turns.
-
-        A SQLite read is CPU-bound: its statement costs microseconds, but the ``sqlite3``
-        module releases the GIL two or three times per statement, and under a threaded server
-        another request thread takes it each time, which costs more CPU than the statement
-        (measured in docs/performance.md). Readers that wait for their turn on a lock are not
-        waiting for the GIL. Writes queue on their own lock (:attr:`_write_lock`), so a read
-        and a write still run side by side. The price: a long read (a deep page of a million
-        users) delays the other reads of its process, which without turns would run their
-        Python while it is in SQLite."""
-        return self._read_lock if self._read_turns else nullcontext()
+        of this process at a time (see :meth:`.SqliteTransactions.read_turn` for why); on
+        PostgreSQL, no turns."""
+        return self.transactions.read_turn()
 
     def close(self) -> None:
         """Close every connection, pooled or held by a thread (after committing an open
         group of writes, which are waiting for it)."""
-        if self._sqlite:
-            with self._write_lock:
-                writer = self._writer
-                if self._group is not None and writer is not None and not writer.busy:
-                    try:
-                        self._commit_group(writer)
-                    except Exception:  # its writes raise it; closing goes on
-                        log.debug("committing the open group at close failed", exc_info=True)
-        if self.checkpointer is not None:
-            self.checkpointer.close()
-        with self._held_lock:
-            held = list(self._held)
-        for connection in held:
-            connection.close()
+        self.transactions.close()
         self.engine.dispose()
-
-    def _thread_connection(self) -> Connection | None:
-        """SQLite: the connection this thread keeps between transactions (``None`` while it is
-        in a transaction already: a nested block takes a pooled connection).
-
-        A SQLite connection is a handle on a local file, so keeping one per thread costs
-        nothing, and it spares each SCIM request two pool check-outs and check-ins.
-        """
-        held = self._held_connection(_NO_BEGIN)
-        return held.conn if held is not None else None
-
-    def _held_connection(self, mode: str) -> _HeldConnection | None:
-        """The kept connection for a transaction of ``mode``: the process's writer connection
-        for writes (call with ``_write_lock`` held), else the thread's own; ``None`` while it
-        is in a transaction already."""
-        held = self._writer if mode == _IMMEDIATE else getattr(self._local, "held", None)
-        if held is None or held.conn is None or held.conn.closed or held.conn.invalidated:
-            if held is not None:
-                held.close()
-            if mode == _IMMEDIATE and self._group is not None:
-                # The open group's transaction went with the connection: its writes are lost.
-                group, self._group = self._group, None
-                group.finish(GroupCommitError("the writer connection was lost before COMMIT"))
-            conn = self._engines[_NO_BEGIN].connect()
-            held = _HeldConnection(conn)
-            if mode == _IMMEDIATE:
-                # The savepoints of group commit keep the pages they change in memory (a
-                # temporary file by default: three times dearer). Writer connection only: a
-                # reader's large sort still spills to disk.
-                dbapi_conn = conn.connection.dbapi_connection
-                assert dbapi_conn is not None
-                dbapi_conn.execute("PRAGMA temp_store=MEMORY")
-                dbapi_conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
-                self._writer = held
-            else:
-                self._local.held = held
-            with self._held_lock:
-                self._held.add(held)
-        return None if held.busy else held
-
-    def _before_fork(self) -> None:
-        """In the parent, before ``os.fork()`` (a server preloading the app, then forking its
-        workers): close the idle connections, so that no child inherits an open SQLite
-        connection (SQLite forbids using one across ``fork``). The parent reopens them."""
-        held: _HeldConnection | None = getattr(self._local, "held", None)
-        if held is not None and not held.busy:
-            self._drop(held)
-        if self._write_lock.acquire(blocking=False):  # else another thread is writing
-            try:
-                if self._writer is not None and not self._writer.busy:
-                    if self._group is not None:  # writes waiting for their COMMIT: do it now
-                        self._commit_group(self._writer)
-                    self._drop(self._writer)
-            finally:
-                self._write_lock.release()
-        self.engine.dispose()
-
-    def _after_fork_in_child(self) -> None:
-        """In the child: fresh locks and thread connections, and a fresh pool. The parent's
-        thread connections are never used or closed here (see :class:`_HeldConnection`)."""
-        for held in list(self._held):
-            held.close()  # in the child: kept in _INHERITED, not closed
-        self._local = threading.local()
-        self._held = weakref.WeakSet()
-        self._held_lock = threading.Lock()
-        self._write_lock = threading.RLock()
-        self._read_lock = threading.RLock()
-        self._writer = None
-        self._group = None  # the parent's waiting writes are not in this process
-        self._waiting = 0
-        self._waiting_lock = threading.Lock()
-        if self.checkpointer is not None:
-            self.checkpointer.after_fork_in_child()
-        self.engine.dispose(close=False)
-
-    def _drop(self, held: _HeldConnection) -> None:
-        """Close a kept connection (the next transaction opens a new one)."""
-        if held is self._writer:
-            self._writer = None
-        elif held is getattr(self._local, "held", None):
-            self._local.held = None
-        held.close()
-
-    def _begin(self, mode: str, *, joins: bool = True) -> AbstractContextManager[Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` (writes), ``BEGIN`` (a read snapshot) or none
-        (a read of one statement) on SQLite; a plain transaction on PostgreSQL. A SQLite write
-        may share its ``COMMIT`` with the writes queued behind it (:meth:`_sqlite_write`;
-        ``joins=False``: never)."""
-        if self._sqlite and mode == _IMMEDIATE:
-            return self._sqlite_write(joins)  # not wrapped: every write passes here
-        return self._begin_other(mode)
-
-    @contextmanager
-    def _begin_other(self, mode: str) -> Iterator[Connection]:
-        """:meth:`_begin` for everything but a SQLite write (PostgreSQL, and SQLite reads)."""
-        if not self._sqlite:
-            with self._engines[mode].connect() as pooled, pooled.begin():
-                yield pooled
-            return
-        held = self._held_connection(mode)
-        if held is None:  # a block nested in another of this thread: a pooled connection
-            with self._engines[mode].connect() as pooled, pooled.begin():
-                yield pooled
-            return
-        assert held.conn is not None
-        held.busy = True
-        try:
-            with self._sqlite_transaction(held, mode):
-                yield held.conn
-        finally:
-            held.busy = False
-
-    @contextmanager
-    def _sqlite_write(self, joins: bool) -> Iterator[Connection]:
-        """A SQLite write on the writer connection, under ``_write_lock``: group commit.
-
-        The first write of a group begins the transaction (``BEGIN IMMEDIATE``). When it is
-        done and other threads of this process are queued for the write lock, it does not
-        commit: it hands the open transaction on and waits. The next write runs inside it, in
-        a savepoint of its own (its failure rolls back its own changes and no one else's), and
-        so on; the write that finds no one queued (or the group full) commits the group, and
-        every write of it returns (or raises, when that ``COMMIT`` failed) only then. No write
-        returns before it is durable, and each is all-or-nothing as before; what the group
-        shares is the ``COMMIT``: a page that several writes changed (the end of the users'
-        table, of the log, of their indexes) is written to the WAL once, not once per write
-        (measured in docs/performance.md). A write that is not first pays for its savepoint:
-        SQLite keeps the pages it changes as they were (in memory on the writer connection,
-        ``temp_store=MEMORY``).
-
-        ``joins=False`` (a bulk import): commit any open group first and run alone."""
-        with self._waiting_lock:
-            self._waiting += 1
-        try:
-            self._write_lock.acquire()
-        finally:
-            with self._waiting_lock:
-                self._waiting -= 1
-        committing: _Group | None = None
-        try:
-            held = self._held_connection(_IMMEDIATE)
-            if held is None:  # a write nested in a write of this thread: a pooled connection
-                with self._engines[_IMMEDIATE].connect() as pooled, pooled.begin():
-                    yield pooled
-                return
-            conn = held.conn
-            assert conn is not None
-            dbapi_conn = conn.connection.dbapi_connection
-            assert dbapi_conn is not None
-            if self._group is not None and not joins:
-                self._commit_group(held)
-            held.busy = True
-            try:
-                group = self._group
-                first = group is None
-                if group is None:
-                    group = self._group = _Group()
-                try:
-                    driver(dbapi_conn, _BEGIN_SQL[_IMMEDIATE] if first else _SAVEPOINT)
-                    yield conn
-                    if not first:
-                        driver(dbapi_conn, _RELEASE)
-                except BaseException:  # a failed BEGIN or SAVEPOINT too
-                    self._undo_write(held, group, first)
-                    raise
-                group.members += 1
-                if joins and self._waiting and group.members < self._group_limit:
-                    group.waiting()
-                    committing = group  # the write that ends the group commits it
-                else:
-                    self._commit_group(held)
-            finally:
-                held.busy = False
-        finally:
-            self._write_lock.release()
-        if committing is not None:
-            self._await_commit(committing)
-
-    def _undo_write(self, held: _HeldConnection, group: _Group, first: bool) -> None:
-        """A write of the open group failed (``_write_lock`` held): roll back its changes (the
-        whole transaction when it began it), and commit the group's earlier writes unless
-        another thread is queued to carry it on."""
-        assert held.conn is not None
-        dbapi_conn = held.conn.connection.dbapi_connection
-        if first:
-            self._group = None
-            try:
-                _finish(held.conn, dbapi_conn, commit=False)
-            except BaseException:
-                self._drop(held)  # state unknown: never reuse it
-            return
-        try:
-            driver(dbapi_conn, _ROLLBACK_TO)
-            driver(dbapi_conn, _RELEASE)
-        except BaseException as exc:  # the transaction is unusable: the group fails
-            self._group = None
-            group.finish(exc)
-            self._drop(held)
-            return
-        if not self._waiting:
-            try:
-                self._commit_group(held)
-            except BaseException:  # the group's writes learn it; this one raises its own error
-                log.debug("a group commit after a failed write failed", exc_info=True)
-
-    def _commit_group(self, held: _HeldConnection) -> None:
-        """``COMMIT`` the open group (``_write_lock`` held) and release its waiting writes."""
-        group, self._group = self._group, None
-        assert group is not None and held.conn is not None
-        try:
-            _finish(held.conn, held.conn.connection.dbapi_connection, commit=True)
-        except BaseException as exc:
-            group.finish(exc)
-            self._drop(held)  # a failed COMMIT leaves the transaction open
-            raise
-        group.finish(None)
-        if self.checkpointer is not None:
-            self.checkpointer.wrote()
-
-    def _await_commit(self, group: _Group) -> None:
-        """Wait until ``group`` is committed; raise if its ``COMMIT`` failed. A safety net: a
-        group left open with no one to end it (a queued thread that never took the lock) is
-        committed here after :data:`_GROUP_ORPHAN_S` seconds."""
-        while not group.wait(_GROUP_ORPHAN_S):
-            with self._write_lock:
-                writer = self._writer
-                if self._group is group and writer is not None and not writer.busy:
-                    with suppress(Exception):  # group.error holds it: raised below
-                        self._commit_group(writer)
-        if group.error is not None:
-            raise GroupCommitError(
-                "the transaction this write was committed in failed"
-            ) from group.error
-
-    @contextmanager
-    def _sqlite_transaction(self, held: _HeldConnection, mode: str) -> Iterator[None]:
-        """``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) straight on the driver connection, under
-        SQLAlchemy: its transaction bookkeeping costs more CPU than an indexed read. A statement
-        that goes through ``Connection.execute`` (listeners, statements built per request)
-        autobegins SQLAlchemy's transaction inside this one (the ``begin`` hook then issues no
-        second ``BEGIN``), and is committed or rolled back through SQLAlchemy."""
-        conn = held.conn
-        assert conn is not None
-        dbapi_conn = conn.connection.dbapi_connection
-        assert dbapi_conn is not None
-        if mode != _NO_BEGIN:
-            driver(dbapi_conn, _BEGIN_SQL[mode])
-        try:
-            yield
-        except BaseException:
-            try:
-                _finish(conn, dbapi_conn, commit=False)
-            except BaseException:
-                self._drop(held)  # state unknown: never reuse it
-            raise
-        try:
-            _finish(conn, dbapi_conn, commit=True)
-        except BaseException:
-            self._drop(held)  # a failed COMMIT leaves the transaction open
-            raise
 
     def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         """A transaction: a writing one (``immediate``) or one that reads with one statement."""
-        return self._begin(_IMMEDIATE if immediate else _NO_BEGIN)
+        return self.transactions.begin(IMMEDIATE if immediate else NO_BEGIN)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
         """Insert many canonical documents in one transaction with multi-row statements.
@@ -1111,7 +595,7 @@ class SqlStorage:
         rows = [{"workspace_id": workspace_id, "id": d["id"], **_user_row(d)} for d in documents]
         emails = [e for d in documents for e in _email_rows(workspace_id, d)]
         try:
-            with indexable(), self._begin(_IMMEDIATE, joins=False) as conn:
+            with indexable(), self.transactions.begin(IMMEDIATE, joins=False) as conn:
                 if rows:
                     conn.execute(_INSERT_USERS, rows)
                 if emails:
@@ -1135,15 +619,15 @@ class SqlStorage:
         :meth:`scimcore.storage.Storage.users`): nothing is begun (PostgreSQL: an autocommit
         connection); the store's one call runs one statement, or begins its snapshot before
         the first of several (PostgreSQL: ``REPEATABLE READ``, ended here)."""
-        mode = _NO_BEGIN if one_read else _DEFERRED if readonly else _IMMEDIATE
-        with self._begin(mode) as conn:
-            writing = mode == _IMMEDIATE
+        mode = NO_BEGIN if one_read else DEFERRED if readonly else IMMEDIATE
+        with self.transactions.begin(mode) as conn:
+            writing = mode == IMMEDIATE
             store = SqlUserStore(
                 conn,
                 workspace_id,
                 self.registry,
                 exclusive=writing and self._sqlite,  # BEGIN IMMEDIATE: no other writer
-                lazy=mode == _NO_BEGIN,
+                lazy=mode == NO_BEGIN,
                 for_update=writing and not self._sqlite,  # PostgreSQL: lock what is read
             )
             try:
@@ -1270,7 +754,7 @@ class SqlStorage:
         reads next: the user ``user_id`` with its person and the settings (an update or a
         delete), or the settings and rules (a create). PostgreSQL authenticates with the
         transaction's first statement and reads the rest as in :meth:`users`, locking it."""
-        with self._begin(_IMMEDIATE) as conn:
+        with self.transactions.begin(IMMEDIATE) as conn:
             params = {"token_id": token_id, "b_hash": secret_hash}
             if not self._sqlite:
                 stmt: Executable = _AUTHENTICATE
@@ -1332,11 +816,11 @@ class SqlStorage:
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
         """The first row of a read of one statement, outside any transaction block."""
         listened = listened_to(self.engine)
-        held = self._thread_connection() if self._sqlite else None
+        held = self.transactions.thread_connection() if self._sqlite else None
         if held is not None and not listened:  # SQLite autocommit: one statement, one snapshot
             dbapi_conn = held.connection.dbapi_connection
             return run_dbapi(dbapi_conn, self.engine.dialect, stmt, params).first()
-        with self._begin(_NO_BEGIN) as conn:  # no transaction (PostgreSQL: autocommit)
+        with self.transactions.begin(NO_BEGIN) as conn:  # no transaction (PostgreSQL: autocommit)
             return run(conn, stmt, params).first()
 
     def _grant(self, row: Any) -> Grant:
