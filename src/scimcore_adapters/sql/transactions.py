@@ -60,6 +60,19 @@ def _finish(conn: Connection, dbapi_conn: Any, *, commit: bool) -> None:
         driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
 
 
+def _roll_back_or_invalidate(conn: Connection) -> None:
+    """End what a failed ``COMMIT`` left open on ``conn``'s driver connection; if even that
+    fails, close the driver connection for good (closing rolls back and frees the lock)."""
+    if conn.invalidated:
+        return
+    dbapi_conn = conn.connection.dbapi_connection
+    try:
+        if dbapi_conn is not None and dbapi_conn.in_transaction:
+            driver(dbapi_conn, "ROLLBACK")
+    except Exception:
+        conn.invalidate()
+
+
 #: Seconds a write of a group waits for its ``COMMIT`` before it looks for an orphaned group.
 _GROUP_ORPHAN_S = 1.0
 #: The most writes one group ``COMMIT`` carries (each waits for the ones after it).
@@ -304,8 +317,13 @@ class SqliteTransactions:
             self.checkpointer.after_fork_in_child()
         self.engine.dispose(close=False)
 
-    def _drop(self, held: _HeldConnection) -> None:
-        """Close a kept connection (the next transaction opens a new one)."""
+    def _drop(self, held: _HeldConnection, *, broken: bool = False) -> None:
+        """Close a kept connection (the next transaction opens a new one). ``broken``: a
+        ``COMMIT`` or ``ROLLBACK`` failed on it, and SQLite keeps a transaction open after a
+        failed ``COMMIT``, holding the write lock: it is rolled back here (the pool does not
+        roll back a transaction that SQLAlchemy saw end), or the connection invalidated."""
+        if broken and held.conn is not None and not held.conn.closed:
+            _roll_back_or_invalidate(held.conn)
         if held is self._writer:
             self._writer = None
         elif held is getattr(self._local, "held", None):
@@ -413,7 +431,7 @@ class SqliteTransactions:
             try:
                 _finish(held.conn, dbapi_conn, commit=False)
             except BaseException:
-                self._drop(held)  # state unknown: never reuse it
+                self._drop(held, broken=True)  # state unknown: never reuse it
             return
         try:
             driver(dbapi_conn, _ROLLBACK_TO)
@@ -421,7 +439,7 @@ class SqliteTransactions:
         except BaseException as exc:  # the transaction is unusable: the group fails
             self._group = None
             group.finish(exc)
-            self._drop(held)
+            self._drop(held, broken=True)
             return
         if not self._waiting:
             try:
@@ -437,7 +455,7 @@ class SqliteTransactions:
             _finish(held.conn, held.conn.connection.dbapi_connection, commit=True)
         except BaseException as exc:
             group.finish(exc)
-            self._drop(held)  # a failed COMMIT leaves the transaction open
+            self._drop(held, broken=True)  # a failed COMMIT leaves the transaction open
             raise
         group.finish(None)
         if self.checkpointer is not None:
@@ -477,12 +495,12 @@ class SqliteTransactions:
             try:
                 _finish(conn, dbapi_conn, commit=False)
             except BaseException:
-                self._drop(held)  # state unknown: never reuse it
+                self._drop(held, broken=True)  # state unknown: never reuse it
             raise
         try:
             _finish(conn, dbapi_conn, commit=True)
         except BaseException:
-            self._drop(held)  # a failed COMMIT leaves the transaction open
+            self._drop(held, broken=True)  # a failed COMMIT leaves the transaction open
             raise
 
 
