@@ -41,7 +41,8 @@ from scimcore_adapters.sql import (
 )
 from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.product import prune_every
-from scimcore_adapters.sql.storage import _email_rows, _user_row
+from scimcore_adapters.sql.rows import email_rows as _email_rows
+from scimcore_adapters.sql.rows import user_row as _user_row
 from scimcore_adapters.sql.tables import (
     LOG,
     PEOPLE,
@@ -1397,7 +1398,7 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
                 assert storage.checkpointer._pid == os.getpid()  # its own checkpoint thread
                 import gc
 
-                from scimcore_adapters.sql.transactions import _INHERITED
+                from scimcore_adapters.sql.connections import INHERITED as _INHERITED
 
                 gc.collect()  # the other thread's connection: kept, never closed in the child
                 assert _INHERITED and not any(c.closed for c in _INHERITED)
@@ -1669,7 +1670,7 @@ def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str
     workspace and only for the stored secret hash; the grant is returned either way (the
     caller's constant-time check refuses it)."""
     from scimcore.templates import Rule
-    from scimcore_adapters.sql.storage import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
+    from scimcore_adapters.sql.accounts import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
 
     with opened(any_url) as storage:
         _token_and_two_workspaces(storage)
@@ -1735,7 +1736,7 @@ def test_sqlite_packed_reads_return_what_sqlalchemy_reads(sqlite_url: str) -> No
     backslashes, control characters and a NUL, non-ASCII text, NULLs, booleans and
     date-times included."""
     from scimcore.storage import Admin, Settings, TokenRecord
-    from scimcore_adapters.sql import storage as sql_storage
+    from scimcore_adapters.sql import accounts as sql_storage
     from scimcore_adapters.sql.execute import prepared, run_dbapi
 
     odd = 'Zoë "q" \\ \n\t\x01\x00 ☃'
@@ -1834,8 +1835,8 @@ def test_sqlite_reads_are_not_packed_without_orjson(
     """Without the ``speed`` extra (no orjson) SQLite reads stay column by column, and the
     storage reads what it read packed: the token, its workspace, the user."""
     from scimcore.storage import Admin, TokenRecord
+    from scimcore_adapters.sql import accounts as sql_storage
     from scimcore_adapters.sql import execute as raw
-    from scimcore_adapters.sql import storage as sql_storage
 
     monkeypatch.setattr(raw, "_array", None)
     raw.prepared.cache_clear()

@@ -7,37 +7,31 @@ drives it on a table of its own. :meth:`SqliteTransactions.begin` and
 :data:`.engines.NO_BEGIN`: a read of one statement), committed when the block ends, rolled back
 when an exception escapes it.
 
-PostgreSQL needs nothing more than a pooled connection per transaction. SQLite, in one process:
-
-- **held connections**: each thread keeps its SQLite connection between transactions (a handle
-  on a local file costs nothing to keep, and a request is spared two pool check-outs and
-  check-ins); ``BEGIN`` and ``COMMIT`` go straight to the driver (:meth:`_sqlite_transaction`).
-- **one writer connection** (:meth:`SqliteTransactions._held_connection`): every write of the
-  process runs on it, under one lock the writing threads queue on (woken in turn, instead of
-  polling the file lock in SQLite's busy handler); its page cache stays valid from one write to
-  the next.
-- **group commit** (:meth:`SqliteTransactions._sqlite_write`): writes queued behind one another
-  share one ``COMMIT``, each in a savepoint of its own, and none returns before that ``COMMIT``
-  is done (:class:`_Group`; :class:`GroupCommitError` when it fails).
-- **read turns** (:meth:`SqliteTransactions.read_turn`): a lock that reads of the process take
-  turns on, sparing GIL hand-overs.
-- **fork safety**: no child inherits an open SQLite connection (:meth:`_before_fork`,
-  :meth:`_after_fork_in_child`).
+PostgreSQL needs nothing more than a pooled connection per transaction. SQLite, in one process,
+has a few mechanisms, each explained where it lives: **held connections** (a thread keeps its
+connection; ``BEGIN``/``COMMIT`` straight on the driver, :meth:`_sqlite_transaction`), **one
+writer connection** and the queue of writers (:attr:`_writer`, :attr:`_write_lock`), **group
+commit** (:meth:`_sqlite_write`, :class:`_Group`), **read turns** (:meth:`read_turn`) and
+**fork safety** (:meth:`_before_fork`, :meth:`_after_fork_in_child`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from .checkpoint import Checkpointer
+from .connections import (
+    HeldConnection,
+    finish,
+    forget_connections_at_fork,
+    roll_back_or_invalidate,
+)
 from .engines import BEGIN_SQL, IMMEDIATE, NO_BEGIN, engines_by_mode, tune_writer
 from .execute import driver
 
@@ -49,28 +43,6 @@ log = logging.getLogger(__name__)
 _SAVEPOINT = "SAVEPOINT scimcore_write"
 _RELEASE = "RELEASE scimcore_write"
 _ROLLBACK_TO = "ROLLBACK TO scimcore_write"
-
-
-def _finish(conn: Connection, dbapi_conn: Any, *, commit: bool) -> None:
-    """End a transaction of :meth:`SqliteTransactions._sqlite_transaction`: through SQLAlchemy
-    when a statement autobegan its transaction, else on the driver."""
-    if conn.in_transaction():
-        conn.commit() if commit else conn.rollback()
-    elif dbapi_conn.in_transaction:
-        driver(dbapi_conn, "COMMIT" if commit else "ROLLBACK")
-
-
-def _roll_back_or_invalidate(conn: Connection) -> None:
-    """End what a failed ``COMMIT`` left open on ``conn``'s driver connection; if even that
-    fails, close the driver connection for good (closing rolls back and frees the lock)."""
-    if conn.invalidated:
-        return
-    dbapi_conn = conn.connection.dbapi_connection
-    try:
-        if dbapi_conn is not None and dbapi_conn.in_transaction:
-            driver(dbapi_conn, "ROLLBACK")
-    except Exception:
-        conn.invalidate()
 
 
 #: Seconds a write of a group waits for its ``COMMIT`` before it looks for an orphaned group.
@@ -123,56 +95,6 @@ class _Group:
         return True
 
 
-class _HeldConnection:
-    """A connection a thread keeps (:meth:`SqliteTransactions.thread_connection`), closed when
-    the thread ends (its ``threading.local`` is cleared), or by
-    :meth:`SqliteTransactions.close`."""
-
-    __slots__ = ("__weakref__", "busy", "conn", "pid")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn: Connection | None = conn
-        self.busy = False  # in a transaction: a nested block takes a pooled connection
-        self.pid = os.getpid()
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None and self.pid != os.getpid():
-            # A forked child freeing the parent's thread-locals: never close a SQLite handle
-            # of the parent here (that would release the parent's file locks); keep it.
-            _INHERITED.append(conn)
-        elif conn is not None:
-            try:
-                conn.close()
-            except Exception:  # pragma: no cover - a broken connection is dropped all the same
-                log.debug("closing a thread's SQLite connection failed", exc_info=True)
-
-    def __del__(self) -> None:
-        self.close()
-
-
-#: Connections a forked child inherited from threads of its parent (see
-#: :meth:`SqliteTransactions._after_fork_in_child`).
-_INHERITED: list[Connection] = []
-
-
-def _forget_connections_at_fork(transactions: SqliteTransactions) -> None:
-    """Register fork hooks of ``transactions`` (held weakly: a dropped one is skipped)."""
-    ref = weakref.ref(transactions)
-
-    def before() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._before_fork()
-
-    def after_in_child() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._after_fork_in_child()
-
-    os.register_at_fork(before=before, after_in_child=after_in_child)
-
-
 class SqliteTransactions:
     """The transactions of one SQLite file in this process (see the module's documentation).
 
@@ -191,11 +113,9 @@ class SqliteTransactions:
     ) -> None:
         self.engine = engine
         self.checkpointer = checkpointer
-        # Engines sharing the pool, for writes (``BEGIN IMMEDIATE``), read snapshots
-        # (``BEGIN``) and reads of one statement (no ``BEGIN``).
         self._engines = engines_by_mode(engine)
         self._local = threading.local()
-        self._held: weakref.WeakSet[_HeldConnection] = weakref.WeakSet()
+        self._held: weakref.WeakSet[HeldConnection] = weakref.WeakSet()
         self._held_lock = threading.Lock()
         #: SQLite has one writer at a time: the threads of this process queue for it here,
         #: woken in turn, instead of polling the file lock in SQLite's busy handler (which
@@ -209,14 +129,14 @@ class SqliteTransactions:
         #: commits: with one writer connection the pages a write needs stay cached from one
         #: write to the next instead of being read again from the file by whichever thread's
         #: connection writes next.
-        self._writer: _HeldConnection | None = None
+        self._writer: HeldConnection | None = None
         #: Group commit (:meth:`_sqlite_write`): the open group, how many threads are queued
         #: for ``_write_lock``, and the most writes one ``COMMIT`` may carry.
         self._group: _Group | None = None
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._group_limit = _GROUP_LIMIT if group_commit else 1
-        _forget_connections_at_fork(self)
+        forget_connections_at_fork(self)
 
     def read_turn(self) -> AbstractContextManager[object]:
         """One read of this process at a time (``read_turns``): the lock a read holds.
@@ -259,7 +179,7 @@ class SqliteTransactions:
         held = self._held_connection(NO_BEGIN)
         return held.conn if held is not None else None
 
-    def _held_connection(self, mode: str) -> _HeldConnection | None:
+    def _held_connection(self, mode: str) -> HeldConnection | None:
         """The kept connection for a transaction of ``mode``: the process's writer connection
         for writes (call with ``_write_lock`` held), else the thread's own; ``None`` while it
         is in a transaction already."""
@@ -272,7 +192,7 @@ class SqliteTransactions:
                 group, self._group = self._group, None
                 group.finish(GroupCommitError("the writer connection was lost before COMMIT"))
             conn = self._engines[NO_BEGIN].connect()
-            held = _HeldConnection(conn)
+            held = HeldConnection(conn)
             if mode == IMMEDIATE:
                 tune_writer(conn.connection.dbapi_connection)
                 self._writer = held
@@ -286,7 +206,7 @@ class SqliteTransactions:
         """In the parent, before ``os.fork()`` (a server preloading the app, then forking its
         workers): close the idle connections, so that no child inherits an open SQLite
         connection (SQLite forbids using one across ``fork``). The parent reopens them."""
-        held: _HeldConnection | None = getattr(self._local, "held", None)
+        held: HeldConnection | None = getattr(self._local, "held", None)
         if held is not None and not held.busy:
             self._drop(held)
         if self._write_lock.acquire(blocking=False):  # else another thread is writing
@@ -301,9 +221,9 @@ class SqliteTransactions:
 
     def _after_fork_in_child(self) -> None:
         """In the child: fresh locks and thread connections, and a fresh pool. The parent's
-        thread connections are never used or closed here (see :class:`_HeldConnection`)."""
+        thread connections are never used or closed here (see :class:`HeldConnection`)."""
         for held in list(self._held):
-            held.close()  # in the child: kept in _INHERITED, not closed
+            held.close()  # in the child: kept in INHERITED, not closed
         self._local = threading.local()
         self._held = weakref.WeakSet()
         self._held_lock = threading.Lock()
@@ -317,13 +237,13 @@ class SqliteTransactions:
             self.checkpointer.after_fork_in_child()
         self.engine.dispose(close=False)
 
-    def _drop(self, held: _HeldConnection, *, broken: bool = False) -> None:
+    def _drop(self, held: HeldConnection, *, broken: bool = False) -> None:
         """Close a kept connection (the next transaction opens a new one). ``broken``: a
         ``COMMIT`` or ``ROLLBACK`` failed on it, and SQLite keeps a transaction open after a
         failed ``COMMIT``, holding the write lock: it is rolled back here (the pool does not
         roll back a transaction that SQLAlchemy saw end), or the connection invalidated."""
         if broken and held.conn is not None and not held.conn.closed:
-            _roll_back_or_invalidate(held.conn)
+            roll_back_or_invalidate(held.conn)
         if held is self._writer:
             self._writer = None
         elif held is getattr(self._local, "held", None):
@@ -420,7 +340,7 @@ class SqliteTransactions:
         if committing is not None:
             self._await_commit(committing)
 
-    def _undo_write(self, held: _HeldConnection, group: _Group, first: bool) -> None:
+    def _undo_write(self, held: HeldConnection, group: _Group, first: bool) -> None:
         """A write of the open group failed (``_write_lock`` held): roll back its changes (the
         whole transaction when it began it), and commit the group's earlier writes unless
         another thread is queued to carry it on."""
@@ -429,7 +349,7 @@ class SqliteTransactions:
         if first:
             self._group = None
             try:
-                _finish(held.conn, dbapi_conn, commit=False)
+                finish(held.conn, dbapi_conn, commit=False)
             except BaseException:
                 self._drop(held, broken=True)  # state unknown: never reuse it
             return
@@ -447,12 +367,12 @@ class SqliteTransactions:
             except BaseException:  # the group's writes learn it; this one raises its own error
                 log.debug("a group commit after a failed write failed", exc_info=True)
 
-    def _commit_group(self, held: _HeldConnection) -> None:
+    def _commit_group(self, held: HeldConnection) -> None:
         """``COMMIT`` the open group (``_write_lock`` held) and release its waiting writes."""
         group, self._group = self._group, None
         assert group is not None and held.conn is not None
         try:
-            _finish(held.conn, held.conn.connection.dbapi_connection, commit=True)
+            finish(held.conn, held.conn.connection.dbapi_connection, commit=True)
         except BaseException as exc:
             group.finish(exc)
             self._drop(held, broken=True)  # a failed COMMIT leaves the transaction open
@@ -477,7 +397,7 @@ class SqliteTransactions:
             ) from group.error
 
     @contextmanager
-    def _sqlite_transaction(self, held: _HeldConnection, mode: str) -> Iterator[None]:
+    def _sqlite_transaction(self, held: HeldConnection, mode: str) -> Iterator[None]:
         """``BEGIN`` and ``COMMIT`` (or ``ROLLBACK``) straight on the driver connection, under
         SQLAlchemy: its transaction bookkeeping costs more CPU than an indexed read. A statement
         that goes through ``Connection.execute`` (listeners, statements built per request)
@@ -493,12 +413,12 @@ class SqliteTransactions:
             yield
         except BaseException:
             try:
-                _finish(conn, dbapi_conn, commit=False)
+                finish(conn, dbapi_conn, commit=False)
             except BaseException:
                 self._drop(held, broken=True)  # state unknown: never reuse it
             raise
         try:
-            _finish(conn, dbapi_conn, commit=True)
+            finish(conn, dbapi_conn, commit=True)
         except BaseException:
             self._drop(held, broken=True)  # a failed COMMIT leaves the transaction open
             raise
