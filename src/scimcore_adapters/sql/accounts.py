@@ -13,7 +13,9 @@ secret hash equals the presented one (the caller still compares the hashes in co
   settings, the rules and the highest log ordinal (:func:`with_settings_and_rules`);
   :func:`prime` hands them to the write's store, which then reads none of them again.
 
-One round trip instead of two or three per request (measured in docs/performance.md).
+One statement instead of two or three per request. Measured (docs/performance.md): a
+``GET /Users/{id}`` 0.71 -> 0.62 ms side by side, Entra's lookup 0.90 -> 0.81 ms, a create
+2.10 -> 1.83 ms of server CPU (-13 %).
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ def grant_of(row: Any) -> Grant:
 def prime(product: ProductStore, rows: Sequence[Any], user_id: str | None) -> None:
     """Hand what :meth:`Accounts.authenticate_write` read ahead to the write's product store:
     an update's user, person and settings (``user_id``), or a create's settings and rules,
-    and the highest log ordinal (the log-ordinal trick: the entry of the write needs no
-    lookup)."""
+    and the highest log ordinal. The log-ordinal trick: the write's log entry is then a plain
+    ``INSERT`` with the next ordinal, no ``max()`` subquery and no ``RETURNING`` (-2.5 % of
+    the instructions of a create and of a deactivation, docs/performance.md)."""
     first = rows[0]
     if user_id is not None:
         product.prime_update(user_id, _USER_AHEAD_COLUMNS(first), first.log_max)
@@ -253,7 +256,9 @@ class Accounts:
         self, token_id: str, secret_hash: str, user_id: str
     ) -> tuple[Grant | None, dict[str, Any] | None]:
         """:meth:`authenticate` and the user, in one statement: the user is joined only on
-        the token's workspace and only when the stored secret hash equals ``secret_hash``."""
+        the token's workspace and only when the stored secret hash equals ``secret_hash``.
+
+        Fast path of ``GET /Users/{id}`` (one statement, not two: 0.71 -> 0.62 ms)."""
         params = {"token_id": token_id, "b_hash": secret_hash, "b_user": user_id}
         return self._grant_and_user(_AUTHENTICATE_AND_GET, params)
 
@@ -261,7 +266,9 @@ class Accounts:
         self, token_id: str, secret_hash: str, filter: str
     ) -> tuple[Grant | None, Page | None]:
         """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."`` (the only filter
-        read ahead), the user of that name, in one statement."""
+        read ahead), the user of that name, in one statement.
+
+        Fast path of the lookup Entra makes before each create (0.90 -> 0.81 ms)."""
         try:
             name = user_name_key(compile_filter(filter, self._registry), self._registry)
         except Exception:  # a bad filter: the request's own query reports it, once authenticated
@@ -280,7 +287,10 @@ class Accounts:
     ) -> list[Any]:
         """The rows of a write's authentication, run first in its transaction: SQLite reads
         ahead (see the module's documentation), PostgreSQL authenticates only (and reads the
-        rest as a store does, locking it). No row: no such token."""
+        rest as a store does, locking it). No row: no such token.
+
+        Fast path of every SCIM write: one statement fewer (a create 2.10 -> 1.83 ms of server
+        CPU); with the log ordinal read too, no lookup for the log entry (see :func:`prime`)."""
         params = {"token_id": token_id, "b_hash": secret_hash}
         if not self._sqlite:
             stmt: Executable = _AUTHENTICATE

@@ -98,6 +98,10 @@ def _bulky(column: Any) -> bool:
     return isinstance(inner, Column) and bool(inner.info.get("bulky"))
 
 
+# Packed reads (see the module's documentation): fewer GIL releases per request (a GET 19 -> 9),
+# -3 % of a GET's instructions; kept for what they spare under a threaded server.
+
+
 def _packed(
     stmt: Executable, dialect: Dialect, keys: tuple[str, ...], compiled: SQLCompiler
 ) -> tuple[str, list[tuple[int, int]]] | None:

@@ -392,7 +392,8 @@ class ProductStore:
         its authentication (:func:`with_user_for_update`, :func:`with_settings_and_rules`)
         inserts the ordinal it knows: no lookup, nothing returned. Only every
         :func:`prune_every`-th ordinal, one range ``DELETE`` on the same index removes what is
-        older than the ``keep`` newest.
+        older than the ``keep`` newest. The known ordinal (the log-ordinal trick) saves 2.5 %
+        of a SQLite write's instructions (docs/performance.md).
         """
         values = LOG_ENTRY.to_row(entry, workspace_id=self._ws)
         ordinal: int

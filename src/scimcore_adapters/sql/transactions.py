@@ -148,7 +148,7 @@ class SqliteTransactions:
         waiting for the GIL. Writes queue on their own lock (:attr:`_write_lock`), so a read
         and a write still run side by side. The price: a long read (a deep page of a million
         users) delays the other reads of its process, which without turns would run their
-        Python while it is in SQLite."""
+        Python while it is in SQLite. Measured: a GET 0.60 -> 0.53-0.56 ms of server CPU."""
         return self._read_lock if self._read_turns else nullcontext()
 
     def close(self) -> None:
@@ -288,7 +288,8 @@ class SqliteTransactions:
         returns before it is durable, and each is all-or-nothing as before; what the group
         shares is the ``COMMIT``: a page that several writes changed (the end of the users'
         table, of the log, of their indexes) is written to the WAL once, not once per write
-        (measured in docs/performance.md). A write that is not first pays for its savepoint:
+        (docs/performance.md: 138 -> 74 KB written to the log per create, 0.840 -> 0.795 ms of
+        server CPU per create under four threads). A write that is not first pays for its savepoint:
         SQLite keeps the pages it changes as they were (in memory on the writer connection,
         ``temp_store=MEMORY``).
 
