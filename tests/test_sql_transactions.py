@@ -196,23 +196,31 @@ def test_reads_run_on_the_threads_held_connection(tx: SqliteTransactions) -> Non
 
 
 def test_read_turns_are_one_lock_unless_turned_off(engine: Engine) -> None:
+    """With read turns, a read of another thread cannot take its turn while one is held (and
+    can once it is released); without, a turn holds nothing."""
     on, off = SqliteTransactions(engine), SqliteTransactions(engine, read_turns=False)
+
+    def other_thread_gets_a_turn(tx: SqliteTransactions) -> bool:
+        got: list[bool] = []
+
+        def other() -> None:
+            turn = tx.read_turn()
+            acquire = getattr(turn, "acquire", None)
+            got.append(acquire(blocking=False) if acquire is not None else True)
+            if got[0] and acquire is not None:
+                turn.release()  # type: ignore[attr-defined]
+
+        thread = threading.Thread(target=other, daemon=True)
+        thread.start()
+        thread.join(timeout=10)
+        return got == [True]
+
     try:
         with on.read_turn():
-            got = threading.Event()
-
-            def other() -> None:
-                with on.read_turn():
-                    got.set()
-
-            thread = threading.Thread(target=other, daemon=True)
-            thread.start()
-            assert not got.wait(0.05)  # the other reader waits for its turn
-        assert got.wait(10)
-        thread.join(timeout=10)
-        with off.read_turn(), off.read_turn():
-            assert off._read_lock.acquire(blocking=False)  # never taken by a read
-            off._read_lock.release()
+            assert not other_thread_gets_a_turn(on)
+        assert other_thread_gets_a_turn(on)
+        with off.read_turn():
+            assert other_thread_gets_a_turn(off)
     finally:
         on.close()
         off.close()

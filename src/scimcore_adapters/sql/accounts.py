@@ -77,9 +77,9 @@ def with_user_for_update(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
-    ``b_user`` reads first (:data:`_GET_USER_WITH_PERSON`): the user's document, its person
-    (columns named ``p_*``), the settings of ``workspace`` and its highest log ordinal, each
-    only where ``gate`` holds."""
+    ``b_user`` reads first (:data:`.product._GET_USER_WITH_PERSON`): the user's document, its
+    person (columns named ``p_*``), the settings of ``workspace`` and its highest log ordinal,
+    each only where ``gate`` holds."""
     return (
         base.add_columns(
             _log_max(workspace, gate),
@@ -109,8 +109,8 @@ def with_settings_and_rules(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what a create reads
-    (:data:`_GET_SETTINGS`): the settings of ``workspace``, one row per rule and the highest
-    log ordinal, each only where ``gate`` holds."""
+    (:data:`.product._GET_SETTINGS`): the settings of ``workspace``, one row per rule and the
+    highest log ordinal, each only where ``gate`` holds."""
     return (
         base.add_columns(
             _log_max(workspace, gate),

@@ -314,7 +314,7 @@ def run(
     ``columns``: the parameter names fill the columns of an ``INSERT`` or ``UPDATE`` (the
     statement is compiled for this set of names). ``fetch``: read the returned rows.
     """
-    if listened(conn):
+    if conn.dispatch.before_cursor_execute:  # listened(conn), inlined: every statement asks
         # preserve_rowcount: SQLAlchemy keeps the row count of an INSERT only when asked to,
         # and "INSERT ... ON CONFLICT DO NOTHING" tells by it whether the row went in.
         result = conn.execute(stmt, dict(params), execution_options={"preserve_rowcount": True})
@@ -338,7 +338,9 @@ class Runner:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._dialect = conn.dialect
-        self._dbapi_conn = None if listened(conn) else conn.connection.dbapi_connection
+        self._dbapi_conn = (
+            None if conn.dispatch.before_cursor_execute else conn.connection.dbapi_connection
+        )
 
     def __call__(
         self,

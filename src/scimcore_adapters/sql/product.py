@@ -66,22 +66,19 @@ def prune_every(keep: int) -> int:
 
 # --- statements (built once: see .statements) ----------------------------------------------------
 
-_WS_PARAM = WS_PARAM
-_ws = in_workspace
-
 
 def _setting(column: Any) -> Any:
-    return select(column).where(_ws(SETTINGS)).scalar_subquery()
+    return select(column).where(in_workspace(SETTINGS)).scalar_subquery()
 
 
 #: A person and, in the same statement, the workspace's settings (the next thing an update
 #: reads): ``s_found`` tells a missing settings row from one with NULLs.
 _GET_PERSON = select(
     PEOPLE,
-    exists().where(_ws(SETTINGS)).label("s_found"),
+    exists().where(in_workspace(SETTINGS)).label("s_found"),
     _setting(SETTINGS.c.activation_email).label("s_activation_email"),
     _setting(SETTINGS.c.mapping).label("s_mapping"),
-).where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
+).where(in_workspace(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
 _GET_PERSON_FOR_UPDATE = _GET_PERSON.with_for_update(of=PEOPLE)  # see ProductStore.get_person
 #: SQLite writing transactions (nobody else writes until the commit): a user's document and,
 #: in the same statement, the person and settings an update of the user reads next.
@@ -92,7 +89,7 @@ _GET_USER_WITH_PERSON = (
             PEOPLE, and_(PEOPLE.c.workspace_id == USERS.c.workspace_id, PEOPLE.c.id == USERS.c.id)
         )
     )
-    .where(USERS.c.workspace_id == bindparam(_WS_PARAM), USERS.c.id == bindparam("b_id"))
+    .where(USERS.c.workspace_id == bindparam(WS_PARAM), USERS.c.id == bindparam("b_id"))
 )
 
 
@@ -104,14 +101,14 @@ UserAhead = namedtuple(  # type: ignore[misc]
     "UserAhead",
     ["document", *(c.name for c in PEOPLE.c), "s_found", "s_activation_email", "s_mapping"],
 )
-_UPDATE_PERSON = PEOPLE.update().where(_ws(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
-_LIST_PEOPLE = select(PEOPLE).where(_ws(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
+_UPDATE_PERSON = PEOPLE.update().where(in_workspace(PEOPLE), PEOPLE.c.id == bindparam("b_id"))
+_LIST_PEOPLE = select(PEOPLE).where(in_workspace(PEOPLE)).order_by(PEOPLE.c.created_at, PEOPLE.c.id)
 _COUNT_SEATS = (
     select(func.count())
     .select_from(PEOPLE)
-    .where(_ws(PEOPLE), PEOPLE.c.active == true(), PEOPLE.c.deprovisioned == false())
+    .where(in_workspace(PEOPLE), PEOPLE.c.active == true(), PEOPLE.c.deprovisioned == false())
 )
-_THE_WORKSPACE = select(cast(bindparam(_WS_PARAM), String).label("w")).subquery("k")
+_THE_WORKSPACE = select(cast(bindparam(WS_PARAM), String).label("w")).subquery("k")
 #: The settings and, in the same statement, the rules (the next thing a create reads): one row
 #: per rule, or one row with no rule; ``s_ws`` tells a missing settings row from NULLs.
 _GET_SETTINGS = (
@@ -132,18 +129,24 @@ _GET_SETTINGS = (
     .order_by(RULES.c.position, RULES.c.id)
 )
 _LIST_TEMPLATES = (
-    select(TEMPLATES.c.name, TEMPLATES.c.fields).where(_ws(TEMPLATES)).order_by(TEMPLATES.c.name)
+    select(TEMPLATES.c.name, TEMPLATES.c.fields)
+    .where(in_workspace(TEMPLATES))
+    .order_by(TEMPLATES.c.name)
 )
-_DELETE_TEMPLATE = delete(TEMPLATES).where(_ws(TEMPLATES), TEMPLATES.c.name == bindparam("b_name"))
+_DELETE_TEMPLATE = delete(TEMPLATES).where(
+    in_workspace(TEMPLATES), TEMPLATES.c.name == bindparam("b_name")
+)
 _LIST_RULES = (
     select(RULES.c.id, RULES.c.filter, RULES.c.template, RULES.c.position)
-    .where(_ws(RULES))
+    .where(in_workspace(RULES))
     .order_by(RULES.c.position, RULES.c.id)
 )
-_DELETE_RULE = delete(RULES).where(_ws(RULES), RULES.c.id == bindparam("b_id"))
+_DELETE_RULE = delete(RULES).where(in_workspace(RULES), RULES.c.id == bindparam("b_id"))
 _MAIL_DEDUPE_KEYS = ("workspace_id", "dedupe_key")
 _MAIL_COLUMNS = [c for c in OUTBOX.c if c.name != "seq"]
-_LIST_OUTBOX = select(*_MAIL_COLUMNS).where(_ws(OUTBOX)).order_by(OUTBOX.c.created_at, OUTBOX.c.id)
+_LIST_OUTBOX = (
+    select(*_MAIL_COLUMNS).where(in_workspace(OUTBOX)).order_by(OUTBOX.c.created_at, OUTBOX.c.id)
+)
 _LOG_COLUMNS = [c for c in LOG.c if c.name not in ("seq", "ordinal", "workspace_id")]
 #: The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of the
 #: current maximum); the other columns come from the parameters.
@@ -151,17 +154,17 @@ _ADD_LOG = (
     LOG.insert()
     .values(
         ordinal=select(func.coalesce(func.max(LOG.c.ordinal), 0) + 1)
-        .where(_ws(LOG))
+        .where(in_workspace(LOG))
         .scalar_subquery()
     )
     .returning(LOG.c.ordinal)
 )
 #: A log entry whose ordinal the transaction knows (see :meth:`ProductStore.add_log`).
 _ADD_LOG_AT = LOG.insert()
-_PRUNE_LOG = delete(LOG).where(_ws(LOG), LOG.c.ordinal <= bindparam("b_upto"))
+_PRUNE_LOG = delete(LOG).where(in_workspace(LOG), LOG.c.ordinal <= bindparam("b_upto"))
 _LIST_LOG = (
     select(*_LOG_COLUMNS)
-    .where(_ws(LOG))
+    .where(in_workspace(LOG))
     .order_by(LOG.c.ordinal.desc(), LOG.c.seq.desc())
     .limit(bindparam("b_limit"))
 )
@@ -248,7 +251,7 @@ class ProductStore:
         if primed is not None and primed[0] == user_id:
             row = primed[1]
         else:
-            params = {_WS_PARAM: self._ws, "b_id": user_id}
+            params = {WS_PARAM: self._ws, "b_id": user_id}
             row = self._run(_GET_USER_WITH_PERSON, params).first()
         if row is None or row.document is None:
             return None
@@ -262,7 +265,7 @@ class ProductStore:
         row = self._read_ahead.pop(person_id, None) if self._read_ahead else None
         if row is None:
             stmt = _GET_PERSON_FOR_UPDATE if self._for_update else _GET_PERSON
-            row = self._run(stmt, {_WS_PARAM: self._ws, "b_id": person_id}).first()
+            row = self._run(stmt, {WS_PARAM: self._ws, "b_id": person_id}).first()
             if row is None:
                 return None
         if self._settings_cache is None:
@@ -290,19 +293,19 @@ class ProductStore:
         else:
             changed = {k: values[k] for k in _PERSON_COLUMNS if values[k] != before[k]}
             if changed:
-                params = {**changed, _WS_PARAM: self._ws, "b_id": person.id}
+                params = {**changed, WS_PARAM: self._ws, "b_id": person.id}
                 self._run(_UPDATE_PERSON, params, columns=True, fetch=False)
         if known is not None:
             known[person.id] = {k: values[k] for k in _PERSON_COLUMNS}
 
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
-        rows = self._conn.execute(_LIST_PEOPLE, {_WS_PARAM: self._ws})
+        rows = self._conn.execute(_LIST_PEOPLE, {WS_PARAM: self._ws})
         return [PERSON.from_row(r) for r in rows]
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1), from the seats index."""
-        count: int = self._run(_COUNT_SEATS, {_WS_PARAM: self._ws}).scalar()
+        count: int = self._run(_COUNT_SEATS, {WS_PARAM: self._ws}).scalar()
         return count
 
     # --- settings ------------------------------------------------------------------------------
@@ -310,7 +313,7 @@ class ProductStore:
     def get_settings(self) -> Settings:
         if self._settings_cache is not None:
             return self._settings_cache
-        rows = self._run(_GET_SETTINGS, {_WS_PARAM: self._ws}).rows
+        rows = self._run(_GET_SETTINGS, {WS_PARAM: self._ws}).rows
         first = rows[0]
         self._settings_cache = stored_settings(first.s_ws, first.activation_email, first.mapping)
         self._rules_cache = [RULE.from_row(r) for r in rows if r.id is not None]
@@ -333,7 +336,7 @@ class ProductStore:
 
     def list_templates(self) -> Sequence[Template]:
         """Templates by name (code-point order)."""
-        rows = self._run(_LIST_TEMPLATES, {_WS_PARAM: self._ws}).rows
+        rows = self._run(_LIST_TEMPLATES, {WS_PARAM: self._ws}).rows
         return [Template(r.name, loads(r.fields)) for r in rows]
 
     def save_template(self, template: Template) -> None:
@@ -349,13 +352,13 @@ class ProductStore:
         )
 
     def delete_template(self, name: str) -> bool:
-        result = self._run(_DELETE_TEMPLATE, {_WS_PARAM: self._ws, "b_name": name}, fetch=False)
+        result = self._run(_DELETE_TEMPLATE, {WS_PARAM: self._ws, "b_name": name}, fetch=False)
         return bool(result.rowcount)
 
     def list_rules(self) -> Sequence[Rule]:
         """Card Settings rules in ``position`` order (ties by ``id``)."""
         if self._rules_cache is None:
-            rows = self._run(_LIST_RULES, {_WS_PARAM: self._ws}).rows
+            rows = self._run(_LIST_RULES, {WS_PARAM: self._ws}).rows
             self._rules_cache = [RULE.from_row(r) for r in rows]
         return list(self._rules_cache)
 
@@ -365,7 +368,7 @@ class ProductStore:
 
     def delete_rule(self, rule_id: str) -> bool:
         self._rules_cache = None
-        result = self._run(_DELETE_RULE, {_WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
+        result = self._run(_DELETE_RULE, {WS_PARAM: self._ws, "b_id": rule_id}, fetch=False)
         return bool(result.rowcount)
 
     # --- outbox --------------------------------------------------------------------------------
@@ -379,7 +382,7 @@ class ProductStore:
 
     def list_outbox(self) -> Sequence[OutboxMail]:
         """The workspace's mail, oldest first."""
-        rows = self._conn.execute(_LIST_OUTBOX, {_WS_PARAM: self._ws})
+        rows = self._conn.execute(_LIST_OUTBOX, {WS_PARAM: self._ws})
         return [MAIL.from_row(r) for r in rows]
 
     # --- log -----------------------------------------------------------------------------------
@@ -402,15 +405,15 @@ class ProductStore:
             self._run(_ADD_LOG_AT, values, columns=True, fetch=False)
             self._log_next = ordinal + 1
         else:
-            ordinal = self._run(_ADD_LOG, {_WS_PARAM: self._ws, **values}, columns=True).scalar()
+            ordinal = self._run(_ADD_LOG, {WS_PARAM: self._ws, **values}, columns=True).scalar()
         if ordinal % prune_every(keep) == 0:
-            self._run(_PRUNE_LOG, {_WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
+            self._run(_PRUNE_LOG, {WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
 
     def list_log(self, limit: int) -> Sequence[LogEntry]:
         """Newest first."""
         if limit <= 0:
             return []
-        rows = self._conn.execute(_LIST_LOG, {_WS_PARAM: self._ws, "b_limit": limit})
+        rows = self._conn.execute(_LIST_LOG, {WS_PARAM: self._ws, "b_limit": limit})
         return [LOG_ENTRY.from_row(r) for r in rows]
 
 
@@ -433,7 +436,7 @@ _CLAIM_MAIL = (
     .values(status="sending")
     .returning(*_MAIL_COLUMNS)
 )
-_FINISH_MAIL = OUTBOX.update().where(_ws(OUTBOX), OUTBOX.c.id == bindparam("b_id"))
+_FINISH_MAIL = OUTBOX.update().where(in_workspace(OUTBOX), OUTBOX.c.id == bindparam("b_id"))
 
 
 def claim_mail(
@@ -459,7 +462,7 @@ def finish_mail(conn: Connection, mail: OutboxMail) -> None:
     conn.execute(
         _FINISH_MAIL,
         {
-            _WS_PARAM: mail.workspace_id,
+            WS_PARAM: mail.workspace_id,
             "b_id": mail.id,
             "status": mail.status,
             "attempts": mail.attempts,
