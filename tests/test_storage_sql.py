@@ -41,7 +41,8 @@ from scimcore_adapters.sql import (
 )
 from scimcore_adapters.sql.compiler import order_by
 from scimcore_adapters.sql.product import prune_every
-from scimcore_adapters.sql.storage import _email_rows, _user_row
+from scimcore_adapters.sql.rows import email_rows as _email_rows
+from scimcore_adapters.sql.rows import user_row as _user_row
 from scimcore_adapters.sql.tables import (
     LOG,
     PEOPLE,
@@ -50,6 +51,7 @@ from scimcore_adapters.sql.tables import (
     USERS,
     WORKSPACES,
 )
+from scimcore_adapters.sql.transactions import SqliteTransactions
 from tests.conftest import NO_POSTGRES, POSTGRES_ENV, postgres_schema_url
 from tests.storage_contract import (
     REGISTRY,
@@ -61,6 +63,13 @@ from tests.storage_contract import (
     user,
     ws,
 )
+
+
+def sqlite_tx(storage: SqlStorage) -> SqliteTransactions:
+    """The SQLite transaction engine of ``storage`` (the tests below look at its state)."""
+    transactions = storage.transactions
+    assert isinstance(transactions, SqliteTransactions)
+    return transactions
 
 
 @contextmanager
@@ -284,13 +293,14 @@ def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:
 def test_sqlite_writer_connection_keeps_a_larger_page_cache(sqlite_url: str) -> None:
     """The writer connection (every write of the process) keeps ``WRITER_CACHE_KIB`` of pages
     and its savepoints in memory; a reader keeps SQLite's default cache."""
-    from scimcore_adapters.sql.storage import WRITER_CACHE_KIB
+    from scimcore_adapters.sql.engines import WRITER_CACHE_KIB
 
     with opened(sqlite_url) as storage:
+        tx = sqlite_tx(storage)
         with storage.users(ws(storage).id):
             pass
-        assert storage._writer is not None and storage._writer.conn is not None
-        writer = storage._writer.conn.connection.dbapi_connection
+        assert tx._writer is not None and tx._writer.conn is not None
+        writer = tx._writer.conn.connection.dbapi_connection
         assert writer is not None
         assert writer.execute("PRAGMA cache_size").fetchone() == (-WRITER_CACHE_KIB,)
         assert writer.execute("PRAGMA temp_store").fetchone() == (2,)  # MEMORY
@@ -781,11 +791,12 @@ def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(sqlite_url: str)
 
 def _statements_of_writer(storage: SqlStorage) -> list[str]:
     """Every statement the writer connection runs from now on (it is opened by a write)."""
+    tx = sqlite_tx(storage)
     with storage.users(ws(storage, "tracer").id):
         pass
-    assert storage._writer is not None and storage._writer.conn is not None
+    assert tx._writer is not None and tx._writer.conn is not None
     seen: list[str] = []
-    dbapi = storage._writer.conn.connection.dbapi_connection
+    dbapi = tx._writer.conn.connection.dbapi_connection
     assert dbapi is not None
     dbapi.set_trace_callback(seen.append)
     return seen
@@ -805,19 +816,20 @@ def patient_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     """A write waiting for its group's COMMIT does not commit the group itself after the
     usual second (the safety net for orphaned groups): on a slow machine it could, and these
     tests count the COMMITs."""
-    import scimcore_adapters.sql.storage as sql_storage
+    import scimcore_adapters.sql.transactions as sql_transactions
 
-    monkeypatch.setattr(sql_storage, "_GROUP_ORPHAN_S", 60.0)
+    monkeypatch.setattr(sql_transactions, "_GROUP_ORPHAN_S", 60.0)
 
 
 def _queued_write(storage: SqlStorage, action: Callable[[], object]) -> threading.Thread:
     """Start ``action`` (a write) in a thread and return once it is queued for the write lock
     (call with a write of this thread open)."""
-    before = storage._waiting
+    tx = sqlite_tx(storage)
+    before = tx._waiting
     thread = threading.Thread(target=action, daemon=True)
     thread.start()
     for _ in range(500):
-        if storage._waiting > before:
+        if tx._waiting > before:
             return thread
         thread.join(timeout=0.01)
     raise AssertionError("the write never queued")
@@ -927,9 +939,10 @@ def test_sqlite_a_write_that_cannot_begin_leaves_no_group_open(sqlite_url: str) 
     from sqlalchemy.exc import OperationalError
 
     with opened(sqlite_url) as storage:
+        tx = sqlite_tx(storage)
         w = ws(storage)
-        assert storage._writer is not None and storage._writer.conn is not None
-        writer = storage._writer.conn.connection.dbapi_connection
+        assert tx._writer is not None and tx._writer.conn is not None
+        writer = tx._writer.conn.connection.dbapi_connection
         assert writer is not None
         writer.execute("PRAGMA busy_timeout=50")
         path = make_url(sqlite_url).database
@@ -939,7 +952,7 @@ def test_sqlite_a_write_that_cannot_begin_leaves_no_group_open(sqlite_url: str) 
             other.execute("BEGIN IMMEDIATE")
             with pytest.raises(OperationalError), storage.users(w.id) as store:
                 store.insert(user(1))
-            assert storage._group is None
+            assert tx._group is None
         finally:
             other.execute("ROLLBACK")
             other.close()
@@ -969,16 +982,17 @@ def test_sqlite_a_write_left_waiting_commits_its_group_itself(
 ) -> None:
     """The safety net: a write hands its group on to a queued thread that never comes (here:
     a miscount); after _GROUP_ORPHAN_S it commits the group itself."""
-    import scimcore_adapters.sql.storage as sql_storage
+    import scimcore_adapters.sql.transactions as sql_transactions
 
-    monkeypatch.setattr(sql_storage, "_GROUP_ORPHAN_S", 0.05)
+    monkeypatch.setattr(sql_transactions, "_GROUP_ORPHAN_S", 0.05)
     with opened(sqlite_url) as storage:
+        tx = sqlite_tx(storage)
         w = ws(storage)
         with storage.users(w.id) as store:
             store.insert(user(1))
-            storage._waiting += 1  # a thread that seems queued but never takes the lock
-        storage._waiting -= 1
-        assert storage._group is None
+            tx._waiting += 1  # a thread that seems queued but never takes the lock
+        tx._waiting -= 1
+        assert tx._group is None
         assert _stored(sqlite_url, w) == {user(1)["id"]}
 
 
@@ -988,6 +1002,7 @@ def test_sqlite_a_group_whose_connection_is_lost_fails_its_writes(sqlite_url: st
     disconnect): the waiting writes raise GroupCommitError, never a success for rolled-back
     data, and the next write runs on a new connection."""
     with opened(sqlite_url) as storage:
+        tx = sqlite_tx(storage)
         w = ws(storage)
         errors: list[BaseException] = []
 
@@ -995,19 +1010,19 @@ def test_sqlite_a_group_whose_connection_is_lost_fails_its_writes(sqlite_url: st
             try:
                 with storage.users(w.id) as store:
                     store.insert(user(1))
-                    storage._waiting += 1  # seems queued: the write hands its group on
+                    tx._waiting += 1  # seems queued: the write hands its group on
             except GroupCommitError as exc:
                 errors.append(exc)
 
         thread = threading.Thread(target=first, daemon=True)
         thread.start()
         for _ in range(500):
-            if storage._group is not None and storage._group.latch is not None:
+            if tx._group is not None and tx._group.latch is not None:
                 break
             thread.join(timeout=0.002)
-        storage._waiting -= 1
-        assert storage._writer is not None and storage._writer.conn is not None
-        storage._writer.conn.invalidate()
+        tx._waiting -= 1
+        assert tx._writer is not None and tx._writer.conn is not None
+        tx._writer.conn.invalidate()
         with storage.users(w.id) as store:
             store.insert(user(2))
         thread.join(timeout=10)
@@ -1037,7 +1052,7 @@ def test_sqlite_statement_listeners_leave_no_transaction_open(sqlite_url: str) -
         seen: list[str] = []
         event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
         assert storage.authenticate("0" * 32) is None
-        assert storage._thread_connection() is not None  # idle, not in a transaction
+        assert storage.transactions.thread_connection() is not None  # idle, not in a transaction
         with storage.users(w.id) as store:
             store.insert(user(1))
         with storage.users(w.id, readonly=True) as store:
@@ -1193,7 +1208,7 @@ def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
     (stored data and ordering stay the same) and reads back the same aware UTC value."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from scimcore_adapters.sql.raw import _sqlite_utc_datetime, _sqlite_utc_text
+    from scimcore_adapters.sql.execute import _sqlite_utc_datetime, _sqlite_utc_text
     from scimcore_adapters.sql.tables import UtcDateTime
 
     dialect = sqlite_dialect.dialect()
@@ -1226,7 +1241,7 @@ def test_prepared_parameters_in_order_with_defaults_and_processors() -> None:
     from sqlalchemy.dialects import postgresql as postgresql_dialect
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from scimcore_adapters.sql.raw import prepared
+    from scimcore_adapters.sql.execute import prepared
 
     sqlite = sqlite_dialect.dialect()
     when = datetime(2026, 11, 29, 12, 0, 0, 5, tzinfo=timezone.utc)
@@ -1339,10 +1354,11 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
     import threading
 
     with opened(sqlite_url) as storage:
+        tx = sqlite_tx(storage)
         w = ws(storage)
         with storage.users(w.id) as store:
             store.insert(user(1))
-        parent_conn = storage._thread_connection()
+        parent_conn = storage.transactions.thread_connection()
         assert parent_conn is not None
         parent_dbapi = parent_conn.connection.dbapi_connection
         # Another thread of the parent holds a connection across the fork.
@@ -1370,9 +1386,9 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
         if pid == 0:  # the child: report through the exit code, never return into pytest
             code = 1
             try:
-                assert storage._read_lock.acquire(timeout=5)  # a fresh lock, not the parent's
-                storage._read_lock.release()
-                mine = storage._thread_connection()
+                assert tx._read_lock.acquire(timeout=5)  # a fresh lock, not the parent's
+                tx._read_lock.release()
+                mine = storage.transactions.thread_connection()
                 assert mine is not None
                 assert mine.connection.dbapi_connection is not parent_dbapi
                 with storage.users(w.id) as store:
@@ -1382,7 +1398,7 @@ def test_sqlite_storage_survives_fork_without_sharing_connections(sqlite_url: st
                 assert storage.checkpointer._pid == os.getpid()  # its own checkpoint thread
                 import gc
 
-                from scimcore_adapters.sql.storage import _INHERITED
+                from scimcore_adapters.sql.connections import INHERITED as _INHERITED
 
                 gc.collect()  # the other thread's connection: kept, never closed in the child
                 assert _INHERITED and not any(c.closed for c in _INHERITED)
@@ -1482,7 +1498,7 @@ def test_postgres_pings_only_idle_connections_and_replaces_dead_ones(
     """A connection in steady use is not pinged (no extra round trip per block); one idle for
     longer than POSTGRES_PING_AFTER_IDLE_S is, and if the server dropped it meanwhile the
     pool hands out a new one: the caller never sees the dead connection."""
-    import scimcore_adapters.sql.storage as sql_storage
+    import scimcore_adapters.sql.engines as sql_engines
 
     with _named_with_user(postgres_url, "scimcore-ping") as (storage, w, name):
         pings: list[bool] = []
@@ -1506,7 +1522,7 @@ def test_postgres_pings_only_idle_connections_and_replaces_dead_ones(
         assert pings == []
 
         assert _kill_backends(postgres_url, name) >= 1
-        monkeypatch.setattr(sql_storage, "POSTGRES_PING_AFTER_IDLE_S", 0.0)  # all are idle now
+        monkeypatch.setattr(sql_engines, "POSTGRES_PING_AFTER_IDLE_S", 0.0)  # all are idle now
         with storage.users(w.id, one_read=True) as store:
             assert store.get(user(1)["id"]) is not None  # on a fresh connection
         assert False in pings  # the dead one was found by its ping ...
@@ -1654,7 +1670,7 @@ def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str
     workspace and only for the stored secret hash; the grant is returned either way (the
     caller's constant-time check refuses it)."""
     from scimcore.templates import Rule
-    from scimcore_adapters.sql.storage import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
+    from scimcore_adapters.sql.accounts import _AUTHENTICATE_FOR_CREATE, _AUTHENTICATE_FOR_UPDATE
 
     with opened(any_url) as storage:
         _token_and_two_workspaces(storage)
@@ -1720,8 +1736,8 @@ def test_sqlite_packed_reads_return_what_sqlalchemy_reads(sqlite_url: str) -> No
     backslashes, control characters and a NUL, non-ASCII text, NULLs, booleans and
     date-times included."""
     from scimcore.storage import Admin, Settings, TokenRecord
-    from scimcore_adapters.sql import storage as sql_storage
-    from scimcore_adapters.sql.raw import prepared, run_dbapi
+    from scimcore_adapters.sql import accounts as sql_storage
+    from scimcore_adapters.sql.execute import prepared, run_dbapi
 
     odd = 'Zoë "q" \\ \n\t\x01\x00 ☃'
     with opened(sqlite_url) as storage:
@@ -1762,7 +1778,7 @@ def test_sqlite_writes_without_rows_keep_their_row_counts(sqlite_url: str) -> No
     for): an ``INSERT ... ON CONFLICT DO NOTHING`` still counts 1 row inserted, then 0."""
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    from scimcore_adapters.sql.raw import prepared, run_dbapi
+    from scimcore_adapters.sql.execute import prepared, run_dbapi
 
     with opened(sqlite_url) as storage, storage.engine.connect() as conn:
         stmt = sqlite_insert(WORKSPACES).on_conflict_do_nothing()
@@ -1819,8 +1835,8 @@ def test_sqlite_reads_are_not_packed_without_orjson(
     """Without the ``speed`` extra (no orjson) SQLite reads stay column by column, and the
     storage reads what it read packed: the token, its workspace, the user."""
     from scimcore.storage import Admin, TokenRecord
-    from scimcore_adapters.sql import raw
-    from scimcore_adapters.sql import storage as sql_storage
+    from scimcore_adapters.sql import accounts as sql_storage
+    from scimcore_adapters.sql import execute as raw
 
     monkeypatch.setattr(raw, "_array", None)
     raw.prepared.cache_clear()

@@ -109,7 +109,7 @@ def text_type(length: int | None = None) -> TypeEngine[str]:
 
 
 #: Marks a column holding a JSON document (``info=dict(BULKY)``: a copy per column): reads return
-#: it as a column of its own on SQLite (not quoted into a packed row: see :mod:`.raw`).
+#: it as a column of its own on SQLite (not quoted into a packed row: see :mod:`.execute`).
 BULKY = {"bulky": True}
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a BIGINT identity.

@@ -1,4 +1,11 @@
-"""Prebuilt statements run straight on the DBAPI cursor of a SQLAlchemy connection.
+"""The one way statements run: prebuilt statements straight on the DBAPI cursor.
+
+Every statement of the backend runs here: :func:`run` and :class:`Runner` (the transaction's
+statements), :func:`run_dbapi` (a read outside any transaction), :func:`driver` (``BEGIN``,
+``COMMIT``, ``ROLLBACK`` and ``SAVEPOINT`` on a SQLite driver connection). What a database error
+means for SCIM (:func:`is_unique_violation`, :func:`indexable`) is decided here too. This module
+is also the only one that uses SQLAlchemy's private API (the compiled statement's parameter and
+result processors: see :data:`PRIVATE_API`, pinned by ``tests/test_sql_execute.py``).
 
 Each :meth:`Connection.execute` costs tens of microseconds of Python (events, compiled-cache
 lookup, parameter processing, ``Result`` setup): more than an indexed SQLite statement itself.
@@ -27,22 +34,39 @@ the GIL 47 times instead of 68, a deactivation 36 instead of 60, a ``GET`` 9 ins
 
 from __future__ import annotations
 
+import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Column, Connection, Executable, Label, Select, func
+from sqlalchemy import Column, Connection, Engine, Executable, Label, Select, func
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
+from scimcore.errors import InvalidValueError
+
 from .tables import UtcDateTime, aware_utc, naive_utc
 
-__all__ = ["Outcome", "Prepared", "prepared", "run", "run_dbapi"]
+__all__ = [
+    "PRIVATE_API",
+    "Outcome",
+    "Prepared",
+    "Runner",
+    "check_private_api",
+    "driver",
+    "indexable",
+    "is_unique_violation",
+    "listened",
+    "prepared",
+    "run",
+    "run_dbapi",
+]
 
 _Processor = Callable[[Any], Any]
 
@@ -80,7 +104,8 @@ def _packed(
     """The SQL of ``stmt`` with its packable columns in one ``json_array`` (first) and its
     bulky ones after it, and where the bulky ones go back: (index in the row, index in the
     packed row); ``None`` when ``stmt`` is no plain read of enough packable columns, or when
-    packing would change anything but its column list."""
+    packing would change anything but its column list. Why: see the module's documentation
+    (a GET releases the GIL 9 times instead of 19)."""
     if not isinstance(stmt, Select):
         return None
     selected = list(stmt.selected_columns)
@@ -286,7 +311,7 @@ def run(
     ``columns``: the parameter names fill the columns of an ``INSERT`` or ``UPDATE`` (the
     statement is compiled for this set of names). ``fetch``: read the returned rows.
     """
-    if conn.dispatch.before_cursor_execute:
+    if conn.dispatch.before_cursor_execute:  # listened(conn), inlined: every statement asks
         # preserve_rowcount: SQLAlchemy keeps the row count of an INSERT only when asked to,
         # and "INSERT ... ON CONFLICT DO NOTHING" tells by it whether the row went in.
         result = conn.execute(stmt, dict(params), execution_options={"preserve_rowcount": True})
@@ -361,3 +386,115 @@ def run_dbapi(
         return Outcome(rows, cursor.rowcount)
     finally:
         cursor.close()
+
+
+def listened(target: Connection | Engine) -> bool:
+    """Whether ``before_cursor_execute`` listeners are attached to ``target`` (then every
+    statement goes through :meth:`Connection.execute`, so that they see it)."""
+    return bool(target.dispatch.before_cursor_execute)
+
+
+def driver(dbapi_conn: Any, sql: str) -> None:
+    """``BEGIN``, ``COMMIT``, ``ROLLBACK`` or a savepoint statement on a SQLite driver
+    connection, its errors wrapped as SQLAlchemy wraps them. Straight to the driver: through
+    SQLAlchemy's statement machinery a ``BEGIN`` costs as much CPU as a query."""
+    try:
+        dbapi_conn.execute(sql)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
+
+
+# --- what a database error means ----------------------------------------------------------------
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a unique index's refusal (on either engine)."""
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
+    if sqlstate is not None:
+        return bool(sqlstate == "23505")
+    name = getattr(orig, "sqlite_errorname", None)  # sqlite3 (Python 3.11+)
+    if name is not None:
+        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+    text = str(orig)
+    return "UNIQUE constraint failed" in text or "duplicate key" in text
+
+
+#: PostgreSQL's SQLSTATE for an index entry over its B-tree limit (about 2,700 bytes).
+_PROGRAM_LIMIT_EXCEEDED = "54000"
+
+
+@contextmanager
+def indexable() -> Iterator[None]:
+    """A user's indexed values that PostgreSQL cannot index (an entry over about 2,700 bytes
+    after compression: a ``userName``, ``externalId``, ``displayName`` or e-mail value of
+    thousands of characters) are bad input, 400 ``invalidValue``, not a server error. SQLite
+    has no such limit. The transaction is rolled back as after any error."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED:
+            raise InvalidValueError(
+                "a userName, externalId, displayName or e-mail value is too long to be indexed "
+                "(PostgreSQL allows about 2,700 bytes per index entry)"
+            ) from None
+        raise
+
+
+# --- SQLAlchemy's private API ---------------------------------------------------------------------
+
+#: What this module uses of SQLAlchemy beyond its documented API, on a compiled statement
+#: (:class:`~sqlalchemy.sql.compiler.SQLCompiler`), its result columns and types, a
+#: connection and an error class. SQLAlchemy may change any of it in a minor release;
+#: :func:`check_private_api` tells which part is gone.
+PRIVATE_API = (
+    "SQLCompiler._result_columns (entries with .keyname and .type)",
+    "SQLCompiler._bind_processors",
+    "SQLCompiler.bind_names, .positiontup",
+    "SQLCompiler.literal_execute_params, .post_compile_params",
+    "BindParameter.required, .effective_value",
+    "TypeEngine._cached_result_processor(dialect, coltype)",
+    "Connection.dispatch.before_cursor_execute, Engine.dispatch.before_cursor_execute",
+    "DBAPIError.instance(statement, params, orig, dbapi_base_err, dialect=...)",
+)
+
+
+def check_private_api(dialect: Dialect) -> list[str]:
+    """What of :data:`PRIVATE_API` the installed SQLAlchemy lacks for ``dialect`` (empty when
+    everything is there). Compiles a statement with a parameter, a default and a date-time
+    result, as :class:`Prepared` does."""
+    from sqlalchemy import bindparam, literal_column, select
+
+    stmt: Select[Any] = select(literal_column("1").label("x")).where(
+        literal_column("1") == bindparam("b", 1, required=False)
+    )
+    compiled: Any = stmt.compile(dialect=dialect)
+    missing: list[str] = []
+    columns = getattr(compiled, "_result_columns", None)
+    if not isinstance(columns, list) or not all(
+        hasattr(c, "keyname") and hasattr(c, "type") for c in columns
+    ):
+        missing.append(PRIVATE_API[0])
+    if not isinstance(getattr(compiled, "_bind_processors", None), Mapping):
+        missing.append(PRIVATE_API[1])
+    if not isinstance(getattr(compiled, "bind_names", None), Mapping) or not hasattr(
+        compiled, "positiontup"
+    ):
+        missing.append(PRIVATE_API[2])
+    if not all(hasattr(compiled, a) for a in ("literal_execute_params", "post_compile_params")):
+        missing.append(PRIVATE_API[3])
+    binds = list(getattr(compiled, "bind_names", {}))
+    known = all(hasattr(b, "required") and hasattr(b, "effective_value") for b in binds)
+    if not binds or not known:
+        missing.append(PRIVATE_API[4])
+    processor = getattr(UtcDateTime(), "_cached_result_processor", None)
+    if not callable(processor):
+        missing.append(PRIVATE_API[5])
+    if not all(
+        hasattr(getattr(cls, "dispatch", None), "before_cursor_execute")
+        for cls in (Connection, Engine)
+    ):
+        missing.append(PRIVATE_API[6])
+    if not callable(getattr(DBAPIError, "instance", None)):
+        missing.append(PRIVATE_API[7])
+    return missing
