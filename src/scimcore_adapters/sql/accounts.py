@@ -57,7 +57,7 @@ from .statements import upsert_statement
 from .tables import ADMINS, LOG, PEOPLE, RULES, SETTINGS, TOKENS, USERS, WORKSPACES
 from .transactions import Transactions
 
-__all__ = ["Accounts", "prime", "with_settings_and_rules", "with_user_for_update"]
+__all__ = ["Accounts", "grant_of", "prime", "with_settings_and_rules", "with_user_for_update"]
 
 # --- what a write reads with its authentication ---------------------------------------------------
 

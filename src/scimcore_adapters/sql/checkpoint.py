@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 
 __all__ = ["BACKSTOP_PAGES", "Checkpointer"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: ``PRAGMA wal_autocheckpoint`` while a :class:`Checkpointer` runs (about 40 MB of log).
 BACKSTOP_PAGES = 10_000
@@ -79,7 +79,7 @@ class Checkpointer:
                     cursor.close()
                 self.runs += 1
         except Exception:  # the backstop keeps the log bounded; say why this thread stopped
-            log.warning("the SQLite checkpoint thread stopped", exc_info=True)
+            _log.warning("the SQLite checkpoint thread stopped", exc_info=True)
         finally:
             if pooled is not None:
                 pooled.close()

@@ -53,6 +53,7 @@ __all__ = [
     "order_by",
     "parse_datetime",
     "sort_column",
+    "user_name_key",
 ]
 
 _E = USER_EMAILS.c

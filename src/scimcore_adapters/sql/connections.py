@@ -27,7 +27,7 @@ __all__ = [
     "roll_back_or_invalidate",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class _ForkAware(Protocol):
@@ -80,7 +80,7 @@ class HeldConnection:
             try:
                 conn.close()
             except Exception:  # pragma: no cover - a broken connection is dropped all the same
-                log.debug("closing a thread's SQLite connection failed", exc_info=True)
+                _log.debug("closing a thread's SQLite connection failed", exc_info=True)
 
     def __del__(self) -> None:
         self.close()

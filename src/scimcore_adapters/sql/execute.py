@@ -77,9 +77,9 @@ except ImportError:  # pragma: no cover - packing needs the accelerator (extra "
     _array = None
 
 #: A SQLite read is packed (see the module's documentation) when its row has at least this many
-#: columns to pack, and at most :data:`PACK_MAX` (SQLite's functions take up to 127 arguments).
-PACK_MIN = 3
-PACK_MAX = 100
+#: columns to pack, and at most :data:`_PACK_MAX` (SQLite's functions take up to 127 arguments).
+_PACK_MIN = 3
+_PACK_MAX = 100
 #: The Python types whose SQLite values a JSON array carries exactly (no REAL: JSON text would
 #: round a double to 15 digits; no BLOB: JSON cannot hold one).
 _PACKABLE = (str, int, bool, datetime)
@@ -112,7 +112,7 @@ def _packed(
     if len(selected) != len(compiled._result_columns):
         return None
     small = [c for c in selected if not _bulky(c)]
-    if not PACK_MIN <= len(small) <= PACK_MAX or not all(_packable(c) for c in small):
+    if not _PACK_MIN <= len(small) <= _PACK_MAX or not all(_packable(c) for c in small):
         return None
     bulky = [(i, c) for i, c in enumerate(selected) if _bulky(c)]
     packed = stmt.with_only_columns(

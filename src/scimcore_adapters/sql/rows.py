@@ -26,10 +26,12 @@ __all__ = [
     "ADMIN",
     "LOG_ENTRY",
     "MAIL",
+    "MAPPINGS",
     "PERSON",
     "RULE",
     "TOKEN",
     "WORKSPACE",
+    "WORKSPACE_OF_GRANT",
     "RecordRows",
     "email_rows",
     "stored_settings",
@@ -37,11 +39,11 @@ __all__ = [
     "user_row",
 ]
 
-R = TypeVar("R")
+_R = TypeVar("_R")
 _Convert = Callable[[Any], Any]
 
 
-class RecordRows(Generic[R]):
+class RecordRows(Generic[_R]):
     """How records of one attrs class are stored: each field in the column of its name, but
     for ``renamed`` ({field: column}) and ``json`` (fields stored as JSON text)."""
 
@@ -49,7 +51,7 @@ class RecordRows(Generic[R]):
 
     def __init__(
         self,
-        record: type[R],
+        record: type[_R],
         *,
         renamed: Mapping[str, str] | None = None,
         json: tuple[str, ...] = (),
@@ -61,12 +63,12 @@ class RecordRows(Generic[R]):
             raise ValueError("a record of at least two fields")
         #: The column of each field, in the order of the record's fields.
         self.columns = tuple(renamed.get(f, f) for f in fields)
-        self._fields: Callable[[R], tuple[Any, ...]] = attrgetter(*fields)
+        self._fields: Callable[[_R], tuple[Any, ...]] = attrgetter(*fields)
         self._read: Callable[[Any], tuple[Any, ...]] = attrgetter(*self.columns)
         self._encode: list[tuple[str, _Convert]] = [(renamed.get(f, f), dumps_text) for f in json]
         self._decode: list[tuple[int, _Convert]] = [(fields.index(f), loads) for f in json]
 
-    def to_row(self, record: R, **extra: Any) -> dict[str, Any]:
+    def to_row(self, record: _R, **extra: Any) -> dict[str, Any]:
         """The columns of ``record`` as parameters, with ``extra`` columns added (or replacing
         a field's: a workspace's id taken from the transaction, not from the record). On the
         path of every write: two C calls and a dict, close to a dict written out by hand."""
@@ -77,7 +79,7 @@ class RecordRows(Generic[R]):
             row.update(extra)
         return row
 
-    def from_row(self, row: Any) -> R:
+    def from_row(self, row: Any) -> _R:
         """The record of a row (any object with the columns as attributes)."""
         values = self._read(row)
         if self._decode:

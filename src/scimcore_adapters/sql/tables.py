@@ -55,6 +55,8 @@ __all__ = [
     "USER_EMAILS",
     "WORKSPACES",
     "UtcDateTime",
+    "aware_utc",
+    "naive_utc",
     "text_type",
 ]
 

@@ -37,7 +37,7 @@ from .execute import driver
 
 __all__ = ["GroupCommitError", "PostgresTransactions", "SqliteTransactions", "Transactions"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: The savepoint of a write that joins an open group (see SqliteTransactions._sqlite_write).
 _SAVEPOINT = "SAVEPOINT scimcore_write"
@@ -161,7 +161,7 @@ class SqliteTransactions:
                 try:
                     self._commit_group(writer)
                 except Exception:  # its writes raise it; closing goes on
-                    log.debug("committing the open group at close failed", exc_info=True)
+                    _log.debug("committing the open group at close failed", exc_info=True)
         if self.checkpointer is not None:
             self.checkpointer.close()
         with self._held_lock:
@@ -366,7 +366,7 @@ class SqliteTransactions:
             try:
                 self._commit_group(held)
             except BaseException:  # the group's writes learn it; this one raises its own error
-                log.debug("a group commit after a failed write failed", exc_info=True)
+                _log.debug("a group commit after a failed write failed", exc_info=True)
 
     def _commit_group(self, held: HeldConnection) -> None:
         """``COMMIT`` the open group (``_write_lock`` held) and release its waiting writes."""

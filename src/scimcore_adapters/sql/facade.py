@@ -1,0 +1,253 @@
+"""The :class:`SqlStorage` facade: one object per database that wires the SQL backend's parts
+(``docs/architecture.md`` has the table): :mod:`.engines` (engines and per-dialect settings),
+:mod:`.transactions` (how a block becomes a transaction: group commit, savepoints, fork
+safety), :mod:`.execute` (how a statement runs), :mod:`.rows` (records and rows),
+:mod:`.users` (the user store), :mod:`.queries` (the query planner), :mod:`.product` (people,
+settings, templates, rules, outbox, log) and :mod:`.accounts` (workspaces, admins, tokens,
+authentication). Import it from :mod:`scimcore_adapters.sql`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any
+
+from scimcore.schema import SchemaRegistry, default_registry
+from scimcore.storage import Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
+
+from . import product, users
+from .accounts import Accounts, grant_of, prime
+from .checkpoint import BACKSTOP_PAGES, Checkpointer
+from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
+from .execute import Runner
+from .migrations import migrate
+from .transactions import PostgresTransactions, SqliteTransactions, Transactions
+from .users import SqlUserStore
+
+__all__ = ["SqlStorage", "create_storage"]
+
+
+class SqlStorage:
+    """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
+
+    ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/scim.db`` (a file; WAL mode, foreign keys
+    on, ``busy_timeout``) or ``postgresql+psycopg://user@host/db``. The schema is migrated to
+    the current version on construction (idempotent). Call :meth:`close` when done.
+
+    Every :meth:`users` block is one unit of work: committed on a clean exit, rolled back when
+    an exception escapes (see :mod:`.transactions` for how, on each engine).
+
+    ``checkpoint_interval`` (SQLite): seconds between background WAL checkpoints after writes
+    (:mod:`.checkpoint`); ``None`` leaves checkpoints to SQLite, inside commits.
+    ``read_turns`` (SQLite): SCIM read requests of this process take turns (:meth:`read_turn`);
+    ``False``: they run side by side.
+    ``group_commit`` (SQLite): writes of this process queued behind one another share one
+    ``COMMIT``, each in a savepoint of its own (:class:`.SqliteTransactions`); ``False``: one
+    ``COMMIT`` per write.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        registry: SchemaRegistry | None = None,
+        *,
+        checkpoint_interval: float | None = 1.0,
+        read_turns: bool = True,
+        group_commit: bool = True,
+    ) -> None:
+        if checkpoint_interval is not None and checkpoint_interval <= 0:
+            raise ValueError("the checkpoint interval must be positive (or None)")
+        self.registry = registry or default_registry()
+        backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
+        self.engine = create_engine_for(url, backstop)
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
+        #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
+        #: :mod:`.checkpoint`.
+        self.checkpointer = (
+            Checkpointer(self.engine, checkpoint_interval)
+            if checkpoint_interval is not None and self._sqlite
+            else None
+        )
+        if self.checkpointer is not None:  # a storage dropped without close() stops it too
+            weakref.finalize(self, self.checkpointer.stop)
+        #: The transaction engine (:mod:`.transactions`): how a block becomes a transaction.
+        self.transactions: Transactions = (
+            SqliteTransactions(
+                self.engine,
+                group_commit=group_commit,
+                read_turns=read_turns,
+                checkpointer=self.checkpointer,
+            )
+            if self._sqlite
+            else PostgresTransactions(self.engine)
+        )
+        #: Workspaces, admins, tokens and authentication (:mod:`.accounts`).
+        self.accounts = Accounts(self.engine, self.transactions, self.registry)
+        try:
+            self.schema_version = migrate(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def read_turn(self) -> AbstractContextManager[object]:
+        """:class:`~scimcore.storage.ReadTurns`: on SQLite (``read_turns``), one read request
+        of this process at a time (see :meth:`.SqliteTransactions.read_turn` for why); on
+        PostgreSQL, no turns."""
+        return self.transactions.read_turn()
+
+    def close(self) -> None:
+        """Close every connection, pooled or held by a thread (after committing an open
+        group of writes, which are waiting for it)."""
+        self.transactions.close()
+        self.engine.dispose()
+
+    # --- users: the unit of work ---------------------------------------------------------------
+
+    @contextmanager
+    def users(
+        self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
+    ) -> Iterator[SqlUserStore]:
+        """One transaction over one workspace's users: commit on success, roll back on error.
+
+        ``readonly``: SQLite begins a deferred transaction (a consistent WAL snapshot that
+        waits for no writer) instead of ``BEGIN IMMEDIATE``. ``one_read`` (see
+        :meth:`scimcore.storage.Storage.users`): nothing is begun (PostgreSQL: an autocommit
+        connection); the store's one call runs one statement, or begins its snapshot before
+        the first of several (PostgreSQL: ``REPEATABLE READ``, ended here)."""
+        mode = NO_BEGIN if one_read else DEFERRED if readonly else IMMEDIATE
+        with self.transactions.begin(mode) as conn:
+            writing = mode == IMMEDIATE
+            store = SqlUserStore(
+                conn,
+                workspace_id,
+                self.registry,
+                exclusive=writing and self._sqlite,  # BEGIN IMMEDIATE: no other writer
+                lazy=mode == NO_BEGIN,
+                for_update=writing and not self._sqlite,  # PostgreSQL: lock what is read
+            )
+            try:
+                yield store
+            finally:
+                if store.server_snapshot:  # read only: COMMIT ends it, after an error too
+                    conn.exec_driver_sql("COMMIT")
+
+    @contextmanager
+    def authenticated_users(
+        self, token_id: str, secret_hash: str, user_id: str | None = None
+    ) -> Iterator[tuple[Grant | None, SqlUserStore | None]]:
+        """A writing transaction that authenticates first (see
+        :class:`~scimcore.storage.AuthenticatedWrites`). SQLite reads, in the authentication's
+        statement and only where the stored secret hash equals ``secret_hash``, what the write
+        reads next: the user ``user_id`` with its person and the settings (an update or a
+        delete), or the settings and rules (a create); see :mod:`.accounts`. PostgreSQL
+        authenticates with the transaction's first statement and reads the rest as in
+        :meth:`users`, locking it."""
+        with self.transactions.begin(IMMEDIATE) as conn:
+            runner = Runner(conn)
+            rows = self.accounts.authenticate_write(runner, token_id, secret_hash, user_id)
+            if not rows:
+                yield None, None
+                return
+            grant = grant_of(rows[0])
+            store = SqlUserStore(
+                conn,
+                grant.workspace.id,
+                self.registry,
+                exclusive=self._sqlite,
+                for_update=not self._sqlite,
+                runner=runner,
+            )
+            if self._sqlite and grant.token.secret_hash == secret_hash:
+                prime(store.product, rows, user_id)
+            yield grant, store
+
+    def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
+        """Insert many canonical documents in one transaction with multi-row statements.
+
+        For migrations from another system and for benchmarks: much faster than one SCIM
+        create per user, and all-or-nothing (a taken ``userName`` raises
+        :class:`~scimcore.errors.UniquenessError` and imports nothing). No card, mail or log
+        entry is written: people are adopted on their first SCIM update.
+        """
+        transaction = self.transactions.begin(IMMEDIATE, joins=False)
+        users.import_users(transaction, workspace_id, documents)
+
+    # --- workspaces, admins, tokens (see .accounts) --------------------------------------------
+
+    def create_workspace(self, workspace: Workspace) -> None:
+        """Add a workspace; ``ValueError`` if its slug (or id) exists."""
+        self.accounts.create_workspace(workspace)
+
+    def get_workspace(self, slug: str) -> Workspace | None:
+        return self.accounts.get_workspace(slug)
+
+    def get_workspace_by_id(self, workspace_id: str) -> Workspace | None:
+        return self.accounts.get_workspace_by_id(workspace_id)
+
+    def list_workspaces(self) -> Sequence[Workspace]:
+        return self.accounts.list_workspaces()
+
+    def save_admin(self, admin: Admin) -> None:
+        """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
+        self.accounts.save_admin(admin)
+
+    def get_admin(self, workspace_id: str, email: str) -> Admin | None:
+        return self.accounts.get_admin(workspace_id, email)
+
+    def add_token(self, token: TokenRecord) -> None:
+        """Store a token record (only the hash of the secret); an existing id is overwritten."""
+        self.accounts.add_token(token)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        return self.accounts.get_token(token_id)
+
+    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
+        return self.accounts.list_tokens(workspace_id)
+
+    def delete_token(self, workspace_id: str, token_id: str) -> bool:
+        return self.accounts.delete_token(workspace_id, token_id)
+
+    def touch_token(self, token_id: str, when: datetime) -> None:
+        """Record that the token was just used (``last_used_at``)."""
+        self.accounts.touch_token(token_id, when)
+
+    def authenticate(self, token_id: str) -> Grant | None:
+        """Token, workspace and the creator's state in one indexed join."""
+        return self.accounts.authenticate(token_id)
+
+    def authenticate_and_get(
+        self, token_id: str, secret_hash: str, user_id: str
+    ) -> tuple[Grant | None, dict[str, Any] | None]:
+        """:meth:`authenticate` and the user, in one statement (see
+        :class:`~scimcore.storage.UserReadAhead` and :mod:`.accounts`)."""
+        return self.accounts.authenticate_and_get(token_id, secret_hash, user_id)
+
+    def authenticate_and_find(
+        self, token_id: str, secret_hash: str, filter: str
+    ) -> tuple[Grant | None, Page | None]:
+        """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
+        name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
+        return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
+
+    # --- mail delivery (across workspaces, see .product) ---------------------------------------
+
+    def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
+        """Atomically mark up to ``limit`` due mails ``sending`` until ``lease_until``, across
+        workspaces, and return them (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: under
+        ``BEGIN IMMEDIATE``). Two concurrent callers never get the same mail."""
+        with self.transactions.begin(IMMEDIATE) as conn:
+            return product.claim_mail(conn, now, lease_until, limit)
+
+    def finish_mail(self, mail: OutboxMail) -> None:
+        """Store the outcome of a delivery attempt of a claimed mail."""
+        with self.transactions.begin(IMMEDIATE) as conn:
+            product.finish_mail(conn, mail)
+
+
+def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:
+    """Open (and migrate) the database at ``url``: ``sqlite:///file.db`` or PostgreSQL."""
+    return SqlStorage(url, registry)
