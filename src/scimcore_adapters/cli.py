@@ -31,6 +31,8 @@ def _token_json(t: TokenRecord) -> dict[str, Any]:
         "created_by": t.created_by,
         "created_at": _iso(t.created_at),
         "last_used_at": _iso(t.last_used_at),
+        "state": t.state,
+        "dead_reason": t.dead_reason,
     }
 
 
@@ -203,7 +205,11 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         else:
             for t in tokens:
                 used = t["last_used_at"] or "never used"
-                print(f"{t['id']}  {t['label'] or '-'}  by {t['created_by']}  {used}", file=out)
+                state = "active" if t["state"] == "active" else f"DEAD ({t['dead_reason']})"
+                print(
+                    f"{t['id']}  {state}  {t['label'] or '-'}  by {t['created_by']}  {used}",
+                    file=out,
+                )
     elif cmd == "token" and action == "delete":
         api.delete_token(args.slug, args.token_id)
         print(f"token {args.token_id} deleted", file=out)
