@@ -157,3 +157,27 @@ class ConsoleContract:
         assert all(
             token.plaintext.split("_")[-1] not in e.detail for e in service.product.log("acme", 100)
         )
+
+    def test_admins_listed_and_password_hash_kept(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        api = service.workspaces
+        api.add_admin("acme", "Bea@Acme.example")
+        assert api.get_admin("acme", "bea@acme.example") is not None
+        assert api.get_admin("acme", "nobody@acme.example") is None
+        api.set_password_hash("acme", "BEA@acme.example", "$argon2id$v=19$hash")
+        api.deactivate_admin("acme", "bea@acme.example")
+        listed = [(a.email, a.active, a.password_hash) for a in api.list_admins("acme")]
+        assert listed == [
+            (ADMIN, True, None),
+            ("bea@acme.example", False, "$argon2id$v=19$hash"),
+        ]
+        api.add_admin("acme", "bea@acme.example")
+        admin = api.get_admin("acme", "bea@acme.example")
+        assert admin is not None and admin.active and admin.password_hash == "$argon2id$v=19$hash"
+        api.set_password_hash("acme", "bea@acme.example", None)
+        admin = api.get_admin("acme", "bea@acme.example")
+        assert admin is not None and admin.password_hash is None
+        service.workspaces.create("other", "o@other.example")
+        assert [a.email for a in api.list_admins("other")] == ["o@other.example"]
+        with pytest.raises(WorkspaceError):
+            api.set_password_hash("other", "bea@acme.example", "x")

@@ -4,12 +4,15 @@ texts, quiet ``| head`` and the database file a command uses."""
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
+from scimcore_adapters.passwords import PasswordError, hash_password, needs_rehash, verify_password
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.migrations import MIGRATIONS, migrate
 from scimcore_adapters.sql.tables import ADMINS, TOKENS, WORKSPACES
@@ -74,3 +77,59 @@ def test_migration_6_buries_tokens_of_admins_deactivated_before_it(tmp_path: Pat
         assert storage.authenticate("it@a".ljust(32, "0")) is not None
     finally:
         storage.close()
+
+
+def test_admin_list_and_password(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    cli("admin", "add", "acme", "Ops@Acme.example")
+    cli("admin", "deactivate", "acme", "ops@acme.example")
+    admins = cli.json("admin", "list", "acme")
+    assert [(a["email"], a["active"]) for a in admins] == [
+        ("it@acme.example", True),
+        ("ops@acme.example", False),
+    ]
+    assert set(admins[0]) == {"email", "active", "created_at"}
+    assert "ops@acme.example  inactive" in cli("admin", "list", "acme")
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert "password of it@acme.example set" in cli(
+        "admin", "password", "acme", "IT@acme.example", "--password-stdin"
+    )
+    storage = SqlStorage(cli.url)
+    try:
+        admin = storage.get_admin(storage.list_workspaces()[0].id, "it@acme.example")
+        assert admin is not None and admin.password_hash is not None
+        assert admin.password_hash.startswith("$argon2id$")
+        assert verify_password(admin.password_hash, "correct horse")
+        assert not verify_password(admin.password_hash, "correct horse\n")
+    finally:
+        storage.close()
+    assert "correct horse" not in json.dumps(cli.json("log", "acme"))
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert "at least 8" in cli(
+        "admin", "password", "acme", "it@acme.example", "--password-stdin", ok=False
+    )
+    answers = iter(["long enough 1", "long enough 2"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert "differ" in cli("admin", "password", "acme", "it@acme.example", ok=False)
+    answers = iter(["long enough 3", "long enough 3"])
+    cli("admin", "password", "acme", "it@acme.example")
+    monkeypatch.setattr("sys.stdin", io.StringIO("whatever123\n"))
+    assert "not an admin" in cli(
+        "admin", "password", "acme", "nobody@acme.example", "--password-stdin", ok=False
+    )
+
+
+def test_passwords_hash_verify_and_rehash() -> None:
+    hashed = hash_password("s3cret-enough")
+    assert hashed.startswith("$argon2id$") and "s3cret" not in hashed
+    assert hash_password("s3cret-enough") != hashed  # a fresh salt
+    assert verify_password(hashed, "s3cret-enough")
+    assert not verify_password(hashed, "s3cret-enougH")
+    assert not verify_password(None, "s3cret-enough")
+    assert not verify_password("not a hash", "s3cret-enough")
+    assert not needs_rehash(hashed)
+    assert needs_rehash("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+    with pytest.raises(PasswordError):
+        hash_password("1234567")

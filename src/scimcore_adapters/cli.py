@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         a = ad.add_parser(action)
         a.add_argument("slug")
         a.add_argument("email")
+    al = ad.add_parser("list")
+    al.add_argument("slug")
+    al.add_argument("--json", action="store_true")
+    apw = ad.add_parser("password")
+    apw.add_argument("slug")
+    apw.add_argument("email")
+    apw.add_argument("--password-stdin", action="store_true")
 
     tk = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="action", required=True)
     g = tk.add_parser("generate", help="generate a token (shown once)")
@@ -190,6 +197,16 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "admin" and action == "deactivate":
         api.deactivate_admin(args.slug, args.email)
         print(f"{args.email.lower()} deactivated; their tokens no longer work", file=out)
+    elif cmd == "admin" and action == "list":
+        admins = [
+            {"email": a.email, "active": a.active, "created_at": _iso(a.created_at)}
+            for a in api.list_admins(args.slug)
+        ]
+        lines = [f"{a['email']}  {'active' if a['active'] else 'inactive'}" for a in admins]
+        _emit(args, out, admins, lines)
+    elif cmd == "admin" and action == "password":
+        api.set_password_hash(args.slug, args.email, _new_password_hash(args.password_stdin))
+        print(f"password of {args.email.lower()} set", file=out)
     elif cmd == "token" and action == "generate":
         token = api.generate_token(args.slug, args.admin, args.label)
         if args.quiet:
@@ -225,6 +242,27 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         print(f"Tenant URL: http://{args.host}:{args.port}/scim/v2", file=out, flush=True)
         app.run(host=args.host, port=args.port, threaded=True)
     return 0
+
+
+def _new_password_hash(from_stdin: bool) -> str:
+    """A console password read from standard input (its first line) or prompted twice, and
+    hashed (``scimcore_adapters.passwords``, the ``console`` extra)."""
+    try:
+        from .passwords import check_password, hash_password
+    except ModuleNotFoundError:
+        raise WorkspaceError(
+            "passwords need argon2-cffi, which is not installed: pip install 'scimcore[console]'"
+        ) from None
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("New password: ")
+        check_password(password)
+        if getpass.getpass("Repeat the password: ") != password:
+            raise WorkspaceError("the two passwords differ; nothing was changed")
+    return hash_password(password)
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:
