@@ -8,94 +8,65 @@ change is logged with who made it (R8.4).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
 
 import attrs
 from attrs import frozen
 
+from .activation import ActivationError, token_hash, usable
+from .card_admin import CardAdmin, CardView, PeoplePage
 from .cards import (
     Card,
-    CardError,
     FieldMapping,
-    admin_edit,
-    admin_unlock,
     apply_template,
+    assign_template,
     extract,
-    owner_edit,
 )
 from .patch import parse_path
-from .provisioning import Event, Provisioner, mapping_for
-from .runtime import Runtime
-from .schema import SchemaRegistry
-from .storage import LogEntry, OutboxMail, Person, Settings, Storage, UserStore, Workspace
+from .provisioning import Event, mapping_for
+from .storage import (
+    ActivationLink,
+    LogEntry,
+    OutboxMail,
+    Settings,
+    UserStore,
+    Workspace,
+)
 from .templates import Rule, Template, compile_rule
 from .workspaces import WorkspaceError
 
-__all__ = ["CardView", "Product"]
+__all__ = ["ActivationView", "CardView", "PeoplePage", "Product", "TemplateUpdate"]
 
 
 @frozen
-class CardView:
-    """A person and their card, as listed by ``scimcore cards``."""
+class ActivationView:
+    """What an activation link opens (R3.7): the workspace, the person and their card, and
+    until when the link works."""
 
-    user_id: str
-    user_name: str
-    active: bool
-    deprovisioned: bool
-    card: Card
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user_id": self.user_id,
-            "user_name": self.user_name,
-            "active": self.active,
-            "deprovisioned": self.deprovisioned,
-            "template": self.card.template,
-            "fields": self.card.to_dict()["fields"],
-        }
+    workspace_slug: str
+    person_id: str
+    card: CardView
+    expires_at: datetime
 
 
-class Product:
-    """Administration of the card product over a :class:`~scimcore.storage.Storage`."""
+@frozen
+class TemplateUpdate:
+    """What :meth:`Product.set_template` did: the template as saved and how many cards the
+    change updated (R7.1)."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        registry: SchemaRegistry,
-        runtime: Runtime,
-        provisioner: Provisioner,
-        emit: Callable[[list[Event]], None],
-        log_retention: int = 10_000,
-    ) -> None:
-        self.storage = storage
-        self.registry = registry
-        self.runtime = runtime
-        self.provisioner = provisioner
-        self._emit = emit
-        self._retention = log_retention
+    name: str
+    fields: Mapping[str, str]
+    cards_updated: int
 
-    def _workspace(self, slug: str) -> Workspace:
-        ws = self.storage.get_workspace(slug)
-        if ws is None:
-            raise WorkspaceError(f"no workspace {slug!r}")
-        return ws
+    @property
+    def template(self) -> Template:
+        return Template(self.name, self.fields)
 
-    def _log(
-        self, store: UserStore, actor: str, operation: str, target: str | None, detail: str
-    ) -> None:
-        store.add_log(
-            LogEntry(
-                id=self.runtime.new_id(),
-                at=self.runtime.now(),
-                operation=operation,
-                resource_id=target,
-                status=200,
-                detail=detail,
-                token_id=None,
-                actor=actor,
-            ),
-            self._retention,
-        )
+
+class Product(CardAdmin):
+    """Administration of the card product over a :class:`~scimcore.storage.Storage`: Card
+    Settings, templates and rules, activation, seats and the log; people and cards come from
+    :class:`~scimcore.card_admin.CardAdmin`."""
 
     # --- settings (R3.5, R6) --------------------------------------------------------------------
 
@@ -150,46 +121,88 @@ class Product:
         with self.storage.users(self._workspace(slug).id) as store:
             if any(t.name == name for t in store.list_templates()):
                 raise WorkspaceError(f"template {name!r} already exists")
+            self._check_keys(store, fields)
             template = Template(name, dict(fields))
             store.save_template(template)
             self._log(store, "admin", "template.create", None, f"template {name}")
             return template
 
-    def set_template(self, slug: str, name: str, fields: Mapping[str, str]) -> Template:
-        """Change template fields (an empty value removes the field) and update every card that
-        still inherits them (R7.1)."""
-        ws = self._workspace(slug)
+    def _retemplate(
+        self,
+        store: UserStore,
+        ws: Workspace,
+        name: str,
+        change: Callable[[Card, Mapping[str, str]], Card],
+    ) -> list[Event]:
+        """Apply ``change`` (given a card and its IdP values) to every card of template
+        ``name``; one log entry and event per card changed."""
         events: list[Event] = []
+        mapping = mapping_for(store.get_settings())
+        for listed in store.list_people():
+            if Card.from_dict(listed.card).template != name:
+                continue
+            # The user, then the person, read again: a backend may lock the rows it
+            # returns (PostgreSQL; in the IdP's order), so that an IdP update of this card
+            # in between waits instead of being overwritten.
+            doc = store.get(listed.id)
+            person = store.get_person(listed.id)
+            if person is None:
+                continue
+            card = Card.from_dict(person.card)
+            if card.template != name:
+                continue
+            idp = extract(doc, mapping, self.registry) if doc is not None else {}
+            updated = change(card, idp)
+            if updated is not card and updated != card:
+                store.save_person(self._with_card(person, updated))
+                self._log(store, "template", "card.update", person.id, f"template {name}")
+                events.append(Event("card.changed", ws.id, person.id, "template"))
+        return events
+
+    def set_template(self, slug: str, name: str, fields: Mapping[str, str]) -> TemplateUpdate:
+        """Change template fields (an empty value removes the field) and update every card that
+        still inherits them (R7.1); the result tells how many cards changed."""
+        ws = self._workspace(slug)
         with self.storage.users(ws.id) as store:
-            old = next((t for t in store.list_templates() if t.name == name), None)
-            if old is None:
-                raise WorkspaceError(f"no template {name!r} in {slug!r}")
+            old = self._template(store, slug, name)
+            self._check_keys(store, (k for k, v in fields.items() if v != ""))
             merged = {**old.fields, **fields}
             new = Template(name, {k: v for k, v in merged.items() if v != ""})
             store.save_template(new)
             self._log(store, "admin", "template.set", None, f"template {name}")
-            mapping = mapping_for(store.get_settings())
-            for listed in store.list_people():
-                if Card.from_dict(listed.card).template != name:
-                    continue
-                # The user, then the person, read again: a backend may lock the rows it
-                # returns (PostgreSQL; in the IdP's order), so that an IdP update of this card
-                # in between waits instead of being overwritten.
-                doc = store.get(listed.id)
-                person = store.get_person(listed.id)
-                if person is None:
-                    continue
-                card = Card.from_dict(person.card)
-                if card.template != name:
-                    continue
-                idp = extract(doc, mapping, self.registry) if doc is not None else {}
-                updated = apply_template(card, name, old.fields, new.fields, idp)
-                if updated is not card:
-                    store.save_person(self._with_card(person, updated))
-                    self._log(store, "template", "card.update", person.id, f"template {name}")
-                    events.append(Event("card.changed", ws.id, person.id, "template"))
+            events = self._retemplate(
+                store,
+                ws,
+                name,
+                lambda card, idp: apply_template(card, name, old.fields, new.fields, idp),
+            )
         self._emit(events)
-        return new
+        return TemplateUpdate(new.name, new.fields, len(events))
+
+    def delete_template(self, slug: str, name: str) -> int:
+        """Delete a template that no rule uses; the cards it was applied to lose it: their
+        inherited fields fall back to the IdP's values or disappear (as R7.1 does for a field
+        removed from a template). Returns how many cards changed."""
+        ws = self._workspace(slug)
+        with self.storage.users(ws.id) as store:
+            old = self._template(store, slug, name)
+            users = [r.id for r in store.list_rules() if r.template == name]
+            if users:
+                raise WorkspaceError(
+                    f"template {name!r} is used by rule {', '.join(users)}: remove the rule first"
+                )
+            events = self._retemplate(
+                store,
+                ws,
+                name,
+                lambda card, idp: assign_template(card, old.fields, None, {}, idp),
+            )
+            store.delete_template(name)
+            self._log(
+                store, "admin", "template.delete", None, f"template {name} ({len(events)} cards)"
+            )
+        self._emit(events)
+        return len(events)
 
     def rules(self, slug: str) -> Sequence[Rule]:
         with self.storage.users(self._workspace(slug).id, readonly=True) as store:
@@ -198,8 +211,7 @@ class Product:
     def add_rule(self, slug: str, template: str, filter: str) -> Rule:
         """Append a rule; the filter is validated now (R7.4)."""
         with self.storage.users(self._workspace(slug).id) as store:
-            if not any(t.name == template for t in store.list_templates()):
-                raise WorkspaceError(f"no template {template!r} in {slug!r}")
+            self._template(store, slug, template)
             compile_rule(filter, mapping_for(store.get_settings()), self.registry)
             existing = store.list_rules()
             position = max((r.position for r in existing), default=0) + 1
@@ -214,77 +226,92 @@ class Product:
                 raise WorkspaceError(f"no rule {rule_id!r} in {slug!r}")
             self._log(store, "admin", "rule.remove", None, rule_id)
 
-    # --- cards (R8) ---------------------------------------------------------------------------
+    def move_rule(self, slug: str, rule_id: str, position: int) -> Sequence[Rule]:
+        """Move a rule to ``position`` (1 = evaluated first; beyond the end: last) and number
+        the rules 1, 2, 3 ... in their new order (R7.2). Returns the rules in order."""
+        with self.storage.users(self._workspace(slug).id) as store:
+            rules = list(store.list_rules())
+            moving = next((r for r in rules if r.id == rule_id), None)
+            if moving is None:
+                raise WorkspaceError(f"no rule {rule_id!r} in {slug!r}")
+            if position < 1:
+                raise WorkspaceError("a rule's position is 1 or more")
+            rules.remove(moving)
+            rules.insert(min(position, len(rules) + 1) - 1, moving)
+            ordered = [attrs.evolve(r, position=n) for n, r in enumerate(rules, start=1)]
+            for rule in ordered:
+                store.save_rule(rule)
+            self._log(store, "admin", "rule.move", None, f"{rule_id} to {position}")
+            return ordered
 
-    def cards(self, slug: str) -> list[CardView]:
-        """Every person's card, inactive and deprovisioned people included."""
-        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
-            return [
-                CardView(p.id, p.user_name, p.active, p.deprovisioned, Card.from_dict(p.card))
-                for p in store.list_people()
-            ]
+    # --- activation links (R3.7) -------------------------------------------------------------
 
-    @staticmethod
-    def _find(store: UserStore, user_name: str) -> Person:
-        folded = user_name.casefold()
-        found = [p for p in store.list_people() if p.user_name.casefold() == folded]
-        live = [p for p in found if not p.deprovisioned]
-        if not found:
-            raise WorkspaceError(f"no user {user_name!r}")
-        return (live or found)[-1]
+    def _activation_link(self, token: str) -> tuple[ActivationLink, Workspace]:
+        """The stored link of ``token`` and its workspace, if it can still be used."""
+        link = None
+        if token and len(token) <= 256:
+            link = self.storage.get_activation_link(token_hash(token))
+        workspace = self.storage.get_workspace_by_id(link.workspace_id) if link else None
+        if link is None or workspace is None:
+            raise ActivationError("unknown", "this activation link is not valid")
+        if link.used_at is not None:
+            raise ActivationError("used", "this activation link was used already")
+        if self.runtime.now() >= link.expires_at:
+            raise ActivationError("expired", "this activation link has expired")
+        return link, workspace
 
-    def _with_card(self, person: Person, card: Card) -> Person:
-        return attrs.evolve(person, card=card.to_dict(), updated_at=self.runtime.now())
+    def activation_status(self, token: str) -> ActivationView:
+        """What the activation link ``token`` opens, without using it; raises
+        :class:`~scimcore.activation.ActivationError` with ``reason`` ``"unknown"``,
+        ``"used"``, ``"expired"`` or ``"inactive"``."""
+        link, ws = self._activation_link(token)
+        with self.storage.users(ws.id, readonly=True) as store:
+            person = usable(store.get_person(link.person_id))
+        return ActivationView(ws.slug, person.id, CardView.of(person), link.expires_at)
 
-    def _edit(
-        self, slug: str, user_name: str, actor: str, key: str, change: Callable[[Card], Card]
-    ) -> Card:
-        ws = self._workspace(slug)
+    def activate(self, token: str) -> ActivationView:
+        """Use the activation link ``token`` (once): the person is activated (their first
+        activation is kept as ``activated_at``) and what the owner's page needs is returned.
+        Raises :class:`~scimcore.activation.ActivationError` as :meth:`activation_status`;
+        of two concurrent uses, one fails with ``"used"``."""
+        link, ws = self._activation_link(token)
+        now = self.runtime.now()
         with self.storage.users(ws.id) as store:
-            # Read again by id: a backend may lock the row it returns (PostgreSQL), so that an
-            # IdP update of the same card in between waits instead of being overwritten.
-            person = store.get_person(self._find(store, user_name).id)
-            assert person is not None
-            card = Card.from_dict(person.card)
-            try:
-                updated = change(card)
-            except CardError as exc:
-                raise WorkspaceError(str(exc)) from None
-            if updated != card:
-                store.save_person(self._with_card(person, updated))
-                self._log(store, actor, "card.update", person.id, f"{key} by {actor}")
-        if updated != card:
-            self._emit([Event("card.changed", ws.id, person.id, actor, {"fields": [key]})])
-        return updated
-
-    def admin_edit(self, slug: str, user_name: str, key: str, value: str) -> Card:
-        """An admin edits a field: it is unlinked (R8.1)."""
-        return self._edit(slug, user_name, "admin", key, lambda c: admin_edit(c, key, value))
-
-    def unlock(self, slug: str, user_name: str, key: str) -> Card:
-        """An admin unlocks a field for the owner: it is unlinked (R8.2)."""
-        return self._edit(slug, user_name, "admin", key, lambda c: admin_unlock(c, key))
-
-    def owner_edit(self, slug: str, user_name: str, key: str, value: str) -> Card:
-        """The owner edits an unlocked field; locked fields are refused (R8.3)."""
-        return self._edit(slug, user_name, "owner", key, lambda c: owner_edit(c, key, value))
+            person = usable(store.get_person(link.person_id))
+            if not store.use_activation_link(link.token_hash, now):
+                raise ActivationError("used", "this activation link was used already")
+            if person.activated_at is None:
+                person = attrs.evolve(person, activated_at=now)
+                store.save_person(person)
+            self._log(store, "owner", "activation.activate", person.id, person.user_name)
+        return ActivationView(ws.slug, person.id, CardView.of(person), link.expires_at)
 
     # --- activation email, seats, log (R3.5, R5.1, R9.2) ------------------------------------------
 
-    def send_activation(self, slug: str, user_names: Iterable[str]) -> list[OutboxMail]:
-        """Queue activation emails by hand (R3.5), for one or many users."""
+    def send_activation(
+        self,
+        slug: str,
+        user_names: Iterable[str] = (),
+        *,
+        person_ids: Iterable[str] = (),
+        actor: str = "admin",
+    ) -> list[OutboxMail]:
+        """Queue activation emails by hand (R3.5), for one or many people (by user name or
+        person id): all of them or, when one cannot get one, none."""
         ws = self._workspace(slug)
         queued: list[OutboxMail] = []
+        who = [(n, None) for n in user_names] + [(None, i) for i in person_ids]
         with self.storage.users(ws.id) as store:
-            for name in user_names:
-                person = self._find(store, name)
+            for user_name, person_id in who:
+                person = self._locate(store, user_name, person_id)
+                name = person.user_name
                 if person.deprovisioned or not person.active:
                     raise WorkspaceError(f"{name!r} is not an active user")
                 mail = self.provisioner.queue_activation(store, ws, person, automatic=False)
                 if mail is None:
                     raise WorkspaceError(f"{name!r} has no email address")
                 queued.append(mail)
-                self._log(store, "admin", "activation.send", person.id, mail.to)
+                self._log(store, actor, "activation.send", person.id, mail.to)
         return queued
 
     def outbox(self, slug: str) -> Sequence[OutboxMail]:

@@ -11,11 +11,12 @@ the SQL backend. Every backend must pass ``tests/storage_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 from attrs import frozen
 
 from .filters import Filter
@@ -23,9 +24,15 @@ from .schema import parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
+    "PEOPLE_STATES",
+    "TOKEN_ACTIVE",
+    "TOKEN_DEAD",
+    "TOKEN_DELETED",
+    "ActivationLink",
     "Admin",
     "AuthenticatedWrites",
     "Grant",
+    "Image",
     "LogEntry",
     "OutboxMail",
     "Page",
@@ -38,7 +45,10 @@ __all__ = [
     "UserReadAhead",
     "UserStore",
     "Workspace",
+    "card_name",
     "iter_pages",
+    "person_matches",
+    "search_texts",
     "sort_documents",
     "sort_key",
 ]
@@ -61,11 +71,26 @@ class Admin:
     email: str
     active: bool
     created_at: datetime
+    #: An argon2id hash of the console sign-in password (``scimcore_adapters.passwords``);
+    #: ``None``: the admin cannot sign in with a password.
+    password_hash: str | None = None
+
+
+#: :attr:`TokenRecord.state` of a token that works (while its admin is active, R2.3).
+TOKEN_ACTIVE = "active"
+#: A token whose admin was deactivated: dead for good (R2.5), listed until deleted.
+TOKEN_DEAD = "dead"
+#: A deleted token: not listed; its tombstone only attributes refused requests (R9.2).
+TOKEN_DELETED = "deleted"
 
 
 @frozen
 class TokenRecord:
-    """A stored bearer token: never the secret, only its SHA-256 hash (R2.1)."""
+    """A stored bearer token: never the secret, only its SHA-256 hash (R2.1).
+
+    ``state`` is :data:`TOKEN_ACTIVE`, or, for a tombstone, :data:`TOKEN_DEAD` (its admin was
+    deactivated: it never works again, R2.5; ``dead_reason`` says why) or
+    :data:`TOKEN_DELETED`."""
 
     id: str
     workspace_id: str
@@ -74,6 +99,8 @@ class TokenRecord:
     created_by: str
     created_at: datetime
     last_used_at: datetime | None = None
+    state: str = TOKEN_ACTIVE
+    dead_reason: str | None = None
 
 
 @frozen
@@ -104,6 +131,72 @@ class Person:
     card: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: When the person followed an activation link (R3.7); ``None``: not activated.
+    activated_at: datetime | None = None
+
+
+#: ``state`` of :meth:`UserStore.page_people`: who is listed.
+PEOPLE_STATES = ("active", "inactive", "deprovisioned")
+
+
+def person_matches(person: Person, search: str, state: str | None) -> bool:
+    """Whether :meth:`UserStore.page_people` lists ``person`` for ``search`` (already
+    casefolded) and ``state``: the reference semantics every backend follows. ``search``
+    matches when the user name, the e-mail or the card's ``name`` starts with it, compared
+    casefolded; ``state`` ``active``: active and not deprovisioned; ``inactive``: inactive and
+    not deprovisioned; ``deprovisioned``: deleted by SCIM (R5.2)."""
+    if state == "active" and not (person.active and not person.deprovisioned):
+        return False
+    if state == "inactive" and (person.active or person.deprovisioned):
+        return False
+    if state == "deprovisioned" and not person.deprovisioned:
+        return False
+    if not search:
+        return True
+    return any(text.startswith(search) for text in search_texts(person))
+
+
+def card_name(card: Mapping[str, Any]) -> str | None:
+    """The value of a card's field ``name`` (R6; ``card`` as :attr:`Person.card` holds it),
+    ``None`` when empty or absent."""
+    field = card.get("fields", {}).get("name")
+    name = field.get("value") if isinstance(field, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def search_texts(person: Person) -> tuple[str, ...]:
+    """What a people search matches, casefolded: user name, e-mail, the card's ``name``."""
+    texts = [person.user_name.casefold()]
+    name = card_name(person.card)
+    if person.email:
+        texts.append(person.email.casefold())
+    if name is not None:
+        texts.append(name.casefold())
+    return tuple(texts)
+
+
+@frozen
+class ActivationLink:
+    """An activation link (R3.7): only the SHA-256 of its random token is stored. Single use
+    (``used_at``), expiring (``expires_at``)."""
+
+    token_hash: str
+    workspace_id: str
+    person_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@frozen
+class Image:
+    """An image stored in a workspace (a profile photo or a logo; see :mod:`scimcore.images`).
+    ``content_type`` is what its bytes are (PNG, JPEG, GIF or WebP)."""
+
+    id: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    created_at: datetime | None = None
 
 
 @frozen
@@ -214,6 +307,14 @@ class UserStore(Protocol):
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
 
+    def page_people(
+        self, search: str, state: str | None, offset: int, limit: int
+    ) -> tuple[int, Sequence[Person]]:
+        """How many people :func:`person_matches` ``search`` (casefolded) and ``state`` (one of
+        :data:`PEOPLE_STATES` or ``None``: everyone), and the ``limit`` of them from
+        ``offset`` on, ordered by casefolded user name, then id. Indexed: a page costs about
+        the same at any size of workspace."""
+
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1)."""
 
@@ -235,6 +336,19 @@ class UserStore(Protocol):
     def save_rule(self, rule: Rule) -> None: ...
 
     def delete_rule(self, rule_id: str) -> bool: ...
+
+    def save_image(self, image: Image) -> None:
+        """Store a new image (ids are never reused)."""
+
+    def get_image(self, image_id: str) -> Image | None:
+        """The workspace's image with this id, or ``None`` (another workspace's too)."""
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        """Store a new activation link of this workspace."""
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        """Mark the workspace's unused link ``token_hash`` used at ``when``, atomically:
+        ``False`` if it is unknown or was used already (two concurrent uses: one wins)."""
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before
@@ -282,6 +396,15 @@ class Storage(Protocol):
 
     def get_admin(self, workspace_id: str, email: str) -> Admin | None: ...
 
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        """The workspace's admins, active or not, by e-mail."""
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        """In one transaction: mark the admin inactive and turn every token they created into a
+        tombstone of state :data:`TOKEN_DEAD` with ``dead_reason`` ``reason`` (R2.3, R2.5: a
+        dead token stays dead whatever happens to its admin later). Idempotent; ``None`` if
+        there is no such admin."""
+
     def add_token(self, token: TokenRecord) -> None: ...
 
     def get_token(self, token_id: str) -> TokenRecord | None: ...
@@ -290,12 +413,29 @@ class Storage(Protocol):
         """The token with this id, its workspace and its creator's state, in one read (the
         hot path of every SCIM request); ``None`` for an unknown token."""
 
-    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]: ...
+    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
+        """Active and dead tokens (not deleted ones), oldest first."""
 
-    def delete_token(self, workspace_id: str, token_id: str) -> bool: ...
+    def delete_token(self, workspace_id: str, token_id: str) -> bool:
+        """Delete an active or dead token of the workspace, leaving a tombstone of state
+        :data:`TOKEN_DELETED`; ``False`` if the workspace has no such (listed) token."""
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        """The tombstone of a dead or deleted token (with its secret's hash), or ``None``.
+        Read only when a request was refused, never on the authentication path."""
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        """Atomically note that a request with this tombstone's token was refused at ``when``:
+        ``True`` if no refusal was noted in the ``interval`` before (the caller then logs
+        it), else ``False``: refused requests are logged at most once per token and
+        interval, whatever the number of processes."""
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        """The activation link with this token hash, in whichever workspace (the activation
+        page knows only the token), or ``None``."""
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         """Atomically mark up to ``limit`` due mails (``pending`` with ``next_attempt_at <=

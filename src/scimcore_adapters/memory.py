@@ -11,7 +11,7 @@ import copy
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -20,8 +20,12 @@ from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessEr
 from scimcore.filters import Filter, matches
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
+    TOKEN_DEAD,
+    TOKEN_DELETED,
+    ActivationLink,
     Admin,
     Grant,
+    Image,
     LogEntry,
     OutboxMail,
     Page,
@@ -31,6 +35,7 @@ from scimcore.storage import (
     TokenRecord,
     UserStore,
     Workspace,
+    person_matches,
     sort_documents,
 )
 from scimcore.templates import Rule, Template
@@ -50,6 +55,8 @@ class _Data:
     rules: dict[str, Rule] = attrs.field(factory=dict)
     outbox: dict[str, OutboxMail] = attrs.field(factory=dict)
     dedupe: set[str] = attrs.field(factory=set)
+    images: dict[str, Image] = attrs.field(factory=dict)
+    links: dict[str, ActivationLink] = attrs.field(factory=dict)
     log: list[LogEntry] = attrs.field(factory=list)
 
     def snapshot(self) -> _Data:
@@ -130,6 +137,13 @@ class _Store:
     def list_people(self) -> Sequence[Person]:
         return sorted(self._d.people.values(), key=lambda p: (p.created_at, p.id))
 
+    def page_people(
+        self, search: str, state: str | None, offset: int, limit: int
+    ) -> tuple[int, Sequence[Person]]:
+        found = [p for p in self._d.people.values() if person_matches(p, search, state)]
+        found.sort(key=lambda p: (p.user_name.casefold(), p.id))
+        return len(found), found[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+
     def count_seats(self) -> int:
         return sum(1 for p in self._d.people.values() if p.active and not p.deprovisioned)
 
@@ -156,6 +170,22 @@ class _Store:
 
     def delete_rule(self, rule_id: str) -> bool:
         return self._d.rules.pop(rule_id, None) is not None
+
+    def save_image(self, image: Image) -> None:
+        self._d.images[image.id] = image
+
+    def get_image(self, image_id: str) -> Image | None:
+        return self._d.images.get(image_id)
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        self._d.links[link.token_hash] = link
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        link = self._d.links.get(token_hash)
+        if link is None or link.used_at is not None:
+            return False
+        self._d.links[token_hash] = attrs.evolve(link, used_at=when)
+        return True
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         if mail.dedupe_key is not None:
@@ -187,6 +217,9 @@ class MemoryStorage:
         self._workspaces: dict[str, Workspace] = {}
         self._admins: dict[tuple[str, str], Admin] = {}
         self._tokens: dict[str, TokenRecord] = {}
+        #: Dead and deleted tokens (R2.5), with when a refused request last used each.
+        self._tombstones: dict[str, TokenRecord] = {}
+        self._refused_at: dict[str, datetime] = {}
 
     @contextmanager
     def users(
@@ -225,6 +258,27 @@ class MemoryStorage:
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         return self._admins.get((workspace_id, email.lower()))
 
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        return sorted(
+            (a for (w, _), a in self._admins.items() if w == workspace_id),
+            key=lambda a: a.email.lower(),
+        )
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        with self._lock:
+            admin = self._admins.get((workspace_id, email.lower()))
+            if admin is None:
+                return None
+            admin = attrs.evolve(admin, active=False)
+            self._admins[(workspace_id, email.lower())] = admin
+            for token in list(self._tokens.values()):
+                if token.workspace_id == workspace_id and token.created_by.lower() == email.lower():
+                    del self._tokens[token.id]
+                    self._tombstones[token.id] = attrs.evolve(
+                        token, state=TOKEN_DEAD, dead_reason=reason
+                    )
+            return admin
+
     def add_token(self, token: TokenRecord) -> None:
         self._tokens[token.id] = token
 
@@ -240,17 +294,32 @@ class MemoryStorage:
         return Grant(token, workspace, admin is not None and admin.active)
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
+        dead = (t for t in self._tombstones.values() if t.state == TOKEN_DEAD)
         return sorted(
-            (t for t in self._tokens.values() if t.workspace_id == workspace_id),
+            (t for t in (*self._tokens.values(), *dead) if t.workspace_id == workspace_id),
             key=lambda t: (t.created_at, t.id),
         )
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
         with self._lock:
-            token = self._tokens.get(token_id)
+            token = self._tokens.get(token_id) or self._tombstones.get(token_id)
             if token is None or token.workspace_id != workspace_id:
                 return False
-            del self._tokens[token_id]
+            if token.state == TOKEN_DELETED:
+                return False
+            self._tokens.pop(token_id, None)
+            self._tombstones[token_id] = attrs.evolve(token, state=TOKEN_DELETED)
+            return True
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        return self._tombstones.get(token_id)
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        with self._lock:
+            last = self._refused_at.get(token_id)
+            if token_id not in self._tombstones or (last is not None and when - last < interval):
+                return False
+            self._refused_at[token_id] = when
             return True
 
     def touch_token(self, token_id: str, when: datetime) -> None:
@@ -258,6 +327,14 @@ class MemoryStorage:
             token = self._tokens.get(token_id)
             if token is not None:
                 self._tokens[token_id] = attrs.evolve(token, last_used_at=when)
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        with self._lock:
+            for data in self._data.values():
+                link = data.links.get(token_hash)
+                if link is not None:
+                    return link
+        return None
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         claimed: list[OutboxMail] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -34,7 +34,6 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    delete,
     exists,
     func,
     select,
@@ -44,15 +43,16 @@ from sqlalchemy.exc import IntegrityError
 from scimcore._json import loads
 from scimcore.filters import compile_filter
 from scimcore.schema import SchemaRegistry
-from scimcore.storage import Admin, Grant, Page, TokenRecord, Workspace
+from scimcore.storage import ActivationLink, Admin, Grant, Page, TokenRecord, Workspace
 from scimcore.templates import Rule
 
+from . import activation, admin_accounts
 from .compiler import user_name_key
 from .engines import IMMEDIATE, NO_BEGIN
 from .execute import Runner, is_unique_violation, listened, run, run_dbapi
 from .product import ProductStore
 from .queries import NAMED
-from .rows import ADMIN, TOKEN, WORKSPACE, WORKSPACE_OF_GRANT, stored_settings
+from .rows import TOKEN, WORKSPACE, WORKSPACE_OF_GRANT, stored_settings
 from .statements import upsert_statement
 from .tables import ADMINS, LOG, PEOPLE, RULES, SETTINGS, TOKENS, USERS, WORKSPACES
 from .transactions import Transactions
@@ -202,19 +202,24 @@ class Accounts:
             rows = conn.execute(select(WORKSPACES).order_by(WORKSPACES.c.slug)).all()
         return [WORKSPACE.from_row(r) for r in rows]
 
-    # --- admins --------------------------------------------------------------------------------
+    # --- admins (statements in .admin_accounts) -----------------------------------------------
 
     def save_admin(self, admin: Admin) -> None:
         """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
-        values = ADMIN.to_row(admin, email_key=admin.email.lower())
         with self._begin(immediate=True) as conn:
-            stmt = upsert_statement(conn.dialect.name, ADMINS, _ADMIN_KEYS, tuple(values))
-            conn.execute(stmt, values)
+            admin_accounts.save_admin(conn, admin)
 
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         with self._begin(immediate=False) as conn:
-            row = conn.execute(_GET_ADMIN, {"b_ws": workspace_id, "b_key": email.lower()}).first()
-        return ADMIN.from_row(row) if row is not None else None
+            return admin_accounts.get_admin(conn, workspace_id, email)
+
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        with self._begin(immediate=False) as conn:
+            return admin_accounts.list_admins(conn, workspace_id)
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        with self._begin(immediate=True) as conn:
+            return admin_accounts.deactivate_admin(conn, workspace_id, email, reason)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -232,13 +237,23 @@ class Accounts:
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
         with self._begin(immediate=False) as conn:
-            rows = conn.execute(_LIST_TOKENS, {"b_ws": workspace_id}).all()
-        return [TOKEN.from_row(r) for r in rows]
+            return admin_accounts.list_tokens(conn, workspace_id)
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
         with self._begin(immediate=True) as conn:
-            result = conn.execute(_DELETE_TOKEN, {"b_id": token_id, "b_ws": workspace_id})
-        return bool(result.rowcount)
+            return admin_accounts.delete_token(conn, workspace_id, token_id)
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        with self._begin(immediate=False) as conn:
+            return admin_accounts.get_tombstone(conn, token_id)
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        with self._begin(immediate=True) as conn:
+            return admin_accounts.claim_refusal(conn, token_id, when, interval)
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        with self._begin(immediate=False) as conn:
+            return activation.get_activation_link(conn, token_hash)
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
@@ -371,17 +386,5 @@ _AUTHENTICATE_FOR_CREATE = with_settings_and_rules(
 _INSERT_WORKSPACE = WORKSPACES.insert()
 _WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
 _WORKSPACE_BY_ID = select(WORKSPACES).where(WORKSPACES.c.id == bindparam("b_id"))
-_ADMIN_KEYS = ("workspace_id", "email_key")
-_GET_ADMIN = select(ADMINS).where(
-    ADMINS.c.workspace_id == bindparam("b_ws"), ADMINS.c.email_key == bindparam("b_key")
-)
 _GET_TOKEN = select(TOKENS).where(TOKENS.c.id == bindparam("b_id"))
-_LIST_TOKENS = (
-    select(TOKENS)
-    .where(TOKENS.c.workspace_id == bindparam("b_ws"))
-    .order_by(TOKENS.c.created_at, TOKENS.c.id)
-)
-_DELETE_TOKEN = delete(TOKENS).where(
-    TOKENS.c.id == bindparam("b_id"), TOKENS.c.workspace_id == bindparam("b_ws")
-)
 _TOUCH_TOKEN = TOKENS.update().where(TOKENS.c.id == bindparam("b_id"))

@@ -12,11 +12,11 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
+from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
@@ -198,6 +198,12 @@ class SqlStorage:
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         return self.accounts.get_admin(workspace_id, email)
 
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        return self.accounts.list_admins(workspace_id)
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        return self.accounts.deactivate_admin(workspace_id, email, reason)
+
     def add_token(self, token: TokenRecord) -> None:
         """Store a token record (only the hash of the secret); an existing id is overwritten."""
         self.accounts.add_token(token)
@@ -210,6 +216,15 @@ class SqlStorage:
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
         return self.accounts.delete_token(workspace_id, token_id)
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        return self.accounts.get_tombstone(token_id)
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        return self.accounts.claim_refusal(token_id, when, interval)
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        return self.accounts.get_activation_link(token_hash)
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""

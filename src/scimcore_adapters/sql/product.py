@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from scimcore._json import dumps_text, loads
-from scimcore.storage import LogEntry, OutboxMail, Person, Settings
+from scimcore.storage import LogEntry, OutboxMail, Person, Settings, card_name
 from scimcore.templates import Rule, Template
 
 from .execute import Runner
@@ -170,6 +170,16 @@ _LIST_LOG = (
 )
 
 
+def _search_columns(person: Person) -> dict[str, str | None]:
+    """The ``people`` columns a people search matches besides ``user_name_folded`` (see
+    :func:`scimcore.storage.search_texts`; the pages are in :mod:`.people`)."""
+    name = card_name(person.card)
+    return {
+        "email_folded": person.email.casefold() if person.email else None,
+        "name_folded": name.casefold() if name is not None else None,
+    }
+
+
 class ProductStore:
     """The product methods of a :class:`~scimcore.storage.UserStore` over one connection.
 
@@ -282,7 +292,10 @@ class ProductStore:
         """Insert or update the person with this ``id`` (a person read in this exclusive
         transaction: an ``UPDATE`` of the columns that change)."""
         values = PERSON.to_row(
-            person, workspace_id=self._ws, user_name_folded=person.user_name.casefold()
+            person,
+            workspace_id=self._ws,
+            user_name_folded=person.user_name.casefold(),
+            **_search_columns(person),
         )
         if self._read_ahead:
             self._read_ahead.pop(person.id, None)

@@ -30,6 +30,7 @@ __all__ = [
     "PERSON",
     "RULE",
     "TOKEN",
+    "TOMBSTONE",
     "WORKSPACE",
     "WORKSPACE_OF_GRANT",
     "RecordRows",
@@ -45,7 +46,9 @@ _Convert = Callable[[Any], Any]
 
 class RecordRows(Generic[_R]):
     """How records of one attrs class are stored: each field in the column of its name, but
-    for ``renamed`` ({field: column}) and ``json`` (fields stored as JSON text)."""
+    for ``renamed`` ({field: column}), ``json`` (fields stored as JSON text) and ``omit``
+    (trailing fields with defaults that this table does not hold: a record read from it gets
+    their defaults)."""
 
     __slots__ = ("_decode", "_encode", "_fields", "_read", "columns", "record")
 
@@ -55,10 +58,14 @@ class RecordRows(Generic[_R]):
         *,
         renamed: Mapping[str, str] | None = None,
         json: tuple[str, ...] = (),
+        omit: tuple[str, ...] = (),
     ) -> None:
         renamed = renamed or {}
         self.record = record
-        fields = tuple(f.name for f in attrs.fields(record))  # type: ignore[arg-type]
+        every = tuple(f.name for f in attrs.fields(record))  # type: ignore[arg-type]
+        fields = every[: len(every) - len(omit)]
+        if every[len(fields) :] != omit:
+            raise ValueError("omitted fields must be the record's last ones")
         if len(fields) < 2:  # attrgetter of one name returns the value, not a tuple
             raise ValueError("a record of at least two fields")
         #: The column of each field, in the order of the record's fields.
@@ -93,7 +100,10 @@ class RecordRows(Generic[_R]):
 PERSON = RecordRows(Person, json=("card",))
 MAIL = RecordRows(OutboxMail, renamed={"to": "to_address"})
 LOG_ENTRY = RecordRows(LogEntry)
-TOKEN = RecordRows(TokenRecord)
+#: A token of the ``tokens`` table: the working ones, whose state is always "active".
+TOKEN = RecordRows(TokenRecord, omit=("state", "dead_reason"))
+#: A token of ``token_tombstones``: a dead or deleted one, with its state and why (R2.5).
+TOMBSTONE = RecordRows(TokenRecord)
 ADMIN = RecordRows(Admin)
 RULE = RecordRows(Rule)
 WORKSPACE = RecordRows(Workspace)
@@ -101,7 +111,7 @@ WORKSPACE = RecordRows(Workspace)
 WORKSPACE_OF_GRANT = RecordRows(
     Workspace, renamed={"id": "ws_id", "slug": "ws_slug", "created_at": "ws_created_at"}
 )
-MAPPINGS = (PERSON, MAIL, LOG_ENTRY, TOKEN, ADMIN, RULE, WORKSPACE, WORKSPACE_OF_GRANT)
+MAPPINGS = (PERSON, MAIL, LOG_ENTRY, TOKEN, TOMBSTONE, ADMIN, RULE, WORKSPACE, WORKSPACE_OF_GRANT)
 
 
 def stored_settings(found: Any, activation_email: Any, mapping: Any) -> Settings:

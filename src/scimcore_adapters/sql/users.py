@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -22,10 +23,19 @@ from scimcore._json import loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter
 from scimcore.schema import SchemaRegistry
-from scimcore.storage import LogEntry, OutboxMail, Page, Person, Settings, SortSpec
+from scimcore.storage import (
+    ActivationLink,
+    Image,
+    LogEntry,
+    OutboxMail,
+    Page,
+    Person,
+    Settings,
+    SortSpec,
+)
 from scimcore.templates import Rule, Template
 
-from . import queries
+from . import activation, images, people, queries
 from .compiler import Translation
 from .engines import BEGIN_SQL, DEFERRED
 from .execute import Runner, driver, indexable, is_unique_violation
@@ -304,6 +314,25 @@ class SqlUserStore:
 
     def list_log(self, limit: int) -> Sequence[LogEntry]:
         return self.product.list_log(limit)
+
+    # --- the console's tables (statements in .people, .images, .activation) --------------------
+
+    def page_people(
+        self, search: str, state: str | None, offset: int, limit: int
+    ) -> tuple[int, Sequence[Person]]:
+        return people.page_people(self._conn, self._ws, search, state, offset, limit)
+
+    def save_image(self, image: Image) -> None:
+        images.save_image(self._conn, self._ws, image)
+
+    def get_image(self, image_id: str) -> Image | None:
+        return images.get_image(self._conn, self._ws, image_id)
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        activation.save_activation_link(self._conn, self._ws, link)
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        return activation.use_activation_link(self._conn, self._ws, token_hash, when)
 
 
 def import_users(
