@@ -27,6 +27,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from scimcore import ScimService
@@ -161,13 +163,18 @@ class Pages:
         field.clear()
         field.send_keys(text)
 
-    def click(self, css: str) -> None:
-        self.find(css).click()
+    def follow(self, element: WebElement) -> None:
+        """Click a link or a form's button and wait for the page it leads to."""
+        old = self.find("html")
+        element.click()
+        WebDriverWait(self.driver, 10).until(staleness_of(old))
         self.check()
 
+    def click(self, css: str) -> None:
+        self.follow(self.find(css))
+
     def nav(self, name: str) -> None:
-        self.driver.find_element(By.LINK_TEXT, name).click()
-        self.check()
+        self.follow(self.driver.find_element(By.LINK_TEXT, name))
 
     def text(self) -> str:
         return str(self.find("main").text)
@@ -196,8 +203,7 @@ class Pages:
 
     def open_card(self, name: str) -> None:
         self.nav("Team Cards")
-        self.driver.find_element(By.LINK_TEXT, name).click()
-        self.check()
+        self.follow(self.driver.find_element(By.LINK_TEXT, name))
 
 
 @pytest.fixture
@@ -315,6 +321,6 @@ def test_deleted_token_is_refused_and_logged(pages: Pages) -> None:  # R2.2, R2.
     pages.find("#outcome").send_keys("Refused")
     pages.click("form.row button")
     assert all("401" in r.text for r in pages.all("table.log tbody tr"))
-    pages.find("table.log tbody tr a").click()
+    pages.click("table.log tbody tr a")
     pages.check("log-entry")
     assert "401" in pages.text() and token.split("_")[-1] not in pages.driver.page_source

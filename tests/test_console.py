@@ -16,7 +16,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from scimcore import Runtime, ScimRequest, ScimService
-from scimcore.cards import Card
 from scimcore.runtime import system_runtime
 from scimcore_adapters.bootstrap import open_storage
 from scimcore_adapters.console.signin import SignInThrottle, mount_console
@@ -127,10 +126,6 @@ def scim_create(service: ScimService, token: str, user_name: str, **extra: Any) 
     response = scim(service, token, "POST", "/Users", body)
     assert response.status == 201, response.body
     return str(json.loads(response.body)["id"])
-
-
-def card_of(service: ScimService, slug: str, person_id: str) -> Card:
-    return next(v.card for v in service.product.cards(slug) if v.user_id == person_id)
 
 
 def token_for(service: ScimService, slug: str = "acme", email: str = ADMIN) -> str:
@@ -321,7 +316,7 @@ def test_admin_of_one_workspace_cannot_reach_anothers_pages_or_cards(
     send = {"person": person, "csrf_token": token}
     assert admin.post("/console/acme/cards/activation", data=send).status_code == 404
     assert admin.post("/console/globex/tokens", data={"csrf_token": token}).status_code == 404
-    assert card_of(service, "globex", person).values()["name"] == "Ann"
+    assert service.product.card("globex", person).card.values()["name"] == "Ann"
     assert service.product.outbox("globex") and len(service.product.outbox("globex")) == 1
     assert [t.created_by for t in service.workspaces.list_tokens("globex")] == [OTHER]
 
@@ -497,14 +492,16 @@ def test_card_page_edit_unlinks_unlock_unlinks_and_lock_locks(
     assert 'value="Engineer"' in row and "idp" in row
     assert 'class="badge linked"' in row and 'class="badge locked"' in row
     post(admin, url, f"{url}/fields/job_title", {"action": "save", "value": "Chief Engineer"})
-    field = card_of(service, "acme", person).fields["job_title"]
+    field = service.product.card("acme", person).card.fields["job_title"]
     assert (field.value, field.linked, field.locked) == ("Chief Engineer", False, True)
     row = admin.get(url).data.decode()
     row = row[row.index('id="field-job_title"') :][:1500]
     assert 'class="badge unlinked"' in row and "admin" in row
     post(admin, url, f"{url}/fields/name", {"action": "unlock"})
-    field = card_of(service, "acme", person).fields["name"]
+    field = service.product.card("acme", person).card.fields["name"]
     assert (field.locked, field.linked) == (False, False)
+    post(admin, url, f"{url}/fields/name", {"action": "lock"})
+    assert service.product.card("acme", person).card.fields["name"].locked is True
 
 
 def test_templates_create_edit_and_say_how_many_cards_changed(
@@ -518,4 +515,50 @@ def test_templates_create_edit_and_say_how_many_cards_changed(
         scim_create(service, token, f"{n}@acme.example")
     url = "/console/acme/templates/Brand"
     post(admin, url, url, {"field:company": "Acme Inc."})
+    saved = admin.get(url).data.decode()
+    assert "2 cards updated" in saved
     assert {v.card.values().get("company") for v in service.product.cards("acme")} == {"Acme Inc."}
+
+
+def test_rules_move_up_and_down(admin: FlaskClient, service: ScimService) -> None:  # R7.2
+    service.product.create_template("acme", "Brand", {})
+    for text in ('department eq "A"', 'department eq "B"', 'department eq "C"'):
+        service.product.add_rule("acme", "Brand", text)
+    first, second, third = service.product.rules("acme")
+    page = admin.get("/console/acme/integrations").data.decode()
+    assert 'aria-label="Move rule 1 up"' not in page and 'aria-label="Move rule 3 down"' not in page
+    url = "/console/acme/integrations"
+    post(admin, url, f"/console/acme/rules/{third.id}/move", {"position": "2"})
+    assert [r.id for r in service.product.rules("acme")] == [first.id, third.id, second.id]
+    post(admin, url, f"/console/acme/rules/{first.id}/move", {"position": "2"})
+    assert [r.id for r in service.product.rules("acme")] == [third.id, first.id, second.id]
+
+
+def test_assign_a_template_by_hand_and_delete_one(
+    admin: FlaskClient, service: ScimService
+) -> None:  # R7.6
+    service.product.create_template("acme", "Brand", {"company": "Acme Inc."})
+    token = token_for(service)
+    person = scim_create(service, token, "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    post(admin, url, f"{url}/template", {"template": "Brand"})
+    view = service.product.card("acme", person)
+    assert view.card.template == "Brand" and view.card.values()["company"] == "Acme Inc."
+    assert "<option selected>Brand</option>" in admin.get(url).data.decode()
+    service.product.add_rule("acme", "Brand", 'title eq "x"')
+    turl = "/console/acme/templates/Brand"
+    refused = post(admin, turl, f"{turl}/delete")
+    assert refused.status_code == 303
+    assert b"remove the rule first" in admin.get(turl).data
+    service.product.remove_rule("acme", service.product.rules("acme")[0].id)
+    post(admin, turl, f"{turl}/delete")
+    assert b"Template Brand deleted: 1 card updated." in admin.get("/console/acme/templates").data
+    assert service.product.card("acme", person).card.template is None
+
+
+def test_unknown_field_is_refused_not_created(admin: FlaskClient, service: ScimService) -> None:
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    post(admin, url, f"{url}/fields/shoe_size", {"action": "save", "value": "44"})
+    assert b"unknown card field" in admin.get(url).data
+    assert "shoe_size" not in service.product.card("acme", person).card.fields
