@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
-from scimcore.storage import TOKEN_DEAD
+from scimcore.images import MAX_IMAGE_BYTES, ImageError
+from scimcore.storage import TOKEN_DEAD, Image
 
 T0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
 BASE = "https://scim.example/scim/v2"
@@ -273,3 +274,55 @@ class ConsoleContract:
         assert p.card("acme", first).card.fields["job_title"].value == "Old"
         assert p.card("acme", second).card.fields["job_title"].value == "New"
         assert [v.user_name for v in p.people("acme").items] == ["ann@acme.example"] * 2
+
+    # --- images: photos (R8.5) and logos ------------------------------------------------------
+
+    def test_images_are_checked_stored_and_kept_per_workspace(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        p = service.product
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        webp = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 64
+        png_id = p.store_image("acme", "image/png", png)
+        webp_id = p.store_image("acme", None, webp)
+        jpeg_id = p.store_image("acme", "image/jpg", b"\xff\xd8\xff\xe0" + b"\x01" * 10)
+        stored = p.image("acme", png_id)
+        assert stored is not None and (stored.content_type, stored.data) == ("image/png", png)
+        assert p.image("acme", webp_id) == Image(webp_id, "image/webp", webp, T0)
+        image = p.image("acme", jpeg_id)
+        assert image is not None and image.content_type == "image/jpeg"
+        service.workspaces.create("other", "o@other.example")
+        assert p.image("other", png_id) is None  # R1.1
+        assert p.image("acme", "nope") is None
+        refused = [
+            ("image/png", b""),
+            ("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            ("image/png", b"GIF89a" + b"\x00" * 10),  # declared PNG, is a GIF
+            ("image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * MAX_IMAGE_BYTES),  # 2 MiB + 8 bytes
+        ]
+        for content_type, data in refused:
+            with pytest.raises(ImageError):
+                p.store_image("acme", content_type, data)
+        assert p.store_image("acme", "image/png", png[:8] + b"\x00" * (MAX_IMAGE_BYTES - 8))
+
+    def test_photo_set_by_admin_or_owner(self, storage: Storage) -> None:
+        # R8.5: Entra sends no photo; the admin or the owner uploads one (R8.3 still holds)
+        service, _ = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        call(service, token, "POST", new_user("ann@acme.example"))
+        pid = call(service, token, "POST", new_user("bob@acme.example")).json()["id"]
+        gif = p.store_image("acme", "image/gif", b"GIF89a" + b"\x00" * 20)
+        card = p.set_photo("acme", None, gif, person_id=pid, actor="owner")
+        assert card.fields["photo"].value == f"image:{gif}"
+        assert (card.fields["photo"].locked, card.fields["photo"].source.value) == (False, "owner")
+        p.lock("acme", None, "photo", person_id=pid)
+        with pytest.raises(WorkspaceError, match="locked"):
+            p.set_photo("acme", None, gif, person_id=pid, actor="owner")
+        card = p.set_photo("acme", "ann@acme.example", gif)  # the admin
+        assert (card.fields["photo"].locked, card.fields["photo"].linked) == (True, False)
+        with pytest.raises(WorkspaceError, match="no image"):
+            p.set_photo("acme", "ann@acme.example", "0" * 32)
+        service.workspaces.create("other", "o@other.example")
+        other = p.store_image("other", "image/gif", b"GIF89a" + b"\x01" * 20)
+        with pytest.raises(WorkspaceError, match="no image"):  # another workspace's image
+            p.set_photo("acme", "ann@acme.example", other)

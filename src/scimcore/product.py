@@ -27,12 +27,14 @@ from .cards import (
     known_fields,
     owner_edit,
 )
+from .images import check_image, image_ref
 from .patch import parse_path
 from .provisioning import Event, Provisioner, mapping_for
 from .runtime import Runtime
 from .schema import SchemaRegistry
 from .storage import (
     PEOPLE_STATES,
+    Image,
     LogEntry,
     OutboxMail,
     Person,
@@ -529,6 +531,45 @@ class Product:
             )
 
         return self._edit(slug, (user_name, person_id), "admin", "template", change)
+
+    # --- images (photos R8.5, logos) -----------------------------------------------------------
+
+    def store_image(self, slug: str, content_type: str | None, data: bytes) -> str:
+        """Store an image (PNG, JPEG, GIF or WebP by its bytes, at most 2 MiB; else
+        :class:`~scimcore.images.ImageError`) and return its id; a card's ``photo`` or a
+        template's ``logo`` refers to it as ``image:<id>`` (:func:`~scimcore.images.image_ref`)."""
+        kind = check_image(content_type, data)
+        image = Image(self.runtime.new_id(), kind, bytes(data), self.runtime.now())
+        with self.storage.users(self._workspace(slug).id) as store:
+            store.save_image(image)
+        return image.id
+
+    def image(self, slug: str, image_id: str) -> Image | None:
+        """The workspace's image with this id, ``None`` if it has none (R1.1)."""
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
+            return store.get_image(image_id)
+
+    def set_photo(
+        self,
+        slug: str,
+        user_name: str | None,
+        image_id: str,
+        *,
+        person_id: str | None = None,
+        actor: str = "admin",
+    ) -> Card:
+        """Set a card's ``photo`` to a stored image (R8.5), as the admin (the field is then
+        unlinked, R8.1) or as the owner (``actor="owner"``: allowed while the card has no
+        photo or the field is unlocked, R8.3)."""
+        value = image_ref(image_id)
+        editor = owner_edit if actor == "owner" else admin_edit
+
+        def change(card: Card, store: UserStore, _: Person) -> Card:
+            if store.get_image(image_id) is None:
+                raise WorkspaceError(f"no image {image_id!r}")
+            return editor(card, "photo", value)
+
+        return self._edit(slug, (user_name, person_id), actor, "photo", change)
 
     # --- activation email, seats, log (R3.5, R5.1, R9.2) ------------------------------------------
 

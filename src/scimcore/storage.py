@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 from attrs import frozen
 
 from .filters import Filter
@@ -30,6 +31,7 @@ __all__ = [
     "Admin",
     "AuthenticatedWrites",
     "Grant",
+    "Image",
     "LogEntry",
     "OutboxMail",
     "Page",
@@ -173,6 +175,17 @@ def search_texts(person: Person) -> tuple[str, ...]:
 
 
 @frozen
+class Image:
+    """An image stored in a workspace (a profile photo or a logo; see :mod:`scimcore.images`).
+    ``content_type`` is what its bytes are (PNG, JPEG, GIF or WebP)."""
+
+    id: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    created_at: datetime | None = None
+
+
+@frozen
 class Settings:
     """A workspace's Card Settings (R3.5, R6, R7.2): activation email on/off, and the
     field mapping when the workspace restricts or extends the default (``None``: default)."""
@@ -309,6 +322,12 @@ class UserStore(Protocol):
     def save_rule(self, rule: Rule) -> None: ...
 
     def delete_rule(self, rule_id: str) -> bool: ...
+
+    def save_image(self, image: Image) -> None:
+        """Store a new image (ids are never reused)."""
+
+    def get_image(self, image_id: str) -> Image | None:
+        """The workspace's image with this id, or ``None`` (another workspace's too)."""
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before

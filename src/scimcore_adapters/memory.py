@@ -24,6 +24,7 @@ from scimcore.storage import (
     TOKEN_DELETED,
     Admin,
     Grant,
+    Image,
     LogEntry,
     OutboxMail,
     Page,
@@ -53,6 +54,7 @@ class _Data:
     rules: dict[str, Rule] = attrs.field(factory=dict)
     outbox: dict[str, OutboxMail] = attrs.field(factory=dict)
     dedupe: set[str] = attrs.field(factory=set)
+    images: dict[str, Image] = attrs.field(factory=dict)
     log: list[LogEntry] = attrs.field(factory=list)
 
     def snapshot(self) -> _Data:
@@ -166,6 +168,12 @@ class _Store:
 
     def delete_rule(self, rule_id: str) -> bool:
         return self._d.rules.pop(rule_id, None) is not None
+
+    def save_image(self, image: Image) -> None:
+        self._d.images[image.id] = image
+
+    def get_image(self, image_id: str) -> Image | None:
+        return self._d.images.get(image_id)
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         if mail.dedupe_key is not None:

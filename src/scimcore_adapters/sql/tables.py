@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -41,6 +42,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 __all__ = [
     "ADMINS",
     "BULKY",
+    "IMAGES",
     "LOG",
     "METADATA",
     "OUTBOX",
@@ -372,6 +374,17 @@ LOG = Table(
     Column("actor", text_type(), nullable=False),
     # Newest first (ORDER BY ordinal DESC, seq DESC), max(ordinal), and pruning: one index.
     Index(None, "workspace_id", "ordinal", "seq"),
+)
+
+IMAGES = Table(
+    "images",
+    METADATA,
+    # Profile photos and logos (schema version 6): at most 2 MiB each (scimcore.images).
+    _workspace_fk(primary_key=True),
+    Column("id", text_type(64), primary_key=True),
+    Column("content_type", text_type(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=True),
 )
 
 USER_COUNTS = Table(
