@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
+from scimcore.activation import ACTIVATION_TTL, ActivationError
 from scimcore.images import MAX_IMAGE_BYTES, ImageError
+from scimcore.outbox import RecordingMailer, deliver_pending
 from scimcore.storage import TOKEN_DEAD, Image
 
 T0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
@@ -326,3 +329,98 @@ class ConsoleContract:
         other = p.store_image("other", "image/gif", b"GIF89a" + b"\x01" * 20)
         with pytest.raises(WorkspaceError, match="no image"):  # another workspace's image
             p.set_photo("acme", "ann@acme.example", other)
+
+    # --- activation links (R3.7) ----------------------------------------------------------------
+
+    def test_activation_link_rendered_at_delivery_single_use_and_expiring(
+        self, storage: Storage
+    ) -> None:
+        service, clock = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        pid = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        mailer = RecordingMailer()
+        report = deliver_pending(
+            storage, mailer, service.runtime, base_url="https://cards.example/"
+        )
+        assert report.sent == 1
+        ((_, _, body),) = mailer.sent
+        link = re.search(r"https://cards\.example/activate/(\S+)", body)
+        assert link is not None
+        secret = link.group(1)
+        (queued,) = p.outbox("acme")
+        assert secret not in queued.body and "activate/" not in queued.body
+        assert storage.get_activation_link(secret) is None  # stored hashed only
+        view = p.activation_status(secret)
+        assert (view.workspace_slug, view.person_id, view.card.user_name) == (
+            "acme",
+            pid,
+            "ann@acme.example",
+        )
+        assert view.expires_at == T0 + ACTIVATION_TTL
+        assert p.activation_status(secret).person_id == pid  # looking does not use it
+        assert p.card("acme", pid).activated_at is None
+        clock.advance(hours=1)
+        activated = p.activate(secret)
+        assert activated.card.activated_at == T0 + timedelta(hours=1)
+        assert p.card("acme", pid).activated_at == T0 + timedelta(hours=1)
+        for use in (p.activate, p.activation_status):
+            with pytest.raises(ActivationError) as refused:
+                use(secret)
+            assert refused.value.reason == "used"
+        with pytest.raises(ActivationError) as refused:
+            p.activate("not-a-token")
+        assert refused.value.reason == "unknown"
+        # a resend: a new link; an older unused link keeps working until it expires
+        p.send_activation("acme", ["ann@acme.example"])
+        p.send_activation("acme", person_ids=[pid])
+        mailer.sent.clear()
+        assert (
+            deliver_pending(storage, mailer, service.runtime, base_url="https://c.example").sent
+            == 2
+        )
+        first, second = (re.findall(r"/activate/(\S+)", b)[0] for _, _, b in mailer.sent)
+        assert first != second
+        clock.advance(days=1)
+        again = p.activate(second)  # activated already: reaches the card again
+        assert again.card.activated_at == T0 + timedelta(hours=1)  # the first activation
+        clock.at = T0 + timedelta(hours=1) + ACTIVATION_TTL
+        with pytest.raises(ActivationError) as refused:
+            p.activate(first)
+        assert refused.value.reason == "expired"
+        entries = service.product.log("acme", 100)
+        assert [e.actor for e in entries if e.operation == "activation.activate"] == ["owner"] * 2
+        assert all(s not in repr(entries) for s in (secret, first, second))
+
+    def test_activation_links_of_inactive_people_are_refused(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        pid = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        mailer = RecordingMailer()
+        deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
+        secret = re.findall(r"/activate/(\S+)", mailer.sent[0][2])[0]
+        gone = ScimRequest(
+            "DELETE", f"/Users/{pid}", {}, {"Authorization": f"Bearer {token}"}, b"", base_url=BASE
+        )
+        assert service.handle(gone).status == 204
+        for use in (p.activate, p.activation_status):
+            with pytest.raises(ActivationError) as refused:
+                use(secret)
+            assert refused.value.reason == "inactive"
+        assert p.card("acme", pid).activated_at is None
+        # a mail queued before the deprovisioning is not sent with a link
+        p2 = call(service, token, "POST", new_user("bob@acme.example")).json()["id"]
+        off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
+        patch = ScimRequest(
+            "PATCH",
+            f"/Users/{p2}",
+            {},
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
+            json.dumps(off).encode(),
+            base_url=BASE,
+        )
+        assert service.handle(patch).status == 200
+        mailer.sent.clear()
+        report = deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
+        assert (report.sent, mailer.sent) == (0, [])

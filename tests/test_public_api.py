@@ -21,6 +21,7 @@ MODULES = [
     "scimcore.workspaces",
     "scimcore.messages",
     "scimcore.runtime",
+    "scimcore.activation",
     "scimcore.cards",
     "scimcore.images",
     "scimcore.product",

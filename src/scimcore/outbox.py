@@ -20,6 +20,7 @@ from typing import Protocol
 import attrs
 from attrs import frozen
 
+from .activation import render_activation
 from .runtime import Runtime
 from .storage import OutboxMail, Storage
 
@@ -60,16 +61,20 @@ def deliver_pending(
     max_attempts: int = 5,
     base_delay: timedelta = timedelta(minutes=1),
     lease: timedelta = timedelta(minutes=5),
+    base_url: str | None = None,
 ) -> DeliveryReport:
     """Send due mail once; returns counts. Safe to run from several processes at once: a mail
-    is claimed by one of them (``Storage.claim_mail``)."""
+    is claimed by one of them (``Storage.claim_mail``). ``base_url`` (the public URL of the
+    activation pages): an activation mail gets a fresh single-use link in its body when it is
+    sent (:func:`scimcore.activation.render_activation`); without it, it is sent as queued."""
     now = runtime.now()
     claimed: Sequence[OutboxMail] = storage.claim_mail(now, now + lease, limit)
     report = DeliveryReport()
     for mail in claimed:
         attempts = mail.attempts + 1
         try:
-            mailer.send(mail.to, mail.subject, mail.body)
+            outgoing = render_activation(storage, runtime, mail, base_url) if base_url else mail
+            mailer.send(outgoing.to, outgoing.subject, outgoing.body)
         except Exception as exc:  # any failure of the transport is retried
             error = f"{type(exc).__name__}: {exc}"[:500]
             if attempts >= max_attempts:

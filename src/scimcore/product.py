@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from .activation import ActivationError, token_hash, usable
 from .cards import (
     Card,
     CardError,
@@ -34,6 +35,7 @@ from .runtime import Runtime
 from .schema import SchemaRegistry
 from .storage import (
     PEOPLE_STATES,
+    ActivationLink,
     Image,
     LogEntry,
     OutboxMail,
@@ -46,7 +48,7 @@ from .storage import (
 from .templates import Rule, Template, compile_rule
 from .workspaces import WorkspaceError
 
-__all__ = ["CardView", "PeoplePage", "Product", "TemplateUpdate"]
+__all__ = ["ActivationView", "CardView", "PeoplePage", "Product", "TemplateUpdate"]
 
 
 @frozen
@@ -101,6 +103,17 @@ class CardView:
             "template": self.card.template,
             "fields": self.card.to_dict()["fields"],
         }
+
+
+@frozen
+class ActivationView:
+    """What an activation link opens (R3.7): the workspace, the person and their card, and
+    until when the link works."""
+
+    workspace_slug: str
+    person_id: str
+    card: CardView
+    expires_at: datetime
 
 
 @frozen
@@ -570,6 +583,48 @@ class Product:
             return editor(card, "photo", value)
 
         return self._edit(slug, (user_name, person_id), actor, "photo", change)
+
+    # --- activation links (R3.7) -------------------------------------------------------------
+
+    def _activation_link(self, token: str) -> tuple[ActivationLink, Workspace]:
+        """The stored link of ``token`` and its workspace, if it can still be used."""
+        link = None
+        if token and len(token) <= 256:
+            link = self.storage.get_activation_link(token_hash(token))
+        workspace = self.storage.get_workspace_by_id(link.workspace_id) if link else None
+        if link is None or workspace is None:
+            raise ActivationError("unknown", "this activation link is not valid")
+        if link.used_at is not None:
+            raise ActivationError("used", "this activation link was used already")
+        if self.runtime.now() >= link.expires_at:
+            raise ActivationError("expired", "this activation link has expired")
+        return link, workspace
+
+    def activation_status(self, token: str) -> ActivationView:
+        """What the activation link ``token`` opens, without using it; raises
+        :class:`~scimcore.activation.ActivationError` with ``reason`` ``"unknown"``,
+        ``"used"``, ``"expired"`` or ``"inactive"``."""
+        link, ws = self._activation_link(token)
+        with self.storage.users(ws.id, readonly=True) as store:
+            person = usable(store.get_person(link.person_id))
+        return ActivationView(ws.slug, person.id, CardView.of(person), link.expires_at)
+
+    def activate(self, token: str) -> ActivationView:
+        """Use the activation link ``token`` (once): the person is activated (their first
+        activation is kept as ``activated_at``) and what the owner's page needs is returned.
+        Raises :class:`~scimcore.activation.ActivationError` as :meth:`activation_status`;
+        of two concurrent uses, one fails with ``"used"``."""
+        link, ws = self._activation_link(token)
+        now = self.runtime.now()
+        with self.storage.users(ws.id) as store:
+            person = usable(store.get_person(link.person_id))
+            if not store.use_activation_link(link.token_hash, now):
+                raise ActivationError("used", "this activation link was used already")
+            if person.activated_at is None:
+                person = attrs.evolve(person, activated_at=now)
+                store.save_person(person)
+            self._log(store, "owner", "activation.activate", person.id, person.user_name)
+        return ActivationView(ws.slug, person.id, CardView.of(person), link.expires_at)
 
     # --- activation email, seats, log (R3.5, R5.1, R9.2) ------------------------------------------
 

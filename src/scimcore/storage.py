@@ -175,6 +175,19 @@ def search_texts(person: Person) -> tuple[str, ...]:
 
 
 @frozen
+class ActivationLink:
+    """An activation link (R3.7): only the SHA-256 of its random token is stored. Single use
+    (``used_at``), expiring (``expires_at``)."""
+
+    token_hash: str
+    workspace_id: str
+    person_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@frozen
 class Image:
     """An image stored in a workspace (a profile photo or a logo; see :mod:`scimcore.images`).
     ``content_type`` is what its bytes are (PNG, JPEG, GIF or WebP)."""
@@ -329,6 +342,13 @@ class UserStore(Protocol):
     def get_image(self, image_id: str) -> Image | None:
         """The workspace's image with this id, or ``None`` (another workspace's too)."""
 
+    def save_activation_link(self, link: ActivationLink) -> None:
+        """Store a new activation link of this workspace."""
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        """Mark the workspace's unused link ``token_hash`` used at ``when``, atomically:
+        ``False`` if it is unknown or was used already (two concurrent uses: one wins)."""
+
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before
         in this workspace."""
@@ -411,6 +431,10 @@ class Storage(Protocol):
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        """The activation link with this token hash, in whichever workspace (the activation
+        page knows only the token), or ``None``."""
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         """Atomically mark up to ``limit`` due mails (``pending`` with ``next_attempt_at <=

@@ -22,6 +22,7 @@ from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     TOKEN_DEAD,
     TOKEN_DELETED,
+    ActivationLink,
     Admin,
     Grant,
     Image,
@@ -55,6 +56,7 @@ class _Data:
     outbox: dict[str, OutboxMail] = attrs.field(factory=dict)
     dedupe: set[str] = attrs.field(factory=set)
     images: dict[str, Image] = attrs.field(factory=dict)
+    links: dict[str, ActivationLink] = attrs.field(factory=dict)
     log: list[LogEntry] = attrs.field(factory=list)
 
     def snapshot(self) -> _Data:
@@ -174,6 +176,16 @@ class _Store:
 
     def get_image(self, image_id: str) -> Image | None:
         return self._d.images.get(image_id)
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        self._d.links[link.token_hash] = link
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        link = self._d.links.get(token_hash)
+        if link is None or link.used_at is not None:
+            return False
+        self._d.links[token_hash] = attrs.evolve(link, used_at=when)
+        return True
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         if mail.dedupe_key is not None:
@@ -315,6 +327,14 @@ class MemoryStorage:
             token = self._tokens.get(token_id)
             if token is not None:
                 self._tokens[token_id] = attrs.evolve(token, last_used_at=when)
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        with self._lock:
+            for data in self._data.values():
+                link = data.links.get(token_hash)
+                if link is not None:
+                    return link
+        return None
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         claimed: list[OutboxMail] = []

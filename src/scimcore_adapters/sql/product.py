@@ -41,6 +41,7 @@ from scimcore._json import dumps_text, loads
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, card_name
 from scimcore.templates import Rule, Template
 
+from .activation import ActivationStoreMixin
 from .images import ImagesMixin
 from .people import PeopleMixin, person_from_row
 from .raw import Runner
@@ -359,7 +360,7 @@ def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
     )
 
 
-class ProductStore(PeopleMixin, ImagesMixin):
+class ProductStore(PeopleMixin, ImagesMixin, ActivationStoreMixin):
     """The product methods of a :class:`~scimcore.storage.UserStore` over one connection.
 
     Settings and rules read once are kept for the rest of the transaction (its own writes

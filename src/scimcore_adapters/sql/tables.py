@@ -40,6 +40,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
+    "ACTIVATION_LINKS",
     "ADMINS",
     "BULKY",
     "IMAGES",
@@ -385,6 +386,19 @@ IMAGES = Table(
     Column("content_type", text_type(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime, nullable=True),
+)
+
+ACTIVATION_LINKS = Table(
+    "activation_links",
+    METADATA,
+    # Activation links (R3.7, schema version 6): the SHA-256 of the token, never the token.
+    Column("token_hash", text_type(64), primary_key=True),
+    _workspace_fk(),
+    Column("person_id", text_type(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(None, "workspace_id", "person_id"),
 )
 
 USER_COUNTS = Table(
