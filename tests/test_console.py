@@ -4,10 +4,11 @@ expired link), and what each page does."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from scimcore import Runtime, ScimRequest, ScimService
+from scimcore.outbox import RecordingMailer, deliver_pending
 from scimcore.runtime import system_runtime
 from scimcore_adapters.bootstrap import open_storage
 from scimcore_adapters.console.signin import SignInThrottle, mount_console
@@ -562,3 +564,139 @@ def test_unknown_field_is_refused_not_created(admin: FlaskClient, service: ScimS
     post(admin, url, f"{url}/fields/shoe_size", {"action": "save", "value": "44"})
     assert b"unknown card field" in admin.get(url).data
     assert "shoe_size" not in service.product.card("acme", person).card.fields
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def upload(client: FlaskClient, page: str, action: str, data: bytes, name: str) -> Any:
+    token = csrf(client.get(page).data)
+    form = {"csrf_token": token, "image": (io.BytesIO(data), name)}
+    return client.post(action, data=form, content_type="multipart/form-data")
+
+
+def test_photo_upload_is_shown_and_only_to_its_workspace(
+    app: Flask, admin: FlaskClient, service: ScimService
+) -> None:  # R8.5
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    refused = upload(admin, url, f"{url}/photo", b"GIF? no, text", "photo.txt")
+    assert refused.status_code == 303
+    assert "photo" not in service.product.card("acme", person).card.fields
+    assert upload(admin, url, f"{url}/photo", PNG, "me.png").status_code == 303
+    value = service.product.card("acme", person).card.values()["photo"]
+    image_id = value.removeprefix("image:")
+    page = admin.get(url).data.decode()
+    assert f'src="/console/acme/images/{image_id}"' in page
+    served = admin.get(f"/console/acme/images/{image_id}")
+    assert served.status_code == 200 and served.data == PNG
+    assert served.headers["Content-Type"] == "image/png"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    with app.test_client() as other:
+        sign_in(other, "globex", OTHER)
+        assert other.get(f"/console/globex/images/{image_id}").status_code == 404
+        assert other.get(f"/console/acme/images/{image_id}").status_code == 404
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    big = PNG + b"\x00" * (3 * 1024 * 1024)
+    assert upload(admin, url, f"{url}/photo", big, "big.png").status_code == 303
+    assert b"at most 2 MiB" in admin.get(url).data
+    assert "photo" not in service.product.card("acme", person).card.fields
+
+
+def test_template_logo_upload_updates_its_cards(admin: FlaskClient, service: ScimService) -> None:
+    service.product.create_template("acme", "Brand", {})
+    service.product.add_rule("acme", "Brand", 'userName co "@"')
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = "/console/acme/templates/Brand"
+    assert upload(admin, url, f"{url}/logo", PNG, "logo.png").status_code == 303
+    page = admin.get(url).data.decode()
+    assert "Template saved: 1 card updated." in page and 'alt="Logo of Brand"' in page
+    logo = service.product.card("acme", person).card.values()["logo"]
+    assert logo.startswith("image:") and logo[6:] in page
+
+
+# --- activation (R3.7, R8.3) ----------------------------------------------------------------
+
+
+def delivered_links(service: ScimService) -> dict[str, str]:
+    """Deliver the outbox as the server's worker does: each recipient's activation link."""
+    mailer = RecordingMailer()
+    deliver_pending(service.storage, mailer, service.runtime, base_url="http://localhost")
+    links = {}
+    for to, _, body in mailer.sent:
+        found = re.search(r"http://localhost(/activate/\S+)", body)
+        assert found, body
+        links[to] = found.group(1)
+    return links
+
+
+def test_activation_link_opens_the_owners_card_once(
+    app: Flask, admin: FlaskClient, service: ScimService
+) -> None:  # R3.7, R8.3
+    token = token_for(service)
+    phones = [{"type": "mobile", "value": "+1 555 0100"}]
+    person = scim_create(service, token, "ann@acme.example", displayName="Ann", phoneNumbers=phones)
+    service.product.unlock("acme", None, "mobile_phone", person_id=person)
+    link = delivered_links(service)["ann@acme.example"]
+    owner = app.test_client()
+    page = owner.get(link)
+    assert page.status_code == 200 and b"Activate and open my card" in page.data
+    assert owner.get(link).status_code == 200  # looking does not use the link up
+    assert owner.post(link, data={}).status_code == 400  # no CSRF token: refused, not used
+    opened = owner.post(link, data={"csrf_token": csrf(page.data)})
+    assert opened.status_code == 303 and opened.headers["Location"] == "/activate/card"
+    card = owner.get("/activate/card").data.decode()
+    assert 'id="value-mobile_phone"' in card and 'id="value-name"' not in card
+    post(owner, "/activate/card", "/activate/card/fields/mobile_phone", {"value": "+1 555 0199"})
+    post(owner, "/activate/card", "/activate/card/fields/name", {"value": "Mallory"})
+    values = service.product.card("acme", person).card.values()
+    assert values["mobile_phone"] == "+1 555 0199" and values["name"] == "Ann"
+    assert upload(owner, "/activate/card", "/activate/card/photo", PNG, "me.png").status_code == 303
+    assert service.product.card("acme", person).card.values()["photo"].startswith("image:")
+    # Single use: the same link again is refused, in another browser too.
+    again = app.test_client().post(link, data={"csrf_token": csrf(page.data)})
+    assert app.test_client().get(link).status_code == 410
+    assert again.status_code in (400, 410)
+    assert b"activated" in admin.get(f"/console/acme/cards/{person}").data
+    assert service.product.card("acme", person).activated_at is not None
+
+
+def test_expired_unknown_and_deprovisioned_links_are_refused(
+    app: Flask, service: ScimService, clock: Clock
+) -> None:  # R3.7
+    token = token_for(service)
+    scim_create(service, token, "ann@acme.example")
+    bob = scim_create(service, token, "bob@acme.example")
+    links = delivered_links(service)
+    client = app.test_client()
+    assert client.get("/activate/not-a-real-token").status_code == 404
+    assert scim(service, token, "DELETE", f"/Users/{bob}").status == 204
+    refused = client.get(links["bob@acme.example"])
+    assert refused.status_code == 403 and b"no longer active" in refused.data
+    clock.now += timedelta(days=8)
+    expired = client.get(links["ann@acme.example"])
+    assert expired.status_code == 410 and b"expired" in expired.data
+
+
+def test_owner_session_ends_when_the_person_is_deactivated(
+    app: Flask, service: ScimService
+) -> None:  # R5.1
+    token = token_for(service)
+    person = scim_create(service, token, "ann@acme.example")
+    link = delivered_links(service)["ann@acme.example"]
+    owner = app.test_client()
+    owner.post(link, data={"csrf_token": csrf(owner.get(link).data)})
+    assert owner.get("/activate/card").status_code == 200
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+    }
+    assert scim(service, token, "PATCH", f"/Users/{person}", patch).status == 200
+    assert owner.get("/activate/card").status_code == 403
+    assert app.test_client().get("/activate/card").status_code == 403  # no owner session

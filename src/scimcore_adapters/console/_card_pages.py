@@ -6,11 +6,13 @@ from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from scimcore import ScimService
+from scimcore.images import image_ref
 from scimcore.product import CardView
 from scimcore.templates import Template
 from scimcore.workspaces import WorkspaceError
 
 from ._common import current_admin, done, failed, form_list
+from ._images import image_response, stored_image
 
 __all__ = ["register_card_pages"]
 
@@ -125,6 +127,21 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         message = f"Template {name} assigned." if name else "The card has no template now."
         return done(message, ".card", **back)
 
+    @bp.post("/<workspace>/cards/<person_id>/photo")
+    def card_photo(workspace: str, person_id: str) -> ResponseReturnValue:
+        find(workspace, person_id)
+        back = {"workspace": workspace, "person_id": person_id}
+        try:
+            image_id = stored_image(product, workspace)
+            product.set_photo(workspace, None, image_id, person_id=person_id)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".card", **back)
+        return done("Photo saved.", ".card", **back)
+
+    @bp.get("/<workspace>/images/<image_id>")
+    def image(workspace: str, image_id: str) -> ResponseReturnValue:
+        return image_response(product, workspace, image_id)
+
     @bp.get("/<workspace>/templates")
     def templates(workspace: str) -> ResponseReturnValue:
         return render_template(
@@ -172,6 +189,15 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             return failed(str(exc), ".template", workspace=workspace, name=name)
         message = f"Template saved: {_cards_updated(update.cards_updated)}."
         return done(message, ".template", workspace=workspace, name=name)
+
+    @bp.post("/<workspace>/templates/<name>/logo")
+    def template_logo(workspace: str, name: str) -> ResponseReturnValue:
+        find_template(workspace, name)
+        try:
+            image_id = stored_image(product, workspace)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".template", workspace=workspace, name=name)
+        return save_fields(workspace, name, {"logo": image_ref(image_id)})
 
     @bp.post("/<workspace>/templates/<name>/delete")
     def delete_template(workspace: str, name: str) -> ResponseReturnValue:

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 
 from scimcore import ScimService
+from scimcore.images import image_id_of
 
 __all__ = [
     "ConsoleAdmin",
@@ -21,8 +22,8 @@ __all__ = [
     "current_admin",
     "filter_error",
     "form_list",
-    "install_csrf",
     "is_active_admin",
+    "pages_blueprint",
     "safe_next",
 ]
 
@@ -83,13 +84,26 @@ def _refused_form() -> ResponseReturnValue:
     return body, 400
 
 
-def install_csrf(bp: Blueprint) -> None:
-    """Give the blueprint's templates ``csrf_token()`` and check it on every form it receives."""
+def pages_blueprint(name: str, url_prefix: str, static_url_path: str = "/static") -> Blueprint:
+    """A blueprint with the console's templates and static files, whose templates get
+    ``csrf_token()``, ``asset(filename)`` (a static file's URL) and ``image_id(value)`` (the
+    image a ``photo`` or ``logo`` value refers to, or ``None``)."""
+    bp = Blueprint(
+        name,
+        __name__,
+        url_prefix=url_prefix,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path=static_url_path,
+    )
 
     def asset(filename: str) -> str:
-        return url_for(f"{bp.name}.static", filename=filename)
+        return url_for(f"{name}.static", filename=filename)
 
-    bp.context_processor(lambda: {"csrf_token": generate_csrf, "asset": asset})
+    bp.context_processor(
+        lambda: {"csrf_token": generate_csrf, "asset": asset, "image_id": image_id_of}
+    )
+    return bp
 
 
 def safe_next(target: str | None, default: str) -> str:
