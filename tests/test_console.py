@@ -700,3 +700,18 @@ def test_owner_session_ends_when_the_person_is_deactivated(
     assert scim(service, token, "PATCH", f"/Users/{person}", patch).status == 200
     assert owner.get("/activate/card").status_code == 403
     assert app.test_client().get("/activate/card").status_code == 403  # no owner session
+
+
+def test_pages_cannot_be_framed_and_activation_pages_are_private(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    page = admin.get("/console/acme/integrations")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert admin.get("/console/sign-in").headers["X-Frame-Options"] == "DENY"
+    scim_create(service, token_for(service), "ann@acme.example")
+    link = delivered_links(service)["ann@acme.example"]
+    activation = admin.get(link)
+    assert activation.headers["Referrer-Policy"] == "no-referrer"
+    assert activation.headers["Cache-Control"] == "no-store"
+    assert activation.headers["X-Frame-Options"] == "DENY"

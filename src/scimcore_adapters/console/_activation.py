@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from scimcore import ScimService
@@ -72,6 +72,13 @@ def activation_blueprint(
             session.pop(_KEY, None)
             abort(403)
         return workspace, view
+
+    @bp.after_request
+    def private(response: Response) -> Response:
+        # The pages show one person's card, and their URL may hold the activation token.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
     @bp.errorhandler(403)
     def no_owner(_: Exception) -> ResponseReturnValue:

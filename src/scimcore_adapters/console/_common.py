@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 from attrs import frozen
-from flask import Blueprint, Request, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, Request, Response, abort, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 
@@ -103,7 +103,24 @@ def pages_blueprint(name: str, url_prefix: str, static_url_path: str = "/static"
     bp.context_processor(
         lambda: {"csrf_token": generate_csrf, "asset": asset, "image_id": image_id_of}
     )
+    bp.after_request(_page_headers)
     return bp
+
+
+#: Sent with every console page: never framed by another site (clickjacking), no type
+#: sniffing, no full URL (an activation token) in the Referer of a link followed from a page.
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _page_headers(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def safe_next(target: str | None, default: str) -> str:
