@@ -53,11 +53,14 @@ def console_service(storage: Storage) -> tuple[ScimService, Clock]:
 
 
 def call(
-    service: ScimService, token: str, method: str = "GET", body: object = None
+    service: ScimService, token: str, method: str = "GET", body: object = None, path: str = "/Users"
 ) -> ScimResponse:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     data = json.dumps(body).encode() if body is not None else b""
-    return service.handle(ScimRequest(method, "/Users", {}, headers, data, base_url=BASE))
+    return service.handle(ScimRequest(method, path, {}, headers, data, base_url=BASE))
+
+
+DEACTIVATE = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
 
 
 def new_user(name: str) -> dict[str, object]:
@@ -198,25 +201,13 @@ class ConsoleContract:
             if n.startswith("carl"):
                 body["emails"] = [{"type": "work", "value": "boss@corp.example", "primary": True}]
             ids[n.lower()] = call(service, token, "POST", body).json()["id"]
-        off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
-        patch = ScimRequest(
-            "PATCH",
-            f"/Users/{ids['bob@acme.example']}",
-            {},
-            {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
-            json.dumps(off).encode(),
-            base_url=BASE,
+        assert (
+            call(service, token, "PATCH", DEACTIVATE, f"/Users/{ids['bob@acme.example']}").status
+            == 200
         )
-        assert service.handle(patch).status == 200
-        gone = ScimRequest(
-            "DELETE",
-            f"/Users/{ids['dave@acme.example']}",
-            {},
-            {"Authorization": f"Bearer {token}"},
-            b"",
-            base_url=BASE,
+        assert (
+            call(service, token, "DELETE", path=f"/Users/{ids['dave@acme.example']}").status == 204
         )
-        assert service.handle(gone).status == 204
         p = service.product
 
         def names_of(**kw: object) -> tuple[int, list[str]]:
@@ -261,15 +252,7 @@ class ConsoleContract:
         service, _ = console_service(storage)
         token = service.workspaces.generate_token("acme", ADMIN).plaintext
         first = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
-        gone = ScimRequest(
-            "DELETE",
-            f"/Users/{first}",
-            {},
-            {"Authorization": f"Bearer {token}"},
-            b"",
-            base_url=BASE,
-        )
-        assert service.handle(gone).status == 204
+        assert call(service, token, "DELETE", path=f"/Users/{first}").status == 204
         second = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
         p = service.product
         p.admin_edit("acme", None, "job_title", "Old", person_id=first)
@@ -400,10 +383,7 @@ class ConsoleContract:
         mailer = RecordingMailer()
         deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
         secret = re.findall(r"/activate/(\S+)", mailer.sent[0][2])[0]
-        gone = ScimRequest(
-            "DELETE", f"/Users/{pid}", {}, {"Authorization": f"Bearer {token}"}, b"", base_url=BASE
-        )
-        assert service.handle(gone).status == 204
+        assert call(service, token, "DELETE", path=f"/Users/{pid}").status == 204
         for use in (p.activate, p.activation_status):
             with pytest.raises(ActivationError) as refused:
                 use(secret)
@@ -411,16 +391,7 @@ class ConsoleContract:
         assert p.card("acme", pid).activated_at is None
         # a mail queued before the deprovisioning is not sent with a link
         p2 = call(service, token, "POST", new_user("bob@acme.example")).json()["id"]
-        off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
-        patch = ScimRequest(
-            "PATCH",
-            f"/Users/{p2}",
-            {},
-            {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
-            json.dumps(off).encode(),
-            base_url=BASE,
-        )
-        assert service.handle(patch).status == 200
+        assert call(service, token, "PATCH", DEACTIVATE, f"/Users/{p2}").status == 200
         mailer.sent.clear()
         report = deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
         assert (report.sent, mailer.sent) == (0, [])

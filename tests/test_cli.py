@@ -60,11 +60,15 @@ def test_workspace_admin_token_commands(cli: Cli) -> None:
     )
     assert [w["slug"] for w in cli.json("workspace", "list")] == ["acme"]
     out = cli("token", "generate", "acme", "--admin", "it@acme.example", "--label", "Entra")
-    assert "Tenant URL: http" in out and "Secret Token: scim_" in out
+    assert "Tenant URL: the URL 'scimcore serve' prints" in out  # never a guessed port
+    assert "Secret Token: scim_" in out
+    url = "https://scim.acme.example/scim/v2"
+    out = cli("--base-url", url, "token", "generate", "acme", "--admin", "it@acme.example")
+    assert f"Tenant URL: {url}\n" in out
     token = cli("token", "generate", "acme", "--admin", "it@acme.example", "--quiet").strip()
     assert token.startswith("scim_") and "\n" not in token
     tokens = cli.json("token", "list", "acme")
-    assert [t["label"] for t in tokens] == ["Entra", ""]
+    assert [t["label"] for t in tokens] == ["Entra", "", ""]
     assert set(tokens[0]) == {
         "id",
         "label",
@@ -76,7 +80,7 @@ def test_workspace_admin_token_commands(cli: Cli) -> None:
     }
     assert token.split("_", 2)[2] not in json.dumps(tokens)
     cli("token", "delete", "acme", tokens[0]["id"])
-    assert len(cli.json("token", "list", "acme")) == 1
+    assert len(cli.json("token", "list", "acme")) == 2
     assert "no workspace" in cli("token", "list", "nope", ok=False)
     assert "already exists" in cli("workspace", "create", "acme", "--admin", "x@y.z", ok=False)
     assert "not an active admin" in cli(
@@ -288,7 +292,7 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing_dir = Cli(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}", capsys)
-    err = missing_dir("workspace", "list", ok=False)
+    err = missing_dir("workspace", "create", "acme", "--admin", "a@acme.example", ok=False)
     assert "cannot open the database sqlite:///" in err and "unable to open" in err
 
     # A PostgreSQL server that does not answer: the password never appears.

@@ -22,6 +22,7 @@ MODULES = [
     "scimcore.messages",
     "scimcore.runtime",
     "scimcore.activation",
+    "scimcore.card_admin",
     "scimcore.cards",
     "scimcore.images",
     "scimcore.product",

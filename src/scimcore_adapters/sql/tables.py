@@ -162,21 +162,29 @@ ADMINS = Table(
     Column("password_hash", Text, nullable=True),
 )
 
+
+def _token_columns() -> list[Column[Any]]:
+    """The columns of a token, which its tombstone keeps (new objects for each table)."""
+    return [
+        Column("id", text_type(64), primary_key=True),
+        Column(
+            "workspace_id",
+            text_type(64),
+            ForeignKey("workspaces.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("secret_hash", text_type(128), nullable=False),
+        Column("label", Text, nullable=False),
+        Column("created_by", Text, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("last_used_at", UtcDateTime, nullable=True),
+    ]
+
+
 TOKENS = Table(
     "tokens",
     METADATA,
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "workspace_id",
-        text_type(64),
-        ForeignKey("workspaces.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("secret_hash", text_type(128), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
+    *_token_columns(),
     Index(None, "workspace_id", "created_at", "id"),
 )
 
@@ -186,18 +194,7 @@ TOKEN_TOMBSTONES = Table(
     # Dead tokens (their admin was deactivated: R2.5, listed until deleted) and deleted ones:
     # what a refused request's token id is attributed to (R9.2). Read only on refusals, never
     # on the authentication path, which finds these ids nowhere in ``tokens`` (schema 6).
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "workspace_id",
-        text_type(64),
-        ForeignKey("workspaces.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("secret_hash", text_type(128), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
+    *_token_columns(),
     Column("state", text_type(16), nullable=False),
     Column("dead_reason", Text, nullable=True),
     # When a refused request with this token was last logged (coalescing).
