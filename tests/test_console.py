@@ -715,3 +715,14 @@ def test_pages_cannot_be_framed_and_activation_pages_are_private(
     assert activation.headers["Referrer-Policy"] == "no-referrer"
     assert activation.headers["Cache-Control"] == "no-store"
     assert activation.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_template_name_with_a_slash_or_spaces_has_its_page(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    for name in ("Sales / EMEA", "Brand"):
+        response = post(admin, "/console/acme/templates", "/console/acme/templates", {"name": name})
+        page = admin.get(response.headers["Location"])
+        assert page.status_code == 200 and f"Template {name}" in page.data.decode()
+    post(admin, "/console/acme/templates", "/console/acme/templates/Sales%20/%20EMEA/delete")
+    assert [t.name for t in service.product.templates("acme")] == ["Brand"]

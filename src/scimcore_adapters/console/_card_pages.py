@@ -157,7 +157,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             return failed(str(exc), ".templates", workspace=workspace)
         return done(f"Template {name} created.", ".template", workspace=workspace, name=name)
 
-    @bp.get("/<workspace>/templates/<name>")
+    @bp.get("/<workspace>/templates/<path:name>")
     def template(workspace: str, name: str) -> ResponseReturnValue:
         fields = dict(find_template(workspace, name).fields)
         mapping = product.mapping(workspace)
@@ -171,7 +171,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             keys=[*keys, *sorted(set(fields) - set(keys))],
         )
 
-    @bp.post("/<workspace>/templates/<name>")
+    @bp.post("/<workspace>/templates/<path:name>")
     def save_template(workspace: str, name: str) -> ResponseReturnValue:
         old = find_template(workspace, name).fields
         fields = {k[6:]: v.strip() for k, v in request.form.items() if k.startswith("field:")}
@@ -190,7 +190,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         message = f"Template saved: {_cards_updated(update.cards_updated)}."
         return done(message, ".template", workspace=workspace, name=name)
 
-    @bp.post("/<workspace>/templates/<name>/logo")
+    @bp.post("/<workspace>/templates/<path:name>/logo")
     def template_logo(workspace: str, name: str) -> ResponseReturnValue:
         find_template(workspace, name)
         try:
@@ -199,7 +199,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             return failed(str(exc), ".template", workspace=workspace, name=name)
         return save_fields(workspace, name, {"logo": image_ref(image_id)})
 
-    @bp.post("/<workspace>/templates/<name>/delete")
+    @bp.post("/<workspace>/templates/<path:name>/delete")
     def delete_template(workspace: str, name: str) -> ResponseReturnValue:
         find_template(workspace, name)
         try:
