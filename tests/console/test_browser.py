@@ -35,7 +35,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from scimcore import ScimService
 from scimcore.outbox import RecordingMailer, deliver_pending
 from tests.conftest import free_port
-from tests.test_console import ADMIN, PASSWORD, create_console_app, make_service
+from tests.console.helpers import ADMIN, PASSWORD, create_console_app, make_service
 
 SCREENSHOTS = os.environ.get("SCIMCORE_SCREENSHOTS")
 CHROMIUM = Path("/usr/bin/chromium")
