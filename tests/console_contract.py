@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from datetime import datetime, timedelta
 
 import pytest
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
-from scimcore.activation import ACTIVATION_TTL, ActivationError
+from scimcore.activation import ACTIVATION_TTL, ActivationError, issue_link
 from scimcore.images import MAX_IMAGE_BYTES, ImageError
 from scimcore.outbox import RecordingMailer, deliver_pending
 from scimcore.storage import TOKEN_DEAD, Image
@@ -395,3 +396,27 @@ class ConsoleContract:
         mailer.sent.clear()
         report = deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
         assert (report.sent, mailer.sent) == (0, [])
+
+    def test_an_activation_link_used_twice_at_once_works_once(self, storage: Storage) -> None:
+        # R3.7 single use, whatever the timing
+        service, _ = console_service(storage)
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        pid = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        secret = issue_link(storage, service.runtime, service.workspaces.get("acme").id, pid, "h:")
+        outcomes: list[str] = []
+        barrier = threading.Barrier(4)
+
+        def use() -> None:
+            barrier.wait()
+            try:
+                service.product.activate(secret.rsplit("/", 1)[1])
+                outcomes.append("ok")
+            except ActivationError as exc:
+                outcomes.append(exc.reason)
+
+        threads = [threading.Thread(target=use) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["ok", "used", "used", "used"]

@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import attrs
 import pytest
 from sqlalchemy import create_engine
 
@@ -301,3 +302,64 @@ def test_a_new_database_is_announced_and_read_commands_refuse_a_missing_one(
     assert main(["workspace", "list", "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)[0]["slug"] == "acme" and err == ""
+
+
+def test_migration_6_adds_the_console_columns_to_an_old_database(any_url: str) -> None:
+    """A version-5 database as version 5 made it (without the columns, indexes and tables of
+    version 6) opens at version 6: people searchable by e-mail and card name, admins with
+    passwords, activation columns."""
+    engine = create_engine(any_url)
+    try:
+        migrate(engine, MIGRATIONS[:5])
+        with engine.begin() as conn:  # what version 5 did not have
+            for index in (
+                "ix_people_workspace_id_email_folded",
+                "ix_people_workspace_id_name_folded",
+                "ix_people_workspace_id_user_name_folded_id_active_deprovisioned",
+            ):
+                conn.exec_driver_sql(f"DROP INDEX {index}")
+            for column in ("email_folded", "name_folded", "activated_at"):
+                conn.exec_driver_sql(f"ALTER TABLE people DROP COLUMN {column}")
+            conn.exec_driver_sql("ALTER TABLE admins DROP COLUMN password_hash")
+            conn.execute(WORKSPACES.insert().values(id="w1", slug="acme", created_at=T0))
+            conn.execute(
+                ADMINS.insert().values(
+                    workspace_id="w1",
+                    email_key="a@x.test",
+                    email="a@x.test",
+                    active=True,
+                    created_at=T0,
+                )
+            )
+            card = {
+                "fields": {
+                    "name": {"value": "Ann Lee", "locked": True, "linked": True, "source": "idp"}
+                },
+                "template": None,
+                "active": True,
+            }
+            conn.exec_driver_sql(
+                "INSERT INTO people (workspace_id, id, user_name, user_name_folded, email, "
+                "active, deprovisioned, card, created_at, updated_at) VALUES "
+                "('w1', 'p1', 'u1@x.test', 'u1@x.test', 'Ann.Lee@Corp.test', true, false, "
+                f"'{json.dumps(card)}', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+    finally:
+        engine.dispose()
+    storage = SqlStorage(any_url)
+    try:
+        assert storage.schema_version == 6
+        with storage.users("w1", readonly=True) as store:
+            for search in ("ann lee", "ann.lee@corp", "u1@"):
+                total, people = store.page_people(search, None, 0, 10)
+                assert (total, [p.id for p in people]) == (1, ["p1"]), search
+            assert people[0].activated_at is None
+        admin = storage.get_admin("w1", "a@x.test")
+        assert admin is not None and admin.password_hash is None
+        storage.save_admin(attrs.evolve(admin, password_hash="$argon2id$x"))
+        stored = storage.get_admin("w1", "a@x.test")
+        assert stored is not None and stored.password_hash == "$argon2id$x"
+        assert storage.get_activation_link("0" * 64) is None
+        assert storage.list_tokens("w1") == []
+    finally:
+        storage.close()

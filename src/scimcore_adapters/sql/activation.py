@@ -18,7 +18,7 @@ from scimcore.storage import ActivationLink
 
 from .tables import ACTIVATION_LINKS
 
-__all__ = ["ActivationLookupMixin", "ActivationStoreMixin"]
+__all__ = ["ActivationLookupMixin", "ActivationStoreMixin", "get_activation_link"]
 
 _T = ACTIVATION_LINKS
 _INSERT = _T.insert()
@@ -62,13 +62,18 @@ class ActivationStoreMixin:
         return bool(self._conn.execute(_USE, params).rowcount)
 
 
+def get_activation_link(conn: Connection, token_hash: str) -> ActivationLink | None:
+    """The link with this token hash, in whichever workspace."""
+    row = conn.execute(_GET, {"b_hash": token_hash}).first()
+    return _link(row) if row is not None else None
+
+
 class ActivationLookupMixin:
-    """``get_activation_link`` of the storage (across workspaces)."""
+    """``get_activation_link`` of the storage (across workspaces), in its own read."""
 
     def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # SqlStorage's
 
     def get_activation_link(self, token_hash: str) -> ActivationLink | None:
         with self._tx(False) as conn:
-            row = conn.execute(_GET, {"b_hash": token_hash}).first()
-        return _link(row) if row is not None else None
+            return get_activation_link(conn, token_hash)

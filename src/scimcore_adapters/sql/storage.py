@@ -65,8 +65,8 @@ from scimcore.storage import (
     sort_documents,
 )
 
-from .accounts import AccountsMixin  # product:
 from .activation import ActivationLookupMixin  # product:
+from .admin_accounts import AdminAccountsMixin  # product:
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
 from .migrations import migrate
@@ -770,8 +770,8 @@ def _forget_connections_at_fork(storage: SqlStorage) -> None:
     os.register_at_fork(before=before, after_in_child=after_in_child)
 
 
-# product: admin accounts and tombstones in .accounts, activation link lookup in .activation
-class SqlStorage(AccountsMixin, ActivationLookupMixin):
+# product: admin accounts and tombstones in .admin_accounts, activation link lookup in .activation
+class SqlStorage(AdminAccountsMixin, ActivationLookupMixin):
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/scim.db`` (a file; WAL mode, foreign keys
@@ -1235,7 +1235,7 @@ class SqlStorage(AccountsMixin, ActivationLookupMixin):
             rows = conn.execute(select(WORKSPACES).order_by(WORKSPACES.c.slug)).all()
         return [self._workspace(r) for r in rows]
 
-    # product: save_admin, get_admin (and list_admins, deactivate_admin) are in .accounts
+    # product: save_admin, get_admin (and list_admins, deactivate_admin) are in .admin_accounts
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -1368,7 +1368,7 @@ class SqlStorage(AccountsMixin, ActivationLookupMixin):
         workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)
         return Grant(self._token(row), workspace, bool(row.admin_active))
 
-    # product: list_tokens, delete_token (and the tombstones) are in .accounts
+    # product: list_tokens, delete_token (and the tombstones) are in .admin_accounts
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""

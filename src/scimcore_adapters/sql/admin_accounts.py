@@ -1,7 +1,8 @@
 """Admins, their passwords and the token tombstones of the SQL storage (R2.3, R2.5, R9.2).
 
-:class:`AccountsMixin` gives :class:`~.storage.SqlStorage` the account methods of the
-:class:`~scimcore.storage.Storage` protocol that the console needs. A dead token (its admin was
+The functions run the statements on a connection; :class:`AdminAccountsMixin` gives
+:class:`~.storage.SqlStorage` the account methods of the :class:`~scimcore.storage.Storage`
+protocol, each one function in its own transaction. A dead token (its admin was
 deactivated) and a deleted one leave the ``tokens`` table for ``token_tombstones``: the
 authentication statements, which read ``tokens`` only, cannot find them any more, so nothing a
 later ``admin add`` does revives them (R2.5); the tombstone attributes a refused request to its
@@ -22,7 +23,17 @@ from scimcore.storage import TOKEN_ACTIVE, TOKEN_DEAD, TOKEN_DELETED, Admin, Tok
 from .product import upsert_statement
 from .tables import ADMINS, TOKEN_TOMBSTONES, TOKENS
 
-__all__ = ["AccountsMixin"]
+__all__ = [
+    "AdminAccountsMixin",
+    "claim_refusal",
+    "deactivate_admin",
+    "delete_token",
+    "get_admin",
+    "get_tombstone",
+    "list_admins",
+    "list_tokens",
+    "save_admin",
+]
 
 _TOKEN_COLUMNS = ("id", "workspace_id", "secret_hash", "label", "created_by")
 _TOKEN_TIMES = ("created_at", "last_used_at")
@@ -114,69 +125,103 @@ def _bury(conn: Connection, rows: Sequence[Any], state: str, reason: str | None)
         conn.execute(_BURY, values)
 
 
-class AccountsMixin:
-    """Admins, tokens' listing and deletion, and tombstones (see the module documentation)."""
+# --- statements over a connection: what a storage's account methods run ------------------------
+
+
+def save_admin(conn: Connection, admin: Admin) -> None:
+    """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
+    values = {
+        "workspace_id": admin.workspace_id,
+        "email_key": admin.email.lower(),
+        "email": admin.email,
+        "active": admin.active,
+        "created_at": admin.created_at,
+        "password_hash": admin.password_hash,
+    }
+    conn.execute(upsert_statement(conn.dialect.name, ADMINS, _ADMIN_KEYS, tuple(values)), values)
+
+
+def get_admin(conn: Connection, workspace_id: str, email: str) -> Admin | None:
+    row = conn.execute(_GET_ADMIN, {"b_ws": workspace_id, "b_key": email.lower()}).first()
+    return _admin(row) if row is not None else None
+
+
+def list_admins(conn: Connection, workspace_id: str) -> Sequence[Admin]:
+    return [_admin(r) for r in conn.execute(_LIST_ADMINS, {"b_ws": workspace_id})]
+
+
+def deactivate_admin(conn: Connection, workspace_id: str, email: str, reason: str) -> Admin | None:
+    """Mark the admin inactive and bury their tokens as dead (one writing transaction)."""
+    params = {"b_ws": workspace_id, "b_key": email.lower()}
+    if not conn.execute(_DEACTIVATE, params).rowcount:
+        return None
+    _bury(conn, conn.execute(_TAKE_ADMIN_TOKENS, params).all(), TOKEN_DEAD, reason)
+    return _admin(conn.execute(_GET_ADMIN, params).first())
+
+
+def list_tokens(conn: Connection, workspace_id: str) -> Sequence[TokenRecord]:
+    """Active tokens and dead ones, oldest first."""
+    live = [_record(r) for r in conn.execute(_LIST_LIVE, {"b_ws": workspace_id})]
+    dead = [_tombstone(r) for r in conn.execute(_LIST_DEAD, {"b_ws": workspace_id})]
+    return sorted(live + dead, key=lambda t: (t.created_at, t.id))
+
+
+def delete_token(conn: Connection, workspace_id: str, token_id: str) -> bool:
+    """Delete an active or dead token, leaving a tombstone of state ``deleted`` (one writing
+    transaction)."""
+    params = {"b_ws": workspace_id, "b_id": token_id}
+    taken = conn.execute(_TAKE_TOKEN, params).all()
+    if taken:
+        _bury(conn, taken, TOKEN_DELETED, None)
+        return True
+    return bool(conn.execute(_MARK_DELETED, params).rowcount)
+
+
+def get_tombstone(conn: Connection, token_id: str) -> TokenRecord | None:
+    row = conn.execute(_GET_TOMBSTONE, {"b_id": token_id}).first()
+    return _tombstone(row) if row is not None else None
+
+
+def claim_refusal(conn: Connection, token_id: str, when: datetime, interval: timedelta) -> bool:
+    params = {"b_id": token_id, "b_when": when, "b_cutoff": when - interval}
+    return bool(conn.execute(_CLAIM_REFUSAL, params).rowcount)
+
+
+class AdminAccountsMixin:
+    """The account methods of :class:`~scimcore.storage.Storage` on :class:`~.storage.SqlStorage`:
+    each runs the function of the same name above in its own transaction."""
 
     def _tx(self, immediate: bool) -> AbstractContextManager[Connection]:
         raise NotImplementedError  # SqlStorage's
 
     def save_admin(self, admin: Admin) -> None:
-        """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
-        values = {
-            "workspace_id": admin.workspace_id,
-            "email_key": admin.email.lower(),
-            "email": admin.email,
-            "active": admin.active,
-            "created_at": admin.created_at,
-            "password_hash": admin.password_hash,
-        }
         with self._tx(True) as conn:
-            stmt = upsert_statement(conn.dialect.name, ADMINS, _ADMIN_KEYS, tuple(values))
-            conn.execute(stmt, values)
+            save_admin(conn, admin)
 
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         with self._tx(False) as conn:
-            row = conn.execute(_GET_ADMIN, {"b_ws": workspace_id, "b_key": email.lower()}).first()
-        return _admin(row) if row is not None else None
+            return get_admin(conn, workspace_id, email)
 
     def list_admins(self, workspace_id: str) -> Sequence[Admin]:
         with self._tx(False) as conn:
-            rows = conn.execute(_LIST_ADMINS, {"b_ws": workspace_id}).all()
-        return [_admin(r) for r in rows]
+            return list_admins(conn, workspace_id)
 
     def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
-        """Mark the admin inactive and bury their tokens as dead, in one transaction."""
-        params = {"b_ws": workspace_id, "b_key": email.lower()}
         with self._tx(True) as conn:
-            if not conn.execute(_DEACTIVATE, params).rowcount:
-                return None
-            _bury(conn, conn.execute(_TAKE_ADMIN_TOKENS, params).all(), TOKEN_DEAD, reason)
-            row = conn.execute(_GET_ADMIN, params).first()
-        return _admin(row)
+            return deactivate_admin(conn, workspace_id, email, reason)
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
-        """Active tokens and dead ones, oldest first."""
         with self._tx(False) as conn:
-            live = [_record(r) for r in conn.execute(_LIST_LIVE, {"b_ws": workspace_id})]
-            dead = [_tombstone(r) for r in conn.execute(_LIST_DEAD, {"b_ws": workspace_id})]
-        return sorted(live + dead, key=lambda t: (t.created_at, t.id))
+            return list_tokens(conn, workspace_id)
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
-        """Delete an active or dead token, leaving a tombstone of state ``deleted``."""
-        params = {"b_ws": workspace_id, "b_id": token_id}
         with self._tx(True) as conn:
-            taken = conn.execute(_TAKE_TOKEN, params).all()
-            if taken:
-                _bury(conn, taken, TOKEN_DELETED, None)
-                return True
-            return bool(conn.execute(_MARK_DELETED, params).rowcount)
+            return delete_token(conn, workspace_id, token_id)
 
     def get_tombstone(self, token_id: str) -> TokenRecord | None:
         with self._tx(False) as conn:
-            row = conn.execute(_GET_TOMBSTONE, {"b_id": token_id}).first()
-        return _tombstone(row) if row is not None else None
+            return get_tombstone(conn, token_id)
 
     def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
-        params = {"b_id": token_id, "b_when": when, "b_cutoff": when - interval}
         with self._tx(True) as conn:
-            return bool(conn.execute(_CLAIM_REFUSAL, params).rowcount)
+            return claim_refusal(conn, token_id, when, interval)
