@@ -335,3 +335,18 @@ def test_a_template_name_with_a_slash_or_spaces_has_its_page(
         assert page.status_code == 200 and f"Template {name}" in page.data.decode()
     post(admin, "/console/acme/templates", "/console/acme/templates/Sales%20/%20EMEA/delete")
     assert [t.name for t in service.product.templates("acme")] == ["Brand"]
+
+
+def test_template_page_offers_every_known_field_and_refuses_others(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    service.product.create_template("acme", "Brand", {})
+    url = "/console/acme/templates/Brand"
+    page = admin.get(url).data.decode()
+    for key in ("company", "photo", "logo", "website", "address"):
+        assert f'name="field:{key}"' in page
+    post(admin, url, url, {"field:website": "https://acme.example"})
+    assert service.product.templates("acme")[0].fields == {"website": "https://acme.example"}
+    post(admin, url, url, {"field:shoe_size": "44"})  # a forged form: no such field
+    assert b"unknown card field" in admin.get(url).data
+    assert service.product.templates("acme")[0].fields == {"website": "https://acme.example"}

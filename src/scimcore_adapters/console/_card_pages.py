@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from scimcore import ScimService
+from scimcore.cards import known_fields
 from scimcore.images import image_ref
 from scimcore.product import CardView
 from scimcore.templates import Template
@@ -41,6 +44,15 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             return product.card(workspace, person_id)
         except WorkspaceError:
             abort(404)
+
+    def field_names(workspace: str, present: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+        """The labels of the workspace's card fields, and the keys to show: every field the
+        workspace knows (R6, the photo, the template-only fields), then any other present."""
+        mapping = product.mapping(workspace)
+        known = known_fields(mapping)
+        labels = {k: k.replace("_", " ").capitalize() for k in known}
+        labels.update({r.key: r.label for r in mapping.rules})
+        return labels, [*known, *sorted(set(present) - set(known))]
 
     def find_template(workspace: str, name: str) -> Template:
         found = next((t for t in product.templates(workspace) if t.name == name), None)
@@ -85,9 +97,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     @bp.get("/<workspace>/cards/<person_id>")
     def card(workspace: str, person_id: str) -> ResponseReturnValue:
         view = find(workspace, person_id)
-        mapping = product.mapping(workspace)
-        labels = {r.key: r.label for r in mapping.rules}
-        keys = list(mapping.field_keys()) + sorted(set(view.card.fields) - set(labels))
+        labels, keys = field_names(workspace, view.card.fields)
         return render_template(
             "console/card.html",
             workspace=workspace,
@@ -160,24 +170,20 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     @bp.get("/<workspace>/templates/<path:name>")
     def template(workspace: str, name: str) -> ResponseReturnValue:
         fields = dict(find_template(workspace, name).fields)
-        mapping = product.mapping(workspace)
-        keys = mapping.field_keys()
+        labels, keys = field_names(workspace, fields)
         return render_template(
             "console/template.html",
             workspace=workspace,
             name=name,
             fields=fields,
-            labels={r.key: r.label for r in mapping.rules},
-            keys=[*keys, *sorted(set(fields) - set(keys))],
+            labels=labels,
+            keys=keys,
         )
 
     @bp.post("/<workspace>/templates/<path:name>")
     def save_template(workspace: str, name: str) -> ResponseReturnValue:
         old = find_template(workspace, name).fields
         fields = {k[6:]: v.strip() for k, v in request.form.items() if k.startswith("field:")}
-        new_key = request.form.get("new_key", "").strip()
-        if new_key:
-            fields[new_key] = request.form.get("new_value", "").strip()
         return save_fields(
             workspace, name, {k: v for k, v in fields.items() if old.get(k, "") != v}
         )
