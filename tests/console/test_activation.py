@@ -32,6 +32,7 @@ def test_activation_link_opens_the_owners_card_once(
     owner = app.test_client()
     page = owner.get(link)
     assert page.status_code == 200 and b"Activate and open my card" in page.data
+    assert b"This link works once, until 2026-12-13 12:00 UTC" in page.data  # 7 days
     assert owner.get(link).status_code == 200  # looking does not use the link up
     assert owner.post(link, data={}).status_code == 400  # no CSRF token: refused, not used
     opened = owner.post(link, data={"csrf_token": csrf(page.data)})
