@@ -16,6 +16,7 @@ from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import TokenRecord
 
 from .bootstrap import StorageOpenError, database_url, open_storage
+from .mail import add_mail_arguments
 
 __all__ = ["main"]
 
@@ -134,25 +135,28 @@ def _parser() -> argparse.ArgumentParser:
     acs.add_argument("slug")
     acs.add_argument("user_names", nargs="+", metavar="USER_NAME")
 
-    ob = sub.add_parser("outbox", help="queued and sent mail")
+    ob = sub.add_parser(
+        "outbox", help="queued, sent and failed mail, with attempts and the last error"
+    )
     ob.add_argument("slug")
-    ob.add_argument("--json", action="store_true")
+    ob.add_argument("--json", action="store_true", help="print JSON")
 
     ml = sub.add_parser("mail", help="mail delivery").add_subparsers(dest="action", required=True)
-    md = ml.add_parser("deliver", help="deliver pending mail once")
-    md.add_argument("--smtp-host", default="localhost")
-    md.add_argument("--smtp-port", type=int, default=25)
-    md.add_argument("--smtp-security", choices=["plain", "starttls", "ssl"], default="plain")
-    md.add_argument("--smtp-user")
-    md.add_argument(
-        "--smtp-password-env",
-        metavar="VAR",
-        help="read the SMTP password from this environment variable",
+    md = ml.add_parser(
+        "deliver",
+        help="deliver due mail once (exit 1 if any attempt failed)",
+        description="Deliver the due mail of every workspace once. Exits 1 when any attempt "
+        "failed, printing each failure's reason to stderr.",
     )
-    md.add_argument("--sender", default="scimcore@localhost")
-    md.add_argument("--limit", type=int, default=100)
-    md.add_argument("--max-attempts", type=int, default=5)
-    md.add_argument("--json", action="store_true")
+    add_mail_arguments(md)
+    md.add_argument("--limit", type=int, default=100, help="at most this many mails")
+    md.add_argument(
+        "--max-attempts", type=int, default=5, help="give a mail up after this many failures"
+    )
+    md.add_argument("--json", action="store_true", help="print the report as JSON")
+    mr = ml.add_parser("retry", help="queue a failed mail again")
+    mr.add_argument("slug")
+    mr.add_argument("mail_id", help="the mail's id, as `scimcore outbox SLUG` shows it")
 
     se = sub.add_parser("seats", help="the number of active users")
     se.add_argument("slug")
@@ -209,6 +213,8 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         print(f"token {args.token_id} deleted", file=out)
     elif cmd in _PRODUCT:
         _PRODUCT[cmd](ScimService(storage), args, out)
+    elif cmd == "mail":
+        return _mail(ScimService(storage), args, out)
     elif cmd == "serve":
         from flask import Flask
 
@@ -320,43 +326,82 @@ def _activation(service: ScimService, args: argparse.Namespace, out: Any) -> Non
 
 
 def _outbox(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    from scimcore.outbox import last_attempt
+
     people = {v.user_id: v.user_name for v in service.product.cards(args.slug)}
-    rows = [
-        {
-            "id": m.id,
-            "to": m.to,
-            "kind": m.kind,
-            "user_name": people.get(m.person_id),
-            "status": m.status,
-        }
-        for m in service.product.outbox(args.slug)
+    rows = []
+    for m in service.product.outbox(args.slug):
+        last = last_attempt(m)
+        rows.append(
+            {
+                "id": m.id,
+                "to": m.to,
+                "kind": m.kind,
+                "user_name": people.get(m.person_id),
+                "status": m.status,
+                "attempts": m.attempts,
+                "last_attempt_at": _iso(last.at),
+                "last_error": last.error,
+                "next_attempt_at": _iso(m.next_attempt_at) if m.status == "pending" else None,
+                "created_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+        )
+    lines = [
+        f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}  attempts {r['attempts']}"
+        + (f"  last {r['last_attempt_at']}" if r["last_attempt_at"] else "")
+        + (f"  error: {r['last_error']}" if r["last_error"] else "")
+        for r in rows
     ]
-    _emit(args, out, rows, [f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}" for r in rows])
+    _emit(args, out, rows, lines)
 
 
-def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    import os
+def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> int:
+    """``mail deliver`` (1 when any attempt failed) and ``mail retry``."""
+    from scimcore.outbox import deliver_pending, retry_mail
 
-    from scimcore.outbox import deliver_pending
+    from .mail import mail_settings_from_args
 
-    from .smtp import SmtpMailer
-
-    password = os.environ.get(args.smtp_password_env) if args.smtp_password_env else None
-    mailer = SmtpMailer(
-        host=args.smtp_host,
-        port=args.smtp_port,
-        sender=args.sender,
-        security=args.smtp_security,
-        username=args.smtp_user,
-        password=password,
-    )
+    if args.action == "retry":
+        mail = retry_mail(service.storage, service.runtime, args.slug, args.mail_id)
+        print(f"mail {mail.id} to {mail.to} queued again", file=out)
+        return 0
+    settings = mail_settings_from_args(args)
     report = deliver_pending(
-        service.storage, mailer, service.runtime, limit=args.limit, max_attempts=args.max_attempts
+        service.storage,
+        settings.mailer(),
+        service.runtime,
+        limit=args.limit,
+        max_attempts=args.max_attempts,
     )
-    row = {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+    failures = [
+        {
+            "id": f.mail_id,
+            "to": f.to,
+            "attempts": f.attempts,
+            "reason": f.reason,
+            "final": f.final,
+            "next_attempt_at": _iso(f.next_attempt_at),
+        }
+        for f in report.failures
+    ]
+    row = {
+        "sent": report.sent,
+        "retrying": report.retrying,
+        "failed": report.failed,
+        "failures": failures,
+    }
     _emit(
         args, out, row, [f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}"]
     )
+    for f in failures:
+        then = "given up" if f["final"] else f"next attempt at {f['next_attempt_at']}"
+        print(
+            f"scimcore: mail {f['id']} to {f['to']} failed (attempt {f['attempts']}, {then}): "
+            f"{f['reason']}",
+            file=sys.stderr,
+        )
+    return 0 if report.ok else 1
 
 
 def _seats(service: ScimService, args: argparse.Namespace, out: Any) -> None:
@@ -391,7 +436,6 @@ _PRODUCT = {
     "card": _card,
     "activation": _activation,
     "outbox": _outbox,
-    "mail": _mail,
     "seats": _seats,
     "log": _log,
 }

@@ -9,14 +9,29 @@ from __future__ import annotations
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from typing import Literal
 
 import attrs
 from attrs import frozen
 
-__all__ = ["SmtpMailer"]
+__all__ = ["Security", "SmtpMailer", "compose"]
 
 Security = Literal["plain", "starttls", "ssl"]
+
+
+def compose(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    """One plain-text RFC 5322 message: ``From``, ``To``, ``Subject``, ``Date`` and a unique
+    ``Message-ID`` (of the sender's domain), UTF-8 body."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
+    domain = sender.rpartition("@")[2].strip(" >") or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message.set_content(body)
+    return message
 
 
 @frozen
@@ -43,12 +58,15 @@ class SmtpMailer:
 
     def send(self, to: str, subject: str, body: str) -> None:
         """Send one plain-text email; raises ``smtplib.SMTPException`` or ``OSError``."""
-        message = EmailMessage()
-        message["From"] = self.sender
-        message["To"] = to
-        message["Subject"] = subject
-        message.set_content(body)
+        message = compose(self.sender, to, subject, body)
         with self._connect() as client:
             if self.username is not None:
                 client.login(self.username, self.password or "")
             client.send_message(message)
+
+    def describe(self) -> str:
+        """Where mail goes, for a start-up line or a log: ``smtp://user@host:port
+        (starttls)``, never the password."""
+        user = f"{self.username}@" if self.username else ""
+        scheme = "smtps" if self.security == "ssl" else "smtp"
+        return f"{scheme}://{user}{self.host}:{self.port} ({self.security}), from {self.sender}"
