@@ -15,7 +15,16 @@ from typing import Any
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import TokenRecord
 
-from .bootstrap import StorageOpenError, database_url, open_storage
+from .bootstrap import (
+    StorageOpenError,
+    create_flask_app,
+    database_url,
+    open_storage,
+    public_base_url,
+    serve_forever,
+    tenant_url,
+    trusted_proxies,
+)
 from .mail import add_mail_arguments
 
 __all__ = ["main"]
@@ -40,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="SQLAlchemy URL (default: $SCIMCORE_DATABASE_URL)")
     p.add_argument(
         "--base-url",
-        default="http://127.0.0.1:8000/scim/v2",
-        help="the public SCIM base URL shown as the Tenant URL",
+        help="the server's public URL, e.g. https://scim.acme.example (default "
+        "$SCIMCORE_BASE_URL); the Tenant URL is <base URL>/scim/v2",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -166,9 +175,28 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--json", action="store_true")
     lg.add_argument("--limit", type=int, default=50)
 
-    sv = sub.add_parser("serve", help="serve the SCIM endpoint")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv = sub.add_parser(
+        "serve",
+        help="serve the SCIM endpoint and deliver mail in the background",
+        description="Serve SCIM at /scim/v2 on the database, delivering the outbox in a "
+        "background worker; prints the Tenant URL and where mail goes.",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
+    sv.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS,  # the global --base-url when not given here
+        help="the public URL, e.g. https://scim.acme.example behind an HTTPS proxy "
+        "(default $SCIMCORE_BASE_URL, else the address listened on)",
+    )
+    sv.add_argument(
+        "--trust-proxy",
+        type=int,
+        metavar="N",
+        help="believe the X-Forwarded-* headers of N proxies in front (default "
+        "$SCIMCORE_TRUST_PROXY, else 0)",
+    )
+    add_mail_arguments(sv)
     return p
 
 
@@ -197,7 +225,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         if args.quiet:
             print(token.plaintext, file=out)
         else:
-            print(f"Tenant URL: {args.base_url}", file=out)
+            _print_tenant_url(args, out)
             print(f"Secret Token: {token.plaintext}", file=out)
             print(f"Token id: {token.record.id} (the secret is shown only once)", file=out)
     elif cmd == "token" and action == "list":
@@ -216,15 +244,37 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "mail":
         return _mail(ScimService(storage), args, out)
     elif cmd == "serve":
-        from flask import Flask
-
-        from .flask import ScimExtension
-
-        app = Flask("scimcore")
-        ScimExtension(ScimService(storage), app)
-        print(f"Tenant URL: http://{args.host}:{args.port}/scim/v2", file=out, flush=True)
-        app.run(host=args.host, port=args.port, threaded=True)
+        _serve(ScimService(storage), args, out)
     return 0
+
+
+def _print_tenant_url(args: argparse.Namespace, out: Any) -> None:
+    """``Tenant URL: ...`` from ``--base-url`` or ``$SCIMCORE_BASE_URL``; without either, a
+    note on stderr (the port a server listens on is not guessed)."""
+    base = public_base_url(args.base_url)
+    if base is None:
+        print(
+            "scimcore: note: the Tenant URL is <the server's public URL>/scim/v2; "
+            "give --base-url or set SCIMCORE_BASE_URL to print it",
+            file=sys.stderr,
+        )
+    else:
+        print(f"Tenant URL: {tenant_url(base)}", file=out)
+
+
+def _serve(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    """``scimcore serve``: SCIM (and the console) with a mail delivery worker."""
+    from .mail import mail_settings_from_args
+
+    mail = mail_settings_from_args(args)
+    base = public_base_url(args.base_url)
+    app = create_flask_app(service, base_url=base, trust_proxy=trusted_proxies(args.trust_proxy))
+    where = {"host": args.host, "port": args.port}
+    try:
+        serve_forever(app, service, **where, base_url=base, mail=mail, out=out)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:

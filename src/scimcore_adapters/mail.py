@@ -18,6 +18,7 @@ printed or put in a ``repr``.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import threading
@@ -32,7 +33,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 from attrs import frozen
 
-from scimcore.outbox import DeliveryReport
+from scimcore import ScimService
+from scimcore.outbox import DeliveryReport, Mailer, deliver_pending
 
 from .smtp import Security, SmtpMailer, compose
 
@@ -48,6 +50,7 @@ __all__ = [
     "mail_settings",
     "mail_settings_from_args",
     "parse_smtp_url",
+    "start_delivery",
 ]
 
 log = logging.getLogger(__name__)
@@ -346,3 +349,20 @@ class DeliveryWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_delivery(
+    service: ScimService,
+    mailer: Mailer,
+    *,
+    base_url: str | None = None,
+    interval: float = DEFAULT_INTERVAL,
+) -> DeliveryWorker:
+    """Start a :class:`DeliveryWorker` delivering ``service``'s outbox through ``mailer``
+    every ``interval`` seconds, and at once when a SCIM create queues a mail. ``base_url``:
+    the public URL activation links are built on."""
+    # TODO(product merge): pass base_url=base_url once deliver_pending renders activation links
+    deliver = functools.partial(deliver_pending, service.storage, mailer, service.runtime)
+    worker = DeliveryWorker(deliver, interval=interval)
+    service.subscribe(lambda event: worker.wake() if event.kind == "mail.queued" else None)
+    return worker.start()

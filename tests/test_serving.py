@@ -1,0 +1,297 @@
+"""Serving (issue 17 §6, §7): the public URL behind a proxy for both Flask mounts, the example
+server's kept demo token and its start-up lines, ``scimcore serve`` with its mail worker."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from examples.flask_server import create_app
+from flask import Flask
+
+from scimcore import ScimService
+from scimcore_adapters.bootstrap import (
+    behind_proxy,
+    demo_credentials_path,
+    ensure_demo,
+    listening_url,
+    public_base_url,
+    tenant_url,
+    trusted_proxies,
+)
+from scimcore_adapters.flask import ScimExtension
+from scimcore_adapters.memory import MemoryStorage
+from scimcore_adapters.sql import SqlStorage
+
+ROOT = Path(__file__).resolve().parents[1]
+USER = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@contoso.com"}
+
+Mount = Literal["wsgi", "blueprint"]
+
+
+def _app(mount: Mount, base_url: str | None, trust_proxy: int) -> tuple[Flask, dict[str, str]]:
+    service = ScimService(MemoryStorage())
+    service.workspaces.create("acme", "admin@acme.example")
+    token = service.workspaces.generate_token("acme", "admin@acme.example").plaintext
+    app = Flask("t")
+    ScimExtension(service, app, mount=mount)
+    app.wsgi_app = behind_proxy(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, base_url=base_url, trust_proxy=trust_proxy
+    )
+    return app, {"Authorization": f"Bearer {token}"}
+
+
+def _location(app: Flask, auth: dict[str, str], headers: dict[str, str] | None = None) -> str:
+    response = app.test_client().post(
+        "/scim/v2/Users",
+        json={**USER, "userName": f"{uuid.uuid4().hex}@contoso.com"},
+        headers={**auth, **(headers or {})},
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    assert response.get_json()["meta"]["location"] == location
+    return location
+
+
+FORWARDED = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "scim.acme.example",
+    "X-Forwarded-Port": "443",
+    "X-Forwarded-Prefix": "/idp",
+    "X-Forwarded-For": "203.0.113.9",
+}
+
+
+@pytest.mark.parametrize("mount", ["wsgi", "blueprint"])
+def test_location_follows_the_configured_base_url(mount: Mount) -> None:
+    # R1.2 behind a proxy: the Tenant URL and Location are the public ones
+    app, auth = _app(mount, "https://scim.acme.example/idp", 0)
+    assert _location(app, auth).startswith("https://scim.acme.example/idp/scim/v2/Users/")
+    # the configured URL wins over anything a client sends
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    assert _location(app, auth, forged).startswith("https://scim.acme.example/idp/scim/v2/")
+
+
+@pytest.mark.parametrize("mount", ["wsgi", "blueprint"])
+def test_forwarded_headers_count_only_when_trusted(mount: Mount) -> None:
+    trusted, auth = _app(mount, None, 1)
+    assert _location(trusted, auth, FORWARDED).startswith(
+        "https://scim.acme.example/idp/scim/v2/Users/"
+    )
+    untrusted, auth = _app(mount, None, 0)
+    assert _location(untrusted, auth, FORWARDED).startswith("http://localhost/scim/v2/Users/")
+
+
+def test_example_app_takes_base_url_and_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = ScimService(MemoryStorage())
+    service.workspaces.create("acme", "admin@acme.example")
+    auth = {
+        "Authorization": "Bearer "
+        + service.workspaces.generate_token("acme", "admin@acme.example").plaintext
+    }
+    monkeypatch.setenv("SCIMCORE_TRUST_PROXY", "1")
+    app = create_app(service)
+    assert "scimcore.mail" not in app.extensions  # the caller owns a service it passes in
+    assert _location(app, auth, FORWARDED).startswith("https://scim.acme.example/idp/scim/v2/")
+    monkeypatch.setenv("SCIMCORE_BASE_URL", "https://public.example/")
+    app = create_app(service)
+    assert _location(app, auth, FORWARDED).startswith("https://public.example/scim/v2/")
+    monkeypatch.setenv("SCIMCORE_TRUST_PROXY", "many")
+    with pytest.raises(ValueError, match="0 or more"):
+        create_app(service)
+
+
+def test_base_url_values() -> None:
+    assert public_base_url(environ={}) is None
+    assert public_base_url("https://scim.example/", environ={}) == "https://scim.example"
+    assert public_base_url(environ={"SCIMCORE_BASE_URL": "http://h:8080/x/"}) == "http://h:8080/x"
+    for bad in ("ftp://h", "scim.example", "https://h?x=1", "https://u:p@h", "https://h:port"):
+        with pytest.raises(ValueError, match="base URL"):
+            public_base_url(bad, environ={})
+    assert tenant_url("https://h") == "https://h/scim/v2"
+    assert tenant_url("https://h/scim/v2/") == "https://h/scim/v2"  # already a Tenant URL
+    assert listening_url("0.0.0.0", 8123) == "http://127.0.0.1:8123"
+    assert listening_url("::", 8123) == "http://[::1]:8123"
+    assert listening_url("10.0.0.5", 80) == "http://10.0.0.5:80"
+    assert trusted_proxies(environ={}) == 0 and trusted_proxies(2, environ={}) == 2
+    with pytest.raises(ValueError):
+        trusted_proxies(-1, environ={})
+
+
+# --- the demo credentials -----------------------------------------------------------------------
+
+
+def test_demo_token_is_kept_across_restarts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'scim.db'}"
+    keep = demo_credentials_path(url)
+    assert keep == tmp_path / "scim.db.demo.json"
+    first = ensure_demo(ScimService(SqlStorage(url)), keep=keep)
+    assert stat.S_IMODE(keep.stat().st_mode) == 0o600
+    assert json.loads(keep.read_text())["token"] == first.token
+    service = ScimService(SqlStorage(url))  # a restart
+    again = ensure_demo(service, keep=keep)
+    assert again.token == first.token
+    assert len(service.workspaces.list_tokens("demo")) == 1
+    # a token deleted meanwhile is replaced (and the file rewritten), not shown again
+    service.workspaces.delete_token("demo", first.token.split("_")[1])
+    fresh = ensure_demo(service, keep=keep)
+    assert fresh.token != first.token and json.loads(keep.read_text())["token"] == fresh.token
+    # a file whose secret does not match its token is not believed
+    keep.write_text(json.dumps({"token": fresh.token[:-4] + "AAAA"}))
+    assert ensure_demo(service, keep=keep).token not in (fresh.token, fresh.token[:-4] + "AAAA")
+    assert demo_credentials_path("memory://") is None
+    assert demo_credentials_path("postgresql+psycopg://h/db") == Path("scimcore-demo.json")
+
+
+# --- the servers, as processes ------------------------------------------------------------------
+
+
+class Running:
+    """A server process and the lines it printed at start."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: dict[str, str] = {}
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # the start-up lines end with "Mail: ..."
+            key, _, value = line.rstrip("\n").partition(": ")
+            self.lines[key] = value
+            if key == "Mail":
+                break
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    servers: list[Running] = []
+    yield servers
+    for s in servers:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def _eventually(found: object, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(found) and found():
+            return
+        time.sleep(0.05)  # polling another process: no event to wait on
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_example_server_prints_its_lines_keeps_its_token_and_sends_mail(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    # §5, §7: the real address, one demo token across restarts, mail as .eml files by itself
+    env = {"SCIMCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'scim.db'}"}
+    for name in ("SCIMCORE_SMTP_URL", "SCIMCORE_BASE_URL", "SCIMCORE_MAIL_DIR"):
+        env[name] = ""
+    cmd = [sys.executable, str(ROOT / "examples" / "flask_server.py"), "--port", "0"]
+    first = Running(cmd, tmp_path, env)
+    running.append(first)
+    tenant = first.lines["Tenant URL"]
+    assert tenant.startswith("http://127.0.0.1:") and tenant.endswith("/scim/v2")
+    assert not tenant.startswith("http://127.0.0.1:0/")
+    token = first.lines["Secret Token"]
+    assert token.startswith("scim_")
+    assert first.lines["Mail"] == f".eml files in {tmp_path / 'scimcore-mail'}/"
+    assert list(first.lines)[:2] == ["Tenant URL", "Secret Token"]
+
+    request = urllib.request.Request(
+        tenant + "/Users",
+        data=json.dumps(USER).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        assert response.headers["Location"].startswith(tenant + "/Users/")
+    folder = tmp_path / "scimcore-mail"
+    _eventually(lambda: folder.is_dir() and any(folder.glob("*.eml")), "the activation mail")
+    (eml,) = folder.glob("*.eml")
+    assert email.message_from_bytes(eml.read_bytes())["To"] == "ann@contoso.com"
+    first.stop()
+
+    second = Running([*cmd, "--base-url", "https://scim.acme.example"], tmp_path, env)
+    running.append(second)
+    assert second.lines["Secret Token"] == token
+    assert second.lines["Tenant URL"] == "https://scim.acme.example/scim/v2"
+    second.stop()
+
+
+def test_scimcore_serve_prints_its_lines_and_uses_smtp_settings(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    env = {"SCIMCORE_SMTP_URL": "smtp://cards:n0t-shown@mail.acme.example:587"}
+    cmd = [
+        sys.executable, "-m", "scimcore_adapters.cli",
+        "--database-url", f"sqlite:///{tmp_path / 'scim.db'}",
+        "serve", "--port", "0", "--sender", "cards@acme.example",
+    ]  # fmt: skip
+    server = Running(cmd, tmp_path, env)
+    running.append(server)
+    assert server.lines["Tenant URL"].startswith("http://127.0.0.1:")
+    assert server.lines["Mail"] == (
+        "smtp://cards@mail.acme.example:587 (starttls), from cards@acme.example"
+    )
+    with urllib.request.urlopen(server.lines["Tenant URL"] + "/ServiceProviderConfig") as r:
+        assert r.status == 200
+    server.stop()
+    assert server.proc.returncode == 0
+    based = Running([*cmd, "--base-url", "https://scim.acme.example/"], tmp_path, env)
+    running.append(based)
+    assert based.lines["Tenant URL"] == "https://scim.acme.example/scim/v2"
+    based.stop()
+
+
+def test_scimcore_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scimcore_adapters.cli",
+                "--database-url",
+                f"sqlite:///{tmp_path / 'scim.db'}",
+                "serve",
+                "--port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"scimcore: error: cannot serve on 127.0.0.1:{port}: ")
+    assert done.stderr.count("\n") == 1
