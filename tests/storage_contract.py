@@ -19,6 +19,7 @@ from scimcore.filters import compile_filter
 from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
+from tests.console_contract import ConsoleContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -105,7 +106,7 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract:
+class StorageContract(ConsoleContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:

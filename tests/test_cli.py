@@ -68,7 +68,15 @@ def test_workspace_admin_token_commands(cli: Cli) -> None:
     assert token.startswith("scim_") and "\n" not in token
     tokens = cli.json("token", "list", "acme")
     assert [t["label"] for t in tokens] == ["Entra", ""]
-    assert set(tokens[0]) == {"id", "label", "created_by", "created_at", "last_used_at"}
+    assert set(tokens[0]) == {
+        "id",
+        "label",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "state",
+        "dead_reason",
+    }
     assert token.split("_", 2)[2] not in json.dumps(tokens)
     cli("token", "delete", "acme", tokens[0]["id"])
     assert len(cli.json("token", "list", "acme")) == 1
@@ -221,7 +229,10 @@ def test_full_scenario_two_workspaces(cli: Cli) -> None:
     assert cli.json("cards", "beta") == [] and cli("seats", "beta").strip() == "0"
     assert cli.json("outbox", "beta") == []
     beta_log = cli.json("log", "beta")  # only beta's own failed probe, nothing of acme's
-    assert [(e["operation"], e["status"]) for e in beta_log] == [("get", 404)]
+    assert [(e["operation"], e["status"]) for e in beta_log] == [
+        ("get", 404),
+        ("token.generate", 200),
+    ]
     beta_token = cli.json("token", "list", "beta")[0]["id"]
     assert beta_log[0]["token_id"] == beta_token
 

@@ -270,6 +270,7 @@ def test_log_records_outcomes_without_secrets(
         ("patch", 400),
         ("create", 409),
         ("create", 201),
+        ("token.generate", 200),  # the admin action that made the test's token
     ]
     assert entries[0].resource_id == user["id"]
     assert "bogus" in entries[0].detail
@@ -294,7 +295,8 @@ def test_one_write_records_one_instant(service: ScimService, client: Client) -> 
         return person.created_at, person.updated_at
 
     (mail,) = service.product.outbox("acme")
-    (entry,) = service.product.log("acme")
+    entry, generated = service.product.log("acme")
+    assert generated.operation == "token.generate"
     (token,) = service.workspaces.list_tokens("acme")
     assert person_times() == (created, created)
     assert mail.created_at == mail.next_attempt_at == entry.at == created
@@ -341,6 +343,7 @@ def test_failed_searches_are_logged_as_search(service: ScimService, client: Clie
         ("list", 400, None),
         ("search", 400, None),
         ("search", 400, None),
+        ("token.generate", 200, None),  # the admin action that made the test's token
     ]
 
 

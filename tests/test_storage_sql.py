@@ -1806,7 +1806,9 @@ def test_sqlite_writes_number_their_log_entries_from_the_authentication(sqlite_u
         with storage.engine.connect() as conn:
             query = select(LOG.c.ordinal, LOG.c.operation, LOG.c.status).order_by(LOG.c.seq)
             rows = conn.execute(query).all()
-        assert [r.ordinal for r in rows] == list(range(1, 35))
+        # the first entry: the token's generation, logged before the writes
+        assert rows[0].operation == "token.generate"
+        assert [r.ordinal for r in rows] == list(range(1, 36))
         assert [(r.operation, r.status) for r in rows][-2:] == [("create", 409), ("patch", 200)]
         inserts = [s for s in seen if s.startswith("INSERT INTO log")]
         looked_up = [s for s in inserts if "max(" in s and "RETURNING" in s]

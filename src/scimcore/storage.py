@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from attrs import frozen
@@ -23,6 +23,9 @@ from .schema import parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
+    "TOKEN_ACTIVE",
+    "TOKEN_DEAD",
+    "TOKEN_DELETED",
     "Admin",
     "AuthenticatedWrites",
     "Grant",
@@ -61,11 +64,26 @@ class Admin:
     email: str
     active: bool
     created_at: datetime
+    #: An argon2id hash of the console sign-in password (``scimcore_adapters.passwords``);
+    #: ``None``: the admin cannot sign in with a password.
+    password_hash: str | None = None
+
+
+#: :attr:`TokenRecord.state` of a token that works (while its admin is active, R2.3).
+TOKEN_ACTIVE = "active"
+#: A token whose admin was deactivated: dead for good (R2.5), listed until deleted.
+TOKEN_DEAD = "dead"
+#: A deleted token: not listed; its tombstone only attributes refused requests (R9.2).
+TOKEN_DELETED = "deleted"
 
 
 @frozen
 class TokenRecord:
-    """A stored bearer token: never the secret, only its SHA-256 hash (R2.1)."""
+    """A stored bearer token: never the secret, only its SHA-256 hash (R2.1).
+
+    ``state`` is :data:`TOKEN_ACTIVE`, or, for a tombstone, :data:`TOKEN_DEAD` (its admin was
+    deactivated: it never works again, R2.5; ``dead_reason`` says why) or
+    :data:`TOKEN_DELETED`."""
 
     id: str
     workspace_id: str
@@ -74,6 +92,8 @@ class TokenRecord:
     created_by: str
     created_at: datetime
     last_used_at: datetime | None = None
+    state: str = TOKEN_ACTIVE
+    dead_reason: str | None = None
 
 
 @frozen
@@ -282,6 +302,15 @@ class Storage(Protocol):
 
     def get_admin(self, workspace_id: str, email: str) -> Admin | None: ...
 
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        """The workspace's admins, active or not, by e-mail."""
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        """In one transaction: mark the admin inactive and turn every token they created into a
+        tombstone of state :data:`TOKEN_DEAD` with ``dead_reason`` ``reason`` (R2.3, R2.5: a
+        dead token stays dead whatever happens to its admin later). Idempotent; ``None`` if
+        there is no such admin."""
+
     def add_token(self, token: TokenRecord) -> None: ...
 
     def get_token(self, token_id: str) -> TokenRecord | None: ...
@@ -290,9 +319,22 @@ class Storage(Protocol):
         """The token with this id, its workspace and its creator's state, in one read (the
         hot path of every SCIM request); ``None`` for an unknown token."""
 
-    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]: ...
+    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
+        """Active and dead tokens (not deleted ones), oldest first."""
 
-    def delete_token(self, workspace_id: str, token_id: str) -> bool: ...
+    def delete_token(self, workspace_id: str, token_id: str) -> bool:
+        """Delete an active or dead token of the workspace, leaving a tombstone of state
+        :data:`TOKEN_DELETED`; ``False`` if the workspace has no such (listed) token."""
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        """The tombstone of a dead or deleted token (with its secret's hash), or ``None``.
+        Read only when a request was refused, never on the authentication path."""
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        """Atomically note that a request with this tombstone's token was refused at ``when``:
+        ``True`` if no refusal was noted in the ``interval`` before (the caller then logs
+        it), else ``False``: refused requests are logged at most once per token and
+        interval, whatever the number of processes."""
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""

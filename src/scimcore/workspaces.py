@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,9 +23,11 @@ from attrs import frozen
 from .errors import UnauthorizedError
 from .runtime import Runtime, system_runtime
 from .storage import (
+    TOKEN_DEAD,
     Admin,
     AuthenticatedWrites,
     Grant,
+    LogEntry,
     Page,
     Storage,
     TokenRecord,
@@ -34,6 +37,8 @@ from .storage import (
 )
 
 __all__ = [
+    "DEAD_ADMIN_DEACTIVATED",
+    "REFUSAL_LOG_INTERVAL",
     "TOUCH_INTERVAL",
     "AuthContext",
     "GeneratedToken",
@@ -46,6 +51,16 @@ __all__ = [
 TOUCH_INTERVAL = timedelta(minutes=1)
 """``last_used_at`` is refreshed at most this often: one write per token per minute, not one
 per request."""
+
+REFUSAL_LOG_INTERVAL = timedelta(minutes=1)
+"""A request refused because its token is dead or deleted is logged in the token's workspace
+at most once per token and interval (an IdP retrying every few seconds makes one entry a
+minute, not thousands)."""
+
+DEAD_ADMIN_DEACTIVATED = "admin deactivated"
+"""``TokenRecord.dead_reason`` of the tokens of a deactivated admin (R2.3, R2.5)."""
+
+log = logging.getLogger(__name__)
 
 _TOKEN_RE = re.compile(r"^scim_([0-9a-f]{32})_([A-Za-z0-9_-]{20,200})$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -123,9 +138,12 @@ def _verified(grant: Grant | None, presented: str) -> Grant:
 class Workspaces:
     """Administration of workspaces, admins and tokens over a :class:`Storage`."""
 
-    def __init__(self, storage: Storage, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self, storage: Storage, runtime: Runtime | None = None, log_retention: int = 10_000
+    ) -> None:
         self.storage = storage
         self.runtime = runtime or system_runtime()
+        self._retention = log_retention
         self._reads_ahead: UserReadAhead | None = (
             storage if isinstance(storage, UserReadAhead) else None
         )
@@ -164,27 +182,83 @@ class Workspaces:
         if not _EMAIL_RE.match(email):
             raise WorkspaceError(f"invalid email address {email!r}")
 
-    def add_admin(self, slug: str, email: str) -> Admin:
-        """Add (or reactivate) an admin of the workspace."""
+    def _log(
+        self,
+        workspace_id: str,
+        actor: str,
+        operation: str,
+        detail: str,
+        *,
+        status: int = 200,
+        token_id: str | None = None,
+    ) -> None:
+        """An entry in the workspace's provisioning log (R9.2): admin actions and refused
+        requests. Never a secret."""
+        entry = LogEntry(
+            id=self.runtime.new_id(),
+            at=self.runtime.now(),
+            operation=operation,
+            resource_id=None,
+            status=status,
+            detail=detail,
+            token_id=token_id,
+            actor=actor,
+        )
+        with self.storage.users(workspace_id) as store:
+            store.add_log(entry, self._retention)
+
+    def list_admins(self, slug: str) -> Sequence[Admin]:
+        """The workspace's admins, active or not, by e-mail."""
+        return self.storage.list_admins(self.get(slug).id)
+
+    def get_admin(self, slug: str, email: str) -> Admin | None:
+        """The admin with this e-mail (case-insensitive), active or not; ``None`` if none."""
+        return self.storage.get_admin(self.get(slug).id, email.lower())
+
+    def add_admin(self, slug: str, email: str, *, actor: str = "admin") -> Admin:
+        """Add (or reactivate) an admin of the workspace. A reactivated admin's old tokens
+        stay dead (R2.5): they generate new ones. ``actor``: who did it, for the log."""
         self._check_email(email)
         ws = self.get(slug)
         existing = self.storage.get_admin(ws.id, email.lower())
+        if existing is not None and existing.active:
+            return existing
+        if existing is not None:
+            # Bury any token still stored for the inactive admin (one stored by a
+            # generate_token that raced the deactivation) before the admin is active again.
+            self.storage.deactivate_admin(ws.id, existing.email, DEAD_ADMIN_DEACTIVATED)
         admin = (
             attrs.evolve(existing, active=True)
             if existing
             else Admin(ws.id, email.lower(), True, self.runtime.now())
         )
         self.storage.save_admin(admin)
+        self._log(ws.id, actor, "admin.add", f"{admin.email} is an admin")
         return admin
 
-    def deactivate_admin(self, slug: str, email: str) -> Admin:
-        """Deactivate an admin: every token they created stops working at once (R2.3)."""
+    def deactivate_admin(self, slug: str, email: str, *, actor: str = "admin") -> Admin:
+        """Deactivate an admin: every token they created dies at once and for good (R2.3,
+        R2.5), and is listed as dead until deleted."""
+        ws = self.get(slug)
+        admin = self.storage.deactivate_admin(ws.id, email.lower(), DEAD_ADMIN_DEACTIVATED)
+        if admin is None:
+            raise WorkspaceError(f"{email} is not an admin of {slug!r}")
+        self._log(ws.id, actor, "admin.deactivate", f"{admin.email} deactivated; tokens dead")
+        return admin
+
+    def set_password_hash(
+        self, slug: str, email: str, password_hash: str | None, *, actor: str = "admin"
+    ) -> Admin:
+        """Store the admin's console sign-in password hash (made by
+        ``scimcore_adapters.passwords.hash_password``; ``None`` removes it)."""
         ws = self.get(slug)
         existing = self.storage.get_admin(ws.id, email.lower())
         if existing is None:
             raise WorkspaceError(f"{email} is not an admin of {slug!r}")
-        admin = attrs.evolve(existing, active=False)
+        admin = attrs.evolve(existing, password_hash=password_hash)
         self.storage.save_admin(admin)
+        what = "set" if password_hash is not None else "removed"
+        self._log(ws.id, actor, "admin.password", f"password of {admin.email} {what}")
         return admin
 
     # --- tokens -------------------------------------------------------------------------------
@@ -208,15 +282,19 @@ class Workspaces:
             created_at=self.runtime.now(),
         )
         self.storage.add_token(record)
+        self._log(ws.id, admin.email, "token.generate", f"token {label!r}", token_id=token_id)
         return GeneratedToken(record, f"scim_{token_id}_{secret}")
 
     def list_tokens(self, slug: str) -> Sequence[TokenRecord]:
         return self.storage.list_tokens(self.get(slug).id)
 
-    def delete_token(self, slug: str, token_id: str) -> None:
-        """Delete a token; it fails at once (R2.2)."""
-        if not self.storage.delete_token(self.get(slug).id, token_id):
+    def delete_token(self, slug: str, token_id: str, *, actor: str = "admin") -> None:
+        """Delete an active or dead token; it fails at once (R2.2), and a request that still
+        presents it is refused and logged (R9.2)."""
+        ws = self.get(slug)
+        if not self.storage.delete_token(ws.id, token_id):
             raise WorkspaceError(f"no token {token_id!r} in workspace {slug!r}")
+        self._log(ws.id, actor, "token.delete", f"token {token_id} deleted", token_id=token_id)
 
     def authenticate(
         self,
@@ -256,9 +334,14 @@ class Workspaces:
                 ahead = ReadAhead(kind, key, page=page) if page is not None else None
         elif match:
             grant = self.storage.authenticate(match.group(1))
-        grant = _verified(grant, presented)
-        self._touch(grant, now)
-        return AuthContext(grant.workspace, grant.token.id, ahead)
+        try:
+            verified = _verified(grant, presented)
+        except UnauthorizedError:
+            if match:
+                self._refused(match.group(1), presented, grant)
+            raise
+        self._touch(verified, now)
+        return AuthContext(verified.workspace, verified.token.id, ahead)
 
     @contextmanager
     def writing(
@@ -279,14 +362,52 @@ class Workspaces:
                 yield auth, store
             return
         verified: Grant | None = None
+        refused: list[Grant | None] = []
         try:
             with writer.authenticated_users(match.group(1), presented, user_id) as (grant, store):
-                verified = _verified(grant, presented)
+                try:
+                    verified = _verified(grant, presented)
+                except UnauthorizedError:
+                    refused.append(grant)
+                    raise
                 assert store is not None
                 yield AuthContext(verified.workspace, verified.token.id), store
         finally:
             if verified is not None:  # the token was used, whatever the write's outcome
                 self._touch(verified, now)
+            elif refused:  # logged once the refused transaction is over
+                self._refused(match.group(1), presented, refused[0])
+
+    def _refused(self, token_id: str, presented: str, grant: Grant | None) -> None:
+        """A request was refused (401): if it presented a dead or deleted token with its right
+        secret, log it in the token's workspace (R9.2), at most once per
+        :data:`REFUSAL_LOG_INTERVAL`. Runs only on refusals, never on the authentication path;
+        its own failure never changes the 401."""
+        try:
+            if (
+                grant is not None
+                and not grant.admin_active
+                and hmac.compare_digest(grant.token.secret_hash, presented)
+            ):  # an orphan stored before tombstones, or racing a deactivation: bury it (R2.5)
+                ws = grant.workspace.id
+                self.storage.deactivate_admin(ws, grant.token.created_by, DEAD_ADMIN_DEACTIVATED)
+            tomb = self.storage.get_tombstone(token_id)
+            if tomb is None or not hmac.compare_digest(tomb.secret_hash, presented):
+                return
+            now = self.runtime.now()
+            if not self.storage.claim_refusal(token_id, now, REFUSAL_LOG_INTERVAL):
+                return
+            name = f"{tomb.label!r} ({tomb.id})" if tomb.label else tomb.id
+            if tomb.state == TOKEN_DEAD:
+                why = f"is dead: {tomb.dead_reason or 'its admin was deactivated'}"
+                detail = f"refused: token {name} {why} ({tomb.created_by}); generate a new one"
+            else:
+                detail = f"refused: token {name} was deleted"
+            self._log(
+                tomb.workspace_id, "idp", "auth.refused", detail, status=401, token_id=tomb.id
+            )
+        except Exception:  # the request is refused all the same
+            log.exception("could not log a refused request")
 
     def _touch(self, grant: Grant, now: datetime | None = None) -> None:
         """Record the token's use, at most once per :data:`TOUCH_INTERVAL`."""

@@ -41,6 +41,8 @@ def _token_json(t: TokenRecord) -> dict[str, Any]:
         "created_by": t.created_by,
         "created_at": _iso(t.created_at),
         "last_used_at": _iso(t.last_used_at),
+        "state": t.state,
+        "dead_reason": t.dead_reason,
     }
 
 
@@ -66,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         a = ad.add_parser(action)
         a.add_argument("slug")
         a.add_argument("email")
+    al = ad.add_parser("list")
+    al.add_argument("slug")
+    al.add_argument("--json", action="store_true")
+    apw = ad.add_parser("password")
+    apw.add_argument("slug")
+    apw.add_argument("email")
+    apw.add_argument("--password-stdin", action="store_true")
 
     tk = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="action", required=True)
     g = tk.add_parser("generate", help="generate a token (shown once)")
@@ -220,6 +229,16 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "admin" and action == "deactivate":
         api.deactivate_admin(args.slug, args.email)
         print(f"{args.email.lower()} deactivated; their tokens no longer work", file=out)
+    elif cmd == "admin" and action == "list":
+        admins = [
+            {"email": a.email, "active": a.active, "created_at": _iso(a.created_at)}
+            for a in api.list_admins(args.slug)
+        ]
+        lines = [f"{a['email']}  {'active' if a['active'] else 'inactive'}" for a in admins]
+        _emit(args, out, admins, lines)
+    elif cmd == "admin" and action == "password":
+        api.set_password_hash(args.slug, args.email, _new_password_hash(args.password_stdin))
+        print(f"password of {args.email.lower()} set", file=out)
     elif cmd == "token" and action == "generate":
         token = api.generate_token(args.slug, args.admin, args.label)
         if args.quiet:
@@ -235,7 +254,11 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         else:
             for t in tokens:
                 used = t["last_used_at"] or "never used"
-                print(f"{t['id']}  {t['label'] or '-'}  by {t['created_by']}  {used}", file=out)
+                state = "active" if t["state"] == "active" else f"DEAD ({t['dead_reason']})"
+                print(
+                    f"{t['id']}  {state}  {t['label'] or '-'}  by {t['created_by']}  {used}",
+                    file=out,
+                )
     elif cmd == "token" and action == "delete":
         api.delete_token(args.slug, args.token_id)
         print(f"token {args.token_id} deleted", file=out)
@@ -275,6 +298,27 @@ def _serve(service: ScimService, args: argparse.Namespace, out: Any) -> None:
     except OSError as exc:
         reason = exc.strerror or exc
         raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
+
+
+def _new_password_hash(from_stdin: bool) -> str:
+    """A console password read from standard input (its first line) or prompted twice, and
+    hashed (``scimcore_adapters.passwords``, the ``console`` extra)."""
+    try:
+        from .passwords import check_password, hash_password
+    except ModuleNotFoundError:
+        raise WorkspaceError(
+            "passwords need argon2-cffi, which is not installed: pip install 'scimcore[console]'"
+        ) from None
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("New password: ")
+        check_password(password)
+        if getpass.getpass("Repeat the password: ") != password:
+            raise WorkspaceError("the two passwords differ; nothing was changed")
+    return hash_password(password)
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:

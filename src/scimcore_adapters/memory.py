@@ -11,7 +11,7 @@ import copy
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -20,6 +20,8 @@ from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessEr
 from scimcore.filters import Filter, matches
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
+    TOKEN_DEAD,
+    TOKEN_DELETED,
     Admin,
     Grant,
     LogEntry,
@@ -187,6 +189,9 @@ class MemoryStorage:
         self._workspaces: dict[str, Workspace] = {}
         self._admins: dict[tuple[str, str], Admin] = {}
         self._tokens: dict[str, TokenRecord] = {}
+        #: Dead and deleted tokens (R2.5), with when a refused request last used each.
+        self._tombstones: dict[str, TokenRecord] = {}
+        self._refused_at: dict[str, datetime] = {}
 
     @contextmanager
     def users(
@@ -225,6 +230,27 @@ class MemoryStorage:
     def get_admin(self, workspace_id: str, email: str) -> Admin | None:
         return self._admins.get((workspace_id, email.lower()))
 
+    def list_admins(self, workspace_id: str) -> Sequence[Admin]:
+        return sorted(
+            (a for (w, _), a in self._admins.items() if w == workspace_id),
+            key=lambda a: a.email.lower(),
+        )
+
+    def deactivate_admin(self, workspace_id: str, email: str, reason: str) -> Admin | None:
+        with self._lock:
+            admin = self._admins.get((workspace_id, email.lower()))
+            if admin is None:
+                return None
+            admin = attrs.evolve(admin, active=False)
+            self._admins[(workspace_id, email.lower())] = admin
+            for token in list(self._tokens.values()):
+                if token.workspace_id == workspace_id and token.created_by.lower() == email.lower():
+                    del self._tokens[token.id]
+                    self._tombstones[token.id] = attrs.evolve(
+                        token, state=TOKEN_DEAD, dead_reason=reason
+                    )
+            return admin
+
     def add_token(self, token: TokenRecord) -> None:
         self._tokens[token.id] = token
 
@@ -240,17 +266,32 @@ class MemoryStorage:
         return Grant(token, workspace, admin is not None and admin.active)
 
     def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
+        dead = (t for t in self._tombstones.values() if t.state == TOKEN_DEAD)
         return sorted(
-            (t for t in self._tokens.values() if t.workspace_id == workspace_id),
+            (t for t in (*self._tokens.values(), *dead) if t.workspace_id == workspace_id),
             key=lambda t: (t.created_at, t.id),
         )
 
     def delete_token(self, workspace_id: str, token_id: str) -> bool:
         with self._lock:
-            token = self._tokens.get(token_id)
+            token = self._tokens.get(token_id) or self._tombstones.get(token_id)
             if token is None or token.workspace_id != workspace_id:
                 return False
-            del self._tokens[token_id]
+            if token.state == TOKEN_DELETED:
+                return False
+            self._tokens.pop(token_id, None)
+            self._tombstones[token_id] = attrs.evolve(token, state=TOKEN_DELETED)
+            return True
+
+    def get_tombstone(self, token_id: str) -> TokenRecord | None:
+        return self._tombstones.get(token_id)
+
+    def claim_refusal(self, token_id: str, when: datetime, interval: timedelta) -> bool:
+        with self._lock:
+            last = self._refused_at.get(token_id)
+            if token_id not in self._tombstones or (last is not None and when - last < interval):
+                return False
+            self._refused_at[token_id] = when
             return True
 
     def touch_token(self, token_id: str, when: datetime) -> None:

@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from attrs import frozen
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, Table, exists, func, inspect, literal, select
+
+from scimcore.storage import TOKEN_DEAD
 
 from .tables import (
     ADMINS,
@@ -27,6 +29,7 @@ from .tables import (
     SCHEMA_VERSION,
     SETTINGS,
     TEMPLATES,
+    TOKEN_TOMBSTONES,
     TOKENS,
     USER_COUNTS,
     USER_EMAILS,
@@ -153,6 +156,43 @@ def _v5_chronological_meta(conn: Connection) -> None:
     _pin_sqlite_statistics(conn)
 
 
+def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for the columns of ``table`` (as :mod:`.tables` declares
+    them) that the database lacks: a database made at version 1 or 2 from today's table
+    definitions has them already."""
+    present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+
+
+def _v6_console(conn: Connection) -> None:
+    """The console (issue 17): admins' password hashes and token tombstones. Tokens whose
+    admin is inactive (deactivated before tombstones existed) are buried as dead now, so that
+    re-adding their admin cannot revive them (R2.5)."""
+    _add_missing_columns(conn, ADMINS, ["password_hash"])
+    TOKEN_TOMBSTONES.create(conn, checkfirst=True)
+    orphaned = ~exists().where(  # no active admin of that e-mail in the token's workspace
+        ADMINS.c.workspace_id == TOKENS.c.workspace_id,
+        ADMINS.c.email_key == func.lower(TOKENS.c.created_by),
+        ADMINS.c.active.is_(True),
+    )
+    columns = [c.name for c in TOKENS.c]
+    conn.execute(
+        TOKEN_TOMBSTONES.insert().from_select(
+            [*columns, "state", "dead_reason"],
+            select(
+                *TOKENS.c,
+                literal(TOKEN_DEAD).label("state"),
+                literal("admin deactivated").label("dead_reason"),
+            ).where(orphaned),
+        )
+    )
+    conn.execute(TOKENS.delete().where(orphaned))
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -168,6 +208,7 @@ MIGRATIONS: Sequence[Migration] = (
         "meta.created and meta.lastModified sorted chronologically, one index each",
         _v5_chronological_meta,
     ),
+    Migration(6, "the console: admin passwords, token tombstones", _v6_console),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -56,7 +56,6 @@ from scimcore.errors import (
 from scimcore.filters import Filter, compile_filter, matches, validate
 from scimcore.schema import MAPPING, SchemaRegistry, default_registry
 from scimcore.storage import (
-    Admin,
     Grant,
     OutboxMail,
     Page,
@@ -66,6 +65,7 @@ from scimcore.storage import (
     sort_documents,
 )
 
+from .accounts import AccountsMixin  # product:
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
 from .migrations import migrate
@@ -769,7 +769,7 @@ def _forget_connections_at_fork(storage: SqlStorage) -> None:
     os.register_at_fork(before=before, after_in_child=after_in_child)
 
 
-class SqlStorage:
+class SqlStorage(AccountsMixin):  # product: admin accounts and tombstones in .accounts
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/scim.db`` (a file; WAL mode, foreign keys
@@ -1233,27 +1233,7 @@ class SqlStorage:
             rows = conn.execute(select(WORKSPACES).order_by(WORKSPACES.c.slug)).all()
         return [self._workspace(r) for r in rows]
 
-    # --- admins --------------------------------------------------------------------------------
-
-    def save_admin(self, admin: Admin) -> None:
-        """Insert or update an admin, keyed by workspace and e-mail (case-insensitive)."""
-        values = {
-            "workspace_id": admin.workspace_id,
-            "email_key": admin.email.lower(),
-            "email": admin.email,
-            "active": admin.active,
-            "created_at": admin.created_at,
-        }
-        with self._tx(immediate=True) as conn:
-            stmt = upsert_statement(conn.dialect.name, ADMINS, _ADMIN_KEYS, tuple(values))
-            conn.execute(stmt, values)
-
-    def get_admin(self, workspace_id: str, email: str) -> Admin | None:
-        with self._tx(immediate=False) as conn:
-            row = conn.execute(_GET_ADMIN, {"b_ws": workspace_id, "b_key": email.lower()}).first()
-        if row is None:
-            return None
-        return Admin(row.workspace_id, row.email, row.active, row.created_at)
+    # product: save_admin, get_admin (and list_admins, deactivate_admin) are in .accounts
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -1386,15 +1366,7 @@ class SqlStorage:
         workspace = Workspace(row.ws_id, row.ws_slug, row.ws_created_at)
         return Grant(self._token(row), workspace, bool(row.admin_active))
 
-    def list_tokens(self, workspace_id: str) -> Sequence[TokenRecord]:
-        with self._tx(immediate=False) as conn:
-            rows = conn.execute(_LIST_TOKENS, {"b_ws": workspace_id}).all()
-        return [self._token(r) for r in rows]
-
-    def delete_token(self, workspace_id: str, token_id: str) -> bool:
-        with self._tx(immediate=True) as conn:
-            result = conn.execute(_DELETE_TOKEN, {"b_id": token_id, "b_ws": workspace_id})
-        return bool(result.rowcount)
+    # product: list_tokens, delete_token (and the tombstones) are in .accounts
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
@@ -1462,19 +1434,7 @@ _AUTHENTICATE_FOR_CREATE = with_settings_and_rules(
 _INSERT_WORKSPACE = WORKSPACES.insert()
 _WORKSPACE_BY_SLUG = select(WORKSPACES).where(WORKSPACES.c.slug == bindparam("b_slug"))
 _WORKSPACE_BY_ID = select(WORKSPACES).where(WORKSPACES.c.id == bindparam("b_id"))
-_ADMIN_KEYS = ("workspace_id", "email_key")
-_GET_ADMIN = select(ADMINS).where(
-    ADMINS.c.workspace_id == bindparam("b_ws"), ADMINS.c.email_key == bindparam("b_key")
-)
 _GET_TOKEN = select(TOKENS).where(TOKENS.c.id == bindparam("b_id"))
-_LIST_TOKENS = (
-    select(TOKENS)
-    .where(TOKENS.c.workspace_id == bindparam("b_ws"))
-    .order_by(TOKENS.c.created_at, TOKENS.c.id)
-)
-_DELETE_TOKEN = delete(TOKENS).where(
-    TOKENS.c.id == bindparam("b_id"), TOKENS.c.workspace_id == bindparam("b_ws")
-)
 _TOUCH_TOKEN = TOKENS.update().where(TOKENS.c.id == bindparam("b_id"))
 
 

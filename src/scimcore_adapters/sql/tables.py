@@ -50,6 +50,7 @@ __all__ = [
     "SETTINGS",
     "TEMPLATES",
     "TOKENS",
+    "TOKEN_TOMBSTONES",
     "USERS",
     "USER_COUNTS",
     "USER_EMAILS",
@@ -154,6 +155,8 @@ ADMINS = Table(
     Column("email", text_type(320), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # The console sign-in password's argon2id hash (schema version 6); NULL: none.
+    Column("password_hash", Text, nullable=True),
 )
 
 TOKENS = Table(
@@ -172,6 +175,31 @@ TOKENS = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_used_at", UtcDateTime, nullable=True),
     Index(None, "workspace_id", "created_at", "id"),
+)
+
+TOKEN_TOMBSTONES = Table(
+    "token_tombstones",
+    METADATA,
+    # Dead tokens (their admin was deactivated: R2.5, listed until deleted) and deleted ones:
+    # what a refused request's token id is attributed to (R9.2). Read only on refusals, never
+    # on the authentication path, which finds these ids nowhere in ``tokens`` (schema 6).
+    Column("id", text_type(64), primary_key=True),
+    Column(
+        "workspace_id",
+        text_type(64),
+        ForeignKey("workspaces.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("secret_hash", text_type(128), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Column("state", text_type(16), nullable=False),
+    Column("dead_reason", Text, nullable=True),
+    # When a refused request with this token was last logged (coalescing).
+    Column("refused_at", UtcDateTime, nullable=True),
+    Index(None, "workspace_id", "state", "created_at", "id"),
 )
 
 USERS = Table(

@@ -1,0 +1,183 @@
+"""The console's part of the storage contract (issue 17): accounts, tokens and tombstones,
+people pages, images and activation links, through the Python API over each backend.
+
+:class:`ConsoleContract` is a base of :class:`tests.storage_contract.StorageContract`, so every
+backend (memory, SQLite, PostgreSQL) runs it with its ``storage`` fixture.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
+from scimcore.storage import TOKEN_DEAD
+
+T0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
+BASE = "https://scim.example/scim/v2"
+ADMIN = "admin@acme.example"
+
+
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.at = T0
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+def console_service(storage: Storage) -> tuple[ScimService, Clock]:
+    """A service over ``storage`` with a hand-moved clock and a workspace ``acme``."""
+    clock = Clock()
+    ids = itertools.count(1)
+    runtime = Runtime(
+        now=clock.now,
+        new_id=lambda: f"{next(ids):032x}",
+        new_secret=lambda: f"secret-{next(ids):032d}",
+    )
+    service = ScimService(storage, runtime=runtime)
+    service.workspaces.create("acme", ADMIN)
+    return service, clock
+
+
+def call(
+    service: ScimService, token: str, method: str = "GET", body: object = None
+) -> ScimResponse:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    data = json.dumps(body).encode() if body is not None else b""
+    return service.handle(ScimRequest(method, "/Users", {}, headers, data, base_url=BASE))
+
+
+def new_user(name: str) -> dict[str, object]:
+    return {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name}
+
+
+class ConsoleContract:
+    """Tests every backend inherits (see the module documentation)."""
+
+    # --- tokens and tombstones (R2.3, R2.5, R9.2) ---------------------------------------------
+
+    def test_token_orphaned_by_deactivation_stays_dead_when_admin_is_added_again(
+        self, storage: Storage
+    ) -> None:
+        # R2.5
+        service, _ = console_service(storage)
+        api = service.workspaces
+        token = api.generate_token("acme", ADMIN, "entra").plaintext
+        assert call(service, token).status == 200
+        api.deactivate_admin("acme", ADMIN)
+        assert call(service, token).status == 401
+        api.add_admin("acme", ADMIN)
+        assert call(service, token).status == 401
+        assert call(service, token, "POST", new_user("ann@acme.example")).status == 401
+        (listed,) = api.list_tokens("acme")
+        assert (listed.state, listed.dead_reason) == (TOKEN_DEAD, "admin deactivated")
+        fresh = api.generate_token("acme", ADMIN, "new").plaintext
+        assert call(service, fresh).status == 200
+        assert [t.state for t in api.list_tokens("acme")] == ["dead", "active"]
+
+    def test_dead_tokens_can_be_deleted_and_are_then_not_listed(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        api = service.workspaces
+        api.add_admin("acme", "it@acme.example")
+        dead = api.generate_token("acme", "it@acme.example", "old").record.id
+        api.deactivate_admin("acme", "it@acme.example")
+        live = api.generate_token("acme", ADMIN).record.id
+        assert [t.id for t in api.list_tokens("acme")] == [dead, live]
+        api.delete_token("acme", dead)
+        assert [t.id for t in api.list_tokens("acme")] == [live]
+        with pytest.raises(WorkspaceError):
+            api.delete_token("acme", dead)  # deleted already: nothing listed to delete
+
+    def test_refused_requests_with_dead_or_deleted_tokens_are_logged_once_a_minute(
+        self, storage: Storage
+    ) -> None:
+        # R9.2: the admin learns why provisioning stopped
+        service, clock = console_service(storage)
+        api = service.workspaces
+        deleted = api.generate_token("acme", ADMIN, "entra")
+        api.delete_token("acme", deleted.record.id)
+        api.add_admin("acme", "it@acme.example")
+        orphan = api.generate_token("acme", "it@acme.example", "okta")
+        api.deactivate_admin("acme", "it@acme.example")
+
+        def refusals() -> list[tuple[str | None, str]]:
+            return [
+                (e.token_id, e.detail)
+                for e in service.product.log("acme", 100)
+                if e.operation == "auth.refused" and e.status == 401
+            ]
+
+        assert call(service, deleted.plaintext).status == 401
+        assert call(service, deleted.plaintext, "POST", new_user("a@acme.example")).status == 401
+        clock.advance(seconds=30)
+        assert call(service, deleted.plaintext).status == 401
+        assert [t for t, _ in refusals()] == [deleted.record.id]
+        clock.advance(seconds=31)
+        assert call(service, orphan.plaintext, "POST", new_user("b@acme.example")).status == 401
+        assert call(service, deleted.plaintext).status == 401
+        logged = refusals()
+        assert [t for t, _ in logged] == [deleted.record.id, orphan.record.id, deleted.record.id]
+        assert "deleted" in logged[0][1] and "it@acme.example" in logged[1][1]
+        assert all("secret" not in detail for _, detail in logged)
+        # a wrong secret with a buried token's id is not attributed to the workspace
+        wrong = f"scim_{deleted.record.id}_{'x' * 40}"
+        clock.advance(minutes=5)
+        assert call(service, wrong).status == 401
+        assert len(refusals()) == 3
+        # another workspace's log sees nothing
+        service.workspaces.create("other", "o@other.example")
+        assert [e for e in service.product.log("other", 100) if e.status == 401] == []
+
+    def test_admin_actions_are_logged_with_their_actor(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        api = service.workspaces
+        token = api.generate_token("acme", ADMIN, "entra")
+        api.delete_token("acme", token.record.id, actor=ADMIN)
+        api.add_admin("acme", "it@acme.example", actor=ADMIN)
+        api.add_admin("acme", "it@acme.example", actor=ADMIN)  # already active: no entry
+        api.set_password_hash("acme", "it@acme.example", "$argon2id$fake", actor=ADMIN)
+        api.deactivate_admin("acme", "it@acme.example", actor=ADMIN)
+        entries = [(e.operation, e.actor) for e in reversed(service.product.log("acme", 100))]
+        assert entries == [
+            ("token.generate", ADMIN),
+            ("token.delete", ADMIN),
+            ("admin.add", ADMIN),
+            ("admin.password", ADMIN),
+            ("admin.deactivate", ADMIN),
+        ]
+        assert all(
+            token.plaintext.split("_")[-1] not in e.detail for e in service.product.log("acme", 100)
+        )
+
+    def test_admins_listed_and_password_hash_kept(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        api = service.workspaces
+        api.add_admin("acme", "Bea@Acme.example")
+        assert api.get_admin("acme", "bea@acme.example") is not None
+        assert api.get_admin("acme", "nobody@acme.example") is None
+        api.set_password_hash("acme", "BEA@acme.example", "$argon2id$v=19$hash")
+        api.deactivate_admin("acme", "bea@acme.example")
+        listed = [(a.email, a.active, a.password_hash) for a in api.list_admins("acme")]
+        assert listed == [
+            (ADMIN, True, None),
+            ("bea@acme.example", False, "$argon2id$v=19$hash"),
+        ]
+        api.add_admin("acme", "bea@acme.example")
+        admin = api.get_admin("acme", "bea@acme.example")
+        assert admin is not None and admin.active and admin.password_hash == "$argon2id$v=19$hash"
+        api.set_password_hash("acme", "bea@acme.example", None)
+        admin = api.get_admin("acme", "bea@acme.example")
+        assert admin is not None and admin.password_hash is None
+        service.workspaces.create("other", "o@other.example")
+        assert [a.email for a in api.list_admins("other")] == ["o@other.example"]
+        with pytest.raises(WorkspaceError):
+            api.set_password_hash("other", "bea@acme.example", "x")

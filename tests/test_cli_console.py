@@ -1,0 +1,135 @@
+"""The ``scimcore`` commands added with the console (shared/spec/cli.md, issue 17 section 7):
+dead tokens listed as dead, admins and passwords, card assign/lock, template delete, help
+texts, quiet ``| head`` and the database file a command uses."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from scimcore_adapters.passwords import PasswordError, hash_password, needs_rehash, verify_password
+from scimcore_adapters.sql import SqlStorage
+from scimcore_adapters.sql.migrations import MIGRATIONS, migrate
+from scimcore_adapters.sql.tables import ADMINS, TOKENS, WORKSPACES
+from tests.test_cli import Cli, scim
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(f"sqlite:///{tmp_path / 'cli.db'}", capsys)
+
+
+def test_readded_admin_does_not_revive_tokens_and_token_list_shows_them_dead(cli: Cli) -> None:
+    # R2.5, section 7: "the revived token first"
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    cli("admin", "add", "acme", "ops@acme.example")
+    token = cli("token", "generate", "acme", "--admin", "it@acme.example", "--quiet").strip()
+    http, hdr = scim(cli.url, token)
+    assert http.get("/scim/v2/Users", headers=hdr).status_code == 200
+    cli("admin", "deactivate", "acme", "it@acme.example")
+    cli("admin", "add", "acme", "it@acme.example")
+    assert http.get("/scim/v2/Users", headers=hdr).status_code == 401
+    (listed,) = cli.json("token", "list", "acme")
+    assert (listed["state"], listed["dead_reason"]) == ("dead", "admin deactivated")
+    assert "DEAD (admin deactivated)" in cli("token", "list", "acme")
+    refused = [e for e in cli.json("log", "acme") if e["operation"] == "auth.refused"]
+    assert [(e["status"], e["token_id"]) for e in refused] == [(401, listed["id"])]
+    cli("token", "delete", "acme", listed["id"])
+    assert cli.json("token", "list", "acme") == []
+
+
+def test_migration_6_buries_tokens_of_admins_deactivated_before_it(tmp_path: Path) -> None:
+    # R2.5 for databases made before tombstones: the orphan must not come back
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    migrate(engine, MIGRATIONS[:5])
+    with engine.begin() as conn:
+        conn.execute(WORKSPACES.insert().values(id="w1", slug="acme", created_at=T0))
+        for email, active in (("gone@acme.example", False), ("it@acme.example", True)):
+            conn.execute(
+                ADMINS.insert().values(
+                    workspace_id="w1", email_key=email, email=email, active=active, created_at=T0
+                )
+            )
+            conn.execute(
+                TOKENS.insert().values(
+                    id=email[:4].ljust(32, "0"),
+                    workspace_id="w1",
+                    secret_hash="h" * 64,
+                    label=email,
+                    created_by=email,
+                    created_at=T0,
+                )
+            )
+    engine.dispose()
+    storage = SqlStorage(url)
+    try:
+        tokens = {t.created_by: t.state for t in storage.list_tokens("w1")}
+        assert tokens == {"gone@acme.example": "dead", "it@acme.example": "active"}
+        assert storage.authenticate("gone".ljust(32, "0")) is None
+        assert storage.authenticate("it@a".ljust(32, "0")) is not None
+    finally:
+        storage.close()
+
+
+def test_admin_list_and_password(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    cli("admin", "add", "acme", "Ops@Acme.example")
+    cli("admin", "deactivate", "acme", "ops@acme.example")
+    admins = cli.json("admin", "list", "acme")
+    assert [(a["email"], a["active"]) for a in admins] == [
+        ("it@acme.example", True),
+        ("ops@acme.example", False),
+    ]
+    assert set(admins[0]) == {"email", "active", "created_at"}
+    assert "ops@acme.example  inactive" in cli("admin", "list", "acme")
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert "password of it@acme.example set" in cli(
+        "admin", "password", "acme", "IT@acme.example", "--password-stdin"
+    )
+    storage = SqlStorage(cli.url)
+    try:
+        admin = storage.get_admin(storage.list_workspaces()[0].id, "it@acme.example")
+        assert admin is not None and admin.password_hash is not None
+        assert admin.password_hash.startswith("$argon2id$")
+        assert verify_password(admin.password_hash, "correct horse")
+        assert not verify_password(admin.password_hash, "correct horse\n")
+    finally:
+        storage.close()
+    assert "correct horse" not in json.dumps(cli.json("log", "acme"))
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert "at least 8" in cli(
+        "admin", "password", "acme", "it@acme.example", "--password-stdin", ok=False
+    )
+    answers = iter(["long enough 1", "long enough 2"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert "differ" in cli("admin", "password", "acme", "it@acme.example", ok=False)
+    answers = iter(["long enough 3", "long enough 3"])
+    cli("admin", "password", "acme", "it@acme.example")
+    monkeypatch.setattr("sys.stdin", io.StringIO("whatever123\n"))
+    assert "not an admin" in cli(
+        "admin", "password", "acme", "nobody@acme.example", "--password-stdin", ok=False
+    )
+
+
+def test_passwords_hash_verify_and_rehash() -> None:
+    hashed = hash_password("s3cret-enough")
+    assert hashed.startswith("$argon2id$") and "s3cret" not in hashed
+    assert hash_password("s3cret-enough") != hashed  # a fresh salt
+    assert verify_password(hashed, "s3cret-enough")
+    assert not verify_password(hashed, "s3cret-enougH")
+    assert not verify_password(None, "s3cret-enough")
+    assert not verify_password("not a hash", "s3cret-enough")
+    assert not needs_rehash(hashed)
+    assert needs_rehash("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+    with pytest.raises(PasswordError):
+        hash_password("1234567")
