@@ -27,16 +27,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from scimcore import ScimService
 from scimcore_adapters.bootstrap import (
-    SCIM_PREFIX,
     StorageOpenError,
-    create_flask_app,
     database_url,
     demo_credentials_path,
     ensure_demo,
     open_storage,
-    public_base_url,
-    serve_forever,
-    trusted_proxies,
 )
 from scimcore_adapters.mail import (
     MailSettings,
@@ -44,6 +39,13 @@ from scimcore_adapters.mail import (
     mail_settings,
     mail_settings_from_args,
     start_delivery,
+)
+from scimcore_adapters.serving import (
+    SCIM_PREFIX,
+    create_flask_app,
+    public_base_url,
+    serve_forever,
+    trusted_proxies,
 )
 
 __all__ = ["SCIM_PREFIX", "create_app", "main"]
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
             base_url=base_url,
             mail=mail,
-            extra_lines=lambda public: [f"Secret Token: {demo.token}"],
+            demo=demo,
         )
     except (StorageOpenError, ValueError, OSError) as exc:
         raise SystemExit(f"flask_server: error: {exc}") from None

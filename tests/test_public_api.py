@@ -27,6 +27,10 @@ MODULES = [
     "scimcore_adapters.asgi",
     "scimcore_adapters.bootstrap",
     "scimcore_adapters.cli",
+    "scimcore.outbox",
+    "scimcore_adapters.mail",
+    "scimcore_adapters.serving",
+    "scimcore_adapters.smtp",
 ]
 
 

@@ -22,17 +22,16 @@ from examples.flask_server import create_app
 from flask import Flask
 
 from scimcore import ScimService
-from scimcore_adapters.bootstrap import (
+from scimcore_adapters.bootstrap import demo_credentials_path, ensure_demo
+from scimcore_adapters.flask import ScimExtension
+from scimcore_adapters.memory import MemoryStorage
+from scimcore_adapters.serving import (
     behind_proxy,
-    demo_credentials_path,
-    ensure_demo,
     listening_url,
     public_base_url,
     tenant_url,
     trusted_proxies,
 )
-from scimcore_adapters.flask import ScimExtension
-from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,10 +149,42 @@ def test_demo_token_is_kept_across_restarts(tmp_path: Path) -> None:
     service.workspaces.delete_token("demo", first.token.split("_")[1])
     fresh = ensure_demo(service, keep=keep)
     assert fresh.token != first.token and json.loads(keep.read_text())["token"] == fresh.token
+    # R2.5: a demo admin deactivated meanwhile is made active again, with a new token
+    service.workspaces.deactivate_admin("demo", "admin@demo.example")
+    revived = ensure_demo(service, keep=keep)
+    assert revived.token != fresh.token and json.loads(keep.read_text())["token"] == revived.token
+    states = {t.id: t.state for t in service.workspaces.list_tokens("demo")}
+    assert states[fresh.token.split("_")[1]] == "dead"
+    assert states[revived.token.split("_")[1]] == "active"
+    fresh = revived
     # a file whose secret does not match its token is not believed
     keep.write_text(json.dumps({"token": fresh.token[:-4] + "AAAA"}))
     assert ensure_demo(service, keep=keep).token not in (fresh.token, fresh.token[:-4] + "AAAA")
     assert demo_credentials_path("memory://") is None
+    assert demo_credentials_path("sqlite://") is None  # SQLite in memory
+
+
+def test_demo_console_password_is_set_once_and_kept(tmp_path: Path) -> None:
+    from scimcore_adapters.passwords import hash_password, verify_password
+
+    url = f"sqlite:///{tmp_path / 'scim.db'}"
+    keep = tmp_path / "scim.db.demo.json"
+    first = ensure_demo(ScimService(SqlStorage(url)), keep=keep)
+    assert first.admin == "admin@demo.example" and first.password
+    assert first.password not in repr(first)
+    service = ScimService(SqlStorage(url))
+    admin = service.workspaces.get_admin("demo", "admin@demo.example")
+    assert admin is not None and verify_password(admin.password_hash, first.password)
+    stored_hash = admin.password_hash
+    again = ensure_demo(service, keep=keep)  # a restart: the same password, not hashed anew
+    assert again.password == first.password
+    again_admin = service.workspaces.get_admin("demo", "admin@demo.example")
+    assert again_admin is not None and again_admin.password_hash == stored_hash
+    # an operator's own password stays theirs, and is not shown
+    service.workspaces.set_password_hash("demo", "admin@demo.example", hash_password("mine-1234"))
+    assert ensure_demo(service, keep=keep).password is None
+    changed = service.workspaces.get_admin("demo", "admin@demo.example")
+    assert changed is not None and verify_password(changed.password_hash, "mine-1234")
     assert demo_credentials_path("postgresql+psycopg://h/db") == Path("scimcore-demo.json")
 
 

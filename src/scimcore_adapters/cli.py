@@ -15,17 +15,9 @@ from typing import Any
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import TokenRecord
 
-from .bootstrap import (
-    StorageOpenError,
-    create_flask_app,
-    database_url,
-    open_storage,
-    public_base_url,
-    serve_forever,
-    tenant_url,
-    trusted_proxies,
-)
+from .bootstrap import StorageOpenError, database_url, open_storage
 from .mail import add_mail_arguments
+from .serving import create_flask_app, public_base_url, serve_forever, tenant_url, trusted_proxies
 
 __all__ = ["main"]
 
