@@ -13,9 +13,9 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pytest
 from examples.flask_server import create_app
@@ -33,11 +33,13 @@ from scimcore_adapters.serving import (
     trusted_proxies,
 )
 from scimcore_adapters.sql import SqlStorage
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@contoso.com"}
 
 Mount = Literal["wsgi", "blueprint"]
+T = TypeVar("T")
 
 
 def _app(mount: Mount, base_url: str | None, trust_proxy: int) -> tuple[Flask, dict[str, str]]:
@@ -226,12 +228,14 @@ def running() -> Iterator[list[Running]]:
             s.proc.wait()
 
 
-def _eventually(found: object, what: str, seconds: float = 20) -> None:
+def _eventually(found: Callable[[], T], what: str, seconds: float = 20) -> T:
+    """``found()`` once it is truthy (polling another process: no event to wait on)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if callable(found) and found():
-            return
-        time.sleep(0.05)  # polling another process: no event to wait on
+        value = found()
+        if value:
+            return value
+        time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -326,3 +330,56 @@ def test_scimcore_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith(f"scimcore: error: cannot serve on 127.0.0.1:{port}: ")
     assert done.stderr.count("\n") == 1
+
+
+def test_the_server_extra_runs_the_asgi_example_under_uvicorn(tmp_path: Path) -> None:
+    # §7: gunicorn and uvicorn come with the `server` extra; §6: the base URL under ASGI
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {r.split(">")[0] for r in extras["server"]} == {"gunicorn", "uvicorn"}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--port", str(port), "examples.asgi_app:app"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+            "SCIMCORE_DATABASE_URL": f"sqlite:///{tmp_path / 'scim.db'}",
+            "SCIMCORE_DEMO": "1",
+            "SCIMCORE_BASE_URL": "https://scim.acme.example",
+            "SCIMCORE_SMTP_URL": "",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        token = proc.stdout.readline().removeprefix("Secret Token: ").strip()
+        assert token.startswith("scim_")
+        assert proc.stdout.readline() == f"Mail: .eml files in {tmp_path / 'scimcore-mail'}/\n"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/scim/v2/Users",
+            data=json.dumps(USER).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
+        )
+
+        def created() -> str | None:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return str(response.headers["Location"])
+            except OSError:
+                return None
+
+        location = _eventually(created, "uvicorn to answer")
+        assert location is not None and location.startswith(
+            "https://scim.acme.example/scim/v2/Users/"
+        )
+        folder = tmp_path / "scimcore-mail"
+        _eventually(lambda: folder.is_dir() and any(folder.glob("*.eml")), "the mail")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from scimcore import ScimService
 
+from .asgi import Receive, Scope, Send
 from .bootstrap import DemoCredentials
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCIM_PREFIX",
+    "ASGIApp",
     "PublicURL",
+    "PublicURLASGI",
     "behind_proxy",
     "create_flask_app",
     "listening_url",
@@ -42,6 +45,9 @@ SCIM_PREFIX = "/scim/v2"
 
 #: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
 _WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: An ASGI 3 application.
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CHANGED = "(changed since: scimcore admin password demo admin@demo.example)"
 
@@ -132,6 +138,30 @@ class PublicURL:
         script = environ.get("werkzeug.proxy_fix.orig", environ).get("SCRIPT_NAME", "")
         environ["SCRIPT_NAME"] = self.prefix + script
         return self.app(environ, start_response)
+
+
+class PublicURLASGI:
+    """ASGI middleware: :class:`PublicURL` for an ASGI application (scope ``scheme``, the
+    ``host`` header and ``root_path``). Behind a proxy without a configured URL, run uvicorn
+    with ``--proxy-headers --forwarded-allow-ips ADDR`` and let the proxy pass ``Host`` on."""
+
+    def __init__(self, app: ASGIApp, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.app = app
+        self.scheme = parts.scheme
+        self.host = parts.netloc.encode("latin-1")
+        self.prefix = parts.path.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"host"]
+            scope = {
+                **scope,
+                "scheme": self.scheme,
+                "headers": [*headers, (b"host", self.host)],
+                "root_path": self.prefix + scope.get("root_path", ""),
+            }
+        await self.app(scope, receive, send)
 
 
 def behind_proxy(app: _WSGIApp, *, base_url: str | None = None, trust_proxy: int = 0) -> _WSGIApp:
