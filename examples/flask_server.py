@@ -42,6 +42,7 @@ from scimcore_adapters.mail import (
 )
 from scimcore_adapters.serving import (
     SCIM_PREFIX,
+    add_public_url_arguments,
     create_flask_app,
     public_base_url,
     serve_forever,
@@ -81,18 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
-    parser.add_argument(
-        "--base-url",
-        help="the public URL, e.g. https://scim.example.com behind an HTTPS proxy "
-        "(default $SCIMCORE_BASE_URL, else the address listened on)",
-    )
-    parser.add_argument(
-        "--trust-proxy",
-        type=int,
-        metavar="N",
-        help="believe the X-Forwarded-* headers of N proxies in front (default "
-        "$SCIMCORE_TRUST_PROXY, else 0)",
-    )
+    add_public_url_arguments(parser)
     add_mail_arguments(parser)
     args = parser.parse_args(argv)
     url = database_url()

@@ -383,3 +383,35 @@ def test_the_server_extra_runs_the_asgi_example_under_uvicorn(tmp_path: Path) ->
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_token_generate_prints_the_tenant_url_only_from_a_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # §7: never a guessed port
+    from scimcore_adapters.cli import main
+
+    db = ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+    gen = ["token", "generate", "acme", "--admin", "it@acme.example", "--quiet"]
+    monkeypatch.delenv("SCIMCORE_BASE_URL", raising=False)
+    assert main([*db, "workspace", "create", "acme", "--admin", "it@acme.example"]) == 0
+    capsys.readouterr()
+
+    def generate(*extra: str, quiet: bool = False) -> tuple[str, str]:
+        assert main([*db, *extra[:2], *gen[: 6 if quiet else 5], *extra[2:]]) == 0
+        out, err = capsys.readouterr()
+        return out, err
+
+    out, err = generate()
+    assert out.startswith("Secret Token: scim_") and "Tenant URL" not in out
+    assert "give --base-url or set SCIMCORE_BASE_URL" in err and err.count("\n") == 1
+    out, _ = generate("--base-url", "https://global.example", "--base-url", "https://sub.example")
+    assert out.startswith("Tenant URL: https://sub.example/scim/v2\n")  # the command's own wins
+    out, _ = generate("--base-url", "https://global.example")
+    assert out.startswith("Tenant URL: https://global.example/scim/v2\n")
+    monkeypatch.setenv("SCIMCORE_BASE_URL", "https://env.example/")
+    out, err = generate()
+    assert out.startswith("Tenant URL: https://env.example/scim/v2\nSecret Token: scim_")
+    assert err == ""
+    out, err = generate(quiet=True)
+    assert out.startswith("scim_") and out.count("\n") == 1 and err == ""

@@ -17,7 +17,14 @@ from scimcore.storage import TokenRecord
 
 from .bootstrap import StorageOpenError, database_url, open_storage
 from .mail import add_mail_arguments
-from .serving import create_flask_app, public_base_url, serve_forever, tenant_url, trusted_proxies
+from .serving import (
+    add_public_url_arguments,
+    create_flask_app,
+    public_base_url,
+    serve_forever,
+    tenant_url,
+    trusted_proxies,
+)
 
 __all__ = ["main"]
 
@@ -41,11 +48,7 @@ def _token_json(t: TokenRecord) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scimcore", description="Administer scimcore workspaces.")
     p.add_argument("--database-url", help="SQLAlchemy URL (default: $SCIMCORE_DATABASE_URL)")
-    p.add_argument(
-        "--base-url",
-        help="the server's public URL, e.g. https://scim.acme.example (default "
-        "$SCIMCORE_BASE_URL); the Tenant URL is <base URL>/scim/v2",
-    )
+    add_public_url_arguments(p, trust_proxy=False)
     sub = p.add_subparsers(dest="command", required=True)
 
     ws = sub.add_parser("workspace", help="workspaces").add_subparsers(dest="action", required=True)
@@ -74,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--admin", required=True, metavar="EMAIL")
     g.add_argument("--label", default="")
     g.add_argument("--quiet", action="store_true", help="print only the token")
+    add_public_url_arguments(g, trust_proxy=False, inherit=True)
     tl = tk.add_parser("list")
     tl.add_argument("slug")
     tl.add_argument("--json", action="store_true")
@@ -184,19 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
-    sv.add_argument(
-        "--base-url",
-        default=argparse.SUPPRESS,  # the global --base-url when not given here
-        help="the public URL, e.g. https://scim.acme.example behind an HTTPS proxy "
-        "(default $SCIMCORE_BASE_URL, else the address listened on)",
-    )
-    sv.add_argument(
-        "--trust-proxy",
-        type=int,
-        metavar="N",
-        help="believe the X-Forwarded-* headers of N proxies in front (default "
-        "$SCIMCORE_TRUST_PROXY, else 0)",
-    )
+    add_public_url_arguments(sv, inherit=True)
     add_mail_arguments(sv)
     return p
 

@@ -9,6 +9,7 @@ of proxies (``--trust-proxy N``, ``$SCIMCORE_TRUST_PROXY``; werkzeug's ``ProxyFi
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "ASGIApp",
     "PublicURL",
     "PublicURLASGI",
+    "add_public_url_arguments",
     "behind_proxy",
     "create_flask_app",
     "listening_url",
@@ -76,6 +78,28 @@ def public_base_url(
     if parts.query or parts.fragment or parts.username is not None:
         raise ValueError(f"the base URL takes no user, query or fragment: {url!r}")
     return url.rstrip("/")
+
+
+def add_public_url_arguments(
+    parser: argparse.ArgumentParser, *, trust_proxy: bool = True, inherit: bool = False
+) -> None:
+    """``--base-url`` (and with ``trust_proxy``, ``--trust-proxy N``) for a server or a
+    command that prints the Tenant URL. ``inherit``: a subcommand whose ``--base-url``, when
+    not given, leaves the value of the same global option alone."""
+    parser.add_argument(
+        "--base-url",
+        default=argparse.SUPPRESS if inherit else None,
+        help="the server's public URL, e.g. https://scim.acme.example behind an HTTPS proxy "
+        "(default $SCIMCORE_BASE_URL); the Tenant URL is <base URL>/scim/v2",
+    )
+    if trust_proxy:
+        parser.add_argument(
+            "--trust-proxy",
+            type=int,
+            metavar="N",
+            help="believe the X-Forwarded-* headers of N proxies in front (default "
+            "$SCIMCORE_TRUST_PROXY, else 0)",
+        )
 
 
 def tenant_url(base_url: str) -> str:
