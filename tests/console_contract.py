@@ -181,3 +181,95 @@ class ConsoleContract:
         assert [a.email for a in api.list_admins("other")] == ["o@other.example"]
         with pytest.raises(WorkspaceError):
             api.set_password_hash("other", "bea@acme.example", "x")
+
+    # --- Team Cards: people pages, cards by id (issue 17) --------------------------------------
+
+    def test_people_pages_search_and_states(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        names = ["dave@acme.example", "Ann@acme.example", "bob@acme.example", "carl@acme.example"]
+        ids = {}
+        for n in names:
+            body = {**new_user(n), "displayName": f"Zed {n[:3].title()}"}
+            if n.startswith("carl"):
+                body["emails"] = [{"type": "work", "value": "boss@corp.example", "primary": True}]
+            ids[n.lower()] = call(service, token, "POST", body).json()["id"]
+        off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
+        patch = ScimRequest(
+            "PATCH",
+            f"/Users/{ids['bob@acme.example']}",
+            {},
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
+            json.dumps(off).encode(),
+            base_url=BASE,
+        )
+        assert service.handle(patch).status == 200
+        gone = ScimRequest(
+            "DELETE",
+            f"/Users/{ids['dave@acme.example']}",
+            {},
+            {"Authorization": f"Bearer {token}"},
+            b"",
+            base_url=BASE,
+        )
+        assert service.handle(gone).status == 204
+        p = service.product
+
+        def names_of(**kw: object) -> tuple[int, list[str]]:
+            page = p.people("acme", **kw)  # type: ignore[arg-type]
+            return page.total, [v.user_name for v in page.items]
+
+        everyone = [
+            "Ann@acme.example",
+            "bob@acme.example",
+            "carl@acme.example",
+            "dave@acme.example",
+        ]
+        assert names_of() == (4, everyone)
+        assert names_of(offset=1, limit=2) == (4, everyone[1:3])
+        assert names_of(offset=4) == (4, [])
+        assert names_of(state="active") == (2, ["Ann@acme.example", "carl@acme.example"])
+        assert names_of(state="inactive") == (1, ["bob@acme.example"])
+        assert names_of(state="deprovisioned") == (1, ["dave@acme.example"])
+        assert names_of(search="AN") == (1, ["Ann@acme.example"])  # user name prefix
+        assert names_of(search="BOSS@") == (1, ["carl@acme.example"])  # e-mail prefix
+        assert names_of(search="zed b") == (1, ["bob@acme.example"])  # card name prefix
+        assert names_of(search="zed", state="active", limit=1) == (2, ["Ann@acme.example"])
+        assert names_of(search="acme") == (0, [])  # a prefix, not a substring
+        view = p.people("acme", search="carl").items[0]
+        assert (view.person_id, view.email, view.state) == (
+            ids["carl@acme.example"],
+            "boss@corp.example",
+            "active",
+        )
+        assert p.card("acme", ids["dave@acme.example"]).state == "deprovisioned"
+        with pytest.raises(WorkspaceError):
+            p.people("acme", state="gone")
+        service.workspaces.create("other", "o@other.example")
+        assert p.people("other").total == 0
+        with pytest.raises(WorkspaceError):
+            p.card("other", ids["carl@acme.example"])  # R1.1
+
+    def test_cards_are_addressed_by_person_id_when_user_names_repeat(
+        self, storage: Storage
+    ) -> None:
+        # R5.2: after a SCIM DELETE the userName can come back as a new person
+        service, _ = console_service(storage)
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        first = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        gone = ScimRequest(
+            "DELETE",
+            f"/Users/{first}",
+            {},
+            {"Authorization": f"Bearer {token}"},
+            b"",
+            base_url=BASE,
+        )
+        assert service.handle(gone).status == 204
+        second = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        p = service.product
+        p.admin_edit("acme", None, "job_title", "Old", person_id=first)
+        p.admin_edit("acme", "ann@acme.example", "job_title", "New")  # the live one
+        assert p.card("acme", first).card.fields["job_title"].value == "Old"
+        assert p.card("acme", second).card.fields["job_title"].value == "New"
+        assert [v.user_name for v in p.people("acme").items] == ["ann@acme.example"] * 2

@@ -15,8 +15,10 @@ from sqlalchemy import create_engine
 from scimcore_adapters.passwords import PasswordError, hash_password, needs_rehash, verify_password
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.migrations import MIGRATIONS, migrate
+from scimcore_adapters.sql.people import page_statements
 from scimcore_adapters.sql.tables import ADMINS, TOKENS, WORKSPACES
-from tests.test_cli import Cli, scim
+from tests.test_cli import Cli, entra_user, scim
+from tests.test_storage_sql import explain_statement
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -133,3 +135,67 @@ def test_passwords_hash_verify_and_rehash() -> None:
     assert needs_rehash("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
     with pytest.raises(PasswordError):
         hash_password("1234567")
+
+
+def test_card_assign_lock_and_template_delete(cli: Cli) -> None:
+    # R7.6, R8.5, section 7: card assign, card lock, template delete, unknown keys refused
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    token = cli("token", "generate", "acme", "--admin", "it@acme.example", "--quiet").strip()
+    http, hdr = scim(cli.url, token)
+    assert http.post("/scim/v2/Users", json=entra_user("ann@acme.example", "R&D"), headers=hdr)
+    cli("template", "create", "acme", "Brand", "--field", "company=Acme Inc.")
+    assert "ann@acme.example: template Brand" in cli(
+        "card", "assign", "acme", "ann@acme.example", "Brand"
+    )
+    (card,) = cli.json("cards", "acme")
+    assert card["template"] == "Brand" and card["fields"]["company"]["value"] == "Acme Inc."
+    assert "1 cards updated" in cli("template", "set", "acme", "Brand", "--field", "company=Acme")
+    cli("card", "unlock", "acme", "ann@acme.example", "job_title")
+    out = cli("card", "lock", "acme", "ann@acme.example", "job_title")
+    assert "locked=True linked=False" in out
+    assert "unknown card field 'jobtitle'" in cli(
+        "card", "edit", "acme", "ann@acme.example", "jobtitle", "x", ok=False
+    )
+    assert "unknown card field" in cli(
+        "template", "create", "acme", "T", "--field", "colour=red", ok=False
+    )
+    assert "jobtitle" not in cli("cards", "acme")
+    assert "(1 cards updated)" in cli("template", "delete", "acme", "Brand")
+    (card,) = cli.json("cards", "acme")
+    assert card["template"] is None and card["fields"]["company"]["value"] == "Acme"
+    assert "no template" in cli("card", "assign", "acme", "ann@acme.example", "Brand", ok=False)
+
+
+@pytest.mark.parametrize(
+    ("search", "state", "offset", "expected"),
+    [
+        ("", None, 99_950, ["USING COVERING INDEX ix_people_workspace_id_user_name_folded_id"]),
+        ("", "active", 0, ["USING COVERING INDEX ix_people_workspace_id_user_name_folded_id"]),
+        (
+            "kim",
+            None,
+            0,
+            [
+                "MULTI-INDEX OR",
+                "ix_people_workspace_id_email_folded",
+                "ix_people_workspace_id_name_folded",
+            ],
+        ),
+    ],
+)
+def test_people_pages_use_indexes_on_sqlite(
+    tmp_path: Path, search: str, state: str | None, offset: int, expected: list[str]
+) -> None:
+    # Team Cards at 100,000 people: never a scan of the workspace (benchmarks/team_cards.py)
+    storage = SqlStorage(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        count, ids = page_statements("w1", search, state, offset, 50)
+        plan = explain_statement(storage, ids)
+        assert all(part in plan for part in expected), plan
+        count_plan = explain_statement(storage, count)
+        for shown in (plan, count_plan):
+            assert "SEARCH people USING" in shown and "SCAN people" not in shown, shown
+        if search:
+            assert "MULTI-INDEX OR" in count_plan, count_plan
+    finally:
+        storage.close()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import tests.test_product
+import tests.test_product_console
 import tests.test_service
 from scimcore import ScimService
 from scimcore_adapters.sql import SqlStorage
@@ -47,7 +48,7 @@ def _collect(*modules: ModuleType) -> dict[str, Any]:
     return found
 
 
-globals().update(_collect(tests.test_product, tests.test_service))
+globals().update(_collect(tests.test_product, tests.test_product_console, tests.test_service))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

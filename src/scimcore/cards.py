@@ -25,6 +25,7 @@ from .schema import ENTERPRISE_USER_URN, MAPPING, RegistryCache, SchemaRegistry
 
 __all__ = [
     "DEFAULT_MAPPING",
+    "TEMPLATE_ONLY_FIELDS",
     "Card",
     "CardError",
     "CardField",
@@ -32,9 +33,12 @@ __all__ = [
     "FieldRule",
     "Source",
     "admin_edit",
+    "admin_lock",
     "admin_unlock",
     "apply_template",
+    "assign_template",
     "extract",
+    "known_fields",
     "new_card",
     "owner_edit",
     "sync_card",
@@ -170,6 +174,17 @@ DEFAULT_MAPPING = FieldMapping(
 )
 """The mapping of R6 (Entra's default sources)."""
 
+TEMPLATE_ONLY_FIELDS: tuple[str, ...] = ("logo", "website", "address")
+"""Card fields that no IdP feeds but templates and admins may set (R6: "templates may carry
+further fields that no IdP feeds")."""
+
+
+def known_fields(mapping: FieldMapping) -> tuple[str, ...]:
+    """The card field keys a workspace knows: its mapping's (R6), then
+    :data:`TEMPLATE_ONLY_FIELDS`. Edits, locks and templates refuse any other key."""
+    keys = mapping.field_keys()
+    return (*keys, *(k for k in TEMPLATE_ONLY_FIELDS if k not in keys))
+
 
 class _Reader:
     """One mapping path, parsed once: reads the first non-empty string at it in a document."""
@@ -304,6 +319,15 @@ def admin_unlock(card: Card, key: str) -> Card:
     return attrs.evolve(card, fields={**card.fields, key: field})
 
 
+def admin_lock(card: Card, key: str) -> Card:
+    """An admin locks a field again (R8.5): the owner can no longer change it. The link is not
+    restored: a value an admin or owner set stays as it is."""
+    current = card.fields.get(key)
+    if current is None:
+        raise CardError(f"the card has no field {key!r}")
+    return attrs.evolve(card, fields={**card.fields, key: attrs.evolve(current, locked=True)})
+
+
 def owner_edit(card: Card, key: str, value: str) -> Card:
     """The card's owner edits a field: only unlocked fields (R8.3)."""
     current = card.fields.get(key)
@@ -343,3 +367,29 @@ def apply_template(
             else:
                 del fields[key]
     return card if fields == card.fields else attrs.evolve(card, fields=fields)
+
+
+def assign_template(
+    card: Card,
+    old_fields: Mapping[str, str],
+    template_name: str | None,
+    new_fields: Mapping[str, str],
+    idp_values: Mapping[str, str],
+) -> Card:
+    """An admin assigns a template to an existing card by hand, or none (R7.6).
+
+    The fields inherited from the card's current template (``old_fields``) fall back to the
+    IdP's values or disappear, as if that template had lost them (R7.1); then the new
+    template's fields are inherited, taking precedence over IdP fields (R7.3) but never over a
+    value an admin or the owner set. Returns ``card`` itself when nothing changes.
+    """
+    if card.template == template_name and old_fields == new_fields:
+        return card
+    fields = card
+    if card.template is not None:
+        fields = apply_template(card, card.template, old_fields, {}, idp_values)
+    unassigned = Card(fields.fields, template_name, card.active)
+    if template_name is None:
+        return unassigned
+    assigned = apply_template(unassigned, template_name, {}, new_fields, idp_values)
+    return card if assigned == card else assigned

@@ -11,7 +11,7 @@ the SQL backend. Every backend must pass ``tests/storage_contract.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +23,7 @@ from .schema import parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
+    "PEOPLE_STATES",
     "TOKEN_ACTIVE",
     "TOKEN_DEAD",
     "TOKEN_DELETED",
@@ -41,7 +42,10 @@ __all__ = [
     "UserReadAhead",
     "UserStore",
     "Workspace",
+    "card_name",
     "iter_pages",
+    "person_matches",
+    "search_texts",
     "sort_documents",
     "sort_key",
 ]
@@ -124,6 +128,48 @@ class Person:
     card: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: When the person followed an activation link (R3.7); ``None``: not activated.
+    activated_at: datetime | None = None
+
+
+#: ``state`` of :meth:`UserStore.page_people`: who is listed.
+PEOPLE_STATES = ("active", "inactive", "deprovisioned")
+
+
+def person_matches(person: Person, search: str, state: str | None) -> bool:
+    """Whether :meth:`UserStore.page_people` lists ``person`` for ``search`` (already
+    casefolded) and ``state``: the reference semantics every backend follows. ``search``
+    matches when the user name, the e-mail or the card's ``name`` starts with it, compared
+    casefolded; ``state`` ``active``: active and not deprovisioned; ``inactive``: inactive and
+    not deprovisioned; ``deprovisioned``: deleted by SCIM (R5.2)."""
+    if state == "active" and not (person.active and not person.deprovisioned):
+        return False
+    if state == "inactive" and (person.active or person.deprovisioned):
+        return False
+    if state == "deprovisioned" and not person.deprovisioned:
+        return False
+    if not search:
+        return True
+    return any(text.startswith(search) for text in search_texts(person))
+
+
+def card_name(card: Mapping[str, Any]) -> str | None:
+    """The value of a card's field ``name`` (R6; ``card`` as :attr:`Person.card` holds it),
+    ``None`` when empty or absent."""
+    field = card.get("fields", {}).get("name")
+    name = field.get("value") if isinstance(field, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def search_texts(person: Person) -> tuple[str, ...]:
+    """What a people search matches, casefolded: user name, e-mail, the card's ``name``."""
+    texts = [person.user_name.casefold()]
+    name = card_name(person.card)
+    if person.email:
+        texts.append(person.email.casefold())
+    if name is not None:
+        texts.append(name.casefold())
+    return tuple(texts)
 
 
 @frozen
@@ -233,6 +279,14 @@ class UserStore(Protocol):
 
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
+
+    def page_people(
+        self, search: str, state: str | None, offset: int, limit: int
+    ) -> tuple[int, Sequence[Person]]:
+        """How many people :func:`person_matches` ``search`` (casefolded) and ``state`` (one of
+        :data:`PEOPLE_STATES` or ``None``: everyone), and the ``limit`` of them from
+        ``offset`` on, ordered by casefolded user name, then id. Indexed: a page costs about
+        the same at any size of workspace."""
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1)."""

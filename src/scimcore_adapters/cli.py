@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     tpl = tp.add_parser("list")
     tpl.add_argument("slug")
     tpl.add_argument("--json", action="store_true")
+    tpd = tp.add_parser("delete")
+    tpd.add_argument("slug")
+    tpd.add_argument("name")
 
     ru = sub.add_parser("rule", help="Card Settings rules").add_subparsers(
         dest="action", required=True
@@ -134,13 +137,22 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("slug")
     cs.add_argument("--json", action="store_true")
     cd = sub.add_parser("card", help="edit a card").add_subparsers(dest="action", required=True)
-    for action, has_value in (("edit", True), ("unlock", False), ("owner-edit", True)):
+    for action, has_value in (
+        ("edit", True),
+        ("unlock", False),
+        ("lock", False),
+        ("owner-edit", True),
+    ):
         c2 = cd.add_parser(action)
         c2.add_argument("slug")
         c2.add_argument("user_name")
         c2.add_argument("key")
         if has_value:
             c2.add_argument("value")
+    cas = cd.add_parser("assign")
+    cas.add_argument("slug")
+    cas.add_argument("user_name")
+    cas.add_argument("template")
 
     ac = sub.add_parser("activation", help="activation emails").add_subparsers(
         dest="action", required=True
@@ -352,9 +364,16 @@ def _template(service: ScimService, args: argparse.Namespace, out: Any) -> None:
         rows = [{"name": t.name, "fields": dict(t.fields)} for t in p.templates(args.slug)]
         _emit(args, out, rows, [f"{r['name']}: {json.dumps(r['fields'])}" for r in rows])
         return
-    fn = p.create_template if args.action == "create" else p.set_template
-    t = fn(args.slug, args.name, _fields(args.field))
-    print(f"template {t.name}: {json.dumps(dict(t.fields))}", file=out)
+    if args.action == "delete":
+        changed = p.delete_template(args.slug, args.name)
+        print(f"template {args.name} deleted ({changed} cards updated)", file=out)
+    elif args.action == "create":
+        t = p.create_template(args.slug, args.name, _fields(args.field))
+        print(f"template {t.name}: {json.dumps(dict(t.fields))}", file=out)
+    else:
+        u = p.set_template(args.slug, args.name, _fields(args.field))
+        print(f"template {u.name}: {json.dumps(dict(u.fields))}", file=out)
+        print(f"{u.cards_updated} cards updated", file=out)
 
 
 def _rule(service: ScimService, args: argparse.Namespace, out: Any) -> None:
@@ -389,6 +408,12 @@ def _card(service: ScimService, args: argparse.Namespace, out: Any) -> None:
         card = p.admin_edit(args.slug, args.user_name, args.key, args.value)
     elif args.action == "unlock":
         card = p.unlock(args.slug, args.user_name, args.key)
+    elif args.action == "lock":
+        card = p.lock(args.slug, args.user_name, args.key)
+    elif args.action == "assign":
+        card = p.assign_template(args.slug, args.user_name, args.template)
+        print(f"{args.user_name}: template {card.template}", file=out)
+        return
     else:
         card = p.owner_edit(args.slug, args.user_name, args.key, args.value)
     f = card.fields[args.key]

@@ -33,6 +33,7 @@ from scimcore.storage import (
     TokenRecord,
     UserStore,
     Workspace,
+    person_matches,
     sort_documents,
 )
 from scimcore.templates import Rule, Template
@@ -131,6 +132,13 @@ class _Store:
 
     def list_people(self) -> Sequence[Person]:
         return sorted(self._d.people.values(), key=lambda p: (p.created_at, p.id))
+
+    def page_people(
+        self, search: str, state: str | None, offset: int, limit: int
+    ) -> tuple[int, Sequence[Person]]:
+        found = [p for p in self._d.people.values() if person_matches(p, search, state)]
+        found.sort(key=lambda p: (p.user_name.casefold(), p.id))
+        return len(found), found[max(offset, 0) : max(offset, 0) + max(limit, 0)]
 
     def count_seats(self) -> int:
         return sum(1 for p in self._d.people.values() if p.active and not p.deprovisioned)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from attrs import frozen
-from sqlalchemy import Connection, Engine, Table, exists, func, inspect, literal, select
+from sqlalchemy import Connection, Engine, Table, bindparam, exists, func, inspect, literal, select
 
-from scimcore.storage import TOKEN_DEAD
+from scimcore._json import loads
+from scimcore.storage import TOKEN_DEAD, card_name
 
 from .tables import (
     ADMINS,
@@ -85,6 +86,18 @@ _SQLITE_STATS = {
     "user_emails": {
         "ix_user_emails_workspace_id_value_folded": "1200000 120000 2",
         "ix_user_emails_workspace_id_user_id_position": "1200000 120000 2 1",
+    },
+    # Version 6: without figures, a people search walks the workspace in creation order
+    # instead of taking the union of its three prefix ranges (MULTI-INDEX OR).
+    "people": {
+        "sqlite_autoindex_people_1": "1000000 100000 1",
+        "ix_people_workspace_id_created_at_id": "1000000 100000 1 1",
+        "ix_people_workspace_id_active_deprovisioned": "1000000 100000 50000 30000",
+        "ix_people_workspace_id_user_name_folded_id_active_deprovisioned": (
+            "1000000 100000 1 1 1 1"
+        ),
+        "ix_people_workspace_id_email_folded": "1000000 100000 1",
+        "ix_people_workspace_id_name_folded": "1000000 100000 3",
     },
 }
 
@@ -168,12 +181,44 @@ def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -
             conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
+def _backfill_people_search(conn: Connection, batch: int = 1000) -> None:
+    """Fill ``people.email_folded`` and ``name_folded`` of the people stored before version 6
+    (what a people search matches: :func:`scimcore.storage.search_texts`)."""
+    keys = select(PEOPLE.c.workspace_id, PEOPLE.c.id, PEOPLE.c.email, PEOPLE.c.card).order_by(
+        PEOPLE.c.workspace_id, PEOPLE.c.id
+    )
+    update = (
+        PEOPLE.update()
+        .where(PEOPLE.c.workspace_id == bindparam("b_ws"), PEOPLE.c.id == bindparam("b_id"))
+        .values(email_folded=bindparam("b_email"), name_folded=bindparam("b_name"))
+    )
+    rows = conn.execute(keys).all()
+    for start in range(0, len(rows), batch):
+        params = []
+        for row in rows[start : start + batch]:
+            name = card_name(loads(row.card))
+            params.append(
+                {
+                    "b_ws": row.workspace_id,
+                    "b_id": row.id,
+                    "b_email": row.email.casefold() if row.email else None,
+                    "b_name": name.casefold() if name is not None else None,
+                }
+            )
+        conn.execute(update, params)
+
+
 def _v6_console(conn: Connection) -> None:
     """The console (issue 17): admins' password hashes and token tombstones. Tokens whose
     admin is inactive (deactivated before tombstones existed) are buried as dead now, so that
     re-adding their admin cannot revive them (R2.5)."""
     _add_missing_columns(conn, ADMINS, ["password_hash"])
+    _add_missing_columns(conn, PEOPLE, ["email_folded", "name_folded", "activated_at"])
+    _backfill_people_search(conn)
+    for index in PEOPLE.indexes:
+        index.create(conn, checkfirst=True)
     TOKEN_TOMBSTONES.create(conn, checkfirst=True)
+    _pin_sqlite_statistics(conn)
     orphaned = ~exists().where(  # no active admin of that e-mail in the token's workspace
         ADMINS.c.workspace_id == TOKENS.c.workspace_id,
         ADMINS.c.email_key == func.lower(TOKENS.c.created_by),
@@ -208,7 +253,11 @@ MIGRATIONS: Sequence[Migration] = (
         "meta.created and meta.lastModified sorted chronologically, one index each",
         _v5_chronological_meta,
     ),
-    Migration(6, "the console: admin passwords, token tombstones", _v6_console),
+    Migration(
+        6,
+        "the console: admin passwords, token tombstones, people search and activation",
+        _v6_console,
+    ),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

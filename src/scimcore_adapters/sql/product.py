@@ -38,9 +38,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scimcore._json import dumps_text, loads
-from scimcore.storage import LogEntry, OutboxMail, Person, Settings
+from scimcore.storage import LogEntry, OutboxMail, Person, Settings, card_name
 from scimcore.templates import Rule, Template
 
+from .people import PeopleMixin, person_from_row
 from .raw import Runner
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES, USERS
 
@@ -302,17 +303,14 @@ _LIST_LOG = (
 )
 
 
-def _person(row: Any) -> Person:
-    return Person(
-        id=row.id,
-        user_name=row.user_name,
-        email=row.email,
-        active=row.active,
-        deprovisioned=row.deprovisioned,
-        card=loads(row.card),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+def _search_columns(person: Person) -> dict[str, str | None]:
+    """The ``people`` columns a search matches besides ``user_name_folded`` (see
+    :func:`scimcore.storage.search_texts`)."""
+    name = card_name(person.card)
+    return {
+        "email_folded": person.email.casefold() if person.email else None,
+        "name_folded": name.casefold() if name is not None else None,
+    }
 
 
 def _mail(row: Any) -> OutboxMail:
@@ -360,7 +358,7 @@ def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
     )
 
 
-class ProductStore:
+class ProductStore(PeopleMixin):
     """The product methods of a :class:`~scimcore.storage.UserStore` over one connection.
 
     Settings and rules read once are kept for the rest of the transaction (its own writes
@@ -438,7 +436,7 @@ class ProductStore:
             return None
         if self._known_people is not None:
             self._known_people[person_id] = {k: getattr(row, k) for k in _PERSON_COLUMNS}
-        return _person(row)
+        return person_from_row(row)
 
     def save_person(self, person: Person) -> None:
         """Insert or update the person with this ``id`` (a person read in this exclusive
@@ -454,6 +452,8 @@ class ProductStore:
             "card": dumps_text(person.card),
             "created_at": person.created_at,
             "updated_at": person.updated_at,
+            **_search_columns(person),
+            "activated_at": person.activated_at,
         }
         if self._read_ahead:
             self._read_ahead.pop(person.id, None)
@@ -472,7 +472,7 @@ class ProductStore:
     def list_people(self) -> Sequence[Person]:
         """Every person of the workspace, deprovisioned ones included, oldest first."""
         rows = self._conn.execute(_LIST_PEOPLE, {_WS_PARAM: self._ws})
-        return [_person(r) for r in rows]
+        return [person_from_row(r) for r in rows]
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1), from the seats index."""

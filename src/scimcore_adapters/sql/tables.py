@@ -283,9 +283,19 @@ PEOPLE = Table(
     Column("card", Text, nullable=False, info=dict(BULKY)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Schema version 6 (the console): what a people search matches (casefolded e-mail and
+    # card name; see scimcore.storage.person_matches) and when the person activated (R3.7).
+    Column("email_folded", text_type(), nullable=True),
+    Column("name_folded", text_type(), nullable=True),
+    Column("activated_at", UtcDateTime, nullable=True),
     Index(None, "workspace_id", "created_at", "id"),
     # Seats (R5.1): count(*) over (workspace_id, active=true, deprovisioned=false).
     Index(None, "workspace_id", "active", "deprovisioned"),
+    # Team Cards pages (version 6): in user-name order, filtered by state from the index
+    # alone; a search's prefix ranges on user name, e-mail and name.
+    Index(None, "workspace_id", "user_name_folded", "id", "active", "deprovisioned"),
+    Index(None, "workspace_id", "email_folded"),
+    Index(None, "workspace_id", "name_folded"),
 )
 
 SETTINGS = Table(

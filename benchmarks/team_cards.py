@@ -1,0 +1,116 @@
+"""Team Cards at scale: does the console's people page answer in under 100 ms at 100,000 people?
+
+Run by hand (not in CI):
+
+    python benchmarks/team_cards.py --people 100000 [--db /tmp/team_cards.db]
+
+Fills a fresh SQLite file with ``--people`` people and their cards in one transaction through
+the storage (``save_person``; no SCIM requests, no users: the Team Cards view reads only the
+people), then times ``Product.people`` (what the console's page calls, without HTTP): the first
+page, a search that matches about 1/26 of the people, a search that matches one person, the
+first page of the active people, and the last page. Medians of ``--probes`` runs, in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from scimcore import ScimService
+from scimcore.cards import new_card
+from scimcore.storage import Person
+from scimcore_adapters.sql import SqlStorage
+
+FIRST = ["ann", "bob", "cat", "dan", "eve", "fay", "gus", "hal", "ivy", "jon", "kim", "lea"]
+LAST = ["lee", "ng", "smith", "jones", "brown", "garcia", "miller", "davis", "lopez", "wu"]
+
+
+def person(n: int, rng: random.Random, at: datetime) -> Person:
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    user_name = f"{first}.{last}.{n}@acme.example"
+    card = new_card(
+        {
+            "name": f"{first.title()} {last.title()}",
+            "email": user_name,
+            "job_title": "Engineer",
+            "department": rng.choice(["Sales", "Marketing", "R&D"]),
+        }
+    )
+    return Person(
+        id=f"{n:032x}",
+        user_name=user_name,
+        email=user_name,
+        active=n % 10 != 0,
+        deprovisioned=n % 50 == 0,
+        card=card.to_dict(),
+        created_at=at + timedelta(seconds=n),
+        updated_at=at + timedelta(seconds=n),
+    )
+
+
+def fill(service: ScimService, slug: str, count: int) -> float:
+    """Seconds to store ``count`` people in one transaction."""
+    rng = random.Random(17)
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    people = [person(n, rng, at) for n in range(1, count + 1)]
+    workspace = service.workspaces.get(slug)
+    started = time.perf_counter()
+    with service.storage.users(workspace.id) as store:
+        for p in people:
+            store.save_person(p)
+    return time.perf_counter() - started
+
+
+def median_ms(probe: Callable[[], object], probes: int) -> float:
+    probe()  # warm the statement caches and the file's pages
+    times = []
+    for _ in range(probes):
+        started = time.perf_counter()
+        probe()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=100_000, help="how many people to store")
+    parser.add_argument("--probes", type=int, default=15, help="timed runs of each page")
+    parser.add_argument("--db", type=Path, help="the SQLite file (default: a temporary one)")
+    args = parser.parse_args()
+    path = args.db or Path(tempfile.mkdtemp()) / "team_cards.db"
+    if path.exists():
+        raise SystemExit(f"{path} exists: give a new file")
+    storage = SqlStorage(f"sqlite:///{path}")
+    try:
+        service = ScimService(storage)
+        service.workspaces.create("acme", "admin@acme.example")
+        seconds = fill(service, "acme", args.people)
+        print(f"stored {args.people} people in {seconds:.1f} s ({path})")
+        p = service.product
+        total = p.people("acme", limit=50).total
+        last = max(0, (total - 1) // 50 * 50)
+        pages: dict[str, Callable[[], object]] = {
+            "first page": lambda: p.people("acme"),
+            "search 'kim' (1/12 of names)": lambda: p.people("acme", search="kim"),
+            "search one e-mail": lambda: p.people("acme", search=f"x{args.people // 2}"),
+            "search 'ann.lee.4'": lambda: p.people("acme", search="ann.lee.4"),
+            "active, first page": lambda: p.people("acme", state="active"),
+            "last page": lambda: p.people("acme", offset=last),
+            "active, last page": lambda: p.people(
+                "acme", state="active", offset=max(0, int(total * 0.88) // 50 * 50)
+            ),
+        }
+        for name, probe in pages.items():
+            print(f"{name:<32} {median_ms(probe, args.probes):7.1f} ms")
+    finally:
+        storage.close()
+
+
+if __name__ == "__main__":
+    main()
