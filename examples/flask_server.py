@@ -33,6 +33,7 @@ from scimcore_adapters.bootstrap import (
     ensure_demo,
     open_storage,
 )
+from scimcore_adapters.bootstrap import secret_key as kept_secret_key
 from scimcore_adapters.mail import (
     MailSettings,
     add_mail_arguments,
@@ -59,18 +60,28 @@ def create_app(
     trust_proxy: int | None = None,
     mail: MailSettings | None = None,
     deliver_mail: bool | None = None,
+    secret_key: str | None = None,
 ) -> Flask:
-    """The Flask app serving SCIM at ``/scim/v2``, on ``$SCIMCORE_DATABASE_URL`` unless a
-    ``service`` is given. ``base_url`` and ``trust_proxy`` default to ``$SCIMCORE_BASE_URL`` and
-    ``$SCIMCORE_TRUST_PROXY``. ``deliver_mail`` (default: when this function opened the
-    database itself, as under gunicorn) starts a background delivery worker with ``mail``
-    (default: the settings from the environment)."""
+    """The Flask app serving SCIM at ``/scim/v2`` and the console at ``/console``, on
+    ``$SCIMCORE_DATABASE_URL`` unless a ``service`` is given. ``base_url`` and ``trust_proxy``
+    default to ``$SCIMCORE_BASE_URL`` and ``$SCIMCORE_TRUST_PROXY``; ``secret_key`` (the
+    console's session cookies) to ``$SCIMCORE_SECRET_KEY``, else the key kept beside the
+    database (a new one per process for a ``service`` passed in). ``deliver_mail`` (default:
+    when this function opened the database itself, as under gunicorn) starts a background
+    delivery worker with ``mail`` (default: the settings from the environment)."""
     own = service is None
+    # A service passed in: no database file known, so a key per process ($SCIMCORE_SECRET_KEY
+    # aside).
+    url = database_url() if own else "memory://"
     if service is None:
-        service = ScimService(open_storage(database_url()))
+        service = ScimService(open_storage(url))
     public = public_base_url(base_url)
     app = create_flask_app(
-        service, base_url=public, trust_proxy=trusted_proxies(trust_proxy), name="scimcore_example"
+        service,
+        base_url=public,
+        trust_proxy=trusted_proxies(trust_proxy),
+        secret_key=secret_key or kept_secret_key(url),
+        name="scimcore_example",
     )
     if own if deliver_mail is None else deliver_mail:
         mailer = (mail or mail_settings()).mailer()
@@ -91,7 +102,11 @@ def main(argv: list[str] | None = None) -> None:
         mail = mail_settings_from_args(args)
         base_url = public_base_url(args.base_url)
         app = create_app(
-            service, base_url=base_url, trust_proxy=args.trust_proxy, deliver_mail=False
+            service,
+            base_url=base_url,
+            trust_proxy=args.trust_proxy,
+            deliver_mail=False,
+            secret_key=kept_secret_key(url),
         )
         demo = ensure_demo(service, keep=demo_credentials_path(url))
         serve_forever(

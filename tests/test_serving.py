@@ -187,7 +187,7 @@ def test_demo_console_password_is_set_once_and_kept(tmp_path: Path) -> None:
     assert ensure_demo(service, keep=keep).password is None
     changed = service.workspaces.get_admin("demo", "admin@demo.example")
     assert changed is not None and verify_password(changed.password_hash, "mine-1234")
-    assert demo_credentials_path("postgresql+psycopg://h/db") == Path("scimcore-demo.json")
+    assert demo_credentials_path("postgresql+psycopg://h/db") == Path("scimcore.demo.json")
 
 
 # --- the servers, as processes ------------------------------------------------------------------
@@ -255,7 +255,14 @@ def test_example_server_prints_its_lines_keeps_its_token_and_sends_mail(
     token = first.lines["Secret Token"]
     assert token.startswith("scim_")
     assert first.lines["Mail"] == f".eml files in {tmp_path / 'scimcore-mail'}/"
-    assert list(first.lines)[:2] == ["Tenant URL", "Secret Token"]
+    assert list(first.lines) == ["Tenant URL", "Secret Token", "Console", "Console sign-in", "Mail"]
+    base = tenant.removesuffix("/scim/v2")
+    assert first.lines["Console"] == base + "/console"
+    email_address, _, password = first.lines["Console sign-in"].partition(" / ")
+    assert email_address == "admin@demo.example" and len(password) >= 12
+    with urllib.request.urlopen(base + "/console/sign-in", timeout=10) as page:
+        assert page.status == 200 and b'name="password"' in page.read()
+    assert stat.S_IMODE((tmp_path / "scim.db.secret-key").stat().st_mode) == 0o600
 
     request = urllib.request.Request(
         tenant + "/Users",
@@ -274,6 +281,8 @@ def test_example_server_prints_its_lines_keeps_its_token_and_sends_mail(
     second = Running([*cmd, "--base-url", "https://scim.acme.example"], tmp_path, env)
     running.append(second)
     assert second.lines["Secret Token"] == token
+    assert second.lines["Console sign-in"] == first.lines["Console sign-in"]
+    assert second.lines["Console"] == "https://scim.acme.example/console"
     assert second.lines["Tenant URL"] == "https://scim.acme.example/scim/v2"
     second.stop()
 
@@ -290,6 +299,10 @@ def test_scimcore_serve_prints_its_lines_and_uses_smtp_settings(
     server = Running(cmd, tmp_path, env)
     running.append(server)
     assert server.lines["Tenant URL"].startswith("http://127.0.0.1:")
+    assert (
+        server.lines["Console"] == server.lines["Tenant URL"].removesuffix("/scim/v2") + "/console"
+    )
+    assert "Secret Token" not in server.lines and "Console sign-in" not in server.lines
     assert server.lines["Mail"] == (
         "smtp://cards@mail.acme.example:587 (starttls), from cards@acme.example"
     )
@@ -415,3 +428,15 @@ def test_token_generate_prints_the_tenant_url_only_from_a_base_url(
     assert err == ""
     out, err = generate(quiet=True)
     assert out.startswith("scim_") and out.count("\n") == 1 and err == ""
+
+
+def test_secret_key_is_made_once_and_shared(tmp_path: Path) -> None:
+    from scimcore_adapters.bootstrap import secret_key
+
+    url = f"sqlite:///{tmp_path / 'scim.db'}"
+    first = secret_key(url, environ={})
+    assert len(first) >= 32 and secret_key(url, environ={}) == first
+    assert (tmp_path / "scim.db.secret-key").read_text() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["scim.db.secret-key"]  # no partial left
+    assert secret_key(url, environ={"SCIMCORE_SECRET_KEY": "from-env"}) == "from-env"
+    assert secret_key("memory://", environ={}) != secret_key("memory://", environ={})

@@ -31,6 +31,7 @@ __all__ = [
     "demo_credentials_path",
     "ensure_demo",
     "open_storage",
+    "secret_key",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///scimcore.db"
@@ -115,23 +116,56 @@ class DemoCredentials:
     password: str | None = attrs.field(default=None, repr=False)
 
 
-def demo_credentials_path(url: str) -> Path | None:
-    """Where the example server keeps its demo credentials for the database ``url``: beside
-    a SQLite file (``scimcore.db`` -> ``scimcore.db.demo.json``), ``./scimcore-demo.json``
-    for a server database, ``None`` for ``memory://`` (nothing outlives the process)."""
+def _beside_database(url: str, suffix: str) -> Path | None:
+    """A file of the server's own beside the SQLite file of ``url`` (its name plus
+    ``suffix``), ``./scimcore<suffix>`` for a server database (PostgreSQL), ``None`` for a
+    database that does not outlive the process (``memory://``, SQLite in memory)."""
     if url.startswith("memory:"):
         return None
-    if url.startswith("sqlite"):
-        try:
-            from sqlalchemy.engine import make_url
+    if not url.startswith("sqlite"):
+        return Path(f"scimcore{suffix}")
+    try:
+        from sqlalchemy.engine import make_url
 
-            database = make_url(url).database
-        except Exception:
-            return None
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return Path(database + ".demo.json")
-    return Path("scimcore-demo.json")
+        database = make_url(url).database
+    except Exception:
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database + suffix)
+
+
+def demo_credentials_path(url: str) -> Path | None:
+    """Where the example server keeps its demo credentials for the database ``url``: beside
+    a SQLite file (``scimcore.db`` -> ``scimcore.db.demo.json``), ``./scimcore.demo.json``
+    for a server database, ``None`` for ``memory://`` (nothing outlives the process)."""
+    return _beside_database(url, ".demo.json")
+
+
+def secret_key(url: str, environ: Mapping[str, str] | None = None) -> str:
+    """The key that signs the console's session cookies: ``$SCIMCORE_SECRET_KEY``, else one
+    generated once and kept (0600) beside the database (``scimcore.db.secret-key``;
+    ``./scimcore.secret-key`` for a server database), so that sign-ins survive a restart and
+    every process of a deployment on this machine shares it; for ``memory://``, a new one per
+    process. Processes on several hosts must share ``$SCIMCORE_SECRET_KEY``."""
+    env = os.environ if environ is None else environ
+    if env.get("SCIMCORE_SECRET_KEY"):
+        return env["SCIMCORE_SECRET_KEY"]
+    path = _beside_database(url, ".secret-key")
+    if path is None:
+        return secrets.token_urlsafe(32)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    partial = _write_private(path, secrets.token_urlsafe(32))
+    try:
+        os.link(partial, path)  # fails if another process made it first: theirs is used
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink()
+    return path.read_text().strip()
 
 
 def _read_credentials(path: Path | None) -> dict[str, str]:
@@ -142,14 +176,18 @@ def _read_credentials(path: Path | None) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
-def _write_credentials(path: Path, data: Mapping[str, str]) -> None:
-    """Write ``data`` as JSON readable by the owner only (0600), atomically."""
+def _write_private(path: Path, text: str) -> Path:
+    """``text`` in a new file beside ``path`` readable by the owner only (0600); its name."""
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(dict(data), f, indent=2)
-        f.write("\n")
-    os.replace(partial, path)
+        f.write(text)
+    return partial
+
+
+def _write_credentials(path: Path, data: Mapping[str, str]) -> None:
+    """Write ``data`` as JSON readable by the owner only (0600), atomically."""
+    os.replace(_write_private(path, json.dumps(dict(data), indent=2) + "\n"), path)
 
 
 def _token_works(workspaces: Workspaces, slug: str, token: str | None) -> bool:

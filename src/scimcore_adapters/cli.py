@@ -283,11 +283,17 @@ def _print_tenant_url(args: argparse.Namespace, out: Any) -> None:
 
 def _serve(service: ScimService, args: argparse.Namespace, out: Any) -> None:
     """``scimcore serve``: SCIM (and the console) with a mail delivery worker."""
+    from .bootstrap import secret_key
     from .mail import mail_settings_from_args
 
     mail = mail_settings_from_args(args)
     base = public_base_url(args.base_url)
-    app = create_flask_app(service, base_url=base, trust_proxy=trusted_proxies(args.trust_proxy))
+    app = create_flask_app(
+        service,
+        base_url=base,
+        trust_proxy=trusted_proxies(args.trust_proxy),
+        secret_key=secret_key(database_url(args.database_url)),
+    )
     where = {"host": args.host, "port": args.port}
     try:
         serve_forever(app, service, **where, base_url=base, mail=mail, out=out)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .mail import MailSettings
 
 __all__ = [
+    "CONSOLE_PREFIX",
     "SCIM_PREFIX",
     "ASGIApp",
     "PublicURL",
@@ -35,6 +36,7 @@ __all__ = [
     "add_public_url_arguments",
     "behind_proxy",
     "create_flask_app",
+    "has_console",
     "listening_url",
     "public_base_url",
     "serve_forever",
@@ -42,8 +44,9 @@ __all__ = [
     "trusted_proxies",
 ]
 
-#: Where the example server and ``scimcore serve`` mount SCIM.
+#: Where the example server and ``scimcore serve`` mount SCIM, and the console.
 SCIM_PREFIX = "/scim/v2"
+CONSOLE_PREFIX = "/console"
 
 #: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
 _WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -229,11 +232,13 @@ def create_flask_app(
     *,
     base_url: str | None = None,
     trust_proxy: int = 0,
+    secret_key: str | None = None,
     name: str = "scimcore",
 ) -> Flask:
-    """A Flask app serving ``service``: SCIM at ``/scim/v2`` (the fast WSGI mount), seen
-    from the public side (:func:`behind_proxy`, applied last, so that it covers every mount).
-    """
+    """A Flask app serving ``service``: SCIM at ``/scim/v2`` (the fast WSGI mount), the
+    console at ``/console`` with its password sign-in when the ``console`` extra is
+    installed and a ``secret_key`` (signing its session cookies) is given, all seen from the
+    public side (:func:`behind_proxy`, applied last, so that it covers every mount)."""
     from flask import Flask
 
     from .flask import ScimExtension
@@ -242,13 +247,29 @@ def create_flask_app(
     # The WSGI mount: SCIM requests skip Flask's routing and request context (this app has no
     # Flask hooks or middleware they would need; see scimcore_adapters.flask).
     ScimExtension(service, app, url_prefix=SCIM_PREFIX, mount="wsgi")
-    # TODO(lead, console merge): register scimcore_adapters.console's console_blueprint at
-    # /console and activation_blueprint at /activate here (the example server's own sign-in:
-    # scimcore_adapters.console.signin.PasswordSignIn); serve_forever then prints "Console:".
+    if secret_key is not None and _console_installed():
+        from .console.signin import mount_console
+
+        app.config["SECRET_KEY"] = secret_key
+        mount_console(app, service, url_prefix=CONSOLE_PREFIX, scim_path=SCIM_PREFIX)
+    # TODO(lead): the card owner's activation pages (/activate) are not in the console branch
+    # yet; mount them here when they are, and pass deliver_pending their link (start_delivery).
     app.wsgi_app = behind_proxy(  # type: ignore[method-assign,assignment]
         app.wsgi_app, base_url=base_url, trust_proxy=trust_proxy
     )
     return app
+
+
+def _console_installed() -> bool:
+    """Whether the ``console`` extra (Flask-WTF, argon2-cffi) is installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("flask_wtf", "argon2"))
+
+
+def has_console(app: Flask) -> bool:
+    """Whether :func:`create_flask_app` mounted the console on ``app``."""
+    return "scimcore_console" in app.blueprints  # console_blueprint's name
 
 
 def serve_forever(
@@ -281,8 +302,8 @@ def serve_forever(
     lines = [f"Tenant URL: {tenant_url(public)}"]
     if demo is not None:
         lines.append(f"Secret Token: {demo.token}")
-    if "console" in app.blueprints:
-        lines.append(f"Console: {public}/console")
+    if has_console(app):
+        lines.append(f"Console: {public}{CONSOLE_PREFIX}")
         if demo is not None:
             lines.append(f"Console sign-in: {demo.admin} / {demo.password or _CHANGED}")
     lines.append(f"Mail: {mail.describe()}")
