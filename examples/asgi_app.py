@@ -35,7 +35,8 @@ def create_app() -> ASGIApp:
         demo = ensure_demo(service, label="asgi example", keep=demo_credentials_path(url))
         print(f"Secret Token: {demo.token}", flush=True)
         print(f"Mail: {mail.describe()}", flush=True)
-    start_delivery(service, mail.mailer(), base_url=base_url)
+    # This app serves SCIM only: no activation pages for links in the mail to lead to.
+    start_delivery(service, mail.mailer())
     app = ScimASGIApp(service, prefix=SCIM_PREFIX)
     return PublicURLASGI(app, base_url) if base_url else app
 

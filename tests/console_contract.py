@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
-from scimcore.storage import TOKEN_DEAD
+from scimcore.activation import ACTIVATION_TTL, ActivationError
+from scimcore.images import MAX_IMAGE_BYTES, ImageError
+from scimcore.outbox import RecordingMailer, deliver_pending
+from scimcore.storage import TOKEN_DEAD, Image
 
 T0 = datetime.fromisoformat("2026-01-01T00:00:00+00:00")
 BASE = "https://scim.example/scim/v2"
@@ -49,11 +53,14 @@ def console_service(storage: Storage) -> tuple[ScimService, Clock]:
 
 
 def call(
-    service: ScimService, token: str, method: str = "GET", body: object = None
+    service: ScimService, token: str, method: str = "GET", body: object = None, path: str = "/Users"
 ) -> ScimResponse:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
     data = json.dumps(body).encode() if body is not None else b""
-    return service.handle(ScimRequest(method, "/Users", {}, headers, data, base_url=BASE))
+    return service.handle(ScimRequest(method, path, {}, headers, data, base_url=BASE))
+
+
+DEACTIVATE = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
 
 
 def new_user(name: str) -> dict[str, object]:
@@ -194,25 +201,13 @@ class ConsoleContract:
             if n.startswith("carl"):
                 body["emails"] = [{"type": "work", "value": "boss@corp.example", "primary": True}]
             ids[n.lower()] = call(service, token, "POST", body).json()["id"]
-        off = {"Operations": [{"op": "replace", "path": "active", "value": False}]}
-        patch = ScimRequest(
-            "PATCH",
-            f"/Users/{ids['bob@acme.example']}",
-            {},
-            {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"},
-            json.dumps(off).encode(),
-            base_url=BASE,
+        assert (
+            call(service, token, "PATCH", DEACTIVATE, f"/Users/{ids['bob@acme.example']}").status
+            == 200
         )
-        assert service.handle(patch).status == 200
-        gone = ScimRequest(
-            "DELETE",
-            f"/Users/{ids['dave@acme.example']}",
-            {},
-            {"Authorization": f"Bearer {token}"},
-            b"",
-            base_url=BASE,
+        assert (
+            call(service, token, "DELETE", path=f"/Users/{ids['dave@acme.example']}").status == 204
         )
-        assert service.handle(gone).status == 204
         p = service.product
 
         def names_of(**kw: object) -> tuple[int, list[str]]:
@@ -257,15 +252,7 @@ class ConsoleContract:
         service, _ = console_service(storage)
         token = service.workspaces.generate_token("acme", ADMIN).plaintext
         first = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
-        gone = ScimRequest(
-            "DELETE",
-            f"/Users/{first}",
-            {},
-            {"Authorization": f"Bearer {token}"},
-            b"",
-            base_url=BASE,
-        )
-        assert service.handle(gone).status == 204
+        assert call(service, token, "DELETE", path=f"/Users/{first}").status == 204
         second = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
         p = service.product
         p.admin_edit("acme", None, "job_title", "Old", person_id=first)
@@ -273,3 +260,138 @@ class ConsoleContract:
         assert p.card("acme", first).card.fields["job_title"].value == "Old"
         assert p.card("acme", second).card.fields["job_title"].value == "New"
         assert [v.user_name for v in p.people("acme").items] == ["ann@acme.example"] * 2
+
+    # --- images: photos (R8.5) and logos ------------------------------------------------------
+
+    def test_images_are_checked_stored_and_kept_per_workspace(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        p = service.product
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        webp = b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x00" * 64
+        png_id = p.store_image("acme", "image/png", png)
+        webp_id = p.store_image("acme", None, webp)
+        jpeg_id = p.store_image("acme", "image/jpg", b"\xff\xd8\xff\xe0" + b"\x01" * 10)
+        stored = p.image("acme", png_id)
+        assert stored is not None and (stored.content_type, stored.data) == ("image/png", png)
+        assert p.image("acme", webp_id) == Image(webp_id, "image/webp", webp, T0)
+        image = p.image("acme", jpeg_id)
+        assert image is not None and image.content_type == "image/jpeg"
+        service.workspaces.create("other", "o@other.example")
+        assert p.image("other", png_id) is None  # R1.1
+        assert p.image("acme", "nope") is None
+        refused = [
+            ("image/png", b""),
+            ("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            ("image/png", b"GIF89a" + b"\x00" * 10),  # declared PNG, is a GIF
+            ("image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * MAX_IMAGE_BYTES),  # 2 MiB + 8 bytes
+        ]
+        for content_type, data in refused:
+            with pytest.raises(ImageError):
+                p.store_image("acme", content_type, data)
+        assert p.store_image("acme", "image/png", png[:8] + b"\x00" * (MAX_IMAGE_BYTES - 8))
+
+    def test_photo_set_by_admin_or_owner(self, storage: Storage) -> None:
+        # R8.5: Entra sends no photo; the admin or the owner uploads one (R8.3 still holds)
+        service, _ = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        call(service, token, "POST", new_user("ann@acme.example"))
+        pid = call(service, token, "POST", new_user("bob@acme.example")).json()["id"]
+        gif = p.store_image("acme", "image/gif", b"GIF89a" + b"\x00" * 20)
+        card = p.set_photo("acme", None, gif, person_id=pid, actor="owner")
+        assert card.fields["photo"].value == f"image:{gif}"
+        assert (card.fields["photo"].locked, card.fields["photo"].source.value) == (False, "owner")
+        p.lock("acme", None, "photo", person_id=pid)
+        with pytest.raises(WorkspaceError, match="locked"):
+            p.set_photo("acme", None, gif, person_id=pid, actor="owner")
+        card = p.set_photo("acme", "ann@acme.example", gif)  # the admin
+        assert (card.fields["photo"].locked, card.fields["photo"].linked) == (True, False)
+        with pytest.raises(WorkspaceError, match="no image"):
+            p.set_photo("acme", "ann@acme.example", "0" * 32)
+        service.workspaces.create("other", "o@other.example")
+        other = p.store_image("other", "image/gif", b"GIF89a" + b"\x01" * 20)
+        with pytest.raises(WorkspaceError, match="no image"):  # another workspace's image
+            p.set_photo("acme", "ann@acme.example", other)
+
+    # --- activation links (R3.7) ----------------------------------------------------------------
+
+    def test_activation_link_rendered_at_delivery_single_use_and_expiring(
+        self, storage: Storage
+    ) -> None:
+        service, clock = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        pid = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        mailer = RecordingMailer()
+        report = deliver_pending(
+            storage, mailer, service.runtime, base_url="https://cards.example/"
+        )
+        assert report.sent == 1
+        ((_, _, body),) = mailer.sent
+        link = re.search(r"https://cards\.example/activate/(\S+)", body)
+        assert link is not None
+        secret = link.group(1)
+        (queued,) = p.outbox("acme")
+        assert secret not in queued.body and "activate/" not in queued.body
+        assert storage.get_activation_link(secret) is None  # stored hashed only
+        view = p.activation_status(secret)
+        assert (view.workspace_slug, view.person_id, view.card.user_name) == (
+            "acme",
+            pid,
+            "ann@acme.example",
+        )
+        assert view.expires_at == T0 + ACTIVATION_TTL
+        assert p.activation_status(secret).person_id == pid  # looking does not use it
+        assert p.card("acme", pid).activated_at is None
+        clock.advance(hours=1)
+        activated = p.activate(secret)
+        assert activated.card.activated_at == T0 + timedelta(hours=1)
+        assert p.card("acme", pid).activated_at == T0 + timedelta(hours=1)
+        for use in (p.activate, p.activation_status):
+            with pytest.raises(ActivationError) as refused:
+                use(secret)
+            assert refused.value.reason == "used"
+        with pytest.raises(ActivationError) as refused:
+            p.activate("not-a-token")
+        assert refused.value.reason == "unknown"
+        # a resend: a new link; an older unused link keeps working until it expires
+        p.send_activation("acme", ["ann@acme.example"])
+        p.send_activation("acme", person_ids=[pid])
+        mailer.sent.clear()
+        assert (
+            deliver_pending(storage, mailer, service.runtime, base_url="https://c.example").sent
+            == 2
+        )
+        first, second = (re.findall(r"/activate/(\S+)", b)[0] for _, _, b in mailer.sent)
+        assert first != second
+        clock.advance(days=1)
+        again = p.activate(second)  # activated already: reaches the card again
+        assert again.card.activated_at == T0 + timedelta(hours=1)  # the first activation
+        clock.at = T0 + timedelta(hours=1) + ACTIVATION_TTL
+        with pytest.raises(ActivationError) as refused:
+            p.activate(first)
+        assert refused.value.reason == "expired"
+        entries = service.product.log("acme", 100)
+        assert [e.actor for e in entries if e.operation == "activation.activate"] == ["owner"] * 2
+        assert all(s not in repr(entries) for s in (secret, first, second))
+
+    def test_activation_links_of_inactive_people_are_refused(self, storage: Storage) -> None:
+        service, _ = console_service(storage)
+        p = service.product
+        token = service.workspaces.generate_token("acme", ADMIN).plaintext
+        pid = call(service, token, "POST", new_user("ann@acme.example")).json()["id"]
+        mailer = RecordingMailer()
+        deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
+        secret = re.findall(r"/activate/(\S+)", mailer.sent[0][2])[0]
+        assert call(service, token, "DELETE", path=f"/Users/{pid}").status == 204
+        for use in (p.activate, p.activation_status):
+            with pytest.raises(ActivationError) as refused:
+                use(secret)
+            assert refused.value.reason == "inactive"
+        assert p.card("acme", pid).activated_at is None
+        # a mail queued before the deprovisioning is not sent with a link
+        p2 = call(service, token, "POST", new_user("bob@acme.example")).json()["id"]
+        assert call(service, token, "PATCH", DEACTIVATE, f"/Users/{p2}").status == 200
+        mailer.sent.clear()
+        report = deliver_pending(storage, mailer, service.runtime, base_url="https://c.example")
+        assert (report.sent, mailer.sent) == (0, [])

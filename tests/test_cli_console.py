@@ -4,14 +4,20 @@ texts, quiet ``| head`` and the database file a command uses."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
+from scimcore.storage import LogEntry
+from scimcore_adapters.cli import _parser, main
 from scimcore_adapters.passwords import PasswordError, hash_password, needs_rehash, verify_password
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.migrations import MIGRATIONS, migrate
@@ -199,3 +205,99 @@ def test_people_pages_use_indexes_on_sqlite(
             assert "MULTI-INDEX OR" in count_plan, count_plan
     finally:
         storage.close()
+
+
+#: The commands of the mail engineer's branch (mail, outbox, serve) are checked there.
+OWN_COMMANDS = (
+    "workspace",
+    "admin",
+    "token",
+    "settings",
+    "template",
+    "rule",
+    "cards",
+    "card",
+    "activation",
+    "seats",
+    "log",
+)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_help_describes_every_command_and_option_without_rule_numbers() -> None:
+    # section 7: "--help says what each command and option does, without internal rule numbers"
+    root = _parser()
+    commands = _subparsers(root)
+    todo: list[tuple[tuple[str, ...], argparse.ArgumentParser]] = [
+        ((name,), commands[name]) for name in OWN_COMMANDS
+    ]
+    checked = 0
+    while todo:
+        path, parser = todo.pop()
+        children = _subparsers(parser)
+        todo += [((*path, n), child) for n, child in children.items()]
+        assert parser.description, f"scimcore {' '.join(path)} has no description"
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"scimcore {' '.join(path)} {action.dest}: no help"
+        text = parser.format_help()
+        assert not re.search(r"\bR\d+\.\d+\b", text), (path, text)
+        checked += 1
+    assert checked >= 30
+    top = root.format_help()
+    options = [a for a in root._actions if not isinstance(a, argparse._SubParsersAction)]
+    assert all(a.help for a in options) and not re.search(r"\bR\d\.\d", top)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(cli: Cli, tmp_path: Path) -> None:
+    # section 7: "| head ends quietly"
+    cli("workspace", "create", "acme", "--admin", "it@acme.example")
+    storage = SqlStorage(cli.url)
+    try:
+        workspace = storage.list_workspaces()[0]
+        with storage.users(workspace.id) as store:
+            for n in range(2000):
+                entry = LogEntry(f"{n:032x}", T0, "get", None, 200, "x" * 100, None)
+                store.add_log(entry, keep=10_000)
+    finally:
+        storage.close()
+    command = [sys.executable, "-m", "scimcore_adapters.cli", "--database-url", cli.url]
+    reader = subprocess.Popen(
+        [*command, "log", "acme", "--limit", "2000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.read(100)
+    reader.stdout.close()  # as `head` does once it has its lines
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 141
+    assert err == "", err
+
+
+def test_a_new_database_is_announced_and_read_commands_refuse_a_missing_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # section 7: never silently a new empty database in another folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SCIMCORE_DATABASE_URL", raising=False)
+    default = tmp_path / "scimcore.db"
+    for args in (["workspace", "list"], ["cards", "acme"], ["token", "list", "acme"]):
+        assert main(args) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and f"no database at {default}" in err and err.count("\n") == 1
+        assert not default.exists()
+    assert main(["workspace", "create", "acme", "--admin", "it@acme.example"]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"scimcore: creating a new database at {default}\n"
+    assert default.exists() and "created workspace acme" in out
+    assert main(["workspace", "list", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["slug"] == "acme" and err == ""

@@ -401,6 +401,7 @@ def test_cli_bad_mail_settings_are_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = ("--database-url", f"sqlite:///{tmp_path / 'cli.db'}")
+    assert _run_cli(capsys, *db, "workspace", "create", "acme", "--admin", "a@acme.example")[0] == 0
     monkeypatch.setenv("SCIMCORE_SMTP_URL", f"smtp://u:{SECRET}@host?security=tls")
     code, out, err = _run_cli(capsys, *db, "mail", "deliver")
     assert (code, out) == (1, "")
@@ -411,3 +412,40 @@ def test_cli_bad_mail_settings_are_one_line(
         capsys, *db, "mail", "deliver", "--smtp-host", "h", "--smtp-password-env", "NO_SUCH_VAR"
     )
     assert code == 1 and "NO_SUCH_VAR is unset" in err and err.count("\n") == 1
+
+
+def test_activation_mail_gets_its_link_when_delivered_and_an_inactive_person_none(
+    service: ScimService, client: Client
+) -> None:
+    # R3.7: the link is made at delivery, on the public URL; R5.1: none for an inactive person
+    from scimcore.outbox import RecordingMailer
+
+    patch = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    client.create("ann@contoso.com")
+    mailer = RecordingMailer()
+    report = deliver_pending(
+        service.storage, mailer, service.runtime, base_url="https://scim.acme.example"
+    )
+    assert report.sent == 1
+    ((to, _, body),) = mailer.sent
+    assert to == "ann@contoso.com" and "https://scim.acme.example/activate/" in body
+    assert "/activate/" not in service.product.outbox("acme")[0].body  # no secret stored
+
+    bob = client.create("bob@contoso.com")
+
+    def set_active(value: bool) -> None:
+        ops = {
+            "schemas": [patch],
+            "Operations": [{"op": "replace", "path": "active", "value": value}],
+        }
+        assert client("PATCH", f"/Users/{bob['id']}", ops).status == 200
+
+    set_active(False)
+    report = deliver_pending(service.storage, mailer, service.runtime, base_url="https://x")
+    (failure,) = report.failures
+    assert failure.final and failure.attempts == 1 and failure.reason.startswith("ActivationError")
+    assert report.failed == 1 and len(mailer.sent) == 1
+    set_active(True)
+    retry_mail(service.storage, service.runtime, "acme", failure.mail_id)
+    report = deliver_pending(service.storage, mailer, service.runtime, base_url="https://x")
+    assert report.sent == 1 and "https://x/activate/" in mailer.sent[-1][2]

@@ -341,8 +341,9 @@ def test_scimcore_serve_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
             timeout=60,
         )
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr.startswith(f"scimcore: error: cannot serve on 127.0.0.1:{port}: ")
-    assert done.stderr.count("\n") == 1
+    notice, error = done.stderr.splitlines()  # the new database's notice, then the error
+    assert notice.startswith("scimcore: creating a new database at ")
+    assert error == f"scimcore: error: cannot serve on 127.0.0.1:{port}: Address already in use"
 
 
 def test_the_server_extra_runs_the_asgi_example_under_uvicorn(tmp_path: Path) -> None:

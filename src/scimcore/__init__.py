@@ -4,6 +4,7 @@ The core takes :class:`ScimRequest` values and returns :class:`ScimResponse` val
 ``scimcore_adapters`` connect it to Flask, ASGI servers and real storage backends.
 """
 
+from .activation import ActivationError
 from .errors import (
     InvalidFilterError,
     InvalidPathError,
@@ -21,6 +22,7 @@ from .errors import (
     UnauthorizedError,
     UniquenessError,
 )
+from .images import ImageError
 from .messages import ScimRequest, ScimResponse
 from .runtime import Runtime, system_runtime
 from .schema import (
@@ -54,12 +56,14 @@ __version__ = "0.1.0"
 __all__ = [
     "CORE_USER_SCHEMA",
     "ENTERPRISE_USER_SCHEMA",
+    "ActivationError",
     "Admin",
     "AttrType",
     "Attribute",
     "AuthContext",
     "AuthenticatedWrites",
     "GeneratedToken",
+    "ImageError",
     "InvalidFilterError",
     "InvalidPathError",
     "InvalidSyntaxError",

@@ -180,10 +180,11 @@ further fields that no IdP feeds")."""
 
 
 def known_fields(mapping: FieldMapping) -> tuple[str, ...]:
-    """The card field keys a workspace knows: its mapping's (R6), then
+    """The card field keys a workspace knows: its mapping's (R6), then ``photo`` (R8.5) and
     :data:`TEMPLATE_ONLY_FIELDS`. Edits, locks and templates refuse any other key."""
     keys = mapping.field_keys()
-    return (*keys, *(k for k in TEMPLATE_ONLY_FIELDS if k not in keys))
+    extra = ("photo", *TEMPLATE_ONLY_FIELDS)  # a photo can always be uploaded (R8.5)
+    return (*keys, *(k for k in extra if k not in keys))
 
 
 class _Reader:
@@ -329,8 +330,12 @@ def admin_lock(card: Card, key: str) -> Card:
 
 
 def owner_edit(card: Card, key: str, value: str) -> Card:
-    """The card's owner edits a field: only unlocked fields (R8.3)."""
+    """The card's owner edits a field: only unlocked fields (R8.3), and their ``photo`` while
+    the card has none (R8.5: Entra sends none; nobody locked it)."""
     current = card.fields.get(key)
+    if current is None and key == "photo":
+        photo = CardField(value, locked=False, linked=False, source=Source.OWNER)
+        return attrs.evolve(card, fields={**card.fields, key: photo})
     if current is None or current.locked:
         raise CardError(f"the field {key!r} is locked: only an admin can change it")
     field = CardField(value, locked=False, linked=False, source=Source.OWNER)

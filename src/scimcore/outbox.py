@@ -26,6 +26,7 @@ from typing import Protocol
 import attrs
 from attrs import frozen
 
+from .activation import ActivationError, render_activation
 from .runtime import Runtime
 from .storage import OutboxMail, Storage
 from .workspaces import WorkspaceError
@@ -125,11 +126,16 @@ def deliver_pending(
     max_attempts: int = 5,
     base_delay: timedelta = timedelta(minutes=1),
     lease: timedelta = timedelta(minutes=5),
+    base_url: str | None = None,
 ) -> DeliveryReport:
     """Send due mail once; returns what happened, failures with their reasons. Safe to run
     from several processes at once: a mail is claimed by one of them (``Storage.claim_mail``).
     A failed attempt is retried after ``base_delay``, doubling each time; the
-    ``max_attempts``-th failure marks the mail ``failed``."""
+    ``max_attempts``-th failure marks the mail ``failed``. ``base_url`` (the public URL of the
+    activation pages): an activation mail gets a fresh single-use link in its body when it is
+    sent (:func:`scimcore.activation.render_activation`); without it, it is sent as queued.
+    An activation mail whose person is no longer active fails at once (no link is issued;
+    :func:`retry_mail` after a reactivation)."""
     now = runtime.now()
     claimed: Sequence[OutboxMail] = storage.claim_mail(now, now + lease, limit)
     sent = retrying = 0
@@ -137,11 +143,12 @@ def deliver_pending(
     for mail in claimed:
         attempts = mail.attempts + 1
         try:
-            mailer.send(mail.to, mail.subject, mail.body)
+            outgoing = render_activation(storage, runtime, mail, base_url) if base_url else mail
+            mailer.send(outgoing.to, outgoing.subject, outgoing.body)
         except Exception as exc:  # any failure of the transport is retried
             at = runtime.now()
             reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
-            final = attempts >= max_attempts
+            final = attempts >= max_attempts or isinstance(exc, ActivationError)
             outcome = attrs.evolve(
                 mail,
                 status="failed" if final else "pending",

@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
 from attrs import frozen
 
 from .filters import Filter
@@ -30,6 +31,7 @@ __all__ = [
     "Admin",
     "AuthenticatedWrites",
     "Grant",
+    "Image",
     "LogEntry",
     "OutboxMail",
     "Page",
@@ -173,6 +175,30 @@ def search_texts(person: Person) -> tuple[str, ...]:
 
 
 @frozen
+class ActivationLink:
+    """An activation link (R3.7): only the SHA-256 of its random token is stored. Single use
+    (``used_at``), expiring (``expires_at``)."""
+
+    token_hash: str
+    workspace_id: str
+    person_id: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+@frozen
+class Image:
+    """An image stored in a workspace (a profile photo or a logo; see :mod:`scimcore.images`).
+    ``content_type`` is what its bytes are (PNG, JPEG, GIF or WebP)."""
+
+    id: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    created_at: datetime | None = None
+
+
+@frozen
 class Settings:
     """A workspace's Card Settings (R3.5, R6, R7.2): activation email on/off, and the
     field mapping when the workspace restricts or extends the default (``None``: default)."""
@@ -310,6 +336,19 @@ class UserStore(Protocol):
 
     def delete_rule(self, rule_id: str) -> bool: ...
 
+    def save_image(self, image: Image) -> None:
+        """Store a new image (ids are never reused)."""
+
+    def get_image(self, image_id: str) -> Image | None:
+        """The workspace's image with this id, or ``None`` (another workspace's too)."""
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        """Store a new activation link of this workspace."""
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        """Mark the workspace's unused link ``token_hash`` used at ``when``, atomically:
+        ``False`` if it is unknown or was used already (two concurrent uses: one wins)."""
+
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         """Queue a mail; ``False`` (and nothing queued) if its ``dedupe_key`` was used before
         in this workspace."""
@@ -392,6 +431,10 @@ class Storage(Protocol):
 
     def touch_token(self, token_id: str, when: datetime) -> None:
         """Record that the token was just used (``last_used_at``)."""
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        """The activation link with this token hash, in whichever workspace (the activation
+        page knows only the token), or ``None``."""
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         """Atomically mark up to ``limit`` due mails (``pending`` with ``next_attempt_at <=

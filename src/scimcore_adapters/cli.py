@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
-from scimcore.storage import TokenRecord
+from scimcore.storage import Storage, TokenRecord
 
-from .bootstrap import StorageOpenError, database_url, open_storage
+from .bootstrap import DEFAULT_DATABASE_URL, StorageOpenError, database_url, open_storage
 from .mail import add_mail_arguments
 from .serving import (
     add_public_url_arguments,
@@ -45,121 +48,159 @@ def _token_json(t: TokenRecord) -> dict[str, Any]:
     }
 
 
+def _group(sub: Any, name: str, text: str) -> Any:
+    """A command with subcommands (``scimcore NAME ACTION``)."""
+    parser = sub.add_parser(name, help=text, description=text)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _cmd(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A command whose one-line description is ``text``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    return parser
+
+
+def _slug(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("slug", help="the workspace's slug")
+    return parser
+
+
+def _json(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scimcore", description="Administer scimcore workspaces.")
-    p.add_argument("--database-url", help="SQLAlchemy URL (default: $SCIMCORE_DATABASE_URL)")
+    p = argparse.ArgumentParser(
+        prog="scimcore",
+        description="Administer scimcore workspaces: admins, tokens, Card Settings, cards, mail.",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the database (SQLAlchemy URL, e.g. sqlite:///scimcore.db or "
+        "postgresql+psycopg://user@host/db); default: $SCIMCORE_DATABASE_URL, "
+        f"else {DEFAULT_DATABASE_URL}",
+    )
     add_public_url_arguments(p, trust_proxy=False)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ws = sub.add_parser("workspace", help="workspaces").add_subparsers(dest="action", required=True)
-    c = ws.add_parser("create", help="create a workspace and its first admin")
-    c.add_argument("slug")
-    c.add_argument("--admin", required=True, metavar="EMAIL")
-    ls = ws.add_parser("list", help="list workspaces")
-    ls.add_argument("--json", action="store_true")
+    ws = _group(sub, "workspace", "create and list workspaces")
+    c = _cmd(ws, "create", "create a workspace and its first active admin")
+    _slug(c)
+    c.add_argument("--admin", required=True, metavar="EMAIL", help="the first admin's e-mail")
+    _json(_cmd(ws, "list", "list the workspaces"))
 
-    ad = sub.add_parser("admin", help="admins").add_subparsers(dest="action", required=True)
-    for action in ("add", "deactivate"):
-        a = ad.add_parser(action)
-        a.add_argument("slug")
-        a.add_argument("email")
-    al = ad.add_parser("list")
-    al.add_argument("slug")
-    al.add_argument("--json", action="store_true")
-    apw = ad.add_parser("password")
-    apw.add_argument("slug")
-    apw.add_argument("email")
-    apw.add_argument("--password-stdin", action="store_true")
+    ad = _group(sub, "admin", "add, list and deactivate admins; set console passwords")
+    a = _cmd(ad, "add", "make someone an admin (again); their old tokens stay dead")
+    _slug(a)
+    a.add_argument("email", help="the admin's e-mail")
+    a = _cmd(ad, "deactivate", "deactivate an admin: every token they created dies for good")
+    _slug(a)
+    a.add_argument("email", help="the admin's e-mail")
+    _json(_slug(_cmd(ad, "list", "list the admins, active or not")))
+    apw = _cmd(ad, "password", "set an admin's console sign-in password")
+    _slug(apw)
+    apw.add_argument("email", help="the admin's e-mail")
+    apw.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of prompting",
+    )
 
-    tk = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="action", required=True)
-    g = tk.add_parser("generate", help="generate a token (shown once)")
-    g.add_argument("slug")
-    g.add_argument("--admin", required=True, metavar="EMAIL")
-    g.add_argument("--label", default="")
+    tk = _group(sub, "token", "generate, list and delete the IdP's bearer tokens")
+    g = _cmd(tk, "generate", "generate a token (its secret is shown once); older ones keep working")
+    _slug(g)
+    g.add_argument("--admin", required=True, metavar="EMAIL", help="the active admin creating it")
+    g.add_argument("--label", default="", help="a name to recognise the token by, e.g. Entra")
     g.add_argument("--quiet", action="store_true", help="print only the token")
     add_public_url_arguments(g, trust_proxy=False, inherit=True)
-    tl = tk.add_parser("list")
-    tl.add_argument("slug")
-    tl.add_argument("--json", action="store_true")
-    td = tk.add_parser("delete")
-    td.add_argument("slug")
-    td.add_argument("token_id")
+    _json(_slug(_cmd(tk, "list", "list active and dead tokens (never their secrets)")))
+    td = _cmd(tk, "delete", "delete a token: requests with it fail at once")
+    _slug(td)
+    td.add_argument("token_id", help="the token's id, from 'token list'")
 
-    st = sub.add_parser("settings", help="Card Settings (activation email)")
-    st.add_argument("slug")
-    st.add_argument("--activation-email", choices=["on", "off"])
+    st = _cmd(sub, "settings", "show or change Card Settings: activation e-mail, card fields")
+    _slug(st)
+    st.add_argument(
+        "--activation-email",
+        choices=["on", "off"],
+        help="send an activation e-mail to each newly provisioned person (on) or not (off)",
+    )
     st.add_argument(
         "--fields",
         metavar="KEY,KEY",
-        help="restrict the card fields fed by the IdP to these keys (R6)",
+        help="restrict the card fields fed by the IdP to these keys",
     )
     st.add_argument(
         "--map-field",
         action="append",
         default=[],
         metavar="KEY=PATH",
-        help="feed card field KEY from the SCIM attribute PATH (R6), e.g. "
+        help="feed card field KEY from the SCIM attribute PATH, e.g. "
         "employee_id=urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
     )
-    st.add_argument("--reset-fields", action="store_true", help="back to the default mapping")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--reset-fields", action="store_true", help="back to the default fields")
+    _json(st)
 
-    tp = sub.add_parser("template", help="card templates").add_subparsers(
-        dest="action", required=True
-    )
-    for action in ("create", "set"):
-        t = tp.add_parser(action)
-        t.add_argument("slug")
-        t.add_argument("name")
-        t.add_argument("--field", action="append", default=[], metavar="KEY=VALUE")
-    tpl = tp.add_parser("list")
-    tpl.add_argument("slug")
-    tpl.add_argument("--json", action="store_true")
-    tpd = tp.add_parser("delete")
-    tpd.add_argument("slug")
-    tpd.add_argument("name")
-
-    ru = sub.add_parser("rule", help="Card Settings rules").add_subparsers(
-        dest="action", required=True
-    )
-    ra = ru.add_parser("add")
-    ra.add_argument("slug")
-    ra.add_argument("--template", required=True)
-    ra.add_argument("--filter", required=True)
-    rl = ru.add_parser("list")
-    rl.add_argument("slug")
-    rl.add_argument("--json", action="store_true")
-    rr = ru.add_parser("remove")
-    rr.add_argument("slug")
-    rr.add_argument("rule_id")
-
-    cs = sub.add_parser("cards", help="list cards")
-    cs.add_argument("slug")
-    cs.add_argument("--json", action="store_true")
-    cd = sub.add_parser("card", help="edit a card").add_subparsers(dest="action", required=True)
-    for action, has_value in (
-        ("edit", True),
-        ("unlock", False),
-        ("lock", False),
-        ("owner-edit", True),
+    tp = _group(sub, "template", "card templates: create, change, list, delete")
+    for action, text in (
+        ("create", "create a template"),
+        ("set", "change a template's fields; the cards that inherit them follow"),
     ):
-        c2 = cd.add_parser(action)
-        c2.add_argument("slug")
-        c2.add_argument("user_name")
-        c2.add_argument("key")
-        if has_value:
-            c2.add_argument("value")
-    cas = cd.add_parser("assign")
-    cas.add_argument("slug")
-    cas.add_argument("user_name")
-    cas.add_argument("template")
+        t = _cmd(tp, action, text)
+        _slug(t)
+        t.add_argument("name", help="the template's name")
+        t.add_argument(
+            "--field",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a field value (repeatable); an empty VALUE removes the field",
+        )
+    _json(_slug(_cmd(tp, "list", "list the templates and their fields")))
+    tpd = _cmd(tp, "delete", "delete a template no rule uses; its cards lose its fields")
+    _slug(tpd)
+    tpd.add_argument("name", help="the template's name")
 
-    ac = sub.add_parser("activation", help="activation emails").add_subparsers(
-        dest="action", required=True
+    ru = _group(sub, "rule", "Card Settings rules: which template a new card gets")
+    ra = _cmd(ru, "add", "add a rule at the end (its filter is checked now)")
+    _slug(ra)
+    ra.add_argument("--template", required=True, help="the template the rule applies")
+    ra.add_argument(
+        "--filter",
+        required=True,
+        metavar="EXPR",
+        help='a SCIM filter over the user, card field names allowed: department eq "Sales"',
     )
-    acs = ac.add_parser("send", help="queue activation emails by hand")
-    acs.add_argument("slug")
-    acs.add_argument("user_names", nargs="+", metavar="USER_NAME")
+    _json(_slug(_cmd(ru, "list", "list the rules in the order they are tried")))
+    rr = _cmd(ru, "remove", "remove a rule")
+    _slug(rr)
+    rr.add_argument("rule_id", help="the rule's id, from 'rule list'")
+
+    _json(_slug(_cmd(sub, "cards", "list every card, inactive and deprovisioned ones included")))
+    cd = _group(sub, "card", "change one card: edit, unlock, lock, assign a template")
+    for action, has_value, text in (
+        ("edit", True, "set a field as the admin (the field stops following the IdP)"),
+        ("unlock", False, "let the card's owner edit a field (it stops following the IdP)"),
+        ("lock", False, "lock a field again: the owner can no longer edit it"),
+        ("owner-edit", True, "set a field as the card's owner (refused on a locked field)"),
+    ):
+        c2 = _cmd(cd, action, text)
+        _slug(c2)
+        c2.add_argument("user_name", help="the person's user name")
+        c2.add_argument("key", help="the card field, e.g. job_title")
+        if has_value:
+            c2.add_argument("value", help="the new value")
+    cas = _cmd(cd, "assign", "assign a template to the card by hand")
+    _slug(cas)
+    cas.add_argument("user_name", help="the person's user name")
+    cas.add_argument("template", help="the template's name")
+
+    ac = _group(sub, "activation", "activation e-mails")
+    acs = _cmd(ac, "send", "queue activation e-mails by hand, for one or many people")
+    _slug(acs)
+    acs.add_argument("user_names", nargs="+", metavar="USER_NAME", help="the people's user names")
 
     ob = sub.add_parser(
         "outbox", help="queued, sent and failed mail, with attempts and the last error"
@@ -184,13 +225,11 @@ def _parser() -> argparse.ArgumentParser:
     mr.add_argument("slug")
     mr.add_argument("mail_id", help="the mail's id, as `scimcore outbox SLUG` shows it")
 
-    se = sub.add_parser("seats", help="the number of active users")
-    se.add_argument("slug")
+    _slug(_cmd(sub, "seats", "print the number of active users (the seats used)"))
 
-    lg = sub.add_parser("log", help="the provisioning log, newest first")
-    lg.add_argument("slug")
-    lg.add_argument("--json", action="store_true")
-    lg.add_argument("--limit", type=int, default=50)
+    lg = _cmd(sub, "log", "show the provisioning log, newest first (never a secret)")
+    _json(_slug(lg))
+    lg.add_argument("--limit", type=int, default=50, help="how many entries (default: 50)")
 
     sv = sub.add_parser(
         "serve",
@@ -205,8 +244,44 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The commands that may make a new database: the first workspace, and a server.
+_MAY_CREATE = {("workspace", "create"), ("serve", None)}
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///...`` URL (``None`` for any other database, or memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+    except Exception:  # no sqlalchemy, or a bad URL: open_storage says which
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
+def _open(args: argparse.Namespace) -> Storage:
+    """The command's storage. A SQLite file that does not exist yet is made only by
+    ``workspace create`` and ``serve``, which say which file they make (a run from another
+    folder would otherwise start an empty database there); any other command refuses."""
+    url = database_url(args.database_url)
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        if (args.command, getattr(args, "action", None)) not in _MAY_CREATE:
+            raise WorkspaceError(
+                f"no database at {path}: give --database-url or set SCIMCORE_DATABASE_URL, "
+                "or make one with 'scimcore workspace create'"
+            )
+        if path.parent.is_dir():  # else opening it fails, and says so
+            print(f"scimcore: creating a new database at {path}", file=sys.stderr)
+    return open_storage(url)
+
+
 def _run(args: argparse.Namespace, out: Any) -> int:
-    storage = open_storage(database_url(args.database_url))
+    storage = _open(args)
     api = Workspaces(storage)
     cmd, action = args.command, getattr(args, "action", None)
     if cmd == "workspace" and action == "create":
@@ -298,7 +373,7 @@ def _serve(service: ScimService, args: argparse.Namespace, out: Any) -> None:
     try:
         serve_forever(app, service, **where, base_url=base, mail=mail, out=out)
     except OSError as exc:
-        reason = exc.strerror or exc
+        reason = os.strerror(exc.errno) if exc.errno else exc
         raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
 
 
@@ -554,7 +629,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scimcore`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args, sys.stdout)
+        code = _run(args, sys.stdout)
+        sys.stdout.flush()  # a closed pipe is noticed here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader stopped reading (``| head``): end quietly, as a program stopped by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (WorkspaceError, SCIMError, StorageOpenError, ValueError) as exc:
         print(f"scimcore: error: {exc}", file=sys.stderr)
         return 1

@@ -360,9 +360,11 @@ def start_delivery(
 ) -> DeliveryWorker:
     """Start a :class:`DeliveryWorker` delivering ``service``'s outbox through ``mailer``
     every ``interval`` seconds, and at once when a SCIM create queues a mail. ``base_url``:
-    the public URL activation links are built on."""
-    # TODO(product merge): pass base_url=base_url once deliver_pending renders activation links
-    deliver = functools.partial(deliver_pending, service.storage, mailer, service.runtime)
+    the public root URL of the server that serves the activation pages (at ``/activate``);
+    activation mails then carry a fresh link (``None``: they are sent as queued, without)."""
+    deliver = functools.partial(
+        deliver_pending, service.storage, mailer, service.runtime, base_url=base_url
+    )
     worker = DeliveryWorker(deliver, interval=interval)
     service.subscribe(lambda event: worker.wake() if event.kind == "mail.queued" else None)
     return worker.start()

@@ -22,8 +22,10 @@ from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     TOKEN_DEAD,
     TOKEN_DELETED,
+    ActivationLink,
     Admin,
     Grant,
+    Image,
     LogEntry,
     OutboxMail,
     Page,
@@ -53,6 +55,8 @@ class _Data:
     rules: dict[str, Rule] = attrs.field(factory=dict)
     outbox: dict[str, OutboxMail] = attrs.field(factory=dict)
     dedupe: set[str] = attrs.field(factory=set)
+    images: dict[str, Image] = attrs.field(factory=dict)
+    links: dict[str, ActivationLink] = attrs.field(factory=dict)
     log: list[LogEntry] = attrs.field(factory=list)
 
     def snapshot(self) -> _Data:
@@ -166,6 +170,22 @@ class _Store:
 
     def delete_rule(self, rule_id: str) -> bool:
         return self._d.rules.pop(rule_id, None) is not None
+
+    def save_image(self, image: Image) -> None:
+        self._d.images[image.id] = image
+
+    def get_image(self, image_id: str) -> Image | None:
+        return self._d.images.get(image_id)
+
+    def save_activation_link(self, link: ActivationLink) -> None:
+        self._d.links[link.token_hash] = link
+
+    def use_activation_link(self, token_hash: str, when: datetime) -> bool:
+        link = self._d.links.get(token_hash)
+        if link is None or link.used_at is not None:
+            return False
+        self._d.links[token_hash] = attrs.evolve(link, used_at=when)
+        return True
 
     def enqueue_mail(self, mail: OutboxMail) -> bool:
         if mail.dedupe_key is not None:
@@ -307,6 +327,14 @@ class MemoryStorage:
             token = self._tokens.get(token_id)
             if token is not None:
                 self._tokens[token_id] = attrs.evolve(token, last_used_at=when)
+
+    def get_activation_link(self, token_hash: str) -> ActivationLink | None:
+        with self._lock:
+            for data in self._data.values():
+                link = data.links.get(token_hash)
+                if link is not None:
+                    return link
+        return None
 
     def claim_mail(self, now: datetime, lease_until: datetime, limit: int) -> Sequence[OutboxMail]:
         claimed: list[OutboxMail] = []

@@ -91,6 +91,7 @@ def add_public_url_arguments(
     not given, leaves the value of the same global option alone."""
     parser.add_argument(
         "--base-url",
+        metavar="URL",
         default=argparse.SUPPRESS if inherit else None,
         help="the server's public URL, e.g. https://scim.acme.example behind an HTTPS proxy "
         "(default $SCIMCORE_BASE_URL); the Tenant URL is <base URL>/scim/v2",

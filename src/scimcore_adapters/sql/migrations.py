@@ -22,7 +22,9 @@ from scimcore._json import loads
 from scimcore.storage import TOKEN_DEAD, card_name
 
 from .tables import (
+    ACTIVATION_LINKS,
     ADMINS,
+    IMAGES,
     LOG,
     OUTBOX,
     PEOPLE,
@@ -218,6 +220,8 @@ def _v6_console(conn: Connection) -> None:
     for index in PEOPLE.indexes:
         index.create(conn, checkfirst=True)
     TOKEN_TOMBSTONES.create(conn, checkfirst=True)
+    IMAGES.create(conn, checkfirst=True)
+    ACTIVATION_LINKS.create(conn, checkfirst=True)
     _pin_sqlite_statistics(conn)
     orphaned = ~exists().where(  # no active admin of that e-mail in the token's workspace
         ADMINS.c.workspace_id == TOKENS.c.workspace_id,

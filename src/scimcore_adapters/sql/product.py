@@ -41,6 +41,8 @@ from scimcore._json import dumps_text, loads
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, card_name
 from scimcore.templates import Rule, Template
 
+from .activation import ActivationStoreMixin
+from .images import ImagesMixin
 from .people import PeopleMixin, person_from_row
 from .raw import Runner
 from .tables import LOG, OUTBOX, PEOPLE, RULES, SETTINGS, TEMPLATES, USERS
@@ -358,7 +360,7 @@ def _settings(found: Any, activation_email: Any, mapping: Any) -> Settings:
     )
 
 
-class ProductStore(PeopleMixin):
+class ProductStore(PeopleMixin, ImagesMixin, ActivationStoreMixin):
     """The product methods of a :class:`~scimcore.storage.UserStore` over one connection.
 
     Settings and rules read once are kept for the rest of the transaction (its own writes

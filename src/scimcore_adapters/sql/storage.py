@@ -66,6 +66,7 @@ from scimcore.storage import (
 )
 
 from .accounts import AccountsMixin  # product:
+from .activation import ActivationLookupMixin  # product:
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .compiler import Translation, compile_where, order_by, parse_datetime, user_name_key
 from .migrations import migrate
@@ -769,7 +770,8 @@ def _forget_connections_at_fork(storage: SqlStorage) -> None:
     os.register_at_fork(before=before, after_in_child=after_in_child)
 
 
-class SqlStorage(AccountsMixin):  # product: admin accounts and tombstones in .accounts
+# product: admin accounts and tombstones in .accounts, activation link lookup in .activation
+class SqlStorage(AccountsMixin, ActivationLookupMixin):
     """A :class:`~scimcore.storage.Storage` on SQLite or PostgreSQL.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/scim.db`` (a file; WAL mode, foreign keys

@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -39,8 +40,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
+    "ACTIVATION_LINKS",
     "ADMINS",
     "BULKY",
+    "IMAGES",
     "LOG",
     "METADATA",
     "OUTBOX",
@@ -159,21 +162,29 @@ ADMINS = Table(
     Column("password_hash", Text, nullable=True),
 )
 
+
+def _token_columns() -> list[Column[Any]]:
+    """The columns of a token, which its tombstone keeps (new objects for each table)."""
+    return [
+        Column("id", text_type(64), primary_key=True),
+        Column(
+            "workspace_id",
+            text_type(64),
+            ForeignKey("workspaces.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("secret_hash", text_type(128), nullable=False),
+        Column("label", Text, nullable=False),
+        Column("created_by", Text, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("last_used_at", UtcDateTime, nullable=True),
+    ]
+
+
 TOKENS = Table(
     "tokens",
     METADATA,
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "workspace_id",
-        text_type(64),
-        ForeignKey("workspaces.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("secret_hash", text_type(128), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
+    *_token_columns(),
     Index(None, "workspace_id", "created_at", "id"),
 )
 
@@ -183,18 +194,7 @@ TOKEN_TOMBSTONES = Table(
     # Dead tokens (their admin was deactivated: R2.5, listed until deleted) and deleted ones:
     # what a refused request's token id is attributed to (R9.2). Read only on refusals, never
     # on the authentication path, which finds these ids nowhere in ``tokens`` (schema 6).
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "workspace_id",
-        text_type(64),
-        ForeignKey("workspaces.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("secret_hash", text_type(128), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
+    *_token_columns(),
     Column("state", text_type(16), nullable=False),
     Column("dead_reason", Text, nullable=True),
     # When a refused request with this token was last logged (coalescing).
@@ -372,6 +372,30 @@ LOG = Table(
     Column("actor", text_type(), nullable=False),
     # Newest first (ORDER BY ordinal DESC, seq DESC), max(ordinal), and pruning: one index.
     Index(None, "workspace_id", "ordinal", "seq"),
+)
+
+IMAGES = Table(
+    "images",
+    METADATA,
+    # Profile photos and logos (schema version 6): at most 2 MiB each (scimcore.images).
+    _workspace_fk(primary_key=True),
+    Column("id", text_type(64), primary_key=True),
+    Column("content_type", text_type(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=True),
+)
+
+ACTIVATION_LINKS = Table(
+    "activation_links",
+    METADATA,
+    # Activation links (R3.7, schema version 6): the SHA-256 of the token, never the token.
+    Column("token_hash", text_type(64), primary_key=True),
+    _workspace_fk(),
+    Column("person_id", text_type(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(None, "workspace_id", "person_id"),
 )
 
 USER_COUNTS = Table(
