@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -27,6 +28,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from scimcore import ScimService
@@ -74,7 +77,7 @@ class Server:
     def deliver(self) -> list[tuple[str, str, str]]:
         """Deliver the outbox to a recording mailer: the messages (to, subject, body)."""
         mailer = RecordingMailer()
-        deliver_pending(self.service.storage, mailer, self.service.runtime)
+        deliver_pending(self.service.storage, mailer, self.service.runtime, base_url=self.url)
         return mailer.sent
 
 
@@ -122,8 +125,11 @@ class Pages:
         self.server = server
 
     def open(self, path: str) -> None:
-        self.driver.get(self.server.url + path)
-        self.check()
+        self.visit(self.server.url + path)
+
+    def visit(self, url: str, shot: str | None = None) -> None:
+        self.driver.get(url)
+        self.check(shot)
 
     def check(self, shot: str | None = None) -> None:
         """No JavaScript error in the console (nor a stylesheet or script that failed to
@@ -161,13 +167,18 @@ class Pages:
         field.clear()
         field.send_keys(text)
 
-    def click(self, css: str) -> None:
-        self.find(css).click()
+    def follow(self, element: WebElement) -> None:
+        """Click a link or a form's button and wait for the page it leads to."""
+        old = self.find("html")
+        element.click()
+        WebDriverWait(self.driver, 10).until(staleness_of(old))
         self.check()
 
+    def click(self, css: str) -> None:
+        self.follow(self.find(css))
+
     def nav(self, name: str) -> None:
-        self.driver.find_element(By.LINK_TEXT, name).click()
-        self.check()
+        self.follow(self.driver.find_element(By.LINK_TEXT, name))
 
     def text(self) -> str:
         return str(self.find("main").text)
@@ -196,8 +207,7 @@ class Pages:
 
     def open_card(self, name: str) -> None:
         self.nav("Team Cards")
-        self.driver.find_element(By.LINK_TEXT, name).click()
-        self.check()
+        self.follow(self.driver.find_element(By.LINK_TEXT, name))
 
 
 @pytest.fixture
@@ -220,7 +230,7 @@ SALES = {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"departm
 def test_token_from_the_page_provisions_a_card_with_its_rules_template(pages: Pages) -> None:
     pages.sign_in()
     assert pages.tenant_url() == f"{pages.server.url}/scim/v2"
-    pages.check("integrations")
+    pages.check()
     # A template, and a rule that chooses it.
     pages.nav("Templates")
     pages.type("#template-name", "Sales team")
@@ -241,7 +251,6 @@ def test_token_from_the_page_provisions_a_card_with_its_rules_template(pages: Pa
     assert status == 201, body
     pages.nav("Team Cards")
     assert "Ann Lee" in pages.text() and "Sales team" in pages.text()
-    pages.check("team-cards")
     pages.open_card("Ann Lee")
     assert "Acme Sales Inc." in pages.find("#value-company").get_attribute("value")  # type: ignore[operator]
     assert pages.find("#field-company .source").text == "template"
@@ -261,6 +270,49 @@ def test_editing_a_field_unlinks_it(pages: Pages) -> None:  # R8.1
     assert pages.find("#field-job_title .link .badge").text == "unlinked"
     assert pages.find("#field-job_title .source").text == "admin"
     assert pages.find("#value-job_title").get_attribute("value") == "Chief Engineer"
+
+
+def test_unlocked_field_is_edited_by_the_owner_through_the_activation_link(
+    pages: Pages,
+) -> None:  # R8.2, R8.3, R3.7
+    pages.sign_in()
+    token = pages.generate_token("IdP")
+    pages.server.scim(
+        token,
+        "POST",
+        "/Users",
+        user(
+            "cat@acme.example",
+            displayName="Cat",
+            phoneNumbers=[{"type": "mobile", "value": "+1 555 0100"}],
+        ),
+    )
+    pages.open_card("Cat")
+    pages.click("#field-mobile_phone button[aria-label='Unlock Mobile phone']")
+    assert pages.find("#field-mobile_phone .lock .badge").text == "unlocked"
+    assert pages.find("#field-mobile_phone .link .badge").text == "unlinked"
+    mails = pages.server.deliver()
+    assert [m[0] for m in mails] == ["cat@acme.example"]
+    link = re.search(r"https?://\S+/activate/\S+", mails[0][2])
+    assert link, mails[0][2]
+    pages.driver.delete_all_cookies()  # the owner's browser: no admin session
+    pages.visit(link.group(0), "activation")
+    pages.click("#activate")
+    pages.check("owner-card")
+    assert pages.find("#field-name .badge").text == "locked"
+    assert not pages.all("#value-name")  # a locked field cannot be edited
+    pages.type("#value-mobile_phone", "+1 555 0199")
+    pages.click("#field-mobile_phone button")
+    assert pages.find("#value-mobile_phone").get_attribute("value") == "+1 555 0199"
+    # The link is single use.
+    pages.visit(link.group(0))
+    assert "already used" in pages.text()
+    # The admin sees the owner's edit and that Cat has activated.
+    pages.sign_in()
+    pages.open_card("Cat")
+    assert "+1 555 0199" in (pages.find("#value-mobile_phone").get_attribute("value") or "")
+    assert pages.find("#field-mobile_phone .source").text == "owner"
+    assert "activated" in pages.find(".facts").text
 
 
 def test_bad_rule_filter_shows_an_inline_error(pages: Pages) -> None:  # R7.4
@@ -293,6 +345,7 @@ def test_activation_emails_to_two_selected_people(pages: Pages) -> None:  # R3.5
     pages.find("input[aria-label='Select fay@acme.example']").click()
     pages.click("#send-activation")
     assert "2 activation e-mails queued" in pages.text()
+    pages.check("team-cards")
     assert sorted(m[0] for m in pages.server.deliver()) == ["dan@acme.example", "fay@acme.example"]
 
 
@@ -315,6 +368,6 @@ def test_deleted_token_is_refused_and_logged(pages: Pages) -> None:  # R2.2, R2.
     pages.find("#outcome").send_keys("Refused")
     pages.click("form.row button")
     assert all("401" in r.text for r in pages.all("table.log tbody tr"))
-    pages.find("table.log tbody tr a").click()
+    pages.click("table.log tbody tr a")
     pages.check("log-entry")
     assert "401" in pages.text() and token.split("_")[-1] not in pages.driver.page_source

@@ -4,10 +4,11 @@ expired link), and what each page does."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from scimcore import Runtime, ScimRequest, ScimService
-from scimcore.cards import Card
+from scimcore.outbox import RecordingMailer, deliver_pending
 from scimcore.runtime import system_runtime
 from scimcore_adapters.bootstrap import open_storage
 from scimcore_adapters.console.signin import SignInThrottle, mount_console
@@ -127,10 +128,6 @@ def scim_create(service: ScimService, token: str, user_name: str, **extra: Any) 
     response = scim(service, token, "POST", "/Users", body)
     assert response.status == 201, response.body
     return str(json.loads(response.body)["id"])
-
-
-def card_of(service: ScimService, slug: str, person_id: str) -> Card:
-    return next(v.card for v in service.product.cards(slug) if v.user_id == person_id)
 
 
 def token_for(service: ScimService, slug: str = "acme", email: str = ADMIN) -> str:
@@ -321,7 +318,7 @@ def test_admin_of_one_workspace_cannot_reach_anothers_pages_or_cards(
     send = {"person": person, "csrf_token": token}
     assert admin.post("/console/acme/cards/activation", data=send).status_code == 404
     assert admin.post("/console/globex/tokens", data={"csrf_token": token}).status_code == 404
-    assert card_of(service, "globex", person).values()["name"] == "Ann"
+    assert service.product.card("globex", person).card.values()["name"] == "Ann"
     assert service.product.outbox("globex") and len(service.product.outbox("globex")) == 1
     assert [t.created_by for t in service.workspaces.list_tokens("globex")] == [OTHER]
 
@@ -497,14 +494,16 @@ def test_card_page_edit_unlinks_unlock_unlinks_and_lock_locks(
     assert 'value="Engineer"' in row and "idp" in row
     assert 'class="badge linked"' in row and 'class="badge locked"' in row
     post(admin, url, f"{url}/fields/job_title", {"action": "save", "value": "Chief Engineer"})
-    field = card_of(service, "acme", person).fields["job_title"]
+    field = service.product.card("acme", person).card.fields["job_title"]
     assert (field.value, field.linked, field.locked) == ("Chief Engineer", False, True)
     row = admin.get(url).data.decode()
     row = row[row.index('id="field-job_title"') :][:1500]
     assert 'class="badge unlinked"' in row and "admin" in row
     post(admin, url, f"{url}/fields/name", {"action": "unlock"})
-    field = card_of(service, "acme", person).fields["name"]
+    field = service.product.card("acme", person).card.fields["name"]
     assert (field.locked, field.linked) == (False, False)
+    post(admin, url, f"{url}/fields/name", {"action": "lock"})
+    assert service.product.card("acme", person).card.fields["name"].locked is True
 
 
 def test_templates_create_edit_and_say_how_many_cards_changed(
@@ -518,4 +517,212 @@ def test_templates_create_edit_and_say_how_many_cards_changed(
         scim_create(service, token, f"{n}@acme.example")
     url = "/console/acme/templates/Brand"
     post(admin, url, url, {"field:company": "Acme Inc."})
+    saved = admin.get(url).data.decode()
+    assert "2 cards updated" in saved
     assert {v.card.values().get("company") for v in service.product.cards("acme")} == {"Acme Inc."}
+
+
+def test_rules_move_up_and_down(admin: FlaskClient, service: ScimService) -> None:  # R7.2
+    service.product.create_template("acme", "Brand", {})
+    for text in ('department eq "A"', 'department eq "B"', 'department eq "C"'):
+        service.product.add_rule("acme", "Brand", text)
+    first, second, third = service.product.rules("acme")
+    page = admin.get("/console/acme/integrations").data.decode()
+    assert 'aria-label="Move rule 1 up"' not in page and 'aria-label="Move rule 3 down"' not in page
+    url = "/console/acme/integrations"
+    post(admin, url, f"/console/acme/rules/{third.id}/move", {"position": "2"})
+    assert [r.id for r in service.product.rules("acme")] == [first.id, third.id, second.id]
+    post(admin, url, f"/console/acme/rules/{first.id}/move", {"position": "2"})
+    assert [r.id for r in service.product.rules("acme")] == [third.id, first.id, second.id]
+
+
+def test_assign_a_template_by_hand_and_delete_one(
+    admin: FlaskClient, service: ScimService
+) -> None:  # R7.6
+    service.product.create_template("acme", "Brand", {"company": "Acme Inc."})
+    token = token_for(service)
+    person = scim_create(service, token, "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    post(admin, url, f"{url}/template", {"template": "Brand"})
+    view = service.product.card("acme", person)
+    assert view.card.template == "Brand" and view.card.values()["company"] == "Acme Inc."
+    assert "<option selected>Brand</option>" in admin.get(url).data.decode()
+    service.product.add_rule("acme", "Brand", 'title eq "x"')
+    turl = "/console/acme/templates/Brand"
+    refused = post(admin, turl, f"{turl}/delete")
+    assert refused.status_code == 303
+    assert b"remove the rule first" in admin.get(turl).data
+    service.product.remove_rule("acme", service.product.rules("acme")[0].id)
+    post(admin, turl, f"{turl}/delete")
+    assert b"Template Brand deleted: 1 card updated." in admin.get("/console/acme/templates").data
+    assert service.product.card("acme", person).card.template is None
+
+
+def test_unknown_field_is_refused_not_created(admin: FlaskClient, service: ScimService) -> None:
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    post(admin, url, f"{url}/fields/shoe_size", {"action": "save", "value": "44"})
+    assert b"unknown card field" in admin.get(url).data
+    assert "shoe_size" not in service.product.card("acme", person).card.fields
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def upload(client: FlaskClient, page: str, action: str, data: bytes, name: str) -> Any:
+    token = csrf(client.get(page).data)
+    form = {"csrf_token": token, "image": (io.BytesIO(data), name)}
+    return client.post(action, data=form, content_type="multipart/form-data")
+
+
+def test_photo_upload_is_shown_and_only_to_its_workspace(
+    app: Flask, admin: FlaskClient, service: ScimService
+) -> None:  # R8.5
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    refused = upload(admin, url, f"{url}/photo", b"GIF? no, text", "photo.txt")
+    assert refused.status_code == 303
+    assert "photo" not in service.product.card("acme", person).card.fields
+    assert upload(admin, url, f"{url}/photo", PNG, "me.png").status_code == 303
+    value = service.product.card("acme", person).card.values()["photo"]
+    image_id = value.removeprefix("image:")
+    page = admin.get(url).data.decode()
+    assert f'src="/console/acme/images/{image_id}"' in page
+    served = admin.get(f"/console/acme/images/{image_id}")
+    assert served.status_code == 200 and served.data == PNG
+    assert served.headers["Content-Type"] == "image/png"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    with app.test_client() as other:
+        sign_in(other, "globex", OTHER)
+        assert other.get(f"/console/globex/images/{image_id}").status_code == 404
+        assert other.get(f"/console/acme/images/{image_id}").status_code == 404
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = f"/console/acme/cards/{person}"
+    big = PNG + b"\x00" * (3 * 1024 * 1024)
+    assert upload(admin, url, f"{url}/photo", big, "big.png").status_code == 303
+    assert b"at most 2 MiB" in admin.get(url).data
+    assert "photo" not in service.product.card("acme", person).card.fields
+
+
+def test_template_logo_upload_updates_its_cards(admin: FlaskClient, service: ScimService) -> None:
+    service.product.create_template("acme", "Brand", {})
+    service.product.add_rule("acme", "Brand", 'userName co "@"')
+    person = scim_create(service, token_for(service), "ann@acme.example")
+    url = "/console/acme/templates/Brand"
+    assert upload(admin, url, f"{url}/logo", PNG, "logo.png").status_code == 303
+    page = admin.get(url).data.decode()
+    assert "Template saved: 1 card updated." in page and 'alt="Logo of Brand"' in page
+    logo = service.product.card("acme", person).card.values()["logo"]
+    assert logo.startswith("image:") and logo[6:] in page
+
+
+# --- activation (R3.7, R8.3) ----------------------------------------------------------------
+
+
+def delivered_links(service: ScimService) -> dict[str, str]:
+    """Deliver the outbox as the server's worker does: each recipient's activation link."""
+    mailer = RecordingMailer()
+    deliver_pending(service.storage, mailer, service.runtime, base_url="http://localhost")
+    links = {}
+    for to, _, body in mailer.sent:
+        found = re.search(r"http://localhost(/activate/\S+)", body)
+        assert found, body
+        links[to] = found.group(1)
+    return links
+
+
+def test_activation_link_opens_the_owners_card_once(
+    app: Flask, admin: FlaskClient, service: ScimService
+) -> None:  # R3.7, R8.3
+    token = token_for(service)
+    phones = [{"type": "mobile", "value": "+1 555 0100"}]
+    person = scim_create(service, token, "ann@acme.example", displayName="Ann", phoneNumbers=phones)
+    service.product.unlock("acme", None, "mobile_phone", person_id=person)
+    link = delivered_links(service)["ann@acme.example"]
+    owner = app.test_client()
+    page = owner.get(link)
+    assert page.status_code == 200 and b"Activate and open my card" in page.data
+    assert owner.get(link).status_code == 200  # looking does not use the link up
+    assert owner.post(link, data={}).status_code == 400  # no CSRF token: refused, not used
+    opened = owner.post(link, data={"csrf_token": csrf(page.data)})
+    assert opened.status_code == 303 and opened.headers["Location"] == "/activate/card"
+    card = owner.get("/activate/card").data.decode()
+    assert 'id="value-mobile_phone"' in card and 'id="value-name"' not in card
+    post(owner, "/activate/card", "/activate/card/fields/mobile_phone", {"value": "+1 555 0199"})
+    post(owner, "/activate/card", "/activate/card/fields/name", {"value": "Mallory"})
+    values = service.product.card("acme", person).card.values()
+    assert values["mobile_phone"] == "+1 555 0199" and values["name"] == "Ann"
+    assert upload(owner, "/activate/card", "/activate/card/photo", PNG, "me.png").status_code == 303
+    assert service.product.card("acme", person).card.values()["photo"].startswith("image:")
+    # Single use: the same link again is refused, in another browser too.
+    again = app.test_client().post(link, data={"csrf_token": csrf(page.data)})
+    assert app.test_client().get(link).status_code == 410
+    assert again.status_code in (400, 410)
+    assert b"activated" in admin.get(f"/console/acme/cards/{person}").data
+    assert service.product.card("acme", person).activated_at is not None
+
+
+def test_expired_unknown_and_deprovisioned_links_are_refused(
+    app: Flask, service: ScimService, clock: Clock
+) -> None:  # R3.7
+    token = token_for(service)
+    scim_create(service, token, "ann@acme.example")
+    bob = scim_create(service, token, "bob@acme.example")
+    links = delivered_links(service)
+    client = app.test_client()
+    assert client.get("/activate/not-a-real-token").status_code == 404
+    assert scim(service, token, "DELETE", f"/Users/{bob}").status == 204
+    refused = client.get(links["bob@acme.example"])
+    assert refused.status_code == 403 and b"no longer active" in refused.data
+    clock.now += timedelta(days=8)
+    expired = client.get(links["ann@acme.example"])
+    assert expired.status_code == 410 and b"expired" in expired.data
+
+
+def test_owner_session_ends_when_the_person_is_deactivated(
+    app: Flask, service: ScimService
+) -> None:  # R5.1
+    token = token_for(service)
+    person = scim_create(service, token, "ann@acme.example")
+    link = delivered_links(service)["ann@acme.example"]
+    owner = app.test_client()
+    owner.post(link, data={"csrf_token": csrf(owner.get(link).data)})
+    assert owner.get("/activate/card").status_code == 200
+    patch = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+    }
+    assert scim(service, token, "PATCH", f"/Users/{person}", patch).status == 200
+    assert owner.get("/activate/card").status_code == 403
+    assert app.test_client().get("/activate/card").status_code == 403  # no owner session
+
+
+def test_pages_cannot_be_framed_and_activation_pages_are_private(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    page = admin.get("/console/acme/integrations")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert admin.get("/console/sign-in").headers["X-Frame-Options"] == "DENY"
+    scim_create(service, token_for(service), "ann@acme.example")
+    link = delivered_links(service)["ann@acme.example"]
+    activation = admin.get(link)
+    assert activation.headers["Referrer-Policy"] == "no-referrer"
+    assert activation.headers["Cache-Control"] == "no-store"
+    assert activation.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_template_name_with_a_slash_or_spaces_has_its_page(
+    admin: FlaskClient, service: ScimService
+) -> None:
+    for name in ("Sales / EMEA", "Brand"):
+        response = post(admin, "/console/acme/templates", "/console/acme/templates", {"name": name})
+        page = admin.get(response.headers["Location"])
+        assert page.status_code == 200 and f"Template {name}" in page.data.decode()
+    post(admin, "/console/acme/templates", "/console/acme/templates/Sales%20/%20EMEA/delete")
+    assert [t.name for t in service.product.templates("acme")] == ["Brand"]

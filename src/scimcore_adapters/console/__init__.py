@@ -4,13 +4,14 @@ A host app mounts the console with its own sign-in: it hands :func:`console_blue
 function that answers "which admin of which workspace is this request" (a
 :class:`ConsoleAdmin`, or ``None``)::
 
-    from scimcore_adapters.console import ConsoleAdmin, console_blueprint
+    from scimcore_adapters.console import ConsoleAdmin, activation_blueprint, console_blueprint
 
     def identify(request):
         user = my_current_user(request)          # the host's own session
         return ConsoleAdmin(user.workspace, user.email) if user else None
 
     app.register_blueprint(console_blueprint(service, identify, sign_in_url="/login"))
+    app.register_blueprint(activation_blueprint(service))
 
 The console runs over the same Python API as the CLI (``service.workspaces`` and
 ``service.product``), never over storage. On every request it checks that the admin is still
@@ -23,7 +24,8 @@ password) for apps without one, such as the example server.
 
 from __future__ import annotations
 
+from ._activation import activation_blueprint
 from ._blueprint import console_blueprint
 from ._common import ConsoleAdmin, Identify
 
-__all__ = ["ConsoleAdmin", "Identify", "console_blueprint"]
+__all__ = ["ConsoleAdmin", "Identify", "activation_blueprint", "console_blueprint"]

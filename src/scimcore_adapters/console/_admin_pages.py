@@ -100,6 +100,17 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
             abort(404)
         return done("Rule removed.", ".integrations", workspace=workspace, _anchor="card-settings")
 
+    @bp.post("/<workspace>/rules/<rule_id>/move")
+    def move_rule(workspace: str, rule_id: str) -> ResponseReturnValue:
+        position = request.form.get("position", type=int)
+        if position is None or position < 1:
+            abort(400)
+        try:
+            product.move_rule(workspace, rule_id, position)
+        except WorkspaceError:
+            abort(404)
+        return done("Rule moved.", ".integrations", workspace=workspace, _anchor="card-settings")
+
     @bp.get("/<workspace>/security")
     def security(workspace: str) -> ResponseReturnValue:
         tokens = sorted(workspaces.list_tokens(workspace), key=lambda t: t.created_at)
@@ -112,7 +123,7 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
     @bp.post("/<workspace>/tokens/<token_id>/delete")
     def delete_token(workspace: str, token_id: str) -> ResponseReturnValue:
         try:
-            workspaces.delete_token(workspace, token_id)
+            workspaces.delete_token(workspace, token_id, actor=current_admin().email)
         except WorkspaceError:
             return failed("That token no longer exists.", ".security", workspace=workspace)
         return done("Token deleted: it stops working at once.", ".security", workspace=workspace)

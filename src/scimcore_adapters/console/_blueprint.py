@@ -12,7 +12,7 @@ from scimcore import ScimService
 
 from ._admin_pages import register_admin_pages
 from ._card_pages import register_card_pages
-from ._common import Identify, csrf_protect, current_admin, install_csrf, is_active_admin
+from ._common import Identify, csrf_protect, current_admin, is_active_admin, pages_blueprint
 
 __all__ = ["console_blueprint"]
 
@@ -37,15 +37,7 @@ def console_blueprint(
     where the header's "Sign out" button posts (none shown without it). ``scim_path``: where
     the host serves SCIM, for the Tenant URL (the request's base URL plus this path).
     """
-    bp = Blueprint(
-        NAME,
-        __name__,
-        url_prefix=url_prefix,
-        template_folder="templates",
-        static_folder="static",
-        static_url_path="/static",
-    )
-    install_csrf(bp)
+    bp = pages_blueprint(NAME, url_prefix)
 
     @bp.before_request
     def guard() -> ResponseReturnValue | None:

@@ -6,22 +6,29 @@ from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from scimcore import ScimService
+from scimcore.images import image_ref
 from scimcore.product import CardView
+from scimcore.templates import Template
 from scimcore.workspaces import WorkspaceError
 
-from ._common import done, failed, form_list
+from ._common import current_admin, done, failed, form_list
+from ._images import image_response, stored_image
 
 __all__ = ["register_card_pages"]
 
 PAGE_SIZE = 50
 STATES = {"active": "Active", "inactive": "Inactive", "deprovisioned": "Deprovisioned"}
 
+#: What the card page's lock buttons and value forms ask for, and what they say once done.
+_FIELD_ACTIONS = {
+    "save": "Saved: the field no longer follows the IdP.",
+    "unlock": "Unlocked: the card owner may edit it, and it no longer follows the IdP.",
+    "lock": "Locked: the card owner can no longer change it.",
+}
 
-def state(view: CardView) -> str:
-    """``active``, ``inactive`` or ``deprovisioned`` (R5.1, R5.2)."""
-    if view.deprovisioned:
-        return "deprovisioned"
-    return "active" if view.active else "inactive"
+
+def _cards_updated(count: int) -> str:
+    return f"{count} card{'' if count == 1 else 's'} updated"
 
 
 def register_card_pages(bp: Blueprint, service: ScimService) -> None:
@@ -29,49 +36,49 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     product = service.product
 
     def find(workspace: str, person_id: str) -> CardView:
-        view = next((c for c in product.cards(workspace) if c.user_id == person_id), None)
-        if view is None:
+        """The card of ``person_id`` in this workspace, else 404 (another workspace's too)."""
+        try:
+            return product.card(workspace, person_id)
+        except WorkspaceError:
             abort(404)
-        return view
+
+    def find_template(workspace: str, name: str) -> Template:
+        found = next((t for t in product.templates(workspace) if t.name == name), None)
+        if found is None:
+            abort(404)
+        return found
 
     @bp.get("/<workspace>/cards")
     def cards(workspace: str) -> ResponseReturnValue:
-        search = request.args.get("q", "").strip()
+        search = request.args.get("q", "").strip()[:200]
         wanted = request.args.get("state", "")
+        state = wanted if wanted in STATES else None
         offset = max(request.args.get("offset", 0, type=int) or 0, 0)
-        folded = search.casefold()
-        matching = [
-            c
-            for c in product.cards(workspace)
-            if (not wanted or state(c) == wanted)
-            and (
-                not folded
-                or folded in c.user_name.casefold()
-                or folded in c.card.values().get("name", "").casefold()
-            )
-        ]
+        page = product.people(workspace, search=search, state=state, offset=offset, limit=PAGE_SIZE)
         return render_template(
             "console/cards.html",
             workspace=workspace,
-            people=[(c, state(c)) for c in matching[offset : offset + PAGE_SIZE]],
-            total=len(matching),
+            people=page.items,
+            total=page.total,
             offset=offset,
             page_size=PAGE_SIZE,
             search=search,
-            wanted=wanted,
+            wanted=state or "",
             states=STATES,
             seats=product.seats(workspace),
         )
 
     @bp.post("/<workspace>/cards/activation")
     def send_activation(workspace: str) -> ResponseReturnValue:
-        chosen = [find(workspace, pid).user_name for pid in form_list("person")]
+        chosen = [find(workspace, pid).person_id for pid in form_list("person")]
         if not chosen:
             return failed("Select at least one person.", ".cards", workspace=workspace)
         try:
-            queued = product.send_activation(workspace, chosen)
+            queued = product.send_activation(
+                workspace, person_ids=chosen, actor=current_admin().email
+            )
         except WorkspaceError as exc:
-            return failed(str(exc), ".cards", workspace=workspace)
+            return failed(f"No e-mail sent: {exc}", ".cards", workspace=workspace)
         noun = "e-mail" if len(queued) == 1 else "e-mails"
         return done(f"{len(queued)} activation {noun} queued.", ".cards", workspace=workspace)
 
@@ -85,25 +92,55 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             "console/card.html",
             workspace=workspace,
             view=view,
-            state=state(view),
             rows=[(k, labels.get(k, k), view.card.fields.get(k)) for k in keys],
             templates=product.templates(workspace),
         )
 
     @bp.post("/<workspace>/cards/<person_id>/fields/<key>")
     def card_field(workspace: str, person_id: str, key: str) -> ResponseReturnValue:
-        view = find(workspace, person_id)
+        find(workspace, person_id)
         action = request.form.get("action", "save")
+        if action not in _FIELD_ACTIONS:
+            abort(400)
+        back = {"workspace": workspace, "person_id": person_id}
         try:
             if action == "unlock":
-                product.unlock(workspace, view.user_name, key)
-                message = "Unlocked: the card owner may edit it, and it no longer follows the IdP."
+                product.unlock(workspace, None, key, person_id=person_id)
+            elif action == "lock":
+                product.lock(workspace, None, key, person_id=person_id)
             else:
-                product.admin_edit(workspace, view.user_name, key, request.form.get("value", ""))
-                message = "Saved: the field no longer follows the IdP."
+                value = request.form.get("value", "")
+                product.admin_edit(workspace, None, key, value, person_id=person_id)
         except WorkspaceError as exc:
-            return failed(str(exc), ".card", workspace=workspace, person_id=person_id)
-        return done(message, ".card", workspace=workspace, person_id=person_id)
+            return failed(str(exc), ".card", **back)
+        return done(_FIELD_ACTIONS[action], ".card", **back)
+
+    @bp.post("/<workspace>/cards/<person_id>/template")
+    def assign_template(workspace: str, person_id: str) -> ResponseReturnValue:
+        find(workspace, person_id)
+        name = request.form.get("template", "") or None
+        back = {"workspace": workspace, "person_id": person_id}
+        try:
+            product.assign_template(workspace, None, name, person_id=person_id)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".card", **back)
+        message = f"Template {name} assigned." if name else "The card has no template now."
+        return done(message, ".card", **back)
+
+    @bp.post("/<workspace>/cards/<person_id>/photo")
+    def card_photo(workspace: str, person_id: str) -> ResponseReturnValue:
+        find(workspace, person_id)
+        back = {"workspace": workspace, "person_id": person_id}
+        try:
+            image_id = stored_image(product, workspace)
+            product.set_photo(workspace, None, image_id, person_id=person_id)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".card", **back)
+        return done("Photo saved.", ".card", **back)
+
+    @bp.get("/<workspace>/images/<image_id>")
+    def image(workspace: str, image_id: str) -> ResponseReturnValue:
+        return image_response(product, workspace, image_id)
 
     @bp.get("/<workspace>/templates")
     def templates(workspace: str) -> ResponseReturnValue:
@@ -120,38 +157,54 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             return failed(str(exc), ".templates", workspace=workspace)
         return done(f"Template {name} created.", ".template", workspace=workspace, name=name)
 
-    def find_template(workspace: str, name: str) -> dict[str, str]:
-        found = next((t for t in product.templates(workspace) if t.name == name), None)
-        if found is None:
-            abort(404)
-        return dict(found.fields)
-
-    @bp.get("/<workspace>/templates/<name>")
+    @bp.get("/<workspace>/templates/<path:name>")
     def template(workspace: str, name: str) -> ResponseReturnValue:
-        fields = find_template(workspace, name)
+        fields = dict(find_template(workspace, name).fields)
         mapping = product.mapping(workspace)
+        keys = mapping.field_keys()
         return render_template(
             "console/template.html",
             workspace=workspace,
             name=name,
             fields=fields,
             labels={r.key: r.label for r in mapping.rules},
-            keys=[*mapping.field_keys(), *sorted(set(fields) - set(mapping.field_keys()))],
+            keys=[*keys, *sorted(set(fields) - set(keys))],
         )
 
-    @bp.post("/<workspace>/templates/<name>")
+    @bp.post("/<workspace>/templates/<path:name>")
     def save_template(workspace: str, name: str) -> ResponseReturnValue:
-        old = find_template(workspace, name)
+        old = find_template(workspace, name).fields
         fields = {k[6:]: v.strip() for k, v in request.form.items() if k.startswith("field:")}
         new_key = request.form.get("new_key", "").strip()
         if new_key:
             fields[new_key] = request.form.get("new_value", "").strip()
-        changed = {k: v for k, v in fields.items() if old.get(k, "") != v}
-        return save_fields(workspace, name, changed)
+        return save_fields(
+            workspace, name, {k: v for k, v in fields.items() if old.get(k, "") != v}
+        )
 
     def save_fields(workspace: str, name: str, changed: dict[str, str]) -> ResponseReturnValue:
         try:
-            product.set_template(workspace, name, changed)
+            update = product.set_template(workspace, name, changed)
         except WorkspaceError as exc:
             return failed(str(exc), ".template", workspace=workspace, name=name)
-        return done("Template saved.", ".template", workspace=workspace, name=name)
+        message = f"Template saved: {_cards_updated(update.cards_updated)}."
+        return done(message, ".template", workspace=workspace, name=name)
+
+    @bp.post("/<workspace>/templates/<path:name>/logo")
+    def template_logo(workspace: str, name: str) -> ResponseReturnValue:
+        find_template(workspace, name)
+        try:
+            image_id = stored_image(product, workspace)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".template", workspace=workspace, name=name)
+        return save_fields(workspace, name, {"logo": image_ref(image_id)})
+
+    @bp.post("/<workspace>/templates/<path:name>/delete")
+    def delete_template(workspace: str, name: str) -> ResponseReturnValue:
+        find_template(workspace, name)
+        try:
+            count = product.delete_template(workspace, name)
+        except WorkspaceError as exc:
+            return failed(str(exc), ".template", workspace=workspace, name=name)
+        message = f"Template {name} deleted: {_cards_updated(count)}."
+        return done(message, ".templates", workspace=workspace)

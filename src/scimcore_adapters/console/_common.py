@@ -8,11 +8,12 @@ from typing import Any
 
 import attrs
 from attrs import frozen
-from flask import Blueprint, Request, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, Request, Response, abort, flash, g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 
 from scimcore import ScimService
+from scimcore.images import image_id_of
 
 __all__ = [
     "ConsoleAdmin",
@@ -21,8 +22,8 @@ __all__ = [
     "current_admin",
     "filter_error",
     "form_list",
-    "install_csrf",
     "is_active_admin",
+    "pages_blueprint",
     "safe_next",
 ]
 
@@ -83,13 +84,43 @@ def _refused_form() -> ResponseReturnValue:
     return body, 400
 
 
-def install_csrf(bp: Blueprint) -> None:
-    """Give the blueprint's templates ``csrf_token()`` and check it on every form it receives."""
+def pages_blueprint(name: str, url_prefix: str, static_url_path: str = "/static") -> Blueprint:
+    """A blueprint with the console's templates and static files, whose templates get
+    ``csrf_token()``, ``asset(filename)`` (a static file's URL) and ``image_id(value)`` (the
+    image a ``photo`` or ``logo`` value refers to, or ``None``)."""
+    bp = Blueprint(
+        name,
+        __name__,
+        url_prefix=url_prefix,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path=static_url_path,
+    )
 
     def asset(filename: str) -> str:
-        return url_for(f"{bp.name}.static", filename=filename)
+        return url_for(f"{name}.static", filename=filename)
 
-    bp.context_processor(lambda: {"csrf_token": generate_csrf, "asset": asset})
+    bp.context_processor(
+        lambda: {"csrf_token": generate_csrf, "asset": asset, "image_id": image_id_of}
+    )
+    bp.after_request(_page_headers)
+    return bp
+
+
+#: Sent with every console page: never framed by another site (clickjacking), no type
+#: sniffing, no full URL (an activation token) in the Referer of a link followed from a page.
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _page_headers(response: Response) -> Response:
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -39,8 +39,9 @@ from flask.typing import ResponseReturnValue
 from scimcore import ScimService
 
 from ..passwords import hash_password, needs_rehash, verify_password
+from ._activation import activation_blueprint
 from ._blueprint import console_blueprint
-from ._common import ConsoleAdmin, csrf_protect, install_csrf, is_active_admin, safe_next
+from ._common import ConsoleAdmin, csrf_protect, is_active_admin, pages_blueprint, safe_next
 
 __all__ = ["PasswordSignIn", "SignInThrottle", "mount_console"]
 
@@ -171,15 +172,7 @@ class PasswordSignIn:
 
     def blueprint(self) -> Blueprint:
         """The sign-in (GET, POST) and sign-out (POST) pages."""
-        bp = Blueprint(
-            "scimcore_signin",
-            __name__,
-            url_prefix=self.url_prefix,
-            template_folder="templates",
-            static_folder="static",
-            static_url_path="/signin-static",
-        )
-        install_csrf(bp)
+        bp = pages_blueprint("scimcore_signin", self.url_prefix, "/signin-static")
         bp.before_request(csrf_protect)
 
         @bp.route("/sign-in", methods=["GET", "POST"])
@@ -222,10 +215,11 @@ def mount_console(
     service: ScimService,
     *,
     url_prefix: str = "/console",
+    activation_prefix: str = "/activate",
     scim_path: str = "/scim/v2",
 ) -> PasswordSignIn:
-    """Mount the console with :class:`PasswordSignIn` (at ``url_prefix``) on ``app``, as the
-    example server does. The app needs a
+    """Mount the console with :class:`PasswordSignIn` (at ``url_prefix``) and the activation
+    pages (at ``activation_prefix``) on ``app``, as the example server does. The app needs a
     ``SECRET_KEY``. Returns the sign-in, whose throttle a host may tune."""
     sign_in = PasswordSignIn(service, url_prefix=url_prefix)
     sign_in.init_app(app)
@@ -239,4 +233,5 @@ def mount_console(
             scim_path=scim_path,
         )
     )
+    app.register_blueprint(activation_blueprint(service, url_prefix=activation_prefix))
     return sign_in
