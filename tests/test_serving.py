@@ -4,6 +4,7 @@ server's kept demo token and its start-up lines, ``scimcore serve`` with its mai
 from __future__ import annotations
 
 import email
+import email.policy
 import json
 import os
 import signal
@@ -275,7 +276,12 @@ def test_example_server_prints_its_lines_keeps_its_token_and_sends_mail(
     folder = tmp_path / "scimcore-mail"
     _eventually(lambda: folder.is_dir() and any(folder.glob("*.eml")), "the activation mail")
     (eml,) = folder.glob("*.eml")
-    assert email.message_from_bytes(eml.read_bytes())["To"] == "ann@contoso.com"
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ann@contoso.com"
+    body = message.get_body().get_content()  # type: ignore[union-attr]
+    link = next(w for w in body.split() if w.startswith(base + "/activate/"))  # R3.7
+    with urllib.request.urlopen(link, timeout=10) as page:  # looking does not consume it
+        assert page.status == 200 and b"ann@contoso.com" in page.read()
     first.stop()
 
     second = Running([*cmd, "--base-url", "https://scim.acme.example"], tmp_path, env)

@@ -237,9 +237,10 @@ def create_flask_app(
     name: str = "scimcore",
 ) -> Flask:
     """A Flask app serving ``service``: SCIM at ``/scim/v2`` (the fast WSGI mount), the
-    console at ``/console`` with its password sign-in when the ``console`` extra is
-    installed and a ``secret_key`` (signing its session cookies) is given, all seen from the
-    public side (:func:`behind_proxy`, applied last, so that it covers every mount)."""
+    console at ``/console`` with its password sign-in and the card owners' activation pages
+    at ``/activate`` when the ``console`` extra is installed and a ``secret_key`` (signing
+    the session cookies) is given, all seen from the public side (:func:`behind_proxy`,
+    applied last, so that it covers every mount)."""
     from flask import Flask
 
     from .flask import ScimExtension
@@ -253,8 +254,6 @@ def create_flask_app(
 
         app.config["SECRET_KEY"] = secret_key
         mount_console(app, service, url_prefix=CONSOLE_PREFIX, scim_path=SCIM_PREFIX)
-    # TODO(lead): the card owner's activation pages (/activate) are not in the console branch
-    # yet; mount them here when they are, and pass deliver_pending their link (start_delivery).
     app.wsgi_app = behind_proxy(  # type: ignore[method-assign,assignment]
         app.wsgi_app, base_url=base_url, trust_proxy=trust_proxy
     )
