@@ -202,28 +202,18 @@ def _parser() -> argparse.ArgumentParser:
     _slug(acs)
     acs.add_argument("user_names", nargs="+", metavar="USER_NAME", help="the people's user names")
 
-    ob = sub.add_parser(
-        "outbox", help="queued, sent and failed mail, with attempts and the last error"
-    )
-    ob.add_argument("slug")
-    ob.add_argument("--json", action="store_true", help="print JSON")
+    _json(_slug(_cmd(sub, "outbox", "show queued, sent and failed mail: attempts, last error")))
 
-    ml = sub.add_parser("mail", help="mail delivery").add_subparsers(dest="action", required=True)
-    md = ml.add_parser(
-        "deliver",
-        help="deliver due mail once (exit 1 if any attempt failed)",
-        description="Deliver the due mail of every workspace once. Exits 1 when any attempt "
-        "failed, printing each failure's reason to stderr.",
-    )
+    ml = _group(sub, "mail", "deliver mail, retry a failed one")
+    md = _cmd(ml, "deliver", "deliver due mail once; exit 1 if any attempt failed (why: stderr)")
     add_mail_arguments(md)
     md.add_argument("--limit", type=int, default=100, help="at most this many mails")
     md.add_argument(
         "--max-attempts", type=int, default=5, help="give a mail up after this many failures"
     )
     md.add_argument("--json", action="store_true", help="print the report as JSON")
-    mr = ml.add_parser("retry", help="queue a failed mail again")
-    mr.add_argument("slug")
-    mr.add_argument("mail_id", help="the mail's id, as `scimcore outbox SLUG` shows it")
+    mr = _slug(_cmd(ml, "retry", "queue a failed mail again, due now"))
+    mr.add_argument("mail_id", help="the mail's id, as 'scimcore outbox SLUG' shows it")
 
     _slug(_cmd(sub, "seats", "print the number of active users (the seats used)"))
 
@@ -231,12 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     _json(_slug(lg))
     lg.add_argument("--limit", type=int, default=50, help="how many entries (default: 50)")
 
-    sv = sub.add_parser(
-        "serve",
-        help="serve the SCIM endpoint and deliver mail in the background",
-        description="Serve SCIM at /scim/v2 on the database, delivering the outbox in a "
-        "background worker; prints the Tenant URL and where mail goes.",
-    )
+    sv = _cmd(sub, "serve", "serve SCIM and the console, delivering mail in the background")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
     add_public_url_arguments(sv, inherit=True)

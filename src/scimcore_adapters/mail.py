@@ -218,7 +218,7 @@ def add_mail_arguments(parser: argparse.ArgumentParser) -> None:
         "--smtp-url",
         metavar="URL",
         help="SMTP server as smtp://user:pass@host:587?security=starttls or smtps://...; "
-        "default $SCIMCORE_SMTP_URL (safer: the password stays out of the process list)",
+        "default $SCIMCORE_SMTP_URL (which keeps the password out of the process list)",
     )
     group.add_argument("--smtp-host", metavar="HOST", help="SMTP server (overrides the URL's)")
     group.add_argument("--smtp-port", type=int, metavar="PORT", help="SMTP port")
