@@ -45,6 +45,7 @@ from scimcore_adapters.serving import (
     SCIM_PREFIX,
     add_public_url_arguments,
     create_flask_app,
+    links_base,
     public_base_url,
     serve_forever,
     trusted_proxies,
@@ -85,7 +86,8 @@ def create_app(
     )
     if own if deliver_mail is None else deliver_mail:
         mailer = (mail or mail_settings()).mailer()
-        app.extensions["scimcore.mail"] = start_delivery(service, mailer, base_url=public)
+        links = links_base(app, public)  # without a public URL: mail without a link
+        app.extensions["scimcore.mail"] = start_delivery(service, mailer, base_url=links)
     return app
 
 

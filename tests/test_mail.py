@@ -392,9 +392,13 @@ def test_cli_mail_deliver_reports_failures_and_retries(
     )
     # the flags win over the environment: delivered into the folder given by --mail-dir
     monkeypatch.delenv("SCIMCORE_SMTP_URL")
-    code, out, _ = _run_cli(capsys, *db, "mail", "deliver", "--mail-dir", str(tmp_path / "out"))
+    out_dir = str(tmp_path / "out")
+    base = ("--base-url", "https://scim.acme.example")
+    code, out, _ = _run_cli(capsys, *db, "mail", "deliver", "--mail-dir", out_dir, *base)
     assert (code, out) == (0, "sent 1, retrying 0, failed 0\n")
-    assert len(list((tmp_path / "out").iterdir())) == 1
+    (retried,) = (tmp_path / "out").iterdir()
+    assert b"https://scim.acme.example/activate/" in retried.read_bytes()  # R3.7
+    assert b"/activate/" not in eml.read_bytes()  # without a public URL: no link
 
 
 def test_cli_bad_mail_settings_are_one_line(

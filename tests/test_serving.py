@@ -447,3 +447,16 @@ def test_secret_key_is_made_once_and_shared(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["scim.db.secret-key"]  # no partial left
     assert secret_key(url, environ={"SCIMCORE_SECRET_KEY": "from-env"}) == "from-env"
     assert secret_key("memory://", environ={}) != secret_key("memory://", environ={})
+
+
+def test_links_in_mail_only_where_the_activation_pages_are_served() -> None:
+    from scimcore_adapters.serving import create_flask_app, links_base
+
+    service = ScimService(MemoryStorage())
+    with_console = create_flask_app(service, secret_key="k")
+    assert links_base(with_console, "https://scim.acme.example") == "https://scim.acme.example"
+    assert links_base(with_console, None) is None
+    assert with_console.test_client().get("/activate/nope").status_code in (400, 404, 410)
+    scim_only = create_flask_app(service)  # no session key: no console, no activation pages
+    assert links_base(scim_only, "https://scim.acme.example") is None
+    assert scim_only.test_client().get("/console/").status_code == 404

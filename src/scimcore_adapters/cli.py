@@ -207,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
     ml = _group(sub, "mail", "deliver mail, retry a failed one")
     md = _cmd(ml, "deliver", "deliver due mail once; exit 1 if any attempt failed (why: stderr)")
     add_mail_arguments(md)
+    add_public_url_arguments(md, trust_proxy=False, inherit=True)  # links in activation mail
     md.add_argument("--limit", type=int, default=100, help="at most this many mails")
     md.add_argument(
         "--max-attempts", type=int, default=5, help="give a mail up after this many failures"
@@ -542,6 +543,7 @@ def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> int:
         service.runtime,
         limit=args.limit,
         max_attempts=args.max_attempts,
+        base_url=public_base_url(args.base_url),  # activation links: the served pages' root
     )
     failures = [
         {

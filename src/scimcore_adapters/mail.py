@@ -87,11 +87,15 @@ class EmlFolderMailer:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex}.eml"
         partial = self.folder / f".{name}.partial"
-        with open(partial, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, self.folder / name)
+        try:
+            with open(partial, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, self.folder / name)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
     def describe(self) -> str:
         """Where mail goes: ``.eml`` files in the folder (absolute)."""

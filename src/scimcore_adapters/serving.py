@@ -37,6 +37,7 @@ __all__ = [
     "behind_proxy",
     "create_flask_app",
     "has_console",
+    "links_base",
     "listening_url",
     "public_base_url",
     "serve_forever",
@@ -272,6 +273,12 @@ def has_console(app: Flask) -> bool:
     return "scimcore_console" in app.blueprints  # console_blueprint's name
 
 
+def links_base(app: Flask, public: str | None) -> str | None:
+    """The base URL for activation links in mail: ``public`` when ``app`` serves the
+    activation pages (they come with the console), else ``None`` (mail without a link)."""
+    return public if has_console(app) else None
+
+
 def serve_forever(
     app: Flask,
     service: ScimService,
@@ -298,7 +305,7 @@ def serve_forever(
     with socket.create_server((host, port), family=family, backlog=128) as bound:
         server = make_server(host, port, app, threaded=True, fd=bound.fileno())  # a dup of it
     public = base_url or listening_url(host, server.port)
-    worker = start_delivery(service, mail.mailer(), base_url=public)
+    worker = start_delivery(service, mail.mailer(), base_url=links_base(app, public))
     lines = [f"Tenant URL: {tenant_url(public)}"]
     if demo is not None:
         lines.append(f"Secret Token: {demo.token}")
