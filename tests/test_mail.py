@@ -161,6 +161,17 @@ def test_eml_folder_writes_complete_rfc5322_messages(tmp_path: Path) -> None:
     assert first["From"] == "Cards <cards@acme.example>"
     assert first["Date"] and first["Message-ID"].endswith("@acme.example>")
     assert messages[0]["Message-ID"] != messages[1]["Message-ID"]
+    # a long link stays whole in the raw file (a reader may open it in a text editor)
+    link = "https://scim.acme.example/activate/" + "A1b2" * 20
+    mailer.send("bob@contoso.com", "Activate your card", f"Activate your card: {link}\n")
+    assert any(link.encode() in f.read_bytes() for f in folder.iterdir())
+    greeting = "Grüße, " + "x" * 100  # not ASCII: encoded, and decoded back whole
+    mailer.send("bob@contoso.com", "Hallo", greeting)
+    contents = [
+        email.message_from_bytes(f.read_bytes(), policy=policy.default).get_content()
+        for f in folder.iterdir()
+    ]
+    assert greeting + "\n" in [c.replace("\r\n", "\n") for c in contents]
 
 
 def test_eml_folder_that_cannot_be_written_raises(tmp_path: Path) -> None:

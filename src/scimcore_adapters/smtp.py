@@ -22,7 +22,8 @@ Security = Literal["plain", "starttls", "ssl"]
 
 def compose(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     """One plain-text RFC 5322 message: ``From``, ``To``, ``Subject``, ``Date`` and a unique
-    ``Message-ID`` (of the sender's domain), UTF-8 body."""
+    ``Message-ID`` (of the sender's domain); an ASCII body as it is (``7bit``), any other
+    UTF-8 body encoded (quoted-printable or base64)."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
@@ -30,7 +31,10 @@ def compose(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     message["Date"] = formatdate(usegmt=True)
     domain = sender.rpartition("@")[2].strip(" >") or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(body)
+    # Plain ASCII travels as it is (7bit): a link stays whole for a reader of the raw file,
+    # where quoted-printable would break it at 76 characters with a soft "=".
+    plain = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
+    message.set_content(body, cte="7bit" if plain else None)
     return message
 
 
