@@ -1,8 +1,12 @@
-"""The same SCIM server for any ASGI server: ``uvicorn examples.asgi_app:app``.
+"""The same SCIM server for any ASGI server: ``uvicorn examples.asgi_app:app``
+(``pip install 'scimcore[server,sql]'``).
 
 The database comes from ``$SCIMCORE_DATABASE_URL``; create a token with
 ``scimcore token generate`` on the same database (or set ``SCIMCORE_DEMO=1`` to create the demo
-workspace and print a fresh token at start-up).
+workspace and print its token at start-up: the same one at every start). Mail is delivered in
+a background thread with the settings of ``$SCIMCORE_SMTP_URL`` (else ``.eml`` files in
+``./scimcore-mail/``). Behind an HTTPS proxy set ``$SCIMCORE_BASE_URL`` to the public URL, or
+run uvicorn with ``--proxy-headers`` and let the proxy pass the ``Host`` header on.
 """
 
 from __future__ import annotations
@@ -11,16 +15,30 @@ import os
 
 from scimcore import ScimService
 from scimcore_adapters.asgi import ScimASGIApp
-from scimcore_adapters.bootstrap import database_url, ensure_demo, open_storage
+from scimcore_adapters.bootstrap import (
+    database_url,
+    demo_credentials_path,
+    ensure_demo,
+    open_storage,
+)
+from scimcore_adapters.mail import mail_settings, start_delivery
+from scimcore_adapters.serving import SCIM_PREFIX, ASGIApp, PublicURLASGI, public_base_url
 
 
-def create_app() -> ScimASGIApp:
-    """An ASGI app serving SCIM at ``/scim/v2``."""
-    service = ScimService(open_storage(database_url()))
+def create_app() -> ASGIApp:
+    """An ASGI app serving SCIM at ``/scim/v2``, delivering mail while it runs."""
+    url = database_url()
+    service = ScimService(open_storage(url))
+    base_url = public_base_url()
+    mail = mail_settings()
     if os.environ.get("SCIMCORE_DEMO") == "1":
-        demo = ensure_demo(service, label="asgi example")
+        demo = ensure_demo(service, label="asgi example", keep=demo_credentials_path(url))
         print(f"Secret Token: {demo.token}", flush=True)
-    return ScimASGIApp(service, prefix="/scim/v2")
+        print(f"Mail: {mail.describe()}", flush=True)
+    # This app serves SCIM only: no activation pages for links in the mail to lead to.
+    start_delivery(service, mail.mailer())
+    app = ScimASGIApp(service, prefix=SCIM_PREFIX)
+    return PublicURLASGI(app, base_url) if base_url else app
 
 
 app = create_app()

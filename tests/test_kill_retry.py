@@ -27,8 +27,8 @@ PEOPLE = 40
 class Server:
     """``examples/flask_server.py`` in its own process."""
 
-    def __init__(self, url: str, port: int) -> None:
-        self.url, self.port = url, port
+    def __init__(self, url: str, port: int, cwd: Path) -> None:
+        self.url, self.port, self.cwd = url, port, cwd  # cwd: its mail folder, demo credentials
         self.proc: subprocess.Popen[str] | None = None
         self.token = ""
 
@@ -37,6 +37,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "examples" / "flask_server.py"), "--port", str(self.port)],
             env=env,
+            cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -101,9 +102,9 @@ def _provision(server: Server, i: int) -> bool:
     return status in (201, 409)
 
 
-def test_kill_during_burst_then_retry(any_url: str) -> None:
+def test_kill_during_burst_then_retry(any_url: str, tmp_path: Path) -> None:
     # R3.6, R9.1
-    server = Server(any_url, free_port())
+    server = Server(any_url, free_port(), tmp_path)
     server.start()
     done: set[int] = set()
     lock = threading.Lock()

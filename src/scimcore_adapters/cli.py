@@ -19,6 +19,15 @@ from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import Storage, TokenRecord
 
 from .bootstrap import DEFAULT_DATABASE_URL, StorageOpenError, database_url, open_storage
+from .mail import add_mail_arguments
+from .serving import (
+    add_public_url_arguments,
+    create_flask_app,
+    public_base_url,
+    serve_forever,
+    tenant_url,
+    trusted_proxies,
+)
 
 __all__ = ["main"]
 
@@ -73,12 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "postgresql+psycopg://user@host/db); default: $SCIMCORE_DATABASE_URL, "
         f"else {DEFAULT_DATABASE_URL}",
     )
-    p.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="the public SCIM base URL (the Tenant URL, e.g. https://scim.example.com/scim/v2) "
-        "that 'token generate' prints",
-    )
+    add_public_url_arguments(p, trust_proxy=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ws = _group(sub, "workspace", "create and list workspaces")
@@ -110,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--admin", required=True, metavar="EMAIL", help="the active admin creating it")
     g.add_argument("--label", default="", help="a name to recognise the token by, e.g. Entra")
     g.add_argument("--quiet", action="store_true", help="print only the token")
+    add_public_url_arguments(g, trust_proxy=False, inherit=True)
     _json(_slug(_cmd(tk, "list", "list active and dead tokens (never their secrets)")))
     td = _cmd(tk, "delete", "delete a token: requests with it fail at once")
     _slug(td)
@@ -197,25 +202,19 @@ def _parser() -> argparse.ArgumentParser:
     _slug(acs)
     acs.add_argument("user_names", nargs="+", metavar="USER_NAME", help="the people's user names")
 
-    ob = sub.add_parser("outbox", help="queued and sent mail")
-    ob.add_argument("slug")
-    ob.add_argument("--json", action="store_true")
+    _json(_slug(_cmd(sub, "outbox", "show queued, sent and failed mail: attempts, last error")))
 
-    ml = sub.add_parser("mail", help="mail delivery").add_subparsers(dest="action", required=True)
-    md = ml.add_parser("deliver", help="deliver pending mail once")
-    md.add_argument("--smtp-host", default="localhost")
-    md.add_argument("--smtp-port", type=int, default=25)
-    md.add_argument("--smtp-security", choices=["plain", "starttls", "ssl"], default="plain")
-    md.add_argument("--smtp-user")
+    ml = _group(sub, "mail", "deliver mail, retry a failed one")
+    md = _cmd(ml, "deliver", "deliver due mail once; exit 1 if any attempt failed (why: stderr)")
+    add_mail_arguments(md)
+    add_public_url_arguments(md, trust_proxy=False, inherit=True)  # links in activation mail
+    md.add_argument("--limit", type=int, default=100, help="at most this many mails")
     md.add_argument(
-        "--smtp-password-env",
-        metavar="VAR",
-        help="read the SMTP password from this environment variable",
+        "--max-attempts", type=int, default=5, help="give a mail up after this many failures"
     )
-    md.add_argument("--sender", default="scimcore@localhost")
-    md.add_argument("--limit", type=int, default=100)
-    md.add_argument("--max-attempts", type=int, default=5)
-    md.add_argument("--json", action="store_true")
+    md.add_argument("--json", action="store_true", help="print the report as JSON")
+    mr = _slug(_cmd(ml, "retry", "queue a failed mail again, due now"))
+    mr.add_argument("mail_id", help="the mail's id, as 'scimcore outbox SLUG' shows it")
 
     _slug(_cmd(sub, "seats", "print the number of active users (the seats used)"))
 
@@ -223,9 +222,11 @@ def _parser() -> argparse.ArgumentParser:
     _json(_slug(lg))
     lg.add_argument("--limit", type=int, default=50, help="how many entries (default: 50)")
 
-    sv = sub.add_parser("serve", help="serve the SCIM endpoint")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv = _cmd(sub, "serve", "serve SCIM and the console, delivering mail in the background")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
+    add_public_url_arguments(sv, inherit=True)
+    add_mail_arguments(sv)
     return p
 
 
@@ -300,8 +301,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         if args.quiet:
             print(token.plaintext, file=out)
         else:
-            tenant = args.base_url or "the URL 'scimcore serve' prints (or pass --base-url)"
-            print(f"Tenant URL: {tenant}", file=out)
+            _print_tenant_url(args, out)
             print(f"Secret Token: {token.plaintext}", file=out)
             print(f"Token id: {token.record.id} (the secret is shown only once)", file=out)
     elif cmd == "token" and action == "list":
@@ -321,16 +321,46 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         print(f"token {args.token_id} deleted", file=out)
     elif cmd in _PRODUCT:
         _PRODUCT[cmd](ScimService(storage), args, out)
+    elif cmd == "mail":
+        return _mail(ScimService(storage), args, out)
     elif cmd == "serve":
-        from flask import Flask
-
-        from .flask import ScimExtension
-
-        app = Flask("scimcore")
-        ScimExtension(ScimService(storage), app)
-        print(f"Tenant URL: http://{args.host}:{args.port}/scim/v2", file=out, flush=True)
-        app.run(host=args.host, port=args.port, threaded=True)
+        _serve(ScimService(storage), args, out)
     return 0
+
+
+def _print_tenant_url(args: argparse.Namespace, out: Any) -> None:
+    """``Tenant URL: ...`` from ``--base-url`` or ``$SCIMCORE_BASE_URL``; without either, a
+    note on stderr (the port a server listens on is not guessed)."""
+    base = public_base_url(args.base_url)
+    if base is None:
+        print(
+            "scimcore: note: the Tenant URL is <the server's public URL>/scim/v2; "
+            "give --base-url or set SCIMCORE_BASE_URL to print it",
+            file=sys.stderr,
+        )
+    else:
+        print(f"Tenant URL: {tenant_url(base)}", file=out)
+
+
+def _serve(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    """``scimcore serve``: SCIM (and the console) with a mail delivery worker."""
+    from .bootstrap import secret_key
+    from .mail import mail_settings_from_args
+
+    mail = mail_settings_from_args(args)
+    base = public_base_url(args.base_url)
+    app = create_flask_app(
+        service,
+        base_url=base,
+        trust_proxy=trusted_proxies(args.trust_proxy),
+        secret_key=secret_key(database_url(args.database_url)),
+    )
+    where = {"host": args.host, "port": args.port}
+    try:
+        serve_forever(app, service, **where, base_url=base, mail=mail, out=out)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else exc
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: {reason}") from None
 
 
 def _new_password_hash(from_stdin: bool) -> str:
@@ -466,43 +496,83 @@ def _activation(service: ScimService, args: argparse.Namespace, out: Any) -> Non
 
 
 def _outbox(service: ScimService, args: argparse.Namespace, out: Any) -> None:
+    from scimcore.outbox import last_attempt
+
     people = {v.user_id: v.user_name for v in service.product.cards(args.slug)}
-    rows = [
-        {
-            "id": m.id,
-            "to": m.to,
-            "kind": m.kind,
-            "user_name": people.get(m.person_id),
-            "status": m.status,
-        }
-        for m in service.product.outbox(args.slug)
+    rows = []
+    for m in service.product.outbox(args.slug):
+        last = last_attempt(m)
+        rows.append(
+            {
+                "id": m.id,
+                "to": m.to,
+                "kind": m.kind,
+                "user_name": people.get(m.person_id),
+                "status": m.status,
+                "attempts": m.attempts,
+                "last_attempt_at": _iso(last.at),
+                "last_error": last.error,
+                "next_attempt_at": _iso(m.next_attempt_at) if m.status == "pending" else None,
+                "created_at": _iso(m.created_at),
+                "sent_at": _iso(m.sent_at),
+            }
+        )
+    lines = [
+        f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}  attempts {r['attempts']}"
+        + (f"  last {r['last_attempt_at']}" if r["last_attempt_at"] else "")
+        + (f"  error: {r['last_error']}" if r["last_error"] else "")
+        for r in rows
     ]
-    _emit(args, out, rows, [f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}" for r in rows])
+    _emit(args, out, rows, lines)
 
 
-def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    import os
+def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> int:
+    """``mail deliver`` (1 when any attempt failed) and ``mail retry``."""
+    from scimcore.outbox import deliver_pending, retry_mail
 
-    from scimcore.outbox import deliver_pending
+    from .mail import mail_settings_from_args
 
-    from .smtp import SmtpMailer
-
-    password = os.environ.get(args.smtp_password_env) if args.smtp_password_env else None
-    mailer = SmtpMailer(
-        host=args.smtp_host,
-        port=args.smtp_port,
-        sender=args.sender,
-        security=args.smtp_security,
-        username=args.smtp_user,
-        password=password,
-    )
+    if args.action == "retry":
+        mail = retry_mail(service.storage, service.runtime, args.slug, args.mail_id)
+        print(f"mail {mail.id} to {mail.to} queued again", file=out)
+        return 0
+    settings = mail_settings_from_args(args)
     report = deliver_pending(
-        service.storage, mailer, service.runtime, limit=args.limit, max_attempts=args.max_attempts
+        service.storage,
+        settings.mailer(),
+        service.runtime,
+        limit=args.limit,
+        max_attempts=args.max_attempts,
+        base_url=public_base_url(args.base_url),  # activation links: the served pages' root
     )
-    row = {"sent": report.sent, "retrying": report.retrying, "failed": report.failed}
+    failures = [
+        {
+            "id": f.mail_id,
+            "to": f.to,
+            "attempts": f.attempts,
+            "reason": f.reason,
+            "final": f.final,
+            "next_attempt_at": _iso(f.next_attempt_at),
+        }
+        for f in report.failures
+    ]
+    row = {
+        "sent": report.sent,
+        "retrying": report.retrying,
+        "failed": report.failed,
+        "failures": failures,
+    }
     _emit(
         args, out, row, [f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}"]
     )
+    for f in failures:
+        then = "given up" if f["final"] else f"next attempt at {f['next_attempt_at']}"
+        print(
+            f"scimcore: mail {f['id']} to {f['to']} failed (attempt {f['attempts']}, {then}): "
+            f"{f['reason']}",
+            file=sys.stderr,
+        )
+    return 0 if report.ok else 1
 
 
 def _seats(service: ScimService, args: argparse.Namespace, out: Any) -> None:
@@ -537,7 +607,6 @@ _PRODUCT = {
     "card": _card,
     "activation": _activation,
     "outbox": _outbox,
-    "mail": _mail,
     "seats": _seats,
     "log": _log,
 }
