@@ -10,6 +10,7 @@ that needs an optional extra which is not installed is skipped, with the missing
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import importlib
@@ -103,7 +104,8 @@ def test_all_equals_the_public_names(name: str) -> None:
         public = {
             n
             for n, obj in vars(module).items()
-            if not n.startswith("_") and not isinstance(obj, types.ModuleType)
+            if not n.startswith("_")
+            and not isinstance(obj, (types.ModuleType, __future__._Feature))
         }
         public |= {"__version__"} & set(vars(module))
         assert set(exported) == public

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: A reason is cut to this many characters (the SMTP server's reply can be long).
-MAX_REASON = 480
+_MAX_REASON = 480
 
 
 class Mailer(Protocol):
@@ -147,7 +147,7 @@ def deliver_pending(
             mailer.send(outgoing.to, outgoing.subject, outgoing.body)
         except Exception as exc:  # any failure of the transport is retried
             at = runtime.now()
-            reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
+            reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
             final = attempts >= max_attempts or isinstance(exc, ActivationError)
             outcome = attrs.evolve(
                 mail,

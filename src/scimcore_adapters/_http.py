@@ -11,7 +11,8 @@ limit the adapter stops reading and the connection is closed after the 413.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from scimcore import ScimResponse
@@ -22,11 +23,21 @@ __all__ = [
     "CHUNK",
     "DISCARD_LIMIT",
     "BodyReader",
+    "Message",
     "Readable",
+    "Receive",
+    "Scope",
+    "Send",
     "query_values",
     "read_stream",
     "wire_response",
 ]
+
+#: ASGI 3 types (the ASGI adapter and the servers' middleware).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 #: The most of an over-long body an adapter reads (and throws away) to answer 413 cleanly.
 DISCARD_LIMIT = 16 * 1024 * 1024

@@ -11,21 +11,14 @@ response. Mount it at the SCIM base path of any ASGI server or framework, or let
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
 from scimcore.service import error_response
 
-from ._http import BodyReader, query_values, wire_response
+from ._http import BodyReader, Receive, Scope, Send, query_values, wire_response
 
 __all__ = ["ScimASGIApp"]
-
-_Scope = MutableMapping[str, Any]
-_Message = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[_Message]]
-_Send = Callable[[_Message], Awaitable[None]]
 
 
 class ScimASGIApp:
@@ -35,7 +28,7 @@ class ScimASGIApp:
         self.service = service
         self.prefix = prefix.rstrip("/")
 
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -54,7 +47,7 @@ class ScimASGIApp:
         await send({"type": "http.response.start", "status": response.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope: _Scope, receive: _Receive) -> tuple[ScimResponse, bool]:
+    async def _answer(self, scope: Scope, receive: Receive) -> tuple[ScimResponse, bool]:
         """The response, and whether the connection must close after it."""
         root = scope.get("root_path", "") + self.prefix
         path: str = scope["path"]
@@ -83,7 +76,7 @@ class ScimASGIApp:
         )
         return await asyncio.to_thread(self.service.handle, request), False
 
-    async def _body(self, scope: _Scope, receive: _Receive) -> BodyReader:
+    async def _body(self, scope: Scope, receive: Receive) -> BodyReader:
         """The request body, read by the adapters' one policy (:mod:`._http`)."""
         declared: int | None = None
         for key, value in scope.get("headers", []):

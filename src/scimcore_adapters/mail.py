@@ -53,7 +53,7 @@ __all__ = [
     "start_delivery",
 ]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 DEFAULT_MAIL_DIR = "scimcore-mail"
 DEFAULT_SENDER = "scimcore@localhost"
@@ -324,10 +324,10 @@ class DeliveryWorker:
         try:
             report = self.deliver()
         except Exception:
-            log.exception("mail delivery run failed; trying again in %ss", self.interval)
+            _log.exception("mail delivery run failed; trying again in %ss", self.interval)
             return None
         for failure in report.failures:
-            log.warning(
+            _log.warning(
                 "mail %s to %s: attempt %d failed%s: %s",
                 failure.mail_id,
                 failure.to,
@@ -339,7 +339,7 @@ class DeliveryWorker:
             try:
                 self.on_report(report)
             except Exception:
-                log.exception("mail delivery: on_report failed")
+                _log.exception("mail delivery: on_report failed")
         return report
 
     def _loop(self) -> None:

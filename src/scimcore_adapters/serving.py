@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from scimcore import ScimService
 
-from .asgi import Receive, Scope, Send
+from ._http import Receive, Scope, Send
 from .bootstrap import DemoCredentials
 
 if TYPE_CHECKING:
