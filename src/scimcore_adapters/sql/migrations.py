@@ -20,6 +20,8 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 
 from .tables import (
     ADMINS,
+    GROUP_MEMBERS,
+    GROUPS,
     LOG,
     OUTBOX,
     PEOPLE,
@@ -153,6 +155,12 @@ def _v5_chronological_meta(conn: Connection) -> None:
     _pin_sqlite_statistics(conn)
 
 
+def _v6_groups(conn: Connection) -> None:
+    """Groups (R5.3) and their memberships, one row per (group, member)."""
+    for table in (GROUPS, GROUP_MEMBERS):
+        table.create(conn)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -168,6 +176,7 @@ MIGRATIONS: Sequence[Migration] = (
         "meta.created and meta.lastModified sorted chronologically, one index each",
         _v5_chronological_meta,
     ),
+    Migration(6, "groups and group_members", _v6_groups),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")
