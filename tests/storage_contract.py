@@ -19,6 +19,7 @@ from scimcore.filters import compile_filter
 from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
+from tests.group_contract import GroupContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -105,8 +106,9 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract:
-    """Behaviour every :class:`scimcore.Storage` implementation must have."""
+class StorageContract(GroupContract):
+    """Behaviour every :class:`scimcore.Storage` implementation must have (groups: see
+    :mod:`tests.group_contract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)

@@ -250,9 +250,23 @@ def test_entra_and_okta_group_traffic(gservice: ScimService) -> None:
     assert kinds == ["group.created", "group.members_changed", "group.deleted"]
     changed = next(e for e in events if e.kind == "group.members_changed")
     assert changed.data["added"] == [uid] and changed.data["removed"] == []
-    log = (
-        [e.operation for e in gservice.product.log("acme")]
-        if hasattr(gservice.product, "log")
-        else []
+    log = [(e.operation, e.resource_id, e.status, e.detail) for e in gservice.product.log("acme")]
+    assert log[:4] == [
+        ("delete_group", gid, 204, ""),
+        ("patch_group", gid, 200, "+1 -0 members"),
+        ("create_group", gid, 201, ""),
+        ("create", uid, 201, ""),
+    ]  # the path-less replace that changed nothing wrote no entry (R4.4)
+
+
+def test_refused_group_write_is_logged_and_writes_nothing(gc: Client) -> None:  # R9.2
+    g = group(gc, "G")
+    r = gc(
+        "PATCH",
+        f"/Groups/{g['id']}",
+        patch({"op": "add", "path": "members", "value": [{"value": "zz"}]}),
     )
-    assert not log or "create_group" in log
+    assert r.status == 400
+    entry = gc.service.product.log("acme")[0]
+    assert (entry.operation, entry.resource_id, entry.status) == ("patch_group", g["id"], 400)
+    assert gc("GET", f"/Groups/{g['id']}").json()["meta"]["version"] == 'W/"1"'
