@@ -15,7 +15,7 @@ from scimcore.group_schema import ADSCIM_GROUP_URN, CORE_GROUP_URN
 from scimcore.provisioning import Event
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
-from tests.conftest import Client, counting_runtime, postgres_schema_url
+from tests.conftest import BASE, Client, counting_runtime, postgres_schema_url
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -93,7 +93,11 @@ def test_create_get_members_and_user_groups(gc: Client) -> None:
     alice, bob = gc.create("alice@x.example"), gc.create("bob@x.example")
     g = group(gc, "Marketing", alice["id"], bob["id"], externalId="ext-1")
     assert g["meta"]["resourceType"] == "Group" and g["meta"]["version"] == 'W/"1"'
-    assert [m["display"] for m in g["members"]] == ["alice@x.example", "bob@x.example"]
+    assert g["members"][1] == {  # no display: RFC 7643 §8.7.1 (docs/decisions.md)
+        "value": bob["id"],
+        "type": "User",
+        "$ref": f"{BASE}/Users/{bob['id']}",
+    }
     assert g["members"][0]["$ref"].endswith(f"/Users/{alice['id']}")
     user = gc("GET", f"/Users/{alice['id']}").json()
     assert user["groups"] == [
@@ -270,3 +274,21 @@ def test_refused_group_write_is_logged_and_writes_nothing(gc: Client) -> None:  
     entry = gc.service.product.log("acme")[0]
     assert (entry.operation, entry.resource_id, entry.status) == ("patch_group", g["id"], 400)
     assert gc("GET", f"/Groups/{g['id']}").json()["meta"]["version"] == 'W/"1"'
+
+
+def test_root_search_covers_users_and_groups(gc: Client) -> None:  # RFC 7644 §3.4.3
+    alice = gc.create("alice@x.example", displayName="Team")["id"]
+    g1, g2 = group(gc, "Team")["id"], group(gc, "Team")["id"]
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+
+    def search(**more: Any) -> tuple[int, list[str]]:
+        r = gc("POST", "/.search", {**body, **more})
+        assert r.status == 200, r.json()
+        return r.json()["totalResults"], [x["id"] for x in r.json()["Resources"]]
+
+    assert search(filter='displayName eq "Team"') == (3, [alice, g1, g2])
+    assert search(filter='displayName eq "Team"', startIndex=2, count=1) == (3, [g1])
+    assert search(filter=f'members.value eq "{alice}"') == (0, [])  # groups only: no member
+    assert search(filter='userName eq "alice@x.example"') == (1, [alice])  # users only
+    r = gc("POST", "/.search", {**body, "filter": "nope eq 1"})
+    assert r.status == 400 and r.json()["scimType"] == "invalidFilter"

@@ -49,7 +49,7 @@ group_leaves = st.one_of(
     st.builds(lambda v: f'externalId eq "{v}"', st.sampled_from(["e1", "E1", "e2"])),
     st.builds(lambda v: f'members[value eq "{v}"]', member),
     st.builds(lambda v: f'members.value eq "{v}"', member),
-    st.builds(lambda v: f'members[display eq "user{v}@x.test"]', st.integers(0, 5)),
+    st.builds(lambda v: f'members[type eq "{v}"]', st.sampled_from(["User", "user", "Group"])),
     st.just("members pr"),
     st.just("externalId pr"),
 )

@@ -14,10 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
+
 from . import converter as conv
 from . import params
 from .config import ServiceConfig
 from .errors import (
+    InvalidFilterError,
     InvalidValueError,
     NotFoundError,
     PreconditionFailedError,
@@ -60,6 +63,45 @@ class GroupOperations:
 
     def search(self, auth: AuthContext, request: ScimRequest, query: SearchRequest) -> ScimResponse:
         """RFC 7644 §3.4.2 over groups: filter, sort, page; members read only if shown."""
+        total, start, resources = self.find(auth, request, query)
+        body = ListResponse(total, start, len(resources), resources)
+        return json_response(200, converter.unstructure(body))
+
+    def search_everywhere(
+        self, auth: AuthContext, request: ScimRequest, query: SearchRequest
+    ) -> ScimResponse:
+        """``POST /.search`` (RFC 7644 §3.4.3: "all resource types"): the users, then the
+        groups, each sorted on its own, paged as one list. A filter that names what one
+        resource type does not have matches none of that type (invalidFilter only when it
+        is invalid for both)."""
+        start = max(query.start_index or 1, 1)
+        count = query.count if query.count is not None else self.config.default_count
+        count = min(max(count, 0), self.config.max_count)
+        refused: InvalidFilterError | None = None
+        try:
+            users_total, _, users = self.users.find(
+                auth, request, attrs.evolve(query, start_index=start, count=count)
+            )
+        except InvalidFilterError as exc:
+            refused, users_total, users = exc, 0, []
+        rest = attrs.evolve(
+            query, start_index=max(1, start - users_total), count=count - len(users)
+        )
+        try:
+            groups_total, _, groups = self.find(auth, request, rest)
+        except InvalidFilterError:
+            if refused is not None:
+                raise refused from None
+            groups_total, groups = 0, []
+        resources = users + groups
+        body = ListResponse(users_total + groups_total, start, len(resources), resources)
+        return json_response(200, converter.unstructure(body))
+
+    def find(
+        self, auth: AuthContext, request: ScimRequest, query: SearchRequest
+    ) -> tuple[int, int, list[dict[str, Any]]]:
+        """What :meth:`search` answers: the total, the ``startIndex`` and the page's
+        resources as rendered."""
         flt: Filter | None = None
         if query.filter is not None and query.filter.strip():
             flt = compile_filter(query.filter, self.registry)
@@ -71,9 +113,7 @@ class GroupOperations:
         with self.storage.users(auth.workspace.id, readonly=True) as store:
             page = store.query_groups(flt, sort, min(start, _LAST_START_INDEX), count)
             docs = self._with_members(store, page.documents, selection)
-        resources = [self._render(d, request, selection) for d in docs]
-        body = ListResponse(page.total, start, len(resources), resources)
-        return json_response(200, converter.unstructure(body))
+        return page.total, start, [self._render(d, request, selection) for d in docs]
 
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
         """``GET`` or ``HEAD`` of the group ``rid``."""

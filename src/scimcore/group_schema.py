@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from .attributes import Attribute, AttrType, Mutability, ResourceType, Schema
 
+# ``members`` has ``value``, ``$ref`` and ``type`` (RFC 7643 §8.7.1); a ``display`` a client
+# sends (Okta does) is ignored, and none is returned (see docs/decisions.md, Groups).
+
 __all__ = ["ADSCIM_GROUP_URN", "CORE_GROUP_SCHEMA", "CORE_GROUP_URN", "GROUP_RESOURCE_TYPE"]
 
 CORE_GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -49,11 +52,6 @@ CORE_GROUP_SCHEMA = Schema(
                     description="The URI of the member's resource.",
                     mutability=_IMM,
                     reference_types=("User", "Group"),
-                ),
-                Attribute(
-                    "display",
-                    description="A human-readable name of the member (its userName).",
-                    mutability=Mutability.READ_ONLY,
                 ),
                 Attribute(
                     "type",

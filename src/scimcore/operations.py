@@ -162,6 +162,15 @@ class UserOperations:
 
     def search(self, auth: AuthContext, request: ScimRequest, query: SearchRequest) -> ScimResponse:
         """RFC 7644 §3.4.2: filter, then sort, then page."""
+        total, start, resources = self.find(auth, request, query)
+        body = ListResponse(total, start, len(resources), resources)
+        return json_response(200, converter.unstructure(body))
+
+    def find(
+        self, auth: AuthContext, request: ScimRequest, query: SearchRequest
+    ) -> tuple[int, int, list[dict[str, Any]]]:
+        """What :meth:`search` answers: the total, the ``startIndex`` and the page's
+        resources as rendered (also a part of a search at the root, ``POST /.search``)."""
         flt: Filter | None = None
         if query.filter is not None and query.filter.strip():
             flt = compile_filter(query.filter, self.registry)
@@ -183,9 +192,7 @@ class UserOperations:
             with self.storage.users(auth.workspace.id, one_read=True) as store:
                 page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
         docs = self._with_groups(auth.workspace.id, page.documents)
-        resources = [self._render(d, request, selection) for d in docs]
-        body = ListResponse(page.total, start, len(resources), resources)
-        return json_response(200, converter.unstructure(body))
+        return page.total, start, [self._render(d, request, selection) for d in docs]
 
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
         """``GET`` or ``HEAD`` of the user ``rid``."""
@@ -372,8 +379,8 @@ class UserOperations:
         if not self.config.groups or not docs:
             return list(docs)
         ids = [d["id"] for d in docs]
-        if store is None:
-            with self.storage.users(workspace_id, readonly=True) as reading:
+        if store is None:  # one groups_of call: one statement per user, a snapshot for several
+            with self.storage.users(workspace_id, one_read=True) as reading:
                 found = reading.groups_of(ids)
         else:
             found = store.groups_of(ids)

@@ -92,7 +92,10 @@ class Router:
             return self.users.resource(auth, request, rid)
         if kind == ".search" and rid is None:
             _allow(method, request.path, ("POST",))
-            return self.users.search(auth, request, params.search_body(request, max_bytes))
+            body = params.search_body(request, max_bytes)
+            if self.groups is not None:  # RFC 7644 §3.4.3: every resource type
+                return self.groups.search_everywhere(auth, request, body)
+            return self.users.search(auth, request, body)
         if kind == "bulk" and rid is None:
             raise NotImplementedSCIMError("Bulk operations are not supported (RFC 7644 §3.7)")
         if kind == "me" and rid is None:

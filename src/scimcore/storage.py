@@ -228,7 +228,7 @@ class UserStore(Protocol):
 
     def group_members(self, group_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Per group id, its members in the order they were added, each
-        ``{"value": id, "display": userName, "type": "User"}`` (groups without members: absent)."""
+        ``{"value": id, "type": "User"}`` (groups without members: absent)."""
 
     def existing_users(self, user_ids: Sequence[str]) -> set[str]:
         """Those of ``user_ids`` that are users of this workspace (O(len(user_ids)))."""
@@ -302,7 +302,8 @@ class Storage(Protocol):
         write lock (SQLite: a deferred transaction reading one WAL snapshot).
 
         ``one_read=True`` (implies ``readonly``) promises more: the block makes exactly one
-        call on the store, a :meth:`UserStore.get` or a :meth:`UserStore.query`. A backend may
+        call on the store, a :meth:`UserStore.get`, a :meth:`UserStore.query` or a
+        :meth:`UserStore.groups_of`. A backend may
         then open no transaction at all, as long as that one call reads one consistent state
         (SQLite: a single statement does; a query that needs two opens its snapshot first).
         The service uses it for ``GET /Users/{id}`` and searches, the IdPs' most frequent

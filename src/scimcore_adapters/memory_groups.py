@@ -77,10 +77,7 @@ class GroupStoreMixin:
         return True
 
     def _member_list(self, group_id: str) -> list[dict[str, Any]]:
-        return [
-            {"value": uid, "display": self._users[uid]["userName"], "type": "User"}
-            for uid in self._gd.members.get(group_id, {})
-        ]
+        return [{"value": uid, "type": "User"} for uid in self._gd.members.get(group_id, {})]
 
     def query_groups(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int

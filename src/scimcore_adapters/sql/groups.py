@@ -64,8 +64,7 @@ _BY_MEMBER = (
     .order_by(_G.seq)
 )
 _MEMBERS = (
-    select(_M.member_id, _U.user_name)
-    .join(USERS, and_(_U.workspace_id == _M.workspace_id, _U.id == _M.member_id))
+    select(_M.member_id)
     .where(_M.workspace_id == bindparam("b_ws"), _M.group_id == bindparam("b_id"))
     .order_by(_M.seq)
 )
@@ -202,7 +201,7 @@ class SqlGroupStore:
         for gid in group_ids:
             rows = self._run(_MEMBERS, self._mine(gid)).rows
             if rows:
-                out[gid] = [{"value": r[0], "display": r[1], "type": "User"} for r in rows]
+                out[gid] = [{"value": r[0], "type": "User"} for r in rows]
         return out
 
     def existing_users(self, user_ids: Sequence[str]) -> set[str]:
@@ -233,6 +232,8 @@ class SqlGroupStore:
         return removed
 
     def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        if len(user_ids) > 1:  # a lazy (one_read) store: several statements read one snapshot
+            self._snapshot()
         out: dict[str, list[dict[str, Any]]] = {}
         for uid in user_ids:
             rows = self._run(_GROUPS_OF, self._mine(uid)).rows
