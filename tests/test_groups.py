@@ -292,3 +292,27 @@ def test_root_search_covers_users_and_groups(gc: Client) -> None:  # RFC 7644 §
     assert search(filter='userName eq "alice@x.example"') == (1, [alice])  # users only
     r = gc("POST", "/.search", {**body, "filter": "nope eq 1"})
     assert r.status == 400 and r.json()["scimType"] == "invalidFilter"
+
+
+def test_group_etags_if_match_and_if_none_match(gc: Client) -> None:  # RFC 7644 §3.14
+    g = group(gc, "G")
+    path = f"/Groups/{g['id']}"
+    first = gc("GET", path)
+    assert first.headers["ETag"] == 'W/"1"'
+    assert gc("GET", path, headers={"If-None-Match": 'W/"1"'}).status == 304
+    stale = gc("PUT", path, {"displayName": "H"}, headers={"If-Match": 'W/"9"'})
+    assert stale.status == 412
+    ok = gc("PUT", path, {"displayName": "H"}, headers={"If-Match": 'W/"1"'})
+    assert ok.status == 200 and ok.headers["ETag"] == 'W/"2"' and ok.json()["displayName"] == "H"
+    assert gc("PUT", path, {"members": []}).json()["scimType"] == "invalidValue"  # displayName
+
+
+def test_groups_off_shows_no_user_groups(gservice: ScimService) -> None:  # R5.3
+    c = _client(gservice)
+    uid = c.create("a@x.example")["id"]
+    group(c, "G", uid)
+    off = Client(ScimService(gservice.storage, config=ServiceConfig(groups=False)), c.token)
+    assert "groups" in c("GET", f"/Users/{uid}").json()
+    assert "groups" not in off("GET", f"/Users/{uid}").json()
+    listed = off("GET", "/Users", query={"filter": 'userName eq "a@x.example"'}).json()
+    assert listed["totalResults"] == 1 and "groups" not in listed["Resources"][0]

@@ -213,16 +213,18 @@ class GroupOperations:
     def _event(self, kind: str, auth: AuthContext, gid: str, **data: Any) -> Event:
         return Event(kind, auth.workspace.id, gid, "idp", {"group_id": gid, **data})
 
+    def _within_limit(self, count: int) -> None:
+        """400 ``tooMany`` for more member values than one request may name."""
+        limit = self.config.max_members_per_request
+        if count > limit:
+            raise TooManyError(f"{count} members in one request; at most {limit} (split it)")
+
     def _checked(self, store: UserStore, ids: Sequence[str]) -> list[str]:
         """``ids`` without repeats, each a user of this workspace, under the per-request
         maximum (``tooMany`` above it). An unknown id, or one of another workspace, is
         refused alike: the answer reveals nothing about other workspaces."""
         unique = list(dict.fromkeys(ids))
-        limit = self.config.max_members_per_request
-        if len(unique) > limit:
-            raise TooManyError(
-                f"{len(unique)} members in one request; at most {limit} (split the request)"
-            )
+        self._within_limit(len(unique))
         known = store.existing_users(unique)
         for uid in unique:
             if uid not in known:
@@ -310,11 +312,7 @@ class GroupOperations:
             kept = set(after)
             gone = tuple(v for v in before if v not in kept)
             return patched, [MemberStep("remove", gone), MemberStep("add", tuple(after))]
-        if plan.member_count > self.config.max_members_per_request:
-            raise TooManyError(
-                f"{plan.member_count} members in one request; at most "
-                f"{self.config.max_members_per_request} (split the request)"
-            )
+        self._within_limit(plan.member_count)
         doc = dict(current)
         if plan.operations:
             doc = apply_patch(current, {"Operations": plan.operations}, self.registry)
