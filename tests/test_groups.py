@@ -3,6 +3,7 @@ PostgreSQL; Entra's and Okta's group traffic (idp-quirks Entra 9, 10; Okta 10)."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,25 @@ def test_groups_off_shows_no_user_groups(gservice: ScimService) -> None:  # R5.3
     assert "groups" not in off("GET", f"/Users/{uid}").json()
     listed = off("GET", "/Users", query={"filter": 'userName eq "a@x.example"'}).json()
     assert listed["totalResults"] == 1 and "groups" not in listed["Resources"][0]
+
+
+def test_concurrent_member_changes_of_one_group_all_apply(gservice: ScimService) -> None:
+    c = _client(gservice)
+    ids = [c.create(f"u{n}@x.example")["id"] for n in range(6)]
+    gid = group(c, "G")["id"]
+    barrier = threading.Barrier(len(ids))
+    statuses: list[int] = []
+
+    def add(uid: str) -> None:
+        barrier.wait()
+        op = {"op": "add", "path": "members", "value": [{"value": uid}]}
+        statuses.append(c("PATCH", f"/Groups/{gid}", patch(op)).status)
+
+    threads = [threading.Thread(target=add, args=(uid,)) for uid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [204] * len(ids)
+    assert sorted(members_of(c, gid)) == sorted(ids)
+    assert c("GET", f"/Groups/{gid}").headers["ETag"] == f'W/"{len(ids) + 1}"'

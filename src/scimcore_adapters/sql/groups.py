@@ -40,6 +40,9 @@ _WS = in_workspace(GROUPS)
 _ONE = and_(_WS, _G.id == bindparam("b_id"))
 
 _GET = select(_G.document).where(_ONE)
+#: PostgreSQL writes: the group's row locked until the commit, so that concurrent membership
+#: changes of one group queue instead of failing the version check.
+_GET_FOR_UPDATE = _GET.with_for_update()
 _GET_VERSION = select(_G.version).where(_ONE)
 _REPLACE = (
     update(GROUPS)
@@ -132,7 +135,10 @@ class SqlGroupStore:
         workspace_id: str,
         registry: SchemaRegistry,
         snapshot: Callable[[], None],
+        *,
+        for_update: bool = False,
     ) -> None:
+        self._for_update = for_update
         self._conn = conn
         self._run = run
         self._ws = workspace_id
@@ -143,7 +149,8 @@ class SqlGroupStore:
         return {"b_ws": self._ws, "b_id": group_id, **more}
 
     def get_group(self, group_id: str) -> dict[str, Any] | None:
-        text = self._run(_GET, self._mine(group_id)).scalar()
+        stmt = _GET_FOR_UPDATE if self._for_update else _GET
+        text = self._run(stmt, self._mine(group_id)).scalar()
         return loads(text) if text is not None else None
 
     def insert_group(self, document: dict[str, Any]) -> None:

@@ -293,7 +293,12 @@ class SqlUserStore:
         if self._group_store is None:
             registry = self._group_registry or default_group_registry()
             self._group_store = SqlGroupStore(
-                self._conn, self._run, self._ws, registry, self._snapshot
+                self._conn,
+                self._run,
+                self._ws,
+                registry,
+                self._snapshot,
+                for_update=self._for_update,
             )
         return self._group_store
 
