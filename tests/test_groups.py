@@ -339,3 +339,26 @@ def test_concurrent_member_changes_of_one_group_all_apply(gservice: ScimService)
     assert statuses == [204] * len(ids)
     assert sorted(members_of(c, gid)) == sorted(ids)
     assert c("GET", f"/Groups/{gid}").headers["ETag"] == f'W/"{len(ids) + 1}"'
+
+
+def test_pathless_members_and_bad_member_operations(gc: Client) -> None:
+    a, b = gc.create("a@x.example")["id"], gc.create("b@x.example")["id"]
+    gid = group(gc, "G", a)["id"]
+    body = patch({"op": "add", "value": {"members": [{"value": b}], "externalId": "x1"}})
+    assert gc("PATCH", f"/Groups/{gid}", body).status == 204
+    got = gc("GET", f"/Groups/{gid}").json()
+    assert [m["value"] for m in got["members"]] == [a, b] and got["externalId"] == "x1"
+    body = patch({"op": "replace", "value": {"members": [{"value": b}]}})
+    assert gc("PATCH", f"/Groups/{gid}", body).status == 204 and members_of(gc, gid) == [b]
+    refusals: list[tuple[dict[str, Any], str]] = [
+        ({"op": "add", "path": "members", "value": [{"display": "no value"}]}, "invalidValue"),
+        ({"op": "add", "path": "members"}, "invalidValue"),
+        ({"op": "remove"}, "noTarget"),
+        ({"op": "bogus", "path": "members", "value": []}, "invalidSyntax"),
+        ({"op": "add", "path": "nope", "value": 1}, "invalidPath"),
+    ]
+    for op, scim_type in refusals:
+        r = gc("PATCH", f"/Groups/{gid}", patch(op))
+        assert (r.status, r.json()["scimType"]) == (400, scim_type), op
+    assert members_of(gc, gid) == [b]
+    assert gc("GET", f"/Groups/{gid}").headers["ETag"] == 'W/"3"'  # refused: nothing written
