@@ -20,6 +20,7 @@ from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
+from tests.group_contract import GroupContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -106,8 +107,9 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract):
-    """Behaviour every :class:`scimcore.Storage` implementation must have."""
+class StorageContract(ConsoleContract, GroupContract):
+    """Behaviour every :class:`scimcore.Storage` implementation must have (the console's and
+    the groups' parts: see :mod:`tests.console_contract` and :mod:`tests.group_contract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)

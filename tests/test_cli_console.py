@@ -306,7 +306,7 @@ def test_a_new_database_is_announced_and_read_commands_refuse_a_missing_one(
 
 def test_migration_6_adds_the_console_columns_to_an_old_database(any_url: str) -> None:
     """A version-5 database as version 5 made it (without the columns, indexes and tables of
-    version 6) opens at version 6: people searchable by e-mail and card name, admins with
+    version 6) opens at the current version: people searchable by e-mail and card name, admins with
     passwords, activation columns."""
     engine = create_engine(any_url)
     try:
@@ -348,7 +348,7 @@ def test_migration_6_adds_the_console_columns_to_an_old_database(any_url: str) -
         engine.dispose()
     storage = SqlStorage(any_url)
     try:
-        assert storage.schema_version == 6
+        assert storage.schema_version == len(MIGRATIONS)
         with storage.users("w1", readonly=True) as store:
             for search in ("ann lee", "ann.lee@corp", "u1@"):
                 total, people = store.page_people(search, None, 0, 10)

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from scimcore import ScimService, Workspaces
+from scimcore.config import ServiceConfig
+from scimcore.group_schema import CORE_GROUP_URN as GROUP
 from tests.conftest import BASE, Client
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -48,32 +50,43 @@ def test_service_provider_config_advertises_features(client: Client) -> None:
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
 
 
-def test_resource_types_list_users_only(client: Client) -> None:
-    # R5.3: Groups are absent from /ResourceTypes.
+def test_resource_types_list_users_and_groups(client: Client) -> None:
+    # R5.3: Groups are fully supported, so /ResourceTypes lists them.
     body = client("GET", "/ResourceTypes").json()
-    assert body["totalResults"] == 1
-    assert body["Resources"][0]["endpoint"] == "/Users"
+    assert body["totalResults"] == 2
+    assert [r["endpoint"] for r in body["Resources"]] == ["/Users", "/Groups"]
     assert body["Resources"][0]["schemaExtensions"] == [{"schema": ENT, "required": False}]
     assert client("GET", "/ResourceTypes/User").json()["id"] == "User"
-    assert_error(client("GET", "/ResourceTypes/Group"), 404)
+    assert client("GET", "/ResourceTypes/group").json()["schema"] == GROUP
+    assert_error(client("GET", "/ResourceTypes/Nope"), 404)
 
 
-def test_schemas_describe_user_and_enterprise(client: Client) -> None:
+def test_schemas_describe_user_enterprise_and_group(client: Client) -> None:
     body = client("GET", "/Schemas").json()
-    assert {s["id"] for s in body["Resources"]} == {USER, ENT}
+    assert {s["id"] for s in body["Resources"]} == {USER, ENT, GROUP}
     user = client("GET", f"/Schemas/{USER}").json()
     attrs = {a["name"]: a for a in user["attributes"]}
     assert attrs["userName"]["uniqueness"] == "server"
     assert attrs["userName"]["caseExact"] is False
     assert attrs["password"]["returned"] == "never"
     assert attrs["emails"]["multiValued"] is True
+    group = {a["name"]: a for a in client("GET", f"/Schemas/{GROUP}").json()["attributes"]}
+    assert group["displayName"]["required"] is True
+    assert group["members"]["multiValued"] is True
     assert_error(client("GET", "/Schemas/urn:nope"), 404)
 
 
-def test_groups_are_properly_unsupported(client: Client) -> None:
-    # R5.3
+def test_groups_turned_off_are_properly_absent(service: ScimService, token: str) -> None:
+    # R5.3: a host that turns Groups off gets them absent, not half there.
+    off = ScimService(service.storage, config=ServiceConfig(groups=False))
+    client = Client(off, token)
+    assert [r["id"] for r in client("GET", "/ResourceTypes").json()["Resources"]] == ["User"]
+    assert GROUP not in {s["id"] for s in client("GET", "/Schemas").json()["Resources"]}
+    assert_error(client("GET", f"/Schemas/{GROUP}"), 404)
+    assert_error(client("GET", "/ResourceTypes/Group"), 404)
     assert_error(client("GET", "/Groups"), 404)
     assert_error(client("POST", "/Groups", {"displayName": "x"}), 404)
+    assert_error(client("PATCH", "/Groups/abc", {"Operations": []}), 404)
 
 
 # --- authentication (R1, R2) -------------------------------------------------------------------

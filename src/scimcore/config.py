@@ -19,6 +19,10 @@ class ServiceConfig:
     max_count: int = 1000
     max_body_bytes: int = 1_048_576
     log_retention: int = 10_000
+    #: Groups (R5.3): served at ``/Groups`` and listed by discovery; ``False``: absent (404).
+    groups: bool = True
+    #: Members one group write may name (Okta pushes 256 per PATCH); ``tooMany`` above.
+    max_members_per_request: int = 1000
 
     def __attrs_post_init__(self) -> None:
         if self.max_count < 100 or not 0 < self.default_count <= self.max_count:

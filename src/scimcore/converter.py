@@ -209,7 +209,8 @@ def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
     ``schemas`` is recomputed on output. ``password`` is validated and dropped: scimcore never
     stores or returns it (RFC 7643 §4.1.1, ``returned: never``). Raises
     :class:`InvalidSyntaxError` when the body is not an object and :class:`InvalidValueError`
-    when a value has the wrong type or ``userName`` is missing.
+    when a value has the wrong type or a required string (``userName``, a group's
+    ``displayName``) is missing.
     """
     if not isinstance(body, MAPPING):
         raise InvalidSyntaxError("the request body must be a JSON object")
@@ -220,8 +221,9 @@ def normalize_resource(body: Any, registry: SchemaRegistry) -> dict[str, Any]:
         elif value is not None:  # an extension URN whose value is not an object
             raise InvalidValueError(f"{target.id}: expected a JSON object")
     doc.pop("password", None)
-    if not isinstance(doc.get("userName"), str) or not doc["userName"].strip():
-        raise InvalidValueError("userName is required (RFC 7643 §4.1.1)")
+    for attr in registry.required_strings:  # userName of a User, displayName of a Group
+        if not isinstance(doc.get(attr), str) or not doc[attr].strip():
+            raise InvalidValueError(f"{attr} is required (RFC 7643 §2.2)")
     return doc
 
 

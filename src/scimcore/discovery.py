@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .config import ServiceConfig
 from .errors import NotFoundError
 from .messages import ListResponse, ScimRequest, ScimResponse, ServiceProviderConfig, converter
 from .responses import json_response
-from .schema import SchemaRegistry
+from .schema import Schema, SchemaRegistry
 
 __all__ = ["resource_types", "schemas", "service_provider_config"]
 
@@ -29,27 +30,34 @@ def _list_of(items: list[dict[str, Any]]) -> ScimResponse:
     return json_response(200, converter.unstructure(ListResponse(len(items), 1, len(items), items)))
 
 
-def resource_types(registry: SchemaRegistry, request: ScimRequest, rid: str | None) -> ScimResponse:
-    """``GET /ResourceTypes[/{id}]`` (RFC 7644 §4, RFC 7643 §6)."""
-    rt = registry.resource_type
-    body = rt.to_dict(f"{request.base_url}/ResourceTypes/{rt.id}")
+def resource_types(
+    registries: Sequence[SchemaRegistry], request: ScimRequest, rid: str | None
+) -> ScimResponse:
+    """``GET /ResourceTypes[/{id}]`` (RFC 7644 §4, RFC 7643 §6): one per registry served."""
+    bodies = {
+        r.resource_type.id.lower(): r.resource_type.to_dict(
+            f"{request.base_url}/ResourceTypes/{r.resource_type.id}"
+        )
+        for r in registries
+    }
     if rid is None:
-        return _list_of([body])
-    if rid.lower() != rt.id.lower():
+        return _list_of(list(bodies.values()))
+    if rid.lower() not in bodies:
         raise NotFoundError(f"no resource type {rid!r}")
-    return json_response(200, body)
+    return json_response(200, bodies[rid.lower()])
 
 
-def schemas(registry: SchemaRegistry, request: ScimRequest, rid: str | None) -> ScimResponse:
-    """``GET /Schemas[/{id}]`` (RFC 7644 §4, RFC 7643 §7)."""
+def schemas(
+    registries: Sequence[SchemaRegistry], request: ScimRequest, rid: str | None
+) -> ScimResponse:
+    """``GET /Schemas[/{id}]`` (RFC 7644 §4, RFC 7643 §7): the schemas of every registry."""
+    found = {s.id.lower(): s for r in registries for s in r.schemas}
 
-    def body(schema_id: str) -> dict[str, Any]:
-        schema = registry.schema(schema_id)
-        assert schema is not None
+    def body(schema: Schema) -> dict[str, Any]:
         return schema.to_dict(f"{request.base_url}/Schemas/{schema.id}")
 
     if rid is None:
-        return _list_of([body(s.id) for s in registry.schemas])
-    if registry.schema(rid) is None:
+        return _list_of([body(s) for s in found.values()])
+    if rid.lower() not in found:
         raise NotFoundError(f"no schema {rid!r}")
-    return json_response(200, body(rid))
+    return json_response(200, body(found[rid.lower()]))

@@ -11,7 +11,7 @@ transaction (:class:`_Early`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
@@ -162,6 +162,15 @@ class UserOperations:
 
     def search(self, auth: AuthContext, request: ScimRequest, query: SearchRequest) -> ScimResponse:
         """RFC 7644 §3.4.2: filter, then sort, then page."""
+        total, start, resources = self.find(auth, request, query)
+        body = ListResponse(total, start, len(resources), resources)
+        return json_response(200, converter.unstructure(body))
+
+    def find(
+        self, auth: AuthContext, request: ScimRequest, query: SearchRequest
+    ) -> tuple[int, int, list[dict[str, Any]]]:
+        """What :meth:`search` answers: the total, the ``startIndex`` and the page's
+        resources as rendered (also a part of a search at the root, ``POST /.search``)."""
         flt: Filter | None = None
         if query.filter is not None and query.filter.strip():
             flt = compile_filter(query.filter, self.registry)
@@ -182,19 +191,22 @@ class UserOperations:
         else:
             with self.storage.users(auth.workspace.id, one_read=True) as store:
                 page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
-        resources = [self._render(d, request, selection) for d in page.documents]
-        body = ListResponse(page.total, start, len(resources), resources)
-        return json_response(200, converter.unstructure(body))
+        docs = self._with_groups(auth.workspace.id, page.documents)
+        return page.total, start, [self._render(d, request, selection) for d in docs]
 
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
         """``GET`` or ``HEAD`` of the user ``rid``."""
         ahead = auth.read_ahead
         if ahead is not None and ahead.kind == "id" and ahead.key == rid:  # a storable id
-            return self._read_response(request, rid, ahead.document)
-        if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+            current = ahead.document
+        elif not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
             raise NotFoundError(f"resource {rid!r} not found")
-        with self.storage.users(auth.workspace.id, one_read=True) as store:
-            return self._read_response(request, rid, store.get(rid))
+        else:
+            with self.storage.users(auth.workspace.id, one_read=True) as store:
+                current = store.get(rid)
+        if current is not None:
+            (current,) = self._with_groups(auth.workspace.id, [current])
+        return self._read_response(request, rid, current)
 
     def _read_response(
         self, request: ScimRequest, rid: str, current: dict[str, Any] | None
@@ -215,6 +227,10 @@ class UserOperations:
         request: ScimRequest,
         selection: conv.AttributeSelection | None,
     ) -> dict[str, Any]:
+        if "groups" in doc:  # derived from memberships (scimcore.group_operations)
+            base = request.base_url
+            groups = [{**g, "$ref": f"{base}/Groups/{g['value']}"} for g in doc["groups"]]
+            doc = {**doc, "groups": groups}
         out = conv.project(doc, self.registry, selection)
         if "meta" in out:
             out["meta"] = {**out["meta"], "location": f"{request.base_url}/Users/{doc['id']}"}
@@ -276,6 +292,8 @@ class UserOperations:
                     result, events = self._create(auth, store, early.value(), now)
                 else:
                     result, events = self._update(auth, store, request, method, rid, early, now)
+                if result is not None and rid is not None:  # a new user is in no group yet
+                    (result,) = self._with_groups(auth.workspace.id, [result], store)
         except SCIMError as exc:
             if caller is not None:
                 self._log_failure(caller, request, rid, exc)
@@ -342,3 +360,28 @@ class UserOperations:
         updated["meta"] = {**meta, "lastModified": self._stamp(now), "version": f'W/"{version}"'}
         store.replace(updated, meta["version"])
         return True
+
+    # --- shared with the group operations (scimcore.group_operations) --------------------------
+
+    #: The provisioning log entry of a write, in its transaction.
+    log = _log
+    #: The instant of one write, as :meth:`_instant`.
+    instant = _instant
+    #: ``meta``'s text of an instant, as :meth:`_stamp`.
+    stamp = _stamp
+
+    def _with_groups(
+        self, workspace_id: str, docs: Sequence[dict[str, Any]], store: UserStore | None = None
+    ) -> list[dict[str, Any]]:
+        """``docs`` with ``groups`` (RFC 7643 §4.1.2, read-only) derived from the memberships,
+        read in ``store`` or in a read transaction of their own; as they are when Groups are
+        turned off."""
+        if not self.config.groups or not docs:
+            return list(docs)
+        ids = [d["id"] for d in docs]
+        if store is None:  # one groups_of call: one statement per user, a snapshot for several
+            with self.storage.users(workspace_id, one_read=True) as reading:
+                found = reading.groups_of(ids)
+        else:
+            found = store.groups_of(ids)
+        return [{**d, "groups": found[d["id"]]} if d["id"] in found else d for d in docs]

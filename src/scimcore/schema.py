@@ -124,6 +124,12 @@ class SchemaRegistry:
             **{key: (rt.schema, a) for key, a in index_by_name(rt.schema.attributes).items()},
             **{key: (None, a) for key, a in _COMMON.items()},
         }
+        #: The core's required top-level strings (``userName``; a Group's ``displayName``).
+        self.required_strings: tuple[str, ...] = tuple(
+            a.name
+            for a in rt.schema.attributes
+            if a.required and a.type is AttrType.STRING and not a.multi_valued
+        )
         hidden = (Returned.NEVER, Returned.REQUEST)
         sections: dict[str | None, frozenset[str]] = {
             None: frozenset(a.name for a in (*COMMON_ATTRIBUTES, *rt.schema.attributes)),

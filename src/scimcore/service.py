@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from .config import ServiceConfig
 from .errors import SCIMError
+from .group_operations import GroupOperations
+from .groups import default_group_registry
 from .messages import ScimRequest, ScimResponse
 from .operations import UserOperations
 from .product import Product
@@ -37,7 +39,8 @@ class ScimService:
 
     ``handle`` is thread-safe as long as the storage is. Routes (relative to the base URL):
     ``/Users``, ``/Users/{id}``, ``/Users/.search``, ``/.search``, ``/ServiceProviderConfig``,
-    ``/ResourceTypes[/{id}]``, ``/Schemas[/{id}]``. ``/Groups`` is not served (R5.3).
+    ``/ResourceTypes[/{id}]``, ``/Schemas[/{id}]``, and ``/Groups``, ``/Groups/{id}``,
+    ``/Groups/.search`` unless ``config.groups`` is false (R5.3).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class ScimService:
         runtime: Runtime | None = None,
         config: ServiceConfig | None = None,
         composer: MailComposer = default_composer,
+        group_registry: SchemaRegistry | None = None,
     ) -> None:
         self.storage = storage
         self.registry = registry or default_registry()
@@ -74,7 +78,12 @@ class ScimService:
             self.provisioner,
             self._emit,
         )
-        self._router = Router(self.registry, self.config, users)
+        groups = None
+        if self.config.groups:  # R5.3: fully served, or absent
+            groups = GroupOperations(
+                group_registry or default_group_registry(), self.config, users, self._emit
+            )
+        self._router = Router(self.registry, self.config, users, groups)
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` with every :class:`~scimcore.provisioning.Event`, after the commit

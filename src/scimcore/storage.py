@@ -285,7 +285,7 @@ class UserStore(Protocol):
         ``NotFoundError`` if it is gone, ``UniquenessError`` if the new userName is taken."""
 
     def delete(self, user_id: str) -> bool:
-        """Remove the document; ``False`` if there was none."""
+        """Remove the document and its group memberships; ``False`` if there was none."""
 
     def query(
         self,
@@ -296,6 +296,46 @@ class UserStore(Protocol):
     ) -> Page:
         """Filter first, then sort, then page (1-based ``start_index``). Without ``sort`` the
         order is stable: creation order, ties broken by ``id``."""
+
+    # --- groups (RFC 7643 §4.2, R5.3), in the same transaction --------------------------------
+    # A group's document never holds ``members``: memberships are (group, member) rows, so a
+    # change of k members costs O(k) whatever the group's size (see scimcore.groups).
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        """The group's document (no ``members``), or ``None``."""
+
+    def insert_group(self, document: dict[str, Any]) -> None:
+        """Add a group (no ``members``); ``UniquenessError`` if its ``id`` is taken."""
+
+    def replace_group(self, document: dict[str, Any], expected_version: str) -> None:
+        """Compare-and-set of the group's document, as :meth:`replace` for a user."""
+
+    def delete_group(self, group_id: str) -> bool:
+        """Remove the group and its memberships; ``False`` if there was none."""
+
+    def query_groups(
+        self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
+    ) -> Page:
+        """As :meth:`query`, over groups; the documents carry no ``members`` (a filter may
+        still test them: ``members[value eq "..."]``)."""
+
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Per group id, its members in the order they were added, each
+        ``{"value": id, "type": "User"}`` (groups without members: absent)."""
+
+    def existing_users(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of ``user_ids`` that are users of this workspace (O(len(user_ids)))."""
+
+    def add_members(self, group_id: str, member_ids: Sequence[str]) -> list[str]:
+        """Add memberships (the caller checked the users exist); returns the ids that were
+        not members yet, in order. O(len(member_ids)), whatever the group's size."""
+
+    def remove_members(self, group_id: str, member_ids: Sequence[str] | None) -> list[str]:
+        """Remove these memberships (``None``: every one); returns the ids that were members."""
+
+    def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Per user id, the groups it belongs to, each ``{"value": group id, "display":
+        displayName, "type": "direct"}`` (``User.groups``, RFC 7643 §4.1.2)."""
 
     # --- the product (R3-R9), in the same transaction ----------------------------------------
 
@@ -376,7 +416,8 @@ class Storage(Protocol):
         write lock (SQLite: a deferred transaction reading one WAL snapshot).
 
         ``one_read=True`` (implies ``readonly``) promises more: the block makes exactly one
-        call on the store, a :meth:`UserStore.get` or a :meth:`UserStore.query`. A backend may
+        call on the store, a :meth:`UserStore.get`, a :meth:`UserStore.query` or a
+        :meth:`UserStore.groups_of`. A backend may
         then open no transaction at all, as long as that one call reads one consistent state
         (SQLite: a single statement does; a query that needs two opens its snapshot first).
         The service uses it for ``GET /Users/{id}`` and searches, the IdPs' most frequent

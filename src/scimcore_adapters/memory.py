@@ -18,6 +18,7 @@ import attrs
 
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
 from scimcore.filters import Filter, matches
+from scimcore.groups import default_group_registry, filter_mentions
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import (
     TOKEN_DEAD,
@@ -40,6 +41,8 @@ from scimcore.storage import (
 )
 from scimcore.templates import Rule, Template
 
+from .memory_groups import GroupData, GroupStoreMixin
+
 __all__ = ["MemoryStorage"]
 
 
@@ -58,17 +61,21 @@ class _Data:
     images: dict[str, Image] = attrs.field(factory=dict)
     links: dict[str, ActivationLink] = attrs.field(factory=dict)
     log: list[LogEntry] = attrs.field(factory=list)
+    groups: GroupData = attrs.field(factory=GroupData)  # copied by GroupData.__copy__
 
     def snapshot(self) -> _Data:
         return _Data(**{k: copy.copy(v) for k, v in attrs.asdict(self, recurse=False).items()})
 
 
-class _Store:
+class _Store(GroupStoreMixin):
     """A :class:`UserStore` over one workspace while the storage lock is held."""
 
-    def __init__(self, data: _Data, registry: SchemaRegistry) -> None:
+    def __init__(self, data: _Data, registry: SchemaRegistry, groups: SchemaRegistry) -> None:
         self._d = data
         self._registry = registry
+        self._gd = data.groups
+        self._users = data.by_id
+        self._group_registry = groups
 
     # --- users ------------------------------------------------------------------------------
 
@@ -111,13 +118,21 @@ class _Store:
             return False
         self._d.by_name.pop(doc["userName"].casefold(), None)
         del self._d.seq[user_id]
+        self.forget_member(user_id)
         return True
 
     def query(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
         docs = list(self._d.by_id.values())
-        if filter is not None:
+        if filter is not None and filter_mentions(filter, "groups"):  # User.groups, derived
+            groups = self.groups_of([d["id"] for d in docs])
+            docs = [
+                d
+                for d in docs
+                if matches(filter, {**d, "groups": groups.get(d["id"])}, self._registry)
+            ]
+        elif filter is not None:
             docs = [d for d in docs if matches(filter, d, self._registry)]
         seq = self._d.seq
         docs.sort(key=lambda d: (seq[d["id"]], d["id"]))
@@ -210,8 +225,11 @@ class _Store:
 class MemoryStorage:
     """Everything in dicts; thread-safe; the reference for the storage contract."""
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+    def __init__(
+        self, registry: SchemaRegistry | None = None, group_registry: SchemaRegistry | None = None
+    ) -> None:
         self._registry = registry or default_registry()
+        self._group_registry = group_registry or default_group_registry()
         self._lock = threading.RLock()
         self._data: dict[str, _Data] = {}
         self._workspaces: dict[str, Workspace] = {}
@@ -228,11 +246,11 @@ class MemoryStorage:
         with self._lock:
             data = self._data.setdefault(workspace_id, _Data())
             if readonly or one_read:  # nothing to roll back
-                yield _Store(data, self._registry)
+                yield _Store(data, self._registry, self._group_registry)
                 return
             saved = data.snapshot()
             try:
-                yield _Store(data, self._registry)
+                yield _Store(data, self._registry, self._group_registry)
             except BaseException:
                 self._data[workspace_id] = saved
                 raise

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from scimcore.groups import default_group_registry
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
 
@@ -61,6 +62,8 @@ class SqlStorage:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
         self.registry = registry or default_registry()
+        #: The Group schemas the group filters are checked against (R5.3).
+        self.group_registry = default_group_registry()
         backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
         self.engine = create_engine_for(url, backstop)
         self._sqlite = self.engine.dialect.name == "sqlite"
@@ -128,6 +131,7 @@ class SqlStorage:
                 exclusive=writing and self._sqlite,  # BEGIN IMMEDIATE: no other writer
                 lazy=mode == NO_BEGIN,
                 for_update=writing and not self._sqlite,  # PostgreSQL: lock what is read
+                group_registry=self.group_registry,
             )
             try:
                 yield store
@@ -160,6 +164,7 @@ class SqlStorage:
                 exclusive=self._sqlite,
                 for_update=not self._sqlite,
                 runner=runner,
+                group_registry=self.group_registry,
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
                 prime(store.product, rows, user_id)

@@ -24,6 +24,8 @@ from scimcore.storage import TOKEN_DEAD, card_name
 from .tables import (
     ACTIVATION_LINKS,
     ADMINS,
+    GROUP_MEMBERS,
+    GROUPS,
     IMAGES,
     LOG,
     OUTBOX,
@@ -242,6 +244,12 @@ def _v6_console(conn: Connection) -> None:
     conn.execute(TOKENS.delete().where(orphaned))
 
 
+def _v7_groups(conn: Connection) -> None:
+    """Groups (R5.3) and their memberships, one row per (group, member)."""
+    for table in (GROUPS, GROUP_MEMBERS):
+        table.create(conn)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -262,6 +270,7 @@ MIGRATIONS: Sequence[Migration] = (
         "the console: admin passwords, token tombstones, people search and activation",
         _v6_console,
     ),
+    Migration(7, "groups and group_members", _v7_groups),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

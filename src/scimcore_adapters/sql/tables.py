@@ -43,6 +43,8 @@ __all__ = [
     "ACTIVATION_LINKS",
     "ADMINS",
     "BULKY",
+    "GROUPS",
+    "GROUP_MEMBERS",
     "IMAGES",
     "LOG",
     "METADATA",
@@ -407,4 +409,44 @@ USER_COUNTS = Table(
     # same transaction, so an unfiltered list's totalResults costs one row, not a count(*).
     _workspace_fk(primary_key=True),
     Column("n", BigInteger, nullable=False),
+)
+
+
+# --- groups (RFC 7643 §4.2; schema version 7) --------------------------------
+
+GROUPS = Table(
+    "groups",
+    METADATA,
+    # Creation order (the default list order).
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
+    _workspace_fk(),
+    Column("id", text_type(64), nullable=False),
+    Column("display_name_folded", text_type(), nullable=True),
+    Column("external_id", text_type(), nullable=True),
+    Column("version", text_type(), nullable=False),
+    # The group's document, never with its members (they are GROUP_MEMBERS rows).
+    Column("document", Text, nullable=False, info=dict(BULKY)),
+    UniqueConstraint("workspace_id", "id"),
+    Index(None, "workspace_id", "display_name_folded"),
+    Index(None, "workspace_id", "external_id"),
+)
+
+GROUP_MEMBERS = Table(
+    "group_members",
+    METADATA,
+    # The order members were added in (a group's members are listed in it).
+    Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
+    Column("workspace_id", text_type(64), nullable=False),
+    Column("group_id", text_type(64), nullable=False),
+    Column("member_id", text_type(64), nullable=False),
+    ForeignKeyConstraint(
+        ["workspace_id", "group_id"], ["groups.workspace_id", "groups.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["workspace_id", "member_id"], ["users.workspace_id", "users.id"], ondelete="CASCADE"
+    ),
+    # One row per (group, member): adding a member twice is a no-op (ON CONFLICT DO NOTHING).
+    UniqueConstraint("workspace_id", "group_id", "member_id"),
+    # A user's groups (User.groups, groups.value filters) and a deleted user's memberships.
+    Index(None, "workspace_id", "member_id"),
 )

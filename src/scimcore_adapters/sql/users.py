@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from scimcore._json import loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
-from scimcore.filters import Filter
+from scimcore.filters import Filter, matches
+from scimcore.groups import default_group_registry, filter_mentions
 from scimcore.schema import SchemaRegistry
 from scimcore.storage import (
     ActivationLink,
@@ -32,6 +33,7 @@ from scimcore.storage import (
     Person,
     Settings,
     SortSpec,
+    sort_documents,
 )
 from scimcore.templates import Rule, Template
 
@@ -39,6 +41,7 @@ from . import activation, images, people, queries
 from .compiler import Translation
 from .engines import BEGIN_SQL, DEFERRED
 from .execute import Runner, driver, indexable, is_unique_violation
+from .groups import SqlGroupStore
 from .product import ProductStore
 from .rows import email_rows, user_columns, user_row
 from .statements import dialect_insert, insert_unless_statement
@@ -132,6 +135,7 @@ class SqlUserStore:
         lazy: bool = False,
         for_update: bool = False,
         runner: Runner | None = None,
+        group_registry: SchemaRegistry | None = None,
     ) -> None:
         self._conn = conn
         self._run = runner or Runner(conn)
@@ -144,6 +148,8 @@ class SqlUserStore:
         self._lazy = lazy
         #: A ``lazy`` PostgreSQL store began a transaction of its own (see :meth:`_snapshot`).
         self.server_snapshot = False
+        self._group_registry = group_registry
+        self._group_store: SqlGroupStore | None = None
         #: The product part of this unit of work, on the same connection.
         self.product = ProductStore(
             conn, self._run, workspace_id, exclusive=exclusive, for_update=for_update
@@ -261,9 +267,83 @@ class SqlUserStore:
     def query(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
-        """A page of users: see :mod:`.queries` for how it is planned."""
+        """A page of users: see :mod:`.queries` for how it is planned. A filter that tests
+        ``groups`` (derived from memberships, not stored) is checked here, in Python, on
+        every user with its groups attached."""
         src = queries.Source(self._conn, self._run, self._ws, self._registry, self._snapshot)
+        if filter is not None and filter_mentions(filter, "groups"):
+            return self._query_by_groups(src, filter, sort, start_index, count)
         return queries.query(src, filter, sort, start_index, count)
+
+    def _query_by_groups(
+        self,
+        src: queries.Source,
+        filter: Filter,
+        sort: SortSpec | None,
+        start_index: int,
+        count: int,
+    ) -> Page:
+        self._snapshot()
+        everyone = queries.query(src, None, None, 1, 2**62).documents
+        groups = self.groups_of([d["id"] for d in everyone])
+        kept = [
+            d
+            for d in everyone
+            if matches(filter, {**d, "groups": groups.get(d["id"])}, self._registry)
+        ]
+        if sort is not None:
+            kept = sort_documents(kept, sort)
+        start = max(start_index, 1) - 1
+        return Page(len(kept), kept[start : start + max(count, 0)])
+
+    # --- groups (see .groups) ------------------------------------------------------------------
+
+    @property
+    def groups(self) -> SqlGroupStore:
+        """The group part of this unit of work, on the same connection (made on first use)."""
+        if self._group_store is None:
+            registry = self._group_registry or default_group_registry()
+            self._group_store = SqlGroupStore(
+                self._conn,
+                self._run,
+                self._ws,
+                registry,
+                self._snapshot,
+                for_update=self._for_update,
+            )
+        return self._group_store
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        return self.groups.get_group(group_id)
+
+    def insert_group(self, document: dict[str, Any]) -> None:
+        self.groups.insert_group(document)
+
+    def replace_group(self, document: dict[str, Any], expected_version: str) -> None:
+        self.groups.replace_group(document, expected_version)
+
+    def delete_group(self, group_id: str) -> bool:
+        return self.groups.delete_group(group_id)
+
+    def query_groups(
+        self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
+    ) -> Page:
+        return self.groups.query_groups(filter, sort, start_index, count)
+
+    def group_members(self, group_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.groups.group_members(group_ids)
+
+    def existing_users(self, user_ids: Sequence[str]) -> set[str]:
+        return self.groups.existing_users(user_ids)
+
+    def add_members(self, group_id: str, member_ids: Sequence[str]) -> list[str]:
+        return self.groups.add_members(group_id, member_ids)
+
+    def remove_members(self, group_id: str, member_ids: Sequence[str] | None) -> list[str]:
+        return self.groups.remove_members(group_id, member_ids)
+
+    def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.groups.groups_of(user_ids)
 
     # --- the product part (see .product) -------------------------------------------------------
 
