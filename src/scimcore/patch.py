@@ -87,6 +87,7 @@ from .errors import (
 )
 from .filters import element_matcher
 from .merging import (
+    ElementIndex,
     append_values,
     check_immutable,
     designates,
@@ -133,6 +134,29 @@ class _Patcher:
         self.doc = doc
         self.registry = registry
         self.tolerance = tolerance
+        # The index of each multi-valued attribute appended to, valid while the document
+        # still holds that very list (every other change stores a new list).
+        self._indexes: dict[tuple[str | None, str], ElementIndex] = {}
+
+    def _append(self, p: PatchPath, current: Any, items: list[Any]) -> list[Any]:
+        """``add`` of ``items`` to a multi-valued attribute, in ``O(len(items))`` once the
+        attribute is indexed (:class:`~scimcore.merging.ElementIndex`); the document's list
+        (a copy of the input's, see :func:`apply_patch`) is extended in place."""
+        attr = p.attribute
+        key = (p.section, attr.name)
+        index = self._indexes.get(key)
+        try:
+            ElementIndex.check_hashable(items)
+            if index is None or index.items is not current:
+                index = ElementIndex(attr, current if isinstance(current, list) else [])
+                self._indexes[key] = index
+        except TypeError:  # a value that cannot be hashed: rescan, as before
+            self._indexes.pop(key, None)
+            new = list(current) if isinstance(current, list) else []
+            fix_primary(attr, new, append_values(attr, new, items))
+            return new
+        index.fix_primary(index.append(items))
+        return index.items
 
     # add / replace ------------------------------------------------------------------------------
 
@@ -162,11 +186,10 @@ class _Patcher:
                 new = None if op == "replace" else current
             else:
                 if op == "add":
-                    new = list(current) if isinstance(current, list) else []
-                    touched = append_values(attr, new, items)
+                    new = self._append(p, current, items)
                 else:
-                    new = touched = items
-                fix_primary(attr, new, touched)
+                    new = items
+                    fix_primary(attr, new, new)
         elif attr.is_complex:
             norm, clears = normalize_complex(attr, value, _where(p), tol)
             base = dict(current) if isinstance(current, dict) else {}
