@@ -1,4 +1,7 @@
-"""The service's tunables and limits, in one place: :class:`ServiceConfig`."""
+"""The service's tunables and limits, in one place: :class:`ServiceConfig`.
+
+Every limit a request can meet is a field here, with its default and the answer past it, and
+the same table is in ``docs/limits.md``."""
 
 from __future__ import annotations
 
@@ -13,13 +16,34 @@ class ServiceConfig:
     Okta's import paging (idp-quirks Okta 4). ``max_body_bytes``: a longer request body is
     answered 413 (:class:`~scimcore.errors.PayloadTooLargeError`), by the service and by every
     adapter before it reads the body whole. ``log_retention``: provisioning log entries kept
-    per workspace."""
+    per workspace.
+
+    The request limits (``docs/limits.md``; :mod:`scimcore.limits` enforces them):
+    ``max_operations`` PATCH ``Operations`` per request (413 past it); ``max_values`` values
+    of one multi-valued attribute of a user (400 ``invalidValue``); ``max_string_bytes`` UTF-8
+    bytes of one string value (400 ``invalidValue``); ``max_filter_chars`` characters and
+    ``max_filter_terms`` comparisons of a filter (400 ``invalidFilter``)."""
 
     default_count: int = 100
     max_count: int = 1000
     max_body_bytes: int = 1_048_576
     log_retention: int = 10_000
+    max_operations: int = 1000
+    max_values: int = 100
+    max_string_bytes: int = 8192
+    max_filter_chars: int = 4096
+    max_filter_terms: int = 100
 
     def __attrs_post_init__(self) -> None:
         if self.max_count < 100 or not 0 < self.default_count <= self.max_count:
             raise ValueError("need 0 < default_count <= max_count and max_count >= 100")
+        limits = (
+            self.max_body_bytes,
+            self.max_operations,
+            self.max_values,
+            self.max_string_bytes,
+            self.max_filter_chars,
+            self.max_filter_terms,
+        )
+        if min(limits) < 1:
+            raise ValueError("every limit must be at least 1")

@@ -86,6 +86,7 @@ from .errors import (
     SCIMError,
 )
 from .filters import element_matcher
+from .limits import check_operations
 from .merging import (
     ElementIndex,
     append_values,
@@ -410,7 +411,7 @@ def _member(obj: Mapping[Any, Any], name: str, tolerance: Tolerance) -> Any:
     return _MISSING
 
 
-def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
+def _operations(body: Any, tolerance: Tolerance, max_operations: int | None) -> list[Any]:
     if not isinstance(body, MAPPING):
         raise InvalidSyntaxError(
             "a PATCH body must be a JSON object with an 'Operations' list (RFC 7644 §3.5.2)"
@@ -427,6 +428,8 @@ def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
         raise InvalidSyntaxError("'Operations' must be a list of operations (RFC 7644 §3.5.2)")
     if not ops:
         raise InvalidSyntaxError("'Operations' is empty; it needs at least one operation")
+    if max_operations is not None:
+        check_operations(len(ops), max_operations)
     return ops
 
 
@@ -491,15 +494,18 @@ def apply_patch(
     registry: SchemaRegistry,
     *,
     tolerance: Tolerance = TOLERANT,
+    max_operations: int | None = None,
 ) -> dict[str, Any]:
     """Apply the PATCH request ``body`` (RFC 7644 §3.5.2) to ``doc``; return a new document.
 
     ``doc`` is a canonical document and is never mutated. All operations succeed or none
     applies. Raises :class:`InvalidSyntaxError` (malformed body or operation, unknown ``op``),
     :class:`InvalidPathError`, :class:`InvalidValueError`, :class:`NoTargetError` and
-    :class:`MutabilityError`, each detail naming the failing operation.
+    :class:`MutabilityError`, each detail naming the failing operation; 413
+    :class:`~scimcore.errors.PayloadTooLargeError` for more than ``max_operations``
+    operations (``None``: no limit; the service passes ``ServiceConfig.max_operations``).
     """
-    operations = _operations(body, tolerance)
+    operations = _operations(body, tolerance, max_operations)
     patcher = _Patcher(clone(doc), registry, tolerance)
     required = _required_present(patcher.doc, registry)
     removed: dict[str, str] = {}  # required attribute -> the operation that last removed it
