@@ -99,7 +99,7 @@ def test_a_string_at_the_limit_and_past_it(client: Client) -> None:
     assert len(client("GET", "/Users").json()["Resources"]) == 1
 
 
-def _sharing(client: Client, **limits: int) -> Client:
+def _sharing(client: Client, **limits: Any) -> Client:
     """A client of a second service on the same storage and token, with other limits."""
     old = client.service
     service = ScimService(old.storage, runtime=old.runtime, config=ServiceConfig(**limits))

@@ -19,10 +19,12 @@ from .errors import (
     PreconditionFailedError,
     SCIMError,
     TooManyError,
+    TooManyRequestsError,
     UnauthorizedError,
     UniquenessError,
 )
 from .messages import ScimRequest, ScimResponse
+from .ratelimit import RateLimit, parse_rate_limit, rate_limit_from_env
 from .runtime import Runtime, system_runtime
 from .schema import (
     CORE_USER_SCHEMA,
@@ -75,6 +77,7 @@ __all__ = [
     "Page",
     "PayloadTooLargeError",
     "PreconditionFailedError",
+    "RateLimit",
     "ReadTurns",
     "Returned",
     "Runtime",
@@ -89,6 +92,7 @@ __all__ = [
     "Storage",
     "TokenRecord",
     "TooManyError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "Uniqueness",
     "UniquenessError",
@@ -98,5 +102,7 @@ __all__ = [
     "WorkspaceError",
     "Workspaces",
     "__version__",
+    "parse_rate_limit",
+    "rate_limit_from_env",
     "system_runtime",
 ]

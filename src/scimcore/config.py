@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from .ratelimit import RateLimit
+
 __all__ = ["ServiceConfig"]
 
 
@@ -22,7 +24,12 @@ class ServiceConfig:
     ``max_operations`` PATCH ``Operations`` per request (413 past it); ``max_values`` values
     of one multi-valued attribute of a user (400 ``invalidValue``); ``max_string_bytes`` UTF-8
     bytes of one string value (400 ``invalidValue``); ``max_filter_chars`` characters and
-    ``max_filter_terms`` comparisons of a filter (400 ``invalidFilter``)."""
+    ``max_filter_terms`` comparisons of a filter (400 ``invalidFilter``).
+
+    ``rate_limit``: requests per second and burst per workspace, past which a request is
+    answered 429 with ``Retry-After`` (:mod:`scimcore.ratelimit`); ``None``, the default for
+    a host app, is no limit. The servers set it from ``SCIMCORE_RATE_LIMIT``
+    (:func:`~scimcore.ratelimit.rate_limit_from_env`, on by default there)."""
 
     default_count: int = 100
     max_count: int = 1000
@@ -33,6 +40,7 @@ class ServiceConfig:
     max_string_bytes: int = 8192
     max_filter_chars: int = 4096
     max_filter_terms: int = 100
+    rate_limit: RateLimit | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.max_count < 100 or not 0 < self.default_count <= self.max_count:

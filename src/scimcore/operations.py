@@ -24,6 +24,7 @@ from .filters import Filter, compile_filter
 from .messages import ListResponse, ScimRequest, ScimResponse, SearchRequest, converter
 from .patch import apply_patch
 from .provisioning import Event, Provisioner
+from .ratelimit import LocalBuckets, RateBuckets, refusal
 from .responses import etag, etag_matches, json_response
 from .runtime import Runtime
 from .schema import SchemaRegistry, storable_text
@@ -102,6 +103,18 @@ class UserOperations:
         self._read_turn: Callable[[], AbstractContextManager[object]] = (
             storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
         )
+        #: Where the rate limit's buckets live (:mod:`scimcore.ratelimit`).
+        self._buckets: RateBuckets = storage if isinstance(storage, RateBuckets) else LocalBuckets()
+
+    def throttle(self, auth: AuthContext) -> None:
+        """429 when the workspace of ``auth`` is past ``ServiceConfig.rate_limit``; every
+        authenticated request takes a token (a resource type other than users calls this too)."""
+        limit = self.config.rate_limit
+        if limit is None:
+            return
+        now = self.runtime.now().timestamp()
+        if not self._buckets.take_token(auth.workspace.id, limit, now):
+            raise refusal(limit)
 
     # --- the provisioning log ------------------------------------------------------------------
 
@@ -158,6 +171,7 @@ class UserOperations:
             auth = self.workspaces.authenticate(
                 request.header("authorization"), read_ahead=read_ahead
             )
+            self.throttle(auth)
             try:
                 return route(auth, request, method, kind, rid)
             except SCIMError as exc:
@@ -294,6 +308,7 @@ class UserOperations:
         try:
             authorization = request.header("authorization")
             with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
+                self.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 if rid is None:
                     result, events = self._create(auth, store, early.value(), now)

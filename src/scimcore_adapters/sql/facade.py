@@ -15,11 +15,13 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
+from scimcore.ratelimit import RateLimit
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
+from .buckets import SqlBuckets
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner
@@ -47,6 +49,8 @@ class SqlStorage:
     ``group_commit`` (SQLite): writes of this process queued behind one another share one
     ``COMMIT``, each in a savepoint of its own (:class:`.SqliteTransactions`); ``False``: one
     ``COMMIT`` per write.
+    ``synchronous`` (SQLite): ``PRAGMA synchronous``, ``"FULL"`` or ``"NORMAL"``
+    (``docs/deployment.md``: what each keeps through a crash or a power loss).
     """
 
     def __init__(
@@ -57,12 +61,13 @@ class SqlStorage:
         checkpoint_interval: float | None = 1.0,
         read_turns: bool = True,
         group_commit: bool = True,
+        synchronous: str = "NORMAL",
     ) -> None:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
         self.registry = registry or default_registry()
         backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
-        self.engine = create_engine_for(url, backstop)
+        self.engine = create_engine_for(url, backstop, synchronous)
         self._sqlite = self.engine.dialect.name == "sqlite"
         #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
         #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
@@ -87,6 +92,8 @@ class SqlStorage:
         )
         #: Workspaces, admins, tokens and authentication (:mod:`.accounts`).
         self.accounts = Accounts(self.engine, self.transactions, self.registry)
+        #: The rate limit's token buckets (:mod:`.buckets`).
+        self.buckets = SqlBuckets(self.transactions, self._sqlite)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -232,6 +239,14 @@ class SqlStorage:
         """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
         name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
         return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
+
+    # --- the rate limit (scimcore.ratelimit.RateBuckets, see .buckets) -------------------------
+
+    def take_token(self, workspace_id: str, limit: RateLimit, now: float) -> bool:
+        """One request from ``workspace_id``'s token bucket, in a transaction of its own;
+        ``False`` when it is empty. PostgreSQL: a row shared by every process; SQLite: in this
+        process, shared by its threads."""
+        return self.buckets.take_token(workspace_id, limit, now)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -45,6 +46,7 @@ __all__ = [
     "METADATA",
     "OUTBOX",
     "PEOPLE",
+    "RATE_BUCKETS",
     "RULES",
     "SCHEMA_VERSION",
     "SETTINGS",
@@ -345,4 +347,16 @@ USER_COUNTS = Table(
     # same transaction, so an unfiltered list's totalResults costs one row, not a count(*).
     _workspace_fk(primary_key=True),
     Column("n", BigInteger, nullable=False),
+)
+
+# --- rate limit (issue #22) ----------------------------------------------------------------------
+
+RATE_BUCKETS = Table(
+    "rate_buckets",
+    METADATA,
+    # One token bucket per workspace (scimcore.ratelimit), shared by every process of a
+    # PostgreSQL deployment: the tokens left at ``stamp`` (seconds since the epoch).
+    _workspace_fk(primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),
 )
