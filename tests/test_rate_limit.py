@@ -43,14 +43,14 @@ class Clock:
         self.at += timedelta(seconds=seconds)
 
 
-def _service(storage: Storage, clock: Clock) -> ScimService:
+def _service(storage: Storage, clock: Clock, limit: RateLimit = LIMIT) -> ScimService:
     counter = iter(range(1, 10**9))
     runtime = Runtime(
         now=clock.now,
         new_id=lambda: f"{next(counter):032x}",
         new_secret=lambda: f"secret-{next(counter):032d}",
     )
-    return ScimService(storage, runtime=runtime, config=ServiceConfig(rate_limit=LIMIT))
+    return ScimService(storage, runtime=runtime, config=ServiceConfig(rate_limit=limit))
 
 
 def _token(service: ScimService, slug: str) -> str:
@@ -164,3 +164,30 @@ def test_postgresql_processes_share_one_bucket_per_workspace() -> None:
         finally:
             first.close()
             second.close()
+
+
+def test_postgresql_rate_limited_writes_from_many_threads_all_complete() -> None:
+    """A write takes its token while it holds a connection: the buckets' own pool keeps more
+    threads than the storage's pool holds from waiting on one another."""
+    import threading
+
+    with postgres_schema_url() as url:
+        storage = SqlStorage(url)
+        try:
+            service = _service(storage, Clock(), RateLimit(1e6, 10**6))
+            token = _token(service, "busy")
+            statuses: list[int] = []
+
+            def create(t: int) -> None:
+                for i in range(3):
+                    body = {"schemas": [CORE], "userName": f"u{t}-{i}"}
+                    statuses.append(_send(service, token, "POST", "/Users", body).status)
+
+            threads = [threading.Thread(target=create, args=(t,)) for t in range(20)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert statuses == [201] * 60
+        finally:
+            storage.close()

@@ -10,13 +10,11 @@ a row would make every read request a write, and SQLite has one writer at a time
 
 from __future__ import annotations
 
-from sqlalchemy import Integer, column, text
+from sqlalchemy import Engine, Integer, column, text
 
 from scimcore.ratelimit import LocalBuckets, RateLimit
 
-from .engines import NO_BEGIN
 from .execute import run
-from .transactions import Transactions
 
 __all__ = ["SqlBuckets"]
 
@@ -36,16 +34,26 @@ _TAKE = text(
 
 
 class SqlBuckets:
-    """``take_token`` of :class:`~scimcore.ratelimit.RateBuckets` for one SQL storage."""
+    """``take_token`` of :class:`~scimcore.ratelimit.RateBuckets` for one SQL storage.
 
-    def __init__(self, transactions: Transactions, sqlite: bool) -> None:
-        self._transactions = transactions
-        self._local = LocalBuckets() if sqlite else None
+    PostgreSQL: on a pool of its own (``engine``, autocommit), because a write takes its token
+    while it holds a connection of the storage's pool: taking a second one from the same pool
+    could leave every connection held by a thread waiting for another."""
+
+    def __init__(self, engine: Engine | None) -> None:
+        self._engine = engine
+        self._local = LocalBuckets() if engine is None else None
 
     def take_token(self, workspace_id: str, limit: RateLimit, now: float) -> bool:
         """One request from ``workspace_id``'s bucket; ``False`` when it is empty."""
-        if self._local is not None:
+        if self._engine is None:
+            assert self._local is not None
             return self._local.take_token(workspace_id, limit, now)
         params = {"w": workspace_id, "burst": float(limit.burst), "now": now, "rate": limit.rate}
-        with self._transactions.begin(NO_BEGIN) as conn:  # PostgreSQL: autocommit
+        with self._engine.connect() as conn:
             return run(conn, _TAKE, params).first() is not None
+
+    def close(self) -> None:
+        """Close the pool's connections (PostgreSQL)."""
+        if self._engine is not None:
+            self._engine.dispose()

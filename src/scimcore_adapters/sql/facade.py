@@ -93,7 +93,11 @@ class SqlStorage:
         #: Workspaces, admins, tokens and authentication (:mod:`.accounts`).
         self.accounts = Accounts(self.engine, self.transactions, self.registry)
         #: The rate limit's token buckets (:mod:`.buckets`).
-        self.buckets = SqlBuckets(self.transactions, self._sqlite)
+        self.buckets = SqlBuckets(
+            None
+            if self._sqlite
+            else create_engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
+        )
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -111,6 +115,7 @@ class SqlStorage:
         group of writes, which are waiting for it)."""
         self.transactions.close()
         self.engine.dispose()
+        self.buckets.close()
 
     # --- users: the unit of work ---------------------------------------------------------------
 
