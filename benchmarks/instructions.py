@@ -16,6 +16,7 @@ thread switches), so confirm a change with ``benchmarks/http_compare.py`` too.
 
 Operations: ``create``, ``get``, ``lookup``, ``patch`` (Entra's title and mobile phone),
 ``deactivate`` (``active`` "False" and back, as Entra sends it) and ``list`` (pages of 100).
+``SCIMCORE_RATE_LIMIT=RATE/BURST`` in the environment measures with that rate limit.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def inner(operation: str, requests: int) -> None:
     sys.path.insert(0, str(HERE))
     import profile_requests as pr
 
+    from scimcore import parse_rate_limit
+
     with tempfile.TemporaryDirectory() as tmp:
-        bench = pr.Bench(f"sqlite:///{Path(tmp) / 'bench.db'}", 100)
+        # SCIMCORE_RATE_LIMIT=RATE/BURST measures with the rate limit (default here: off)
+        limit = parse_rate_limit(os.environ.get("SCIMCORE_RATE_LIMIT", "off"))
+        bench = pr.Bench(f"sqlite:///{Path(tmp) / 'bench.db'}", 100, limit)
         if bench.storage.checkpointer is not None:
             bench.storage.checkpointer.stop()
         bench.create()  # users u0 ... u99

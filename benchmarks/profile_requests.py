@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from scimcore import ScimRequest, ScimService
+from scimcore import RateLimit, ScimRequest, ScimService, ServiceConfig, parse_rate_limit
 from scimcore_adapters.sql import SqlStorage
 
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -68,9 +68,9 @@ def patch_body(n: int) -> bytes:
 class Bench:
     """A service over a fresh database with one workspace and a token for it."""
 
-    def __init__(self, url: str, requests: int) -> None:
+    def __init__(self, url: str, requests: int, rate_limit: RateLimit | None = None) -> None:
         self.storage = SqlStorage(url)
-        self.service = ScimService(self.storage)
+        self.service = ScimService(self.storage, config=ServiceConfig(rate_limit=rate_limit))
         slug = f"bench-{uuid.uuid4().hex[:12]}"  # a new workspace: a --url may be reused
         self.service.workspaces.create(slug, "a@acme.example")
         token = self.service.workspaces.generate_token(slug, "a@acme.example").plaintext
@@ -119,10 +119,12 @@ class Bench:
         return operations[name]
 
 
-def timed(url: str | None, operation: str, requests: int) -> tuple[float, float]:
+def timed(
+    url: str | None, operation: str, requests: int, rate_limit: RateLimit | None = None
+) -> tuple[float, float]:
     """Wall and CPU milliseconds per request of one run on a fresh database."""
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(url or f"sqlite:///{Path(tmp) / 'bench.db'}", requests)
+        bench = Bench(url or f"sqlite:///{Path(tmp) / 'bench.db'}", requests, rate_limit)
         try:
             run = bench.operation(operation)
             wall, cpu = time.perf_counter(), time.process_time()
@@ -154,13 +156,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key")
     parser.add_argument("--limit", type=int, default=40, help="cProfile lines")
+    parser.add_argument(
+        "--rate-limit",
+        default="off",
+        help="RATE/BURST per workspace, as SCIMCORE_RATE_LIMIT (default off; with --time)",
+    )
     args = parser.parse_args(argv)
     if args.requests <= 0:
         parser.error("--requests must be positive")
     if not args.time:
         profiled(args.url, args.operation, args.requests, args.sort, args.limit)
         return
-    runs = [timed(args.url, args.operation, args.requests) for _ in range(max(args.repeat, 1))]
+    limit = parse_rate_limit(args.rate_limit)
+    runs = [
+        timed(args.url, args.operation, args.requests, limit) for _ in range(max(args.repeat, 1))
+    ]
     wall, cpu = min(runs, key=lambda run: run[1])
     print(f"{args.operation}: wall {wall:.3f} ms/request, cpu {cpu:.3f} ms/request")
 

@@ -20,6 +20,7 @@ from scimcore_adapters.bootstrap import (
     demo_credentials_path,
     ensure_demo,
     open_storage,
+    server_config,
 )
 from scimcore_adapters.mail import mail_settings, start_delivery
 from scimcore_adapters.serving import SCIM_PREFIX, ASGIApp, PublicURLASGI, public_base_url
@@ -28,7 +29,7 @@ from scimcore_adapters.serving import SCIM_PREFIX, ASGIApp, PublicURLASGI, publi
 def create_app() -> ASGIApp:
     """An ASGI app serving SCIM at ``/scim/v2``, delivering mail while it runs."""
     url = database_url()
-    service = ScimService(open_storage(url))
+    service = ScimService(open_storage(url), config=server_config())
     base_url = public_base_url()
     mail = mail_settings()
     if os.environ.get("SCIMCORE_DEMO") == "1":

@@ -28,10 +28,12 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from scimcore import ScimService
 from scimcore_adapters.bootstrap import (
     StorageOpenError,
+    add_rate_limit_argument,
     database_url,
     demo_credentials_path,
     ensure_demo,
     open_storage,
+    server_config,
 )
 from scimcore_adapters.bootstrap import secret_key as kept_secret_key
 from scimcore_adapters.mail import (
@@ -75,7 +77,7 @@ def create_app(
     # aside).
     url = database_url() if own else "memory://"
     if service is None:
-        service = ScimService(open_storage(url))
+        service = ScimService(open_storage(url), config=server_config())
     public = public_base_url(base_url)
     app = create_flask_app(
         service,
@@ -97,10 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
     add_public_url_arguments(parser)
     add_mail_arguments(parser)
+    add_rate_limit_argument(parser)
     args = parser.parse_args(argv)
     url = database_url()
     try:
-        service = ScimService(open_storage(url))
+        service = ScimService(open_storage(url), config=server_config(args.rate_limit))
         mail = mail_settings_from_args(args)
         base_url = public_base_url(args.base_url)
         app = create_app(

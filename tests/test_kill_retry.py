@@ -129,6 +129,10 @@ def test_kill_during_burst_then_retry(any_url: str, tmp_path: Path) -> None:
             t.join()
         assert len(done) < PEOPLE, "the kill came too late to interrupt the burst"
         server.start()
+        for i in sorted(done):  # every write answered before the kill survived it (issue 22)
+            query = f"?filter=userName%20eq%20%22{_user(i)['userName']}%22"
+            status, found = _request(server.port, server.token, "GET", "/Users" + query)
+            assert status == 200 and found["totalResults"] == 1, f"acknowledged person {i} lost"
         for _ in range(3):  # IdP retry cycles
             for i in range(PEOPLE):
                 try:

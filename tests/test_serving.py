@@ -117,6 +117,27 @@ def test_example_app_takes_base_url_and_proxy_from_the_environment(
         create_app(service)
 
 
+def test_example_app_takes_the_rate_limit_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``SCIMCORE_RATE_LIMIT`` reaches the service ``create_app()`` opens (issue #22): past
+    the burst, 429 with ``Retry-After``."""
+    monkeypatch.setenv("SCIMCORE_DATABASE_URL", f"sqlite:///{tmp_path / 'rate.db'}")
+    monkeypatch.setenv("SCIMCORE_RATE_LIMIT", "0.001/2")
+    app = create_app(deliver_mail=False)
+    service = app.extensions["scimcore"]
+    assert isinstance(service, ScimService)
+    token = ensure_demo(service).token
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    codes = [client.get("/scim/v2/Users", headers=headers).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    refused = client.get("/scim/v2/Users", headers=headers)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    monkeypatch.setenv("SCIMCORE_RATE_LIMIT", "off")
+    assert create_app(deliver_mail=False).extensions["scimcore"].config.rate_limit is None
+
+
 def test_base_url_values() -> None:
     assert public_base_url(environ={}) is None
     assert public_base_url("https://scim.example/", environ={}) == "https://scim.example"

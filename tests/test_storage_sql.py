@@ -290,6 +290,21 @@ def test_sqlite_pragmas(sqlite_url: str, tmp_path: Path) -> None:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_sqlite_synchronous_setting(tmp_path: Path) -> None:
+    """Issue 22: ``synchronous`` is the storage's (NORMAL by default, see docs/decisions.md);
+    FULL syncs the log at every COMMIT; another value is refused."""
+    for setting, pragma in ((None, 1), ("FULL", 2), ("NORMAL", 1)):
+        url = f"sqlite:///{tmp_path / f'sync-{setting}.db'}"
+        storage = SqlStorage(url) if setting is None else SqlStorage(url, synchronous=setting)
+        try:
+            with storage.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+        finally:
+            storage.close()
+    with pytest.raises(ValueError, match="synchronous"):
+        SqlStorage(f"sqlite:///{tmp_path / 'bad.db'}", synchronous="OFF")
+
+
 def test_sqlite_writer_connection_keeps_a_larger_page_cache(sqlite_url: str) -> None:
     """The writer connection (every write of the process) keeps ``WRITER_CACHE_KIB`` of pages
     and its savepoints in memory; a reader keeps SQLite's default cache."""

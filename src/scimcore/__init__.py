@@ -20,11 +20,13 @@ from .errors import (
     PreconditionFailedError,
     SCIMError,
     TooManyError,
+    TooManyRequestsError,
     UnauthorizedError,
     UniquenessError,
 )
 from .images import ImageError
 from .messages import ScimRequest, ScimResponse
+from .ratelimit import RateLimit, parse_rate_limit, rate_limit_from_env
 from .runtime import Runtime, system_runtime
 from .schema import (
     CORE_USER_SCHEMA,
@@ -79,6 +81,7 @@ __all__ = [
     "Page",
     "PayloadTooLargeError",
     "PreconditionFailedError",
+    "RateLimit",
     "ReadTurns",
     "Returned",
     "Runtime",
@@ -93,6 +96,7 @@ __all__ = [
     "Storage",
     "TokenRecord",
     "TooManyError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "Uniqueness",
     "UniquenessError",
@@ -102,5 +106,7 @@ __all__ = [
     "WorkspaceError",
     "Workspaces",
     "__version__",
+    "parse_rate_limit",
+    "rate_limit_from_env",
     "system_runtime",
 ]

@@ -37,6 +37,7 @@ from .schema import (
 __all__ = [
     "AttributeSelection",
     "coerce_bool",
+    "element_key",
     "normalize_resource",
     "normalize_value",
     "project",
@@ -149,12 +150,22 @@ def _complex(attr: Attribute, value: Any, keep_read_only: bool) -> dict[str, Any
     return out
 
 
+def element_key(element: Any) -> Any:
+    """A hashable key equal for equal values (``==``) of a multi-valued attribute, or raises
+    ``TypeError``: a scalar is its own key, an object the frozen set of its members."""
+    if isinstance(element, dict):
+        return frozenset(element.items())
+    hash(element)
+    return element
+
+
 def _normalize(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
     if value is None:
         return None
     if attr.multi_valued:
         items = value if isinstance(value, list) else [value]
         out: list[Any] = []
+        seen: set[Any] = set()  # the values' keys: duplicates found by hashing, not rescanning
         complex_items = attr.is_complex
         for i, item in enumerate(items):
             if item is None:
@@ -164,8 +175,17 @@ def _normalize(attr: Attribute, value: Any, keep_read_only: bool) -> Any:
             except _Invalid as exc:
                 exc.at(f"[{i}]")
                 raise
-            if v != {} and v not in out:
-                out.append(v)
+            if v == {}:
+                continue
+            try:
+                key = element_key(v)
+                if key in seen:
+                    continue
+                seen.add(key)
+            except TypeError:  # not hashable (never for a declared attribute): compare
+                if v in out:
+                    continue
+            out.append(v)
         return out or None
     if attr.is_complex:
         return _complex(attr, value, keep_read_only) or None

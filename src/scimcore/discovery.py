@@ -8,7 +8,14 @@ from typing import Any
 
 from .config import ServiceConfig
 from .errors import NotFoundError
-from .messages import ListResponse, ScimRequest, ScimResponse, ServiceProviderConfig, converter
+from .messages import (
+    BulkSupport,
+    ListResponse,
+    ScimRequest,
+    ScimResponse,
+    ServiceProviderConfig,
+    converter,
+)
 from .responses import json_response
 from .schema import Schema, SchemaRegistry
 
@@ -17,7 +24,10 @@ __all__ = ["resource_types", "schemas", "service_provider_config"]
 
 def service_provider_config(config: ServiceConfig) -> ScimResponse:
     """``GET /ServiceProviderConfig`` (RFC 7644 §4, RFC 7643 §5)."""
-    spc = ServiceProviderConfig(max_results=config.max_count)
+    spc = ServiceProviderConfig(
+        max_results=config.max_count,
+        bulk=BulkSupport(max_payload_size=config.max_body_bytes),
+    )
     body = converter.unstructure(spc)
     body["meta"] = {
         "resourceType": "ServiceProviderConfig",

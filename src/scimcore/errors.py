@@ -23,6 +23,7 @@ __all__ = [
     "PreconditionFailedError",
     "SCIMError",
     "TooManyError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UniquenessError",
 ]
@@ -142,6 +143,17 @@ class PayloadTooLargeError(SCIMError):
             f"the request body is larger than the limit of {limit} bytes "
             f"(max_body_bytes): one or more of the limits for this request have been exceeded"
         )
+
+
+class TooManyRequestsError(SCIMError):
+    """429: the workspace sent more requests than its rate limit (``ServiceConfig.rate_limit``,
+    :mod:`scimcore.ratelimit`); ``retry_after`` whole seconds, the ``Retry-After`` header."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class NotImplementedSCIMError(SCIMError):

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from . import converter as conv
-from . import params
+from . import limits, params
 from .config import ServiceConfig
 from .errors import (
     InvalidFilterError,
@@ -181,6 +181,7 @@ class GroupOperations:
         authorization = request.header("authorization")
         try:
             with self.users.workspaces.writing(authorization, None, now=now) as (auth, store):
+                self.users.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 body = None
                 if method != "DELETE":
@@ -236,6 +237,7 @@ class GroupOperations:
     ) -> tuple[dict[str, Any], list[Event]]:
         doc = conv.normalize_resource(body, self.registry)
         ids = self._checked(store, member_ids(doc.pop("members", []), "members"))
+        limits.check_document(doc, self.config)
         doc["id"] = self.users.runtime.new_id()
         stamp = self.users.stamp(now)
         doc["meta"] = {
@@ -279,6 +281,7 @@ class GroupOperations:
             steps = [MemberStep("clear"), MemberStep("add", tuple(ids))]  # checked when applied
         else:
             updated, steps = self._patched(store, current, body)
+        limits.check_document(updated, self.config, current)
         updated["id"], updated["meta"] = current["id"], current["meta"]
         added, removed = self._apply_steps(store, rid, steps)
         if updated == current and not added and not removed:
@@ -302,12 +305,18 @@ class GroupOperations:
     ) -> tuple[dict[str, Any], list[MemberStep]]:
         """The PATCHed document (no members) and the membership steps (see
         :func:`scimcore.groups.plan_patch`)."""
+        if isinstance(body, Mapping):  # 413 past max_operations, as for users
+            ops = next((v for k, v in body.items() if k.lower() == "operations"), None)
+            if isinstance(ops, list):
+                limits.check_operations(len(ops), self.config.max_operations)
         plan = plan_patch(body, self.registry)
         if plan.full:  # a members path that needs the whole list: apply, then diff
             listed = store.group_members([current["id"]]).get(current["id"], [])
             before = [m["value"] for m in listed]
             whole = {**current, "members": listed} if listed else current
-            patched = apply_patch(whole, body, self.registry)
+            patched = apply_patch(
+                whole, body, self.registry, max_operations=self.config.max_operations
+            )
             after = member_ids(patched.pop("members", []), "members")
             kept = set(after)
             gone = tuple(v for v in before if v not in kept)
@@ -315,7 +324,12 @@ class GroupOperations:
         self._within_limit(plan.member_count)
         doc = dict(current)
         if plan.operations:
-            doc = apply_patch(current, {"Operations": plan.operations}, self.registry)
+            doc = apply_patch(
+                current,
+                {"Operations": plan.operations},
+                self.registry,
+                max_operations=self.config.max_operations,
+            )
         return doc, plan.steps
 
     def _apply_steps(

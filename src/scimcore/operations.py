@@ -17,13 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from . import converter as conv
-from . import params
+from . import limits, params
 from .config import ServiceConfig
 from .errors import NotFoundError, PreconditionFailedError, SCIMError
 from .filters import Filter, compile_filter
 from .messages import ListResponse, ScimRequest, ScimResponse, SearchRequest, converter
 from .patch import apply_patch
 from .provisioning import Event, Provisioner
+from .ratelimit import LocalBuckets, RateBuckets, refusal
 from .responses import etag, etag_matches, json_response
 from .runtime import Runtime
 from .schema import SchemaRegistry, storable_text
@@ -45,6 +46,10 @@ _OPERATIONS = {
     ("PATCH", False): "patch",
     ("DELETE", False): "delete",
 }
+
+
+#: The longest filter read with the authentication (as long as the compiled filters cached).
+_READ_AHEAD_FILTER_MAX = 512
 
 
 def writes_a_user(method: str, rid: str | None) -> bool:
@@ -98,6 +103,18 @@ class UserOperations:
         self._read_turn: Callable[[], AbstractContextManager[object]] = (
             storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
         )
+        #: Where the rate limit's buckets live (:mod:`scimcore.ratelimit`).
+        self._buckets: RateBuckets = storage if isinstance(storage, RateBuckets) else LocalBuckets()
+
+    def throttle(self, auth: AuthContext) -> None:
+        """429 when the workspace of ``auth`` is past ``ServiceConfig.rate_limit``; every
+        authenticated request takes a token (a resource type other than users calls this too)."""
+        limit = self.config.rate_limit
+        if limit is None:
+            return
+        now = self.runtime.now().timestamp()
+        if not self._buckets.take_token(auth.workspace.id, limit, now):
+            raise refusal(limit)
 
     # --- the provisioning log ------------------------------------------------------------------
 
@@ -146,7 +163,7 @@ class UserOperations:
         read_ahead: tuple[ReadAheadKind, str] | None = None
         if method in ("GET", "HEAD") and kind == "users":
             text = request.query.get("filter")
-            if rid is None and text:
+            if rid is None and text and self._within_filter_limits(text):
                 read_ahead = ("filter", text)
             elif rid is not None and rid != ".search" and storable_text(rid):
                 read_ahead = ("id", rid)
@@ -154,11 +171,30 @@ class UserOperations:
             auth = self.workspaces.authenticate(
                 request.header("authorization"), read_ahead=read_ahead
             )
+            self.throttle(auth)
             try:
                 return route(auth, request, method, kind, rid)
             except SCIMError as exc:
                 self._log_failure(auth, request, rid, exc)
                 raise
+
+    def _checked_filter(self, text: str) -> Filter:
+        """The filter ``text`` compiled, within the filter limits (:mod:`scimcore.limits`)."""
+        limits.check_filter_text(text, self.config)
+        flt = compile_filter(text, self.registry)
+        limits.check_filter_terms(flt, self.config)
+        return flt
+
+    def _within_filter_limits(self, text: str) -> bool:
+        """Whether a filter may be read with the authentication: a filter past a limit (or
+        invalid) is refused by :meth:`search` after it, as any other request's error."""
+        if len(text) > _READ_AHEAD_FILTER_MAX:
+            return False  # IdP lookups are short; a long filter is compiled once, by search
+        try:
+            self._checked_filter(text)
+        except SCIMError:
+            return False
+        return True
 
     def search(self, auth: AuthContext, request: ScimRequest, query: SearchRequest) -> ScimResponse:
         """RFC 7644 §3.4.2: filter, then sort, then page."""
@@ -173,7 +209,7 @@ class UserOperations:
         resources as rendered (also a part of a search at the root, ``POST /.search``)."""
         flt: Filter | None = None
         if query.filter is not None and query.filter.strip():
-            flt = compile_filter(query.filter, self.registry)
+            flt = self._checked_filter(query.filter)
         sort = params.sort_spec(self.registry, query.sort_by, query.sort_order)
         start = max(query.start_index or 1, 1)
         count = query.count if query.count is not None else self.config.default_count
@@ -273,6 +309,7 @@ class UserOperations:
         try:
             if rid is None:
                 doc = conv.normalize_resource(params.json_body(request, max_bytes), self.registry)
+                limits.check_document(doc, self.config)
                 doc["id"] = self.runtime.new_id()
                 stamp = self._stamp(now)
                 meta = {"resourceType": "User", "created": stamp, "lastModified": stamp}
@@ -287,6 +324,7 @@ class UserOperations:
         try:
             authorization = request.header("authorization")
             with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
+                self.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 if rid is None:
                     result, events = self._create(auth, store, early.value(), now)
@@ -339,10 +377,14 @@ class UserOperations:
             return None, events
         if method == "PUT":  # RFC 7644 §3.5.1: every writable attribute replaced
             updated = conv.normalize_resource(body.value(), self.registry)
+            limits.check_document(updated, self.config, current)
             updated["id"] = current["id"]
             updated["meta"] = current["meta"]
         else:  # RFC 7644 §3.5.2, atomic; see scimcore.patch
-            updated = apply_patch(current, body.value(), self.registry)
+            updated = apply_patch(
+                current, body.value(), self.registry, max_operations=self.config.max_operations
+            )
+            limits.check_document(updated, self.config, current)
         events = []
         if self._save(store, current, updated, now):
             events = self.provisioner.updated(store, auth.workspace, current, updated, now)

@@ -86,7 +86,9 @@ from .errors import (
     SCIMError,
 )
 from .filters import element_matcher
+from .limits import check_operations
 from .merging import (
+    ElementIndex,
     append_values,
     check_immutable,
     designates,
@@ -133,6 +135,29 @@ class _Patcher:
         self.doc = doc
         self.registry = registry
         self.tolerance = tolerance
+        # The index of each multi-valued attribute appended to, valid while the document
+        # still holds that very list (every other change stores a new list).
+        self._indexes: dict[tuple[str | None, str], ElementIndex] = {}
+
+    def _append(self, p: PatchPath, current: Any, items: list[Any]) -> list[Any]:
+        """``add`` of ``items`` to a multi-valued attribute, in ``O(len(items))`` once the
+        attribute is indexed (:class:`~scimcore.merging.ElementIndex`); the document's list
+        (a copy of the input's, see :func:`apply_patch`) is extended in place."""
+        attr = p.attribute
+        key = (p.section, attr.name)
+        index = self._indexes.get(key)
+        try:
+            ElementIndex.check_hashable(items)
+            if index is None or index.items is not current:
+                index = ElementIndex(attr, current if isinstance(current, list) else [])
+                self._indexes[key] = index
+        except TypeError:  # a value that cannot be hashed: rescan, as before
+            self._indexes.pop(key, None)
+            new = list(current) if isinstance(current, list) else []
+            fix_primary(attr, new, append_values(attr, new, items))
+            return new
+        index.fix_primary(index.append(items))
+        return index.items
 
     # add / replace ------------------------------------------------------------------------------
 
@@ -162,11 +187,10 @@ class _Patcher:
                 new = None if op == "replace" else current
             else:
                 if op == "add":
-                    new = list(current) if isinstance(current, list) else []
-                    touched = append_values(attr, new, items)
+                    new = self._append(p, current, items)
                 else:
-                    new = touched = items
-                fix_primary(attr, new, touched)
+                    new = items
+                    fix_primary(attr, new, new)
         elif attr.is_complex:
             norm, clears = normalize_complex(attr, value, _where(p), tol)
             base = dict(current) if isinstance(current, dict) else {}
@@ -387,7 +411,7 @@ def _member(obj: Mapping[Any, Any], name: str, tolerance: Tolerance) -> Any:
     return _MISSING
 
 
-def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
+def _operations(body: Any, tolerance: Tolerance, max_operations: int | None) -> list[Any]:
     if not isinstance(body, MAPPING):
         raise InvalidSyntaxError(
             "a PATCH body must be a JSON object with an 'Operations' list (RFC 7644 §3.5.2)"
@@ -404,6 +428,8 @@ def _operations(body: Any, tolerance: Tolerance) -> list[Any]:
         raise InvalidSyntaxError("'Operations' must be a list of operations (RFC 7644 §3.5.2)")
     if not ops:
         raise InvalidSyntaxError("'Operations' is empty; it needs at least one operation")
+    if max_operations is not None:
+        check_operations(len(ops), max_operations)
     return ops
 
 
@@ -468,15 +494,18 @@ def apply_patch(
     registry: SchemaRegistry,
     *,
     tolerance: Tolerance = TOLERANT,
+    max_operations: int | None = None,
 ) -> dict[str, Any]:
     """Apply the PATCH request ``body`` (RFC 7644 §3.5.2) to ``doc``; return a new document.
 
     ``doc`` is a canonical document and is never mutated. All operations succeed or none
     applies. Raises :class:`InvalidSyntaxError` (malformed body or operation, unknown ``op``),
     :class:`InvalidPathError`, :class:`InvalidValueError`, :class:`NoTargetError` and
-    :class:`MutabilityError`, each detail naming the failing operation.
+    :class:`MutabilityError`, each detail naming the failing operation; 413
+    :class:`~scimcore.errors.PayloadTooLargeError` for more than ``max_operations``
+    operations (``None``: no limit; the service passes ``ServiceConfig.max_operations``).
     """
-    operations = _operations(body, tolerance)
+    operations = _operations(body, tolerance, max_operations)
     patcher = _Patcher(clone(doc), registry, tolerance)
     required = _required_present(patcher.doc, registry)
     removed: dict[str, str] = {}  # required attribute -> the operation that last removed it

@@ -23,6 +23,7 @@ from attrs import frozen
 
 from .filters import Filter
 from .schema import (
+    COMMON_ATTRIBUTES,
     MAPPING,
     Attribute,
     CacheSlot,
@@ -77,6 +78,21 @@ def resolve_top(
 
 #: Resolved member names, on each registry: every body of an IdP repeats the same few dozen.
 _MEMBERS: CacheSlot[tuple[str, str | None, bool], PatchPath] = CacheSlot("paths.members", 1024)
+
+
+#: Every attribute name any schema of a registry declares, lowered: a member whose name is not
+#: one of them is unknown without resolving it (a body of many unknown members stays cheap).
+_NAMES: CacheSlot[str, frozenset[str]] = CacheSlot("paths.names", 1)
+
+
+def _known_names(registry: SchemaRegistry) -> frozenset[str]:
+    return registry.cache(_NAMES).get_or_make(
+        "names",
+        lambda _: frozenset(
+            a.name.lower()
+            for a in (*COMMON_ATTRIBUTES, *(a for s in registry.schemas for a in s.attributes))
+        ),
+    )
 
 
 def _member(
@@ -138,9 +154,12 @@ def walk_members(
     keys are skipped.
     """
     members = registry.cache(_MEMBERS)
+    names = _known_names(registry)
     for key, member in value.items():
         if not isinstance(key, str):
             continue
+        if ":" not in key and key.partition(".")[0].lower() not in names:
+            continue  # unknown (idp-quirks Entra 9)
         schema, rest = registry.split_urn(key)
         if schema is not None and rest == "":
             if not isinstance(member, MAPPING):

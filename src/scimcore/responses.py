@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _json
-from .errors import MethodNotAllowedError, SCIMError
+from .errors import MethodNotAllowedError, SCIMError, TooManyRequestsError
 from .messages import SCIM_CONTENT_TYPE, ScimResponse
 
 __all__ = [
@@ -47,6 +47,8 @@ def error_response(error: SCIMError) -> ScimResponse:
     headers = {"WWW-Authenticate": 'Bearer realm="SCIM"'} if error.status == 401 else {}
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
+    if isinstance(error, TooManyRequestsError):  # RFC 6585 §4
+        headers["Retry-After"] = str(error.retry_after)
     return json_response(error.status, error.to_body(), headers)
 
 

@@ -6,6 +6,7 @@ Used by the example servers and the ``scimcore`` command.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import json
@@ -17,7 +18,9 @@ from pathlib import Path
 import attrs
 from attrs import frozen
 
-from scimcore import ScimService, Storage, Workspaces
+from scimcore import ScimService, ServiceConfig, Storage, Workspaces
+from scimcore.ratelimit import ENV_VAR as RATE_LIMIT_ENV
+from scimcore.ratelimit import parse_rate_limit
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import TOKEN_ACTIVE
 
@@ -29,16 +32,37 @@ __all__ = [
     "DEMO_SLUG",
     "DemoCredentials",
     "StorageOpenError",
+    "add_rate_limit_argument",
     "database_url",
     "demo_credentials_path",
     "ensure_demo",
     "open_storage",
     "secret_key",
+    "server_config",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///scimcore.db"
 DEMO_SLUG = "demo"
 DEMO_ADMIN = "admin@demo.example"
+
+
+def server_config(rate_limit: str | None = None) -> ServiceConfig:
+    """The service configuration of the servers (``scimcore serve``, the example servers):
+    the rate limit per workspace from ``rate_limit`` (a ``--rate-limit`` value), else
+    ``$SCIMCORE_RATE_LIMIT``, else the documented default (``docs/limits.md``). ``ValueError``
+    with a one-line message for a value that does not parse."""
+    text = rate_limit if rate_limit is not None else os.environ.get(RATE_LIMIT_ENV)
+    return ServiceConfig(rate_limit=parse_rate_limit(text))
+
+
+def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """``--rate-limit`` for a server's command line (read by :func:`server_config`)."""
+    parser.add_argument(
+        "--rate-limit",
+        metavar="RATE/BURST",
+        help="requests per second per workspace and the burst above it, or 'off' "
+        f"(default: ${RATE_LIMIT_ENV}, else 100/200)",
+    )
 
 
 def database_url(explicit: str | None = None) -> str:

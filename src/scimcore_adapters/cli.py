@@ -18,7 +18,14 @@ from typing import Any
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import Storage, TokenRecord
 
-from .bootstrap import DEFAULT_DATABASE_URL, StorageOpenError, database_url, open_storage
+from .bootstrap import (
+    DEFAULT_DATABASE_URL,
+    StorageOpenError,
+    add_rate_limit_argument,
+    database_url,
+    open_storage,
+    server_config,
+)
 from .mail import add_mail_arguments
 from .serving import (
     add_public_url_arguments,
@@ -227,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free)")
     add_public_url_arguments(sv, inherit=True)
     add_mail_arguments(sv)
+    add_rate_limit_argument(sv)
     return p
 
 
@@ -324,7 +332,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "mail":
         return _mail(ScimService(storage), args, out)
     elif cmd == "serve":
-        _serve(ScimService(storage), args, out)
+        _serve(ScimService(storage, config=server_config(args.rate_limit)), args, out)
     return 0
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "NO_BEGIN",
     "POSTGRES_PING_AFTER_IDLE_S",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_SYNCHRONOUS",
     "WRITER_CACHE_KIB",
     "create_engine_for",
     "engines_by_mode",
@@ -50,12 +51,22 @@ BEGIN_SQL = {IMMEDIATE: "BEGIN IMMEDIATE", DEFERRED: "BEGIN"}
 _BEGIN_OPTION = "scimcore_begin"
 
 
-def create_engine_for(url: str, autocheckpoint: int | None = None) -> Engine:
+#: SQLite's ``synchronous`` settings a storage accepts (``docs/deployment.md``: what each
+#: keeps through a crash or a power loss).
+SQLITE_SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def create_engine_for(
+    url: str, autocheckpoint: int | None = None, synchronous: str = "NORMAL"
+) -> Engine:
     """The engine for ``url`` (``sqlite:///file.db`` or ``postgresql+psycopg://...``);
-    ``autocheckpoint``: SQLite's ``wal_autocheckpoint`` (``None``: SQLite's default)."""
+    ``autocheckpoint``: SQLite's ``wal_autocheckpoint`` (``None``: SQLite's default);
+    ``synchronous``: SQLite's ``PRAGMA synchronous`` (:data:`SQLITE_SYNCHRONOUS`)."""
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(url, autocheckpoint)
+        return _sqlite_engine(url, autocheckpoint, synchronous)
     if backend == "postgresql":
         return _postgres_engine(url)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
@@ -84,7 +95,7 @@ def tune_writer(dbapi_conn: Any) -> None:
     dbapi_conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
 
 
-def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
+def _sqlite_engine(url: str, autocheckpoint: int | None, synchronous: str) -> Engine:
     parsed = make_url(url)
     if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
         raise ValueError("SqlStorage needs a SQLite database file, e.g. sqlite:///scim.db")
@@ -106,8 +117,9 @@ def _sqlite_engine(url: str, autocheckpoint: int | None) -> Engine:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a process crash (the kill test); only an OS
-            # crash or power loss can lose the last commits, never corrupt the file.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # crash or power loss can lose the last commits, never corrupt the file. FULL:
+            # the log is synced at every COMMIT (one per group), so a power loss too.
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if autocheckpoint is not None:  # a Checkpointer copies the log (see .checkpoint)

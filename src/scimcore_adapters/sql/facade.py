@@ -16,11 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from scimcore.groups import default_group_registry
+from scimcore.ratelimit import RateLimit
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
+from .buckets import SqlBuckets
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner
@@ -48,6 +50,8 @@ class SqlStorage:
     ``group_commit`` (SQLite): writes of this process queued behind one another share one
     ``COMMIT``, each in a savepoint of its own (:class:`.SqliteTransactions`); ``False``: one
     ``COMMIT`` per write.
+    ``synchronous`` (SQLite): ``PRAGMA synchronous``, ``"FULL"`` or ``"NORMAL"``
+    (``docs/deployment.md``: what each keeps through a crash or a power loss).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class SqlStorage:
         checkpoint_interval: float | None = 1.0,
         read_turns: bool = True,
         group_commit: bool = True,
+        synchronous: str = "NORMAL",
     ) -> None:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
@@ -65,7 +70,7 @@ class SqlStorage:
         #: The Group schemas the group filters are checked against (R5.3).
         self.group_registry = default_group_registry()
         backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
-        self.engine = create_engine_for(url, backstop)
+        self.engine = create_engine_for(url, backstop, synchronous)
         self._sqlite = self.engine.dialect.name == "sqlite"
         #: SQLite: WAL checkpoints in a background thread (``checkpoint_interval`` seconds
         #: apart, after writes), not in requests' COMMITs; ``None``: SQLite's own. See
@@ -90,6 +95,12 @@ class SqlStorage:
         )
         #: Workspaces, admins, tokens and authentication (:mod:`.accounts`).
         self.accounts = Accounts(self.engine, self.transactions, self.registry)
+        #: The rate limit's token buckets (:mod:`.buckets`).
+        self.buckets = SqlBuckets(
+            None
+            if self._sqlite
+            else create_engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
+        )
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -107,6 +118,7 @@ class SqlStorage:
         group of writes, which are waiting for it)."""
         self.transactions.close()
         self.engine.dispose()
+        self.buckets.close()
 
     # --- users: the unit of work ---------------------------------------------------------------
 
@@ -252,6 +264,14 @@ class SqlStorage:
         """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
         name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
         return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
+
+    # --- the rate limit (scimcore.ratelimit.RateBuckets, see .buckets) -------------------------
+
+    def take_token(self, workspace_id: str, limit: RateLimit, now: float) -> bool:
+        """One request from ``workspace_id``'s token bucket, in a transaction of its own;
+        ``False`` when it is empty. PostgreSQL: a row shared by every process; SQLite: in this
+        process, shared by its threads."""
+        return self.buckets.take_token(workspace_id, limit, now)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

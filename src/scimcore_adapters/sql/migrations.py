@@ -30,6 +30,7 @@ from .tables import (
     LOG,
     OUTBOX,
     PEOPLE,
+    RATE_BUCKETS,
     RULES,
     SCHEMA_VERSION,
     SETTINGS,
@@ -250,6 +251,15 @@ def _v7_groups(conn: Connection) -> None:
         table.create(conn)
 
 
+def _v8_rate_buckets(conn: Connection) -> None:
+    """A token bucket per workspace for the rate limit (issue #22; used on PostgreSQL).
+    PostgreSQL: ``UNLOGGED``, so taking a token writes no WAL and waits for no flush; a crash
+    empties the table, which only gives every workspace a full bucket again."""
+    RATE_BUCKETS.create(conn, checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"ALTER TABLE {RATE_BUCKETS.name} SET UNLOGGED")
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -271,6 +281,7 @@ MIGRATIONS: Sequence[Migration] = (
         _v6_console,
     ),
     Migration(7, "groups and group_members", _v7_groups),
+    Migration(8, "rate_buckets: the rate limit's token bucket per workspace", _v8_rate_buckets),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -50,6 +51,7 @@ __all__ = [
     "METADATA",
     "OUTBOX",
     "PEOPLE",
+    "RATE_BUCKETS",
     "RULES",
     "SCHEMA_VERSION",
     "SETTINGS",
@@ -449,4 +451,16 @@ GROUP_MEMBERS = Table(
     UniqueConstraint("workspace_id", "group_id", "member_id"),
     # A user's groups (User.groups, groups.value filters) and a deleted user's memberships.
     Index(None, "workspace_id", "member_id"),
+)
+
+# --- rate limit (issue #22) ----------------------------------------------------------------------
+
+RATE_BUCKETS = Table(
+    "rate_buckets",
+    METADATA,
+    # One token bucket per workspace (scimcore.ratelimit), shared by every process of a
+    # PostgreSQL deployment: the tokens left at ``stamp`` (seconds since the epoch).
+    _workspace_fk(primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),
 )

@@ -1,0 +1,105 @@
+"""The request limits of :class:`~scimcore.config.ServiceConfig` enforced (``docs/limits.md``).
+
+Each check raises the answer RFC 7644 §3.12 gives for its limit, with a detail that names the
+limit and its :class:`~scimcore.config.ServiceConfig` field: 413 for the number of PATCH
+operations (like the body size, "one or more of the limits for this request have been
+exceeded"), 400 ``invalidValue`` for too many values or too long a string, 400 ``invalidFilter``
+for too long or too complex a filter. The checks run before anything is stored, and each costs
+O(size of what it checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .config import ServiceConfig
+from .errors import InvalidFilterError, InvalidValueError, PayloadTooLargeError
+from .filter_tree import And, Filter, Not, Or, ValuePath
+
+__all__ = ["check_document", "check_filter_terms", "check_filter_text", "check_operations"]
+
+
+def check_operations(count: int, limit: int) -> None:
+    """413 when a PATCH carries more than ``limit`` (``max_operations``) operations."""
+    if count > limit:
+        raise PayloadTooLargeError(
+            f"the PATCH has {count} Operations, more than the limit of {limit} "
+            "(max_operations): one or more of the limits for this request have been exceeded"
+        )
+
+
+def _check_value(value: Any, where: str, config: ServiceConfig) -> None:
+    if isinstance(value, str):
+        limit = config.max_string_bytes
+        if len(value) > limit // 4 and len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise InvalidValueError(
+                f"{where}: a string of more than {limit} bytes, over the limit of {limit} bytes "
+                "per string value (max_string_bytes)"
+            )
+    elif isinstance(value, list):
+        if len(value) > config.max_values:
+            raise InvalidValueError(
+                f"{where}: {len(value)} values, more than the limit of {config.max_values} "
+                "values per multi-valued attribute (max_values)"
+            )
+        for item in value:
+            _check_value(item, where, config)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_value(item, f"{where}.{key}" if where else str(key), config)
+
+
+def check_document(
+    doc: Mapping[str, Any], config: ServiceConfig, before: Mapping[str, Any] | None = None
+) -> None:
+    """400 ``invalidValue`` when a multi-valued attribute of ``doc`` has more than
+    ``max_values`` values or a string is longer than ``max_string_bytes``. With ``before``
+    (the stored document a PUT or PATCH changes), only the attributes that change are checked:
+    a user stored before a limit was lowered can still be written."""
+    for key, value in doc.items():
+        if before is not None and before.get(key) == value:
+            continue
+        if isinstance(value, Mapping) and before is not None:  # an extension's section
+            old = before.get(key)
+            old_section = old if isinstance(old, Mapping) else {}
+            for name, item in value.items():
+                if old_section.get(name) != item:
+                    _check_value(item, f"{key}:{name}", config)
+            continue
+        _check_value(value, str(key), config)
+
+
+def check_filter_text(text: str, config: ServiceConfig) -> None:
+    """400 ``invalidFilter`` for a filter longer than ``max_filter_chars``."""
+    if len(text) > config.max_filter_chars:
+        raise InvalidFilterError(
+            f"the filter has {len(text)} characters, more than the limit of "
+            f"{config.max_filter_chars} (max_filter_chars)"
+        )
+
+
+def _terms(f: Filter) -> int:
+    """The comparisons (``eq``, ``pr``, ...) of a filter, value filters' included."""
+    count, stack = 0, [f]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (And, Or)):
+            stack += (node.left, node.right)
+        elif isinstance(node, Not):
+            stack.append(node.inner)
+        elif isinstance(node, ValuePath):
+            stack.append(node.filter)
+        else:
+            count += 1
+    return count
+
+
+def check_filter_terms(f: Filter, config: ServiceConfig) -> None:
+    """400 ``invalidFilter`` for a filter of more than ``max_filter_terms`` comparisons."""
+    terms = _terms(f)
+    if terms > config.max_filter_terms:
+        raise InvalidFilterError(
+            f"the filter has {terms} comparisons, more than the limit of "
+            f"{config.max_filter_terms} (max_filter_terms)"
+        )

@@ -1,0 +1,171 @@
+"""Issue #22, item 2: every request limit of ``ServiceConfig`` (``docs/limits.md``), at the
+limit (accepted) and one past it (413 or 400 with its ``scimType``, the detail naming the
+limit, nothing stored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scimcore import ScimService, ServiceConfig
+from scimcore.messages import PATCH_OP_URN
+
+from .conftest import Client
+
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+LIMITS = ServiceConfig()
+
+
+def _emails(n: int) -> list[dict[str, str]]:
+    return [{"value": f"u{i}@x.test"} for i in range(n)]
+
+
+def _patch(ops: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP_URN], "Operations": ops}
+
+
+def _refused(response: Any, status: int, scim_type: str | None, field: str) -> None:
+    body = response.json()
+    assert response.status == status, body
+    assert body.get("scimType") == scim_type
+    assert field in body["detail"]
+
+
+def _stored(client: Client, uid: str) -> dict[str, Any]:
+    response = client("GET", f"/Users/{uid}")
+    assert response.status == 200
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def test_limit_defaults_are_documented() -> None:
+    """The defaults docs/limits.md gives."""
+    assert (
+        LIMITS.max_body_bytes,
+        LIMITS.max_operations,
+        LIMITS.max_values,
+        LIMITS.max_string_bytes,
+        LIMITS.max_filter_chars,
+        LIMITS.max_filter_terms,
+        LIMITS.max_count,
+    ) == (1_048_576, 1000, 100, 8192, 4096, 100, 1000)
+    with pytest.raises(ValueError):
+        ServiceConfig(max_values=0)
+
+
+def test_patch_operations_at_the_limit_and_past_it(client: Client) -> None:
+    uid = client.create("ops@x.test")["id"]
+    at = [
+        {"op": "replace", "path": "title", "value": f"t{i}"} for i in range(LIMITS.max_operations)
+    ]
+    response = client("PATCH", f"/Users/{uid}", _patch(at))
+    assert response.status == 200 and response.json()["title"] == f"t{LIMITS.max_operations - 1}"
+    past = [*at, {"op": "replace", "path": "title", "value": "over"}]
+    _refused(client("PATCH", f"/Users/{uid}", _patch(past)), 413, None, "max_operations")
+    assert _stored(client, uid)["title"] == f"t{LIMITS.max_operations - 1}"
+
+
+def test_values_per_attribute_on_create_at_the_limit_and_past_it(client: Client) -> None:
+    at = client("POST", "/Users", {"userName": "at@x.test", "emails": _emails(LIMITS.max_values)})
+    assert at.status == 201 and len(at.json()["emails"]) == LIMITS.max_values
+    past = {"userName": "past@x.test", "emails": _emails(LIMITS.max_values + 1)}
+    _refused(client("POST", "/Users", past), 400, "invalidValue", "max_values")
+    names = [u["userName"] for u in client("GET", "/Users").json()["Resources"]]
+    assert names == ["at@x.test"]
+
+
+def test_values_per_attribute_on_patch_and_put(client: Client) -> None:
+    uid = client.create("grow@x.test", emails=_emails(LIMITS.max_values - 1))["id"]
+    one = [{"op": "add", "path": "emails", "value": [{"value": "last@x.test"}]}]
+    assert client("PATCH", f"/Users/{uid}", _patch(one)).status == 200
+    more = [{"op": "add", "path": "emails", "value": [{"value": "over@x.test"}]}]
+    _refused(client("PATCH", f"/Users/{uid}", _patch(more)), 400, "invalidValue", "max_values")
+    put = {"userName": "grow@x.test", "emails": _emails(LIMITS.max_values + 1)}
+    _refused(client("PUT", f"/Users/{uid}", put), 400, "invalidValue", "max_values")
+    emails = [e["value"] for e in _stored(client, uid)["emails"]]
+    assert len(emails) == LIMITS.max_values and "over@x.test" not in emails
+
+
+def test_a_string_at_the_limit_and_past_it(client: Client) -> None:
+    limit = LIMITS.max_string_bytes
+    uid = client.create("s@x.test", title="x" * limit)["id"]
+    assert _stored(client, uid)["title"] == "x" * limit
+    past = {"userName": "past@x.test", "displayName": "é" * (limit // 2 + 1)}  # 2 bytes each
+    _refused(client("POST", "/Users", past), 400, "invalidValue", "max_string_bytes")
+    op = [{"op": "replace", "path": "name.givenName", "value": "y" * (limit + 1)}]
+    _refused(client("PATCH", f"/Users/{uid}", _patch(op)), 400, "invalidValue", "max_string_bytes")
+    assert "name" not in _stored(client, uid)
+    assert len(client("GET", "/Users").json()["Resources"]) == 1
+
+
+def _sharing(client: Client, **limits: Any) -> Client:
+    """A client of a second service on the same storage and token, with other limits."""
+    old = client.service
+    service = ScimService(old.storage, runtime=old.runtime, config=ServiceConfig(**limits))
+    return Client(service, client.token)
+
+
+def test_a_user_stored_over_a_limit_can_still_be_patched(client: Client) -> None:
+    """A limit lowered later: only what a write changes is checked."""
+    uid = client.create("old@x.test", emails=_emails(50))["id"]
+    lowered = _sharing(client, max_values=10)
+    op = [{"op": "replace", "path": "active", "value": False}]
+    assert lowered("PATCH", f"/Users/{uid}", _patch(op)).status == 200
+    add = [{"op": "add", "path": "emails", "value": [{"value": "new@x.test"}]}]
+    _refused(lowered("PATCH", f"/Users/{uid}", _patch(add)), 400, "invalidValue", "max_values")
+    assert len(_stored(client, uid)["emails"]) == 50
+
+
+def _or_filter(terms: int, length: int | None = None) -> str:
+    text = " or ".join(f'userName eq "u{i}"' for i in range(terms))
+    if length is not None:
+        pad = length - len(text) - len(' or userName eq ""')
+        text += f' or userName eq "{"z" * pad}"'
+    return text
+
+
+@pytest.mark.parametrize("how", ["GET", "POST"])
+def test_filter_terms_at_the_limit_and_past_it(client: Client, how: str) -> None:
+    client.create("u7")
+
+    def search(text: str) -> Any:
+        if how == "GET":
+            return client("GET", "/Users", query={"filter": text})
+        return client("POST", "/Users/.search", {"schemas": [], "filter": text})
+
+    at = search(_or_filter(LIMITS.max_filter_terms))
+    assert at.status == 200 and at.json()["totalResults"] == 1
+    past = search(_or_filter(LIMITS.max_filter_terms + 1))
+    _refused(past, 400, "invalidFilter", "max_filter_terms")
+
+
+def test_filter_length_at_the_limit_and_past_it(client: Client) -> None:
+    client.create("u1")
+    at = _or_filter(3, LIMITS.max_filter_chars)
+    assert len(at) == LIMITS.max_filter_chars
+    response = client("GET", "/Users", query={"filter": at})
+    assert response.status == 200 and response.json()["totalResults"] == 1
+    past = _or_filter(3, LIMITS.max_filter_chars + 1)
+    _refused(
+        client("GET", "/Users", query={"filter": past}), 400, "invalidFilter", "max_filter_chars"
+    )
+
+
+def test_count_above_the_maximum_is_lowered_not_refused(client: Client) -> None:
+    """RFC 7644 §3.4.2.4: a ``count`` above the maximum page size gets a page of that size."""
+    for i in range(102):
+        client.create(f"c{i}")
+    capped = _sharing(client, max_count=100, default_count=7)
+    listed = capped("GET", "/Users", query={"count": "100000"}).json()
+    assert (listed["itemsPerPage"], listed["totalResults"]) == (100, 102)
+    search = capped("POST", "/Users/.search", {"count": 101}).json()
+    assert search["itemsPerPage"] == 100
+    assert capped("GET", "/Users").json()["itemsPerPage"] == 7
+
+
+def test_service_provider_config_advertises_the_limits(client: Client) -> None:
+    spc = client("GET", "/ServiceProviderConfig").json()
+    assert spc["filter"] == {"supported": True, "maxResults": LIMITS.max_count}
+    assert spc["bulk"]["supported"] is False
+    assert spc["bulk"]["maxPayloadSize"] == LIMITS.max_body_bytes
