@@ -20,6 +20,7 @@ from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
+from tests.oauth_contract import OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -106,7 +107,7 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract):
+class StorageContract(ConsoleContract, OAuthContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:

@@ -348,7 +348,7 @@ def test_migration_6_adds_the_console_columns_to_an_old_database(any_url: str) -
         engine.dispose()
     storage = SqlStorage(any_url)
     try:
-        assert storage.schema_version == 6
+        assert storage.schema_version == len(MIGRATIONS)
         with storage.users("w1", readonly=True) as store:
             for search in ("ann lee", "ann.lee@corp", "u1@"):
                 total, people = store.page_people(search, None, 0, 10)

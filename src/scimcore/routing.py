@@ -41,6 +41,8 @@ class Router:
         self.registry = registry
         self.config = config
         self.users = users
+        #: Whether OAuth access tokens are accepted (listed in /ServiceProviderConfig).
+        self.oauth = False
 
     def dispatch(self, request: ScimRequest) -> ScimResponse:
         """The response to ``request``; raises :class:`~scimcore.errors.SCIMError`."""
@@ -51,7 +53,7 @@ class Router:
         kind, rid = match.group("kind").lower(), match.group("id")
         if kind == "serviceproviderconfig" and rid is None:
             _allow(method, request.path, ("GET",))
-            return discovery.service_provider_config(self.config)
+            return discovery.service_provider_config(self.config, self.oauth)
         if kind == "resourcetypes":
             _allow(method, request.path, ("GET",))
             return discovery.resource_types(self.registry, request, rid)

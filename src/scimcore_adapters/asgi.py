@@ -16,6 +16,7 @@ from typing import Any
 
 from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
+from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
 from ._http import BodyReader, query_values, wire_response
@@ -29,11 +30,16 @@ _Send = Callable[[_Message], Awaitable[None]]
 
 
 class ScimASGIApp:
-    """Serve ``service`` at ``prefix`` (``""`` when mounted by a framework that strips it)."""
+    """Serve ``service`` at ``prefix`` (``""`` when mounted by a framework that strips it).
+    ``oauth``: also answer the OAuth token endpoint and its metadata
+    (:data:`scimcore.oauth.OAUTH_PATHS`, from the root path, beside ``prefix``)."""
 
-    def __init__(self, service: ScimService, prefix: str = "/scim/v2") -> None:
+    def __init__(
+        self, service: ScimService, prefix: str = "/scim/v2", *, oauth: bool = True
+    ) -> None:
         self.service = service
         self.prefix = prefix.rstrip("/")
+        self.oauth = oauth
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "lifespan":
@@ -60,9 +66,13 @@ class ScimASGIApp:
         path: str = scope["path"]
         if scope.get("root_path") and path.startswith(scope["root_path"]):
             path = path[len(scope["root_path"]) :]
-        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
+        oauth = self.oauth and path in OAUTH_PATHS
+        if oauth:
+            root = scope.get("root_path", "")
+        elif self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
             return error_response(NotFoundError(f"no endpoint at {scope['path']}")), False
-        path = path[len(self.prefix) :] or "/"
+        else:
+            path = path[len(self.prefix) :] or "/"
         reader = await self._body(scope, receive)
         too_large = reader.response()
         if too_large is not None:
@@ -81,7 +91,8 @@ class ScimASGIApp:
             body=reader.body(),
             base_url=f"{scope.get('scheme', 'http')}://{host}{root}",
         )
-        return await asyncio.to_thread(self.service.handle, request), False
+        handle = self.service.oauth.handle if oauth else self.service.handle
+        return await asyncio.to_thread(handle, request), False
 
     async def _body(self, scope: _Scope, receive: _Receive) -> BodyReader:
         """The request body, read by the adapters' one policy (:mod:`._http`)."""

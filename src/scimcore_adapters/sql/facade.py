@@ -15,6 +15,13 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from scimcore.oauth_clients import (
+    AccessGrant,
+    AccessToken,
+    ClientGrant,
+    ClientSecret,
+    OAuthClient,
+)
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
 
@@ -24,6 +31,7 @@ from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner
 from .migrations import migrate
+from .oauth import OAuthAccounts
 from .transactions import PostgresTransactions, SqliteTransactions, Transactions
 from .users import SqlUserStore
 
@@ -87,6 +95,8 @@ class SqlStorage:
         )
         #: Workspaces, admins, tokens and authentication (:mod:`.accounts`).
         self.accounts = Accounts(self.engine, self.transactions, self.registry)
+        #: OAuth clients, secrets and access tokens (:mod:`.oauth`).
+        self.oauth = OAuthAccounts(self.transactions)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -247,6 +257,44 @@ class SqlStorage:
         """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
         name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
         return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
+
+    # --- OAuth clients (scimcore.oauth_clients.OAuthStorage; see .oauth) -----------------------
+
+    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
+        self.oauth.add_client(client, secret)
+
+    def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None:
+        return self.oauth.get_client(workspace_id, client_id)
+
+    def list_clients(self, workspace_id: str) -> Sequence[OAuthClient]:
+        return self.oauth.list_clients(workspace_id)
+
+    def list_secrets(self, client_id: str) -> Sequence[ClientSecret]:
+        return self.oauth.list_secrets(client_id)
+
+    def add_secret(self, secret: ClientSecret) -> bool:
+        return self.oauth.add_secret(secret)
+
+    def delete_secret(self, client_id: str, secret_id: str) -> bool:
+        return self.oauth.delete_secret(client_id, secret_id)
+
+    def delete_client(self, workspace_id: str, client_id: str) -> bool:
+        return self.oauth.delete_client(workspace_id, client_id)
+
+    def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
+        return self.oauth.bury_admin_clients(workspace_id, email, reason)
+
+    def client_grant(self, client_id: str) -> ClientGrant | None:
+        return self.oauth.client_grant(client_id)
+
+    def touch_secret(self, secret_id: str, when: datetime) -> None:
+        self.oauth.touch_secret(secret_id, when)
+
+    def add_access_token(self, token: AccessToken) -> None:
+        self.oauth.add_access_token(token)
+
+    def access_grant(self, token_id: str) -> AccessGrant | None:
+        return self.oauth.access_grant(token_id)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

@@ -26,6 +26,9 @@ from .tables import (
     ADMINS,
     IMAGES,
     LOG,
+    OAUTH_ACCESS_TOKENS,
+    OAUTH_CLIENT_SECRETS,
+    OAUTH_CLIENTS,
     OUTBOX,
     PEOPLE,
     RULES,
@@ -242,6 +245,12 @@ def _v6_console(conn: Connection) -> None:
     conn.execute(TOKENS.delete().where(orphaned))
 
 
+def _v7_oauth_clients(conn: Connection) -> None:
+    """OAuth 2.0 clients, their secrets and access tokens (issue 20)."""
+    for table in (OAUTH_CLIENTS, OAUTH_CLIENT_SECRETS, OAUTH_ACCESS_TOKENS):
+        table.create(conn, checkfirst=True)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -262,6 +271,7 @@ MIGRATIONS: Sequence[Migration] = (
         "the console: admin passwords, token tombstones, people search and activation",
         _v6_console,
     ),
+    Migration(7, "OAuth 2.0 clients, their secrets and access tokens", _v7_oauth_clients),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")
