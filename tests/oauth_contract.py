@@ -217,11 +217,38 @@ class OAuthContract:
         assert client_credentials(service, issued).status == 401
         assert call(service, kept).status == 200
         (dead, secrets), _ = clients.list("acme")
-        assert (dead.state, dead.dead_reason, secrets) == (CLIENT_DEAD, "admin deactivated", [])
+        assert (dead.state, dead.dead_reason) == (CLIENT_DEAD, "admin deactivated")
+        assert [s.id for s in secrets] == [issued.secret.id]  # kept, unusable: for the log
         with pytest.raises(WorkspaceError, match="dead"):
             clients.add_secret("acme", issued.client.id)
         clients.delete("acme", issued.client.id)
         assert [c.label for c, _ in clients.list("acme")] == ["other admin's"]
+
+    def test_dead_clients_refused_requests_are_logged_once_a_minute(self, storage: Storage) -> None:
+        # R9.2: a 401 because a client's admin left is visible in the log
+        service, clock = console_service(storage)
+        clients, api = service.oauth_clients, service.workspaces
+        api.add_admin("acme", "it@acme.example")
+        issued = clients.create("acme", "it@acme.example", "entra")
+        api.deactivate_admin("acme", "it@acme.example")
+
+        def refusals() -> list[str]:
+            log = service.product.log("acme", 100)
+            return [e.detail for e in log if e.operation == "auth.refused" and e.status == 401]
+
+        assert client_credentials(service, issued).status == 401
+        assert client_credentials(service, issued, post=True).status == 401
+        clock.advance(seconds=59)
+        assert client_credentials(service, issued).status == 401
+        (logged,) = refusals()
+        assert issued.client.id in logged and "it@acme.example" in logged and "dead" in logged
+        assert client_credentials(service, issued, secret="y" * 43).status == 401
+        clock.advance(seconds=1)
+        assert client_credentials(service, issued, secret="y" * 43).status == 401
+        assert len(refusals()) == 1  # a wrong secret is nobody's refusal to log
+        assert client_credentials(service, issued).status == 401
+        assert len(refusals()) == 2
+        assert issued.plaintext not in repr(service.product.log("acme", 100))
 
     def test_access_tokens_are_bound_to_their_workspace(self, storage: Storage) -> None:
         # R1.2: one workspace never sees another's data

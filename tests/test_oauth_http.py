@@ -280,3 +280,24 @@ def test_no_secret_or_token_in_plain_text_anywhere(
     for where, text in places.items():
         for secret in parts:
             assert secret not in text, f"a secret in plain text in the {where}"
+
+
+def test_a_storage_without_oauth_clients_serves_no_token_endpoint() -> None:
+    from scimcore import ScimRequest
+    from scimcore_adapters.memory import MemoryStorage
+
+    class BearerOnly(MemoryStorage):
+        access_grant = None  # type: ignore[assignment]  # not an OAuthStorage
+
+    service = ScimService(BearerOnly())
+    service.workspaces.create("acme", ADMIN)
+    form = b"grant_type=client_credentials&client_id=x&client_secret=y"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    reply = service.oauth.handle(ScimRequest("POST", "/oauth/token", {}, headers, form))
+    assert (reply.status, reply.json()["error"]) == (404, "invalid_request")
+    spc = service.handle(ScimRequest("GET", "/ServiceProviderConfig")).json()
+    assert len(spc["authenticationSchemes"]) == 1
+    refused = service.handle(
+        ScimRequest("GET", "/Users", {}, {"Authorization": "Bearer scimat_" + "0" * 32 + "_x"})
+    )
+    assert refused.status == 401 and "invalid_token" not in refused.headers["WWW-Authenticate"]

@@ -33,6 +33,7 @@ from .oauth_clients import (
     TOUCH_INTERVAL,
     AccessToken,
     OAuthClients,
+    OAuthStorage,
     hash_secret,
     matching_secret,
 )
@@ -85,6 +86,12 @@ class _WrongMethod(InvalidRequestError):
     """405 ``invalid_request``: the endpoint does not take this HTTP method."""
 
     status = 405
+
+
+class _NotServed(InvalidRequestError):
+    """404 ``invalid_request``: no such endpoint, or a storage that keeps no OAuth clients."""
+
+    status = 404
 
 
 class InvalidClientError(OAuthError):
@@ -204,7 +211,9 @@ class OAuthEndpoints:
                     return oauth_error_response(error, allow="GET, HEAD")
                 return self.metadata(request.base_url)
             if path != TOKEN_PATH:
-                return oauth_error_response(InvalidRequestError(f"no endpoint at {path}"))
+                return oauth_error_response(_NotServed(f"no endpoint at {path}"))
+            if not isinstance(self.clients.workspaces.storage, OAuthStorage):
+                return oauth_error_response(_NotServed("this server keeps no OAuth clients"))
             if method != "POST":
                 error = _WrongMethod("the token endpoint takes POST (RFC 6749 section 3.2)")
                 return oauth_error_response(error, allow="POST")
@@ -254,6 +263,7 @@ class OAuthEndpoints:
         if grant is None or found is None:
             raise InvalidClientError("client authentication failed")
         if grant.client.state != CLIENT_ACTIVE or not grant.admin_active:
+            self.clients.refused(grant)
             raise InvalidClientError("client authentication failed")
         if found.last_used_at is None or now - found.last_used_at >= TOUCH_INTERVAL:
             storage.touch_secret(found.id, now)

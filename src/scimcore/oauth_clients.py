@@ -14,14 +14,16 @@ client and its workspace, and expire.
 
 A client follows the tokens' rules (R2.3, R2.5): it works only while the admin who created it
 is an active admin; when that admin is deactivated the storage marks the client dead in the
-same transaction (:meth:`OAuthStorage.bury_admin_clients`) and removes its secrets and access
-tokens, so nothing it issued works any more, and re-adding the admin revives nothing.
+same transaction (:meth:`OAuthStorage.bury_admin_clients`) and removes its access tokens; its
+secrets' hashes stay, unusable, only so that the IdP's next refused token request is logged in
+the workspace (R9.2). Nothing it issued works any more, and re-adding the admin revives nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -33,7 +35,13 @@ from attrs import frozen
 from .errors import InvalidTokenError
 from .runtime import Runtime
 from .storage import Storage, Workspace
-from .workspaces import AuthContext, WorkspaceError, Workspaces
+from .workspaces import (
+    DEAD_ADMIN_DEACTIVATED,
+    REFUSAL_LOG_INTERVAL,
+    AuthContext,
+    WorkspaceError,
+    Workspaces,
+)
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
@@ -70,6 +78,7 @@ CLIENT_DEAD = "dead"
 #: A secret's ``last_used_at`` is refreshed at most this often.
 TOUCH_INTERVAL = timedelta(minutes=1)
 
+_log = logging.getLogger(__name__)
 _ACCESS_RE = re.compile(r"^scimat_([0-9a-f]{32})_([A-Za-z0-9_-]{20,200})$")
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -171,8 +180,12 @@ class OAuthStorage(Protocol):
         """Remove a client with its secrets and access tokens."""
 
     def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
-        """Mark the admin's active clients dead and remove their secrets and access tokens
-        (the backends run it inside ``deactivate_admin``'s transaction too); how many."""
+        """Mark the admin's active clients dead and remove their access tokens (the backends
+        run it inside ``deactivate_admin``'s transaction too); how many."""
+
+    def claim_client_refusal(self, client_id: str, when: datetime, interval: timedelta) -> bool:
+        """Note a refused token request of the client at ``when``; ``True`` if none was noted
+        in the ``interval`` before (the caller then logs it)."""
 
     def client_grant(self, client_id: str) -> ClientGrant | None: ...
 
@@ -299,6 +312,30 @@ class OAuthClients:
             raise WorkspaceError(f"no OAuth client {client_id!r} in workspace {slug!r}")
         detail = f"OAuth client {client.id} deleted"
         self.workspaces._log(client.workspace_id, actor, "client.delete", detail)
+
+    def refused(self, grant: ClientGrant) -> None:
+        """A token request presented a valid secret of a client that is dead or whose admin
+        is inactive: bury it if it is not yet (a client made while its admin was being
+        deactivated), and log the refusal in its workspace (R9.2), at most once per
+        :data:`~scimcore.workspaces.REFUSAL_LOG_INTERVAL`. Its own failure changes nothing."""
+        client = grant.client
+        try:
+            storage = self.storage
+            reason = client.dead_reason or DEAD_ADMIN_DEACTIVATED
+            if client.state == CLIENT_ACTIVE:
+                storage.bury_admin_clients(client.workspace_id, client.created_by, reason)
+            if not storage.claim_client_refusal(
+                client.id, self.runtime.now(), REFUSAL_LOG_INTERVAL
+            ):
+                return
+            name = f"{client.label!r} ({client.id})" if client.label else client.id
+            detail = (
+                f"refused: OAuth client {name} is dead: {reason} ({client.created_by}); "
+                "create a new client"
+            )
+            self.workspaces._log(client.workspace_id, "idp", "auth.refused", detail, status=401)
+        except Exception:  # the request is refused all the same
+            _log.exception("could not log a refused token request")
 
     def authenticate(self, credentials: str) -> AuthContext:
         """The workspace an access token (``scimat_...``) grants, for a SCIM request;

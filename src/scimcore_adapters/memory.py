@@ -233,6 +233,7 @@ class MemoryStorage:
         self._clients: dict[str, OAuthClient] = {}
         self._secrets: dict[str, ClientSecret] = {}
         self._access: dict[str, AccessToken] = {}
+        self._client_refused_at: dict[str, datetime] = {}
 
     @contextmanager
     def users(
@@ -404,10 +405,8 @@ class MemoryStorage:
             del self._secrets[secret_id]
             return True
 
-    def _drop_credentials(self, client_id: str) -> None:
-        """Remove a client's secrets and access tokens (under the lock)."""
-        for key in [k for k, s in self._secrets.items() if s.client_id == client_id]:
-            del self._secrets[key]
+    def _drop_access(self, client_id: str) -> None:
+        """Remove a client's access tokens (under the lock)."""
         for key in [k for k, t in self._access.items() if t.client_id == client_id]:
             del self._access[key]
 
@@ -416,7 +415,9 @@ class MemoryStorage:
             if self.get_client(workspace_id, client_id) is None:
                 return False
             del self._clients[client_id]
-            self._drop_credentials(client_id)
+            for key in [k for k, s in self._secrets.items() if s.client_id == client_id]:
+                del self._secrets[key]
+            self._drop_access(client_id)
             return True
 
     def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
@@ -432,8 +433,16 @@ class MemoryStorage:
                 self._clients[client.id] = attrs.evolve(
                     client, state=CLIENT_DEAD, dead_reason=reason
                 )
-                self._drop_credentials(client.id)
+                self._drop_access(client.id)
             return len(buried)
+
+    def claim_client_refusal(self, client_id: str, when: datetime, interval: timedelta) -> bool:
+        with self._lock:
+            last = self._client_refused_at.get(client_id)
+            if last is not None and when - last < interval:
+                return False
+            self._client_refused_at[client_id] = when
+            return True
 
     def _admin_active(self, workspace_id: str, email: str) -> bool:
         admin = self._admins.get((workspace_id, email.lower()))

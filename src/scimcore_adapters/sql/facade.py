@@ -284,6 +284,9 @@ class SqlStorage:
     def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
         return self.oauth.bury_admin_clients(workspace_id, email, reason)
 
+    def claim_client_refusal(self, client_id: str, when: datetime, interval: timedelta) -> bool:
+        return self.oauth.claim_client_refusal(client_id, when, interval)
+
     def client_grant(self, client_id: str) -> ClientGrant | None:
         return self.oauth.client_grant(client_id)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, and_, bindparam, delete, func, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
 
 from scimcore.oauth_clients import (
     CLIENT_ACTIVE,
@@ -41,7 +41,7 @@ from .transactions import Transactions
 
 __all__ = ["OAuthAccounts", "bury_admin_clients"]
 
-_CLIENT_ROWS = RecordRows(OAuthClient)
+_CLIENT_ROWS = RecordRows(OAuthClient)  # refused_at: the storage's own column
 _SECRET_ROWS = RecordRows(ClientSecret)
 _ACCESS_ROWS = RecordRows(AccessToken)
 #: A client read with an access token (columns ``c_*``).
@@ -90,6 +90,17 @@ _PURGE_EXPIRED = delete(OAUTH_ACCESS_TOKENS).where(
     _A.client_id == bindparam("b_id"),
     _A.expires_at <= bindparam("b_now", type_=_A.expires_at.type),
 )
+_CLAIM_REFUSAL = (
+    OAUTH_CLIENTS.update()
+    .where(
+        _C.id == bindparam("b_id"),
+        or_(
+            _C.refused_at.is_(None),
+            _C.refused_at <= bindparam("b_cutoff", type_=_C.refused_at.type),
+        ),
+    )
+    .values(refused_at=bindparam("b_when", type_=_C.refused_at.type))
+)
 _ADMIN_OF_CLIENT = and_(
     ADMINS.c.workspace_id == _C.workspace_id, ADMINS.c.email_key == func.lower(_C.created_by)
 )
@@ -108,7 +119,7 @@ _CLIENT_GRANT = (
 _ACCESS_GRANT = (
     select(
         OAUTH_ACCESS_TOKENS,
-        *(column.label(f"c_{column.name}") for column in OAUTH_CLIENTS.c),
+        *(c.label(f"c_{c.name}") for c in OAUTH_CLIENTS.c if c.name != "refused_at"),
         *_WS_COLUMNS,
     )
     .join(OAUTH_CLIENTS, _C.id == _A.client_id)
@@ -118,18 +129,13 @@ _ACCESS_GRANT = (
 )
 
 
-def _drop_credentials(conn: Connection, client_id: str) -> None:
-    conn.execute(_DELETE_SECRETS, {"b_id": client_id})
-    conn.execute(_DELETE_TOKENS, {"b_id": client_id})
-
-
 def bury_admin_clients(conn: Connection, workspace_id: str, email: str, reason: str) -> int:
-    """Mark the admin's active clients dead and delete their secrets and access tokens."""
+    """Mark the admin's active clients dead and delete their access tokens."""
     params = {"b_ws": workspace_id, "b_key": email.lower()}
     ids = conn.execute(_ADMIN_CLIENTS, params).scalars().all()
     for client_id in ids:
         conn.execute(_KILL_CLIENT, {"b_id": client_id, "b_reason": reason})
-        _drop_credentials(conn, client_id)
+        conn.execute(_DELETE_TOKENS, {"b_id": client_id})
     return len(ids)
 
 
@@ -179,13 +185,19 @@ class OAuthAccounts:
 
     def delete_client(self, workspace_id: str, client_id: str) -> bool:
         with self._begin(writing=True) as conn:
-            _drop_credentials(conn, client_id)
+            conn.execute(_DELETE_SECRETS, {"b_id": client_id})
+            conn.execute(_DELETE_TOKENS, {"b_id": client_id})
             params = {"b_ws": workspace_id, "b_id": client_id}
             return bool(conn.execute(_DELETE_CLIENT, params).rowcount)
 
     def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
         with self._begin(writing=True) as conn:
             return bury_admin_clients(conn, workspace_id, email, reason)
+
+    def claim_client_refusal(self, client_id: str, when: datetime, interval: timedelta) -> bool:
+        params = {"b_id": client_id, "b_when": when, "b_cutoff": when - interval}
+        with self._begin(writing=True) as conn:
+            return bool(conn.execute(_CLAIM_REFUSAL, params).rowcount)
 
     def client_grant(self, client_id: str) -> ClientGrant | None:
         with self._transactions.begin(DEFERRED) as conn:  # client and secrets: one snapshot

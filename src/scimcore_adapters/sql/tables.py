@@ -426,6 +426,8 @@ OAUTH_CLIENTS = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("state", text_type(16), nullable=False),
     Column("dead_reason", Text, nullable=True),
+    # When a refused token request of this dead client was last logged (coalescing).
+    Column("refused_at", UtcDateTime, nullable=True),
     Index(None, "workspace_id", "created_at", "id"),
 )
 
