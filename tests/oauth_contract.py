@@ -121,6 +121,7 @@ class OAuthContract:
             ({"grant_type": "password"}, good, FORM, "unsupported_grant_type"),
             ({"grant_type": "authorization_code", "code": "c"}, good, FORM, "unauthorized_client"),
             ([*grant.items(), *grant.items()], good, FORM, "invalid_request"),
+            ([*grant.items(), ('x"\\é', "1"), ('x"\\é', "2")], good, FORM, "invalid_request"),
             (grant, good, "application/json", "invalid_request"),
             ({**grant, "client_secret": issued.plaintext}, good, FORM, "invalid_request"),
             (
@@ -136,6 +137,8 @@ class OAuthContract:
             assert error_of(response) == expected, (form, content_type)
             assert response.status == (401 if expected == "invalid_client" else 400)
             assert issued.plaintext not in response.body.decode()
+            description = response.json()["error_description"]
+            assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in description)
         get = token_request(service, grant, good, method="GET")
         assert (get.status, get.headers["Allow"], error_of(get)) == (405, "POST", "invalid_request")
         assert client_credentials(service, issued).status == 200  # nothing was broken

@@ -62,6 +62,10 @@ OAUTH_PATHS = frozenset({TOKEN_PATH, METADATA_PATH})
 
 _FORM = "application/x-www-form-urlencoded"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_PARAMETERS = frozenset(
+    {"grant_type", "client_id", "client_secret", "scope", "client_assertion",
+     "client_assertion_type", "code", "redirect_uri", "refresh_token", "code_verifier"}
+)  # fmt: skip
 _GRANTS_OF_OTHER_CLIENTS = frozenset({"authorization_code", "refresh_token"})
 
 _log = logging.getLogger("scimcore")
@@ -146,8 +150,9 @@ def _form(request: ScimRequest) -> dict[str, str]:
         raise InvalidRequestError("the form is not valid UTF-8 form-urlencoded data") from None
     form: dict[str, str] = {}
     for key, value in pairs:
-        if key in form:
-            raise InvalidRequestError(f"the parameter {key} is repeated")
+        if key in form:  # named only when it is one of ours: nothing sent is echoed
+            name = key if key in _PARAMETERS else "a parameter"
+            raise InvalidRequestError(f"{name} is repeated")
         if value:
             form[key] = value
     for key in ("client_secret", "client_assertion"):
@@ -211,7 +216,7 @@ class OAuthEndpoints:
                     return oauth_error_response(error, allow="GET, HEAD")
                 return self.metadata(request.base_url)
             if path != TOKEN_PATH:
-                return oauth_error_response(_NotServed(f"no endpoint at {path}"))
+                return oauth_error_response(_NotServed("no such OAuth endpoint"))
             if not isinstance(self.clients.workspaces.storage, OAuthStorage):
                 return oauth_error_response(_NotServed("this server keeps no OAuth clients"))
             if method != "POST":
