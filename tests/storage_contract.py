@@ -21,6 +21,7 @@ from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
 from tests.group_contract import GroupContract
+from tests.oauth_contract import OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -107,9 +108,9 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract, GroupContract):
-    """Behaviour every :class:`scimcore.Storage` implementation must have (the console's and
-    the groups' parts: see :mod:`tests.console_contract` and :mod:`tests.group_contract`)."""
+class StorageContract(ConsoleContract, GroupContract, OAuthContract):
+    """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
+    :mod:`tests.console_contract`, :mod:`tests.group_contract`, :mod:`tests.oauth_contract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)

@@ -277,9 +277,20 @@ def test_example_server_prints_its_lines_keeps_its_token_and_sends_mail(
     token = first.lines["Secret Token"]
     assert token.startswith("scim_")
     assert first.lines["Mail"] == f".eml files in {tmp_path / 'scimcore-mail'}/"
-    assert list(first.lines) == ["Tenant URL", "Secret Token", "Console", "Console sign-in", "Mail"]
+    assert list(first.lines) == [
+        "Tenant URL",
+        "Secret Token",
+        "Console",
+        "Token endpoint",
+        "Console sign-in",
+        "Mail",
+    ]
     base = tenant.removesuffix("/scim/v2")
     assert first.lines["Console"] == base + "/console"
+    assert first.lines["Token endpoint"] == base + "/oauth/token"
+    metadata_url = base + "/.well-known/oauth-authorization-server"
+    with urllib.request.urlopen(metadata_url, timeout=10) as metadata:
+        assert json.load(metadata)["token_endpoint"] == first.lines["Token endpoint"]
     email_address, _, password = first.lines["Console sign-in"].partition(" / ")
     assert email_address == "admin@demo.example" and len(password) >= 12
     with urllib.request.urlopen(base + "/console/sign-in", timeout=10) as page:
@@ -330,6 +341,9 @@ def test_scimcore_serve_prints_its_lines_and_uses_smtp_settings(
         server.lines["Console"] == server.lines["Tenant URL"].removesuffix("/scim/v2") + "/console"
     )
     assert "Secret Token" not in server.lines and "Console sign-in" not in server.lines
+    assert server.lines["Token endpoint"] == (
+        server.lines["Tenant URL"].removesuffix("/scim/v2") + "/oauth/token"
+    )
     assert server.lines["Mail"] == (
         "smtp://cards@mail.acme.example:587 (starttls), from cards@acme.example"
     )

@@ -5,6 +5,8 @@ the same table is in ``docs/limits.md``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from attrs import frozen
 
 from .ratelimit import RateLimit
@@ -18,7 +20,8 @@ class ServiceConfig:
     Okta's import paging (idp-quirks Okta 4). ``max_body_bytes``: a longer request body is
     answered 413 (:class:`~scimcore.errors.PayloadTooLargeError`), by the service and by every
     adapter before it reads the body whole. ``log_retention``: provisioning log entries kept
-    per workspace.
+    per workspace. ``access_token_seconds``: the lifetime of the OAuth access tokens of the
+    token endpoint (3600 to 21600, as Entra's gallery asks).
 
     The request limits (``docs/limits.md``; :mod:`scimcore.limits` enforces them):
     ``max_operations`` PATCH ``Operations`` per request (413 past it); ``max_values`` values
@@ -45,6 +48,7 @@ class ServiceConfig:
     max_filter_chars: int = 4096
     max_filter_terms: int = 100
     rate_limit: RateLimit | None = None
+    access_token_seconds: int = 3600
 
     def __attrs_post_init__(self) -> None:
         if self.max_count < 100 or not 0 < self.default_count <= self.max_count:
@@ -59,3 +63,10 @@ class ServiceConfig:
         )
         if min(limits) < 1:
             raise ValueError("every limit must be at least 1")
+        if not 3600 <= self.access_token_seconds <= 21600:
+            raise ValueError("access_token_seconds must be between 3600 and 21600")
+
+    @property
+    def access_token_lifetime(self) -> timedelta:
+        """How long an OAuth access token lives (``access_token_seconds``)."""
+        return timedelta(seconds=self.access_token_seconds)

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from .config import ServiceConfig
 from .errors import NotFoundError
 from .messages import (
+    AuthenticationScheme,
     BulkSupport,
     ListResponse,
     ScimRequest,
@@ -19,15 +22,29 @@ from .messages import (
 from .responses import json_response
 from .schema import Schema, SchemaRegistry
 
-__all__ = ["resource_types", "schemas", "service_provider_config"]
+__all__ = ["OAUTH_CLIENT_CREDENTIALS", "resource_types", "schemas", "service_provider_config"]
 
 
-def service_provider_config(config: ServiceConfig) -> ScimResponse:
-    """``GET /ServiceProviderConfig`` (RFC 7644 §4, RFC 7643 §5)."""
+#: The OAuth 2.0 client credentials scheme (issue 20), listed when the storage keeps clients.
+OAUTH_CLIENT_CREDENTIALS = AuthenticationScheme(
+    "oauthbearertoken",
+    "OAuth 2.0 client credentials",
+    "Access tokens from the token endpoint /oauth/token (RFC 6749 §4.4), sent as "
+    "'Authorization: Bearer' (RFC 6750).",
+    primary=False,
+)
+
+
+def service_provider_config(config: ServiceConfig, oauth: bool = False) -> ScimResponse:
+    """``GET /ServiceProviderConfig`` (RFC 7644 §4, RFC 7643 §5); ``oauth``: the OAuth client
+    credentials are accepted too (:data:`OAUTH_CLIENT_CREDENTIALS`)."""
     spc = ServiceProviderConfig(
         max_results=config.max_count,
         bulk=BulkSupport(max_payload_size=config.max_body_bytes),
     )
+    if oauth:
+        schemes = [*spc.authentication_schemes, OAUTH_CLIENT_CREDENTIALS]
+        spc = attrs.evolve(spc, authentication_schemes=schemes)
     body = converter.unstructure(spc)
     body["meta"] = {
         "resourceType": "ServiceProviderConfig",

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidFilterError",
     "InvalidPathError",
     "InvalidSyntaxError",
+    "InvalidTokenError",
     "InvalidValueError",
     "InvalidVersionError",
     "MethodNotAllowedError",
@@ -116,6 +117,11 @@ class UnauthorizedError(SCIMError):
     """401: the bearer token is missing, malformed, unknown, deleted or orphaned (R2.4)."""
 
     status = 401
+
+
+class InvalidTokenError(UnauthorizedError):
+    """401 for an OAuth access token that is expired, revoked, malformed or unknown: the
+    response carries RFC 6750 §3's ``WWW-Authenticate: Bearer error="invalid_token"``."""
 
 
 class MethodNotAllowedError(SCIMError):

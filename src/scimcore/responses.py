@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _json
-from .errors import MethodNotAllowedError, SCIMError, TooManyRequestsError
+from .errors import InvalidTokenError, MethodNotAllowedError, SCIMError, TooManyRequestsError
 from .messages import SCIM_CONTENT_TYPE, ScimResponse
 
 __all__ = [
@@ -45,6 +45,8 @@ class MethodNotAllowed(MethodNotAllowedError):
 def error_response(error: SCIMError) -> ScimResponse:
     """The SCIM Error response for ``error`` (RFC 7644 §3.12)."""
     headers = {"WWW-Authenticate": 'Bearer realm="SCIM"'} if error.status == 401 else {}
+    if isinstance(error, InvalidTokenError):  # an OAuth access token (RFC 6750 §3)
+        headers["WWW-Authenticate"] = 'Bearer realm="SCIM", error="invalid_token"'
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, TooManyRequestsError):  # RFC 6585 §4

@@ -50,6 +50,8 @@ class Router:
         #: ``None``: Groups turned off (R5.3).
         self.groups = groups
         self._registries = (registry,) if groups is None else (registry, groups.registry)
+        #: Whether OAuth access tokens are accepted (listed in /ServiceProviderConfig).
+        self.oauth = False
 
     def dispatch(self, request: ScimRequest) -> ScimResponse:
         """The response to ``request``; raises :class:`~scimcore.errors.SCIMError`."""
@@ -60,7 +62,7 @@ class Router:
         kind, rid = match.group("kind").lower(), match.group("id")
         if kind == "serviceproviderconfig" and rid is None:
             _allow(method, request.path, ("GET",))
-            return discovery.service_provider_config(self.config)
+            return discovery.service_provider_config(self.config, self.oauth)
         if kind == "resourcetypes":
             _allow(method, request.path, ("GET",))
             return discovery.resource_types(self._registries, request, rid)

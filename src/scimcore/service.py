@@ -19,6 +19,8 @@ from .errors import SCIMError
 from .group_operations import GroupOperations
 from .groups import default_group_registry
 from .messages import ScimRequest, ScimResponse
+from .oauth import OAuthEndpoints
+from .oauth_clients import ACCESS_TOKEN_PREFIX, OAuthClients, OAuthStorage
 from .operations import UserOperations
 from .product import Product
 from .provisioning import Event, MailComposer, Provisioner, default_composer
@@ -84,6 +86,13 @@ class ScimService:
                 group_registry or default_group_registry(), self.config, users, self._emit
             )
         self._router = Router(self.registry, self.config, users, groups)
+        self.oauth_clients = OAuthClients(self.workspaces, self.runtime)
+        """OAuth 2.0 clients and their secrets (R2.6; :mod:`scimcore.oauth_clients`)."""
+        self.oauth = OAuthEndpoints(self.oauth_clients, self.config)
+        """The token endpoint and its metadata (:mod:`scimcore.oauth`), for the adapters."""
+        if isinstance(storage, OAuthStorage):
+            self.workspaces.bearer_schemes[ACCESS_TOKEN_PREFIX] = self.oauth_clients.authenticate
+            self._router.oauth = True
 
     def subscribe(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` with every :class:`~scimcore.provisioning.Event`, after the commit

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -150,6 +150,11 @@ class Workspaces:
         self._writes_authenticated: AuthenticatedWrites | None = (
             storage if isinstance(storage, AuthenticatedWrites) else None
         )
+        #: Other bearer credentials, by the prefix that tells them from ``scim_`` tokens:
+        #: the verifier returns the caller or raises ``UnauthorizedError`` (the OAuth access
+        #: tokens of :mod:`scimcore.oauth_clients`, registered by ``ScimService``). Only a
+        #: credential that is no ``scim_<id>_<secret>`` token is looked up here.
+        self.bearer_schemes: dict[str, Callable[[str], AuthContext]] = {}
 
     # --- workspaces and admins ----------------------------------------------------------------
 
@@ -311,7 +316,16 @@ class Workspaces:
         :attr:`AuthContext.read_ahead`.
         """
         match, presented = _presented(authorization)
-        return self._authenticated(match, presented, read_ahead)
+        other = self._other_bearer(authorization) if match is None else None
+        return other or self._authenticated(match, presented, read_ahead)
+
+    def _other_bearer(self, authorization: str | None) -> AuthContext | None:
+        """The caller of a credential of :attr:`bearer_schemes` (``None``: not one)."""
+        credentials = (authorization or "").strip().partition(" ")[2].strip()
+        for prefix, verify in self.bearer_schemes.items():
+            if credentials.startswith(prefix):
+                return verify(credentials)
+        return None
 
     def _authenticated(
         self,
@@ -357,7 +371,8 @@ class Workspaces:
         match, presented = _presented(authorization)
         writer = self._writes_authenticated
         if writer is None or match is None:
-            auth = self._authenticated(match, presented, None, now)
+            other = self._other_bearer(authorization) if match is None else None
+            auth = other or self._authenticated(match, presented, None, now)
             with self.storage.users(auth.workspace.id) as store:
                 yield auth, store
             return

@@ -14,6 +14,7 @@ import asyncio
 
 from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
+from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
 from ._http import BodyReader, Receive, Scope, Send, query_values, wire_response
@@ -22,11 +23,16 @@ __all__ = ["ScimASGIApp"]
 
 
 class ScimASGIApp:
-    """Serve ``service`` at ``prefix`` (``""`` when mounted by a framework that strips it)."""
+    """Serve ``service`` at ``prefix`` (``""`` when mounted by a framework that strips it).
+    ``oauth``: also answer the OAuth token endpoint and its metadata
+    (:data:`scimcore.oauth.OAUTH_PATHS`, from the root path, beside ``prefix``)."""
 
-    def __init__(self, service: ScimService, prefix: str = "/scim/v2") -> None:
+    def __init__(
+        self, service: ScimService, prefix: str = "/scim/v2", *, oauth: bool = True
+    ) -> None:
         self.service = service
         self.prefix = prefix.rstrip("/")
+        self.oauth = oauth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -53,9 +59,13 @@ class ScimASGIApp:
         path: str = scope["path"]
         if scope.get("root_path") and path.startswith(scope["root_path"]):
             path = path[len(scope["root_path"]) :]
-        if self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
+        oauth = self.oauth and path in OAUTH_PATHS
+        if oauth:
+            root = scope.get("root_path", "")
+        elif self.prefix and not (path == self.prefix or path.startswith(self.prefix + "/")):
             return error_response(NotFoundError(f"no endpoint at {scope['path']}")), False
-        path = path[len(self.prefix) :] or "/"
+        else:
+            path = path[len(self.prefix) :] or "/"
         reader = await self._body(scope, receive)
         too_large = reader.response()
         if too_large is not None:
@@ -74,7 +84,8 @@ class ScimASGIApp:
             body=reader.body(),
             base_url=f"{scope.get('scheme', 'http')}://{host}{root}",
         )
-        return await asyncio.to_thread(self.service.handle, request), False
+        handle = self.service.oauth.handle if oauth else self.service.handle
+        return await asyncio.to_thread(handle, request), False
 
     async def _body(self, scope: Scope, receive: Receive) -> BodyReader:
         """The request body, read by the adapters' one policy (:mod:`._http`)."""

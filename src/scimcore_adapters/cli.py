@@ -18,6 +18,7 @@ from typing import Any
 from scimcore import SCIMError, ScimService, WorkspaceError, Workspaces
 from scimcore.storage import Storage, TokenRecord
 
+from . import cli_clients
 from .bootstrap import (
     DEFAULT_DATABASE_URL,
     StorageOpenError,
@@ -228,6 +229,8 @@ def _parser() -> argparse.ArgumentParser:
     lg = _cmd(sub, "log", "show the provisioning log, newest first (never a secret)")
     _json(_slug(lg))
     lg.add_argument("--limit", type=int, default=50, help="how many entries (default: 50)")
+
+    cli_clients.add_parser(sub)  # OAuth clients: scimcore client ...
 
     sv = _cmd(sub, "serve", "serve SCIM and the console, delivering mail in the background")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -617,6 +620,7 @@ _PRODUCT = {
     "outbox": _outbox,
     "seats": _seats,
     "log": _log,
+    "client": cli_clients.run,
 }
 
 

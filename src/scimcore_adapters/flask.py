@@ -23,18 +23,45 @@ Two ways to mount, with identical responses:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 from flask import Blueprint, Flask, Response, request
 
-from scimcore import ScimRequest, ScimService
+from scimcore import ScimRequest, ScimResponse, ScimService
+from scimcore.oauth import METADATA_PATH, TOKEN_PATH
 
 from ._http import read_stream
 from .wsgi import ScimWSGIApp
 
-__all__ = ["ScimExtension", "scim_blueprint"]
+__all__ = ["ScimExtension", "oauth_blueprint", "scim_blueprint"]
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _answer(
+    service: ScimService, handle: Callable[[ScimRequest], ScimResponse], path: str, base_url: str
+) -> Response:
+    """The Flask response of ``handle`` (the SCIM service's or the token endpoint's) to the
+    current request, read under the body limit."""
+    # Without a Content-Length (chunked), Werkzeug's stream ends where the body does.
+    reader = read_stream(request.stream, service.config.max_body_bytes, request.content_length)
+    result = reader.response()
+    if result is None:
+        result = handle(
+            ScimRequest(
+                method=request.method,
+                path=path,
+                query={k: request.args[k] for k in request.args},
+                headers=dict(request.headers),
+                body=reader.body(),
+                base_url=base_url,
+            )
+        )
+    response = Response(result.body, status=result.status, headers=dict(result.headers))
+    if "Content-Type" not in result.headers:
+        del response.headers["Content-Type"]  # no body: no Flask default text/html
+    return response
 
 
 def scim_blueprint(
@@ -45,29 +72,25 @@ def scim_blueprint(
     prefix = url_prefix.rstrip("/")
 
     def endpoint(subpath: str = "") -> Response:
-        # Without a Content-Length (chunked), Werkzeug's stream ends where the body does.
-        limit = service.config.max_body_bytes
-        reader = read_stream(request.stream, limit, request.content_length)
-        result = reader.response()
-        if result is None:
-            result = service.handle(_scim_request(subpath, reader.body()))
-        response = Response(result.body, status=result.status, headers=dict(result.headers))
-        if "Content-Type" not in result.headers:
-            del response.headers["Content-Type"]  # no body: no Flask default text/html
-        return response
-
-    def _scim_request(subpath: str, body: bytes) -> ScimRequest:
-        return ScimRequest(
-            method=request.method,
-            path="/" + subpath,
-            query={k: request.args[k] for k in request.args},
-            headers=dict(request.headers),
-            body=body,
-            base_url=request.host_url.rstrip("/") + request.script_root + prefix,
-        )
+        base_url = request.host_url.rstrip("/") + request.script_root + prefix
+        return _answer(service, service.handle, "/" + subpath, base_url)
 
     bp.add_url_rule("", "root", endpoint, methods=_METHODS, strict_slashes=False)
     bp.add_url_rule("/<path:subpath>", "any", endpoint, methods=_METHODS)
+    return bp
+
+
+def oauth_blueprint(service: ScimService, name: str = "scim_oauth") -> Blueprint:
+    """A Blueprint that serves the OAuth token endpoint and its RFC 8414 metadata
+    (:mod:`scimcore.oauth`) at the application root, beside the SCIM prefix."""
+    bp = Blueprint(name, __name__)
+
+    def endpoint() -> Response:
+        base_url = request.host_url.rstrip("/") + request.script_root
+        return _answer(service, service.oauth.handle, request.path, base_url)
+
+    bp.add_url_rule(TOKEN_PATH, "token", endpoint, methods=_METHODS)
+    bp.add_url_rule(METADATA_PATH, "metadata", endpoint, methods=_METHODS)
     return bp
 
 
@@ -106,4 +129,5 @@ class ScimExtension:
             )
         else:
             app.register_blueprint(scim_blueprint(self.service, self.url_prefix))
+            app.register_blueprint(oauth_blueprint(self.service))
         app.extensions["scimcore"] = self.service

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from scimcore import ScimService
+from scimcore.oauth import TOKEN_PATH
+from scimcore.oauth_clients import OAuthStorage
 
 from ._http import Receive, Scope, Send
 from .bootstrap import DemoCredentials
@@ -292,8 +294,9 @@ def serve_forever(
 ) -> None:
     """Serve ``app`` on ``host:port`` (werkzeug's threaded server) with a mail delivery worker,
     until interrupted. Once the socket is bound (``port`` 0 takes a free one), prints one per
-    line ``Tenant URL:``, the ``demo``'s ``Secret Token:``, ``Console:`` and the demo's
-    ``Console sign-in:`` (when the app has the console), and ``Mail:``; the public URL is
+    line ``Tenant URL:``, the ``demo``'s ``Secret Token:``, ``Console:`` (when the app has the
+    console), ``Token endpoint:`` (when the storage keeps OAuth clients), the demo's
+    ``Console sign-in:``, and ``Mail:``; the public URL is
     ``base_url``, else the address really bound. ``OSError`` when the address cannot be
     bound."""
     from werkzeug.serving import make_server, select_address_family
@@ -311,8 +314,10 @@ def serve_forever(
         lines.append(f"Secret Token: {demo.token}")
     if has_console(app):
         lines.append(f"Console: {public}{CONSOLE_PREFIX}")
-        if demo is not None:
-            lines.append(f"Console sign-in: {demo.admin} / {demo.password or _CHANGED}")
+    if isinstance(service.storage, OAuthStorage):
+        lines.append(f"Token endpoint: {public}{TOKEN_PATH}")
+    if has_console(app) and demo is not None:
+        lines.append(f"Console sign-in: {demo.admin} / {demo.password or _CHANGED}")
     lines.append(f"Mail: {mail.describe()}")
     for line in lines:
         print(line, file=out, flush=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.errors import NotFoundError
+from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
 from ._http import BodyReader, query_values, read_stream, wire_response
@@ -67,22 +68,31 @@ class ScimWSGIApp:
     """Serve ``service`` at ``prefix`` (``""``: every path is a SCIM path).
 
     ``fallback``: the WSGI application that answers paths outside ``prefix`` (without one,
-    they get a SCIM 404).
+    they get a SCIM 404). ``oauth``: also answer the OAuth token endpoint and its metadata
+    (:data:`scimcore.oauth.OAUTH_PATHS`, from the application root, beside ``prefix``).
     """
 
     def __init__(
-        self, service: ScimService, prefix: str = "/scim/v2", fallback: WSGIApp | None = None
+        self,
+        service: ScimService,
+        prefix: str = "/scim/v2",
+        fallback: WSGIApp | None = None,
+        *,
+        oauth: bool = True,
     ) -> None:
         self.service = service
         self.prefix = prefix.rstrip("/")
         self.fallback = fallback
+        self.oauth = oauth
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         path = _text(environ.get("PATH_INFO", ""))
         prefix = self.prefix
-        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        if self.oauth and path in OAUTH_PATHS:
+            response = self._answer(environ, path, oauth=True)
+        elif prefix and not (path == prefix or path.startswith(prefix + "/")):
             if self.fallback is not None:
                 return self.fallback(environ, start_response)
             response = error_response(NotFoundError(f"no endpoint at {path}"))
@@ -93,7 +103,7 @@ class ScimWSGIApp:
         start_response(status, headers)
         return [body]
 
-    def _answer(self, environ: dict[str, Any], path: str) -> ScimResponse:
+    def _answer(self, environ: dict[str, Any], path: str, oauth: bool = False) -> ScimResponse:
         reader = self._body(environ, self.service.config.max_body_bytes)
         too_large = reader.response()
         if too_large is not None:
@@ -113,9 +123,9 @@ class ScimWSGIApp:
             query=query_values(_text(environ.get("QUERY_STRING", ""))),
             headers=headers,
             body=body,
-            base_url=f"{scheme}://{host}{root}{self.prefix}",
+            base_url=f"{scheme}://{host}{root}{'' if oauth else self.prefix}",
         )
-        return self.service.handle(request)
+        return self.service.oauth.handle(request) if oauth else self.service.handle(request)
 
     @staticmethod
     def _body(environ: dict[str, Any], limit: int) -> BodyReader:

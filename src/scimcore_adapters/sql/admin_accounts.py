@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, or_, select
 
 from scimcore.storage import TOKEN_DEAD, TOKEN_DELETED, Admin, TokenRecord
 
+from .oauth import bury_admin_clients
 from .rows import ADMIN, TOKEN, TOMBSTONE
 from .statements import upsert_statement
 from .tables import ADMINS, TOKEN_TOMBSTONES, TOKENS
@@ -113,11 +114,13 @@ def list_admins(conn: Connection, workspace_id: str) -> Sequence[Admin]:
 
 
 def deactivate_admin(conn: Connection, workspace_id: str, email: str, reason: str) -> Admin | None:
-    """Mark the admin inactive and bury their tokens as dead (one writing transaction)."""
+    """Mark the admin inactive and bury their tokens as dead, and their OAuth clients (one
+    writing transaction)."""
     params = {"b_ws": workspace_id, "b_key": email.lower()}
     if not conn.execute(_DEACTIVATE, params).rowcount:
         return None
     _bury(conn, conn.execute(_TAKE_ADMIN_TOKENS, params).all(), TOKEN_DEAD, reason)
+    bury_admin_clients(conn, workspace_id, email, reason)  # their OAuth clients die too
     return ADMIN.from_row(conn.execute(_GET_ADMIN, params).first())
 
 

@@ -16,6 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from scimcore.groups import default_group_registry
+from scimcore.oauth_clients import (
+    AccessGrant,
+    AccessToken,
+    ClientGrant,
+    ClientSecret,
+    OAuthClient,
+)
 from scimcore.ratelimit import RateLimit
 from scimcore.schema import SchemaRegistry, default_registry
 from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
@@ -27,6 +34,7 @@ from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner
 from .migrations import migrate
+from .oauth import OAuthAccounts
 from .transactions import PostgresTransactions, SqliteTransactions, Transactions
 from .users import SqlUserStore
 
@@ -101,6 +109,8 @@ class SqlStorage:
             if self._sqlite
             else create_engine_for(url).execution_options(isolation_level="AUTOCOMMIT")
         )
+        #: OAuth clients, secrets and access tokens (:mod:`.oauth`).
+        self.oauth = OAuthAccounts(self.transactions)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -272,6 +282,47 @@ class SqlStorage:
         ``False`` when it is empty. PostgreSQL: a row shared by every process; SQLite: in this
         process, shared by its threads."""
         return self.buckets.take_token(workspace_id, limit, now)
+
+    # --- OAuth clients (scimcore.oauth_clients.OAuthStorage; see .oauth) -----------------------
+
+    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
+        self.oauth.add_client(client, secret)
+
+    def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None:
+        return self.oauth.get_client(workspace_id, client_id)
+
+    def list_clients(self, workspace_id: str) -> Sequence[OAuthClient]:
+        return self.oauth.list_clients(workspace_id)
+
+    def list_secrets(self, client_id: str) -> Sequence[ClientSecret]:
+        return self.oauth.list_secrets(client_id)
+
+    def add_secret(self, secret: ClientSecret) -> bool:
+        return self.oauth.add_secret(secret)
+
+    def delete_secret(self, client_id: str, secret_id: str) -> bool:
+        return self.oauth.delete_secret(client_id, secret_id)
+
+    def delete_client(self, workspace_id: str, client_id: str) -> bool:
+        return self.oauth.delete_client(workspace_id, client_id)
+
+    def bury_admin_clients(self, workspace_id: str, email: str, reason: str) -> int:
+        return self.oauth.bury_admin_clients(workspace_id, email, reason)
+
+    def claim_client_refusal(self, client_id: str, when: datetime, interval: timedelta) -> bool:
+        return self.oauth.claim_client_refusal(client_id, when, interval)
+
+    def client_grant(self, client_id: str) -> ClientGrant | None:
+        return self.oauth.client_grant(client_id)
+
+    def touch_secret(self, secret_id: str, when: datetime) -> None:
+        self.oauth.touch_secret(secret_id, when)
+
+    def add_access_token(self, token: AccessToken) -> None:
+        self.oauth.add_access_token(token)
+
+    def access_grant(self, token_id: str) -> AccessGrant | None:
+        return self.oauth.access_grant(token_id)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

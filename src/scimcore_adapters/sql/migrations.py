@@ -28,6 +28,9 @@ from .tables import (
     GROUPS,
     IMAGES,
     LOG,
+    OAUTH_ACCESS_TOKENS,
+    OAUTH_CLIENT_SECRETS,
+    OAUTH_CLIENTS,
     OUTBOX,
     PEOPLE,
     RATE_BUCKETS,
@@ -260,6 +263,12 @@ def _v8_rate_buckets(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {RATE_BUCKETS.name} SET UNLOGGED")
 
 
+def _v9_oauth_clients(conn: Connection) -> None:
+    """OAuth 2.0 clients, their secrets and access tokens (issue 20)."""
+    for table in (OAUTH_CLIENTS, OAUTH_CLIENT_SECRETS, OAUTH_ACCESS_TOKENS):
+        table.create(conn, checkfirst=True)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -282,6 +291,7 @@ MIGRATIONS: Sequence[Migration] = (
     ),
     Migration(7, "groups and group_members", _v7_groups),
     Migration(8, "rate_buckets: the rate limit's token bucket per workspace", _v8_rate_buckets),
+    Migration(9, "OAuth 2.0 clients, their secrets and access tokens", _v9_oauth_clients),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -49,6 +49,9 @@ __all__ = [
     "IMAGES",
     "LOG",
     "METADATA",
+    "OAUTH_ACCESS_TOKENS",
+    "OAUTH_CLIENTS",
+    "OAUTH_CLIENT_SECRETS",
     "OUTBOX",
     "PEOPLE",
     "RATE_BUCKETS",
@@ -463,4 +466,58 @@ RATE_BUCKETS = Table(
     _workspace_fk(primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("stamp", Float, nullable=False),
+)
+
+# --- OAuth 2.0 clients (issue 20, schema version 9) -------------------------------------------
+
+OAUTH_CLIENTS = Table(
+    "oauth_clients",
+    METADATA,
+    # A client of the token endpoint; ``state`` "dead" once its admin was deactivated (R2.5).
+    Column("id", text_type(64), primary_key=True),
+    _workspace_fk(),
+    Column("label", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("state", text_type(16), nullable=False),
+    Column("dead_reason", Text, nullable=True),
+    # When a refused token request of this dead client was last logged (coalescing).
+    Column("refused_at", UtcDateTime, nullable=True),
+    Index(None, "workspace_id", "created_at", "id"),
+)
+
+OAUTH_CLIENT_SECRETS = Table(
+    "oauth_client_secrets",
+    METADATA,
+    # A client's secrets: the SHA-256 of each, never the secret.
+    Column("id", text_type(64), primary_key=True),
+    Column(
+        "client_id",
+        text_type(64),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("secret_hash", text_type(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index(None, "client_id", "created_at"),
+)
+
+OAUTH_ACCESS_TOKENS = Table(
+    "oauth_access_tokens",
+    METADATA,
+    # Access tokens issued by the token endpoint: the SHA-256 of each token's secret part.
+    Column("id", text_type(64), primary_key=True),
+    Column(
+        "client_id",
+        text_type(64),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _workspace_fk(),
+    Column("token_hash", text_type(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "client_id", "expires_at"),
 )
