@@ -61,7 +61,7 @@ def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
         "--rate-limit",
         metavar="RATE/BURST",
         help="requests per second per workspace and the burst above it, or 'off' "
-        f"(default: ${RATE_LIMIT_ENV}, else 100/200)",
+        f"(default: ${RATE_LIMIT_ENV}, else 200/1000)",
     )
 
 
