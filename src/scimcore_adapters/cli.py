@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from .bootstrap import (
     open_storage,
     server_config,
 )
+from .cli_product import PRODUCT_COMMANDS, emit, iso, mail_command
 from .mail import add_mail_arguments
 from .serving import (
     add_public_url_arguments,
@@ -40,17 +40,13 @@ from .serving import (
 __all__ = ["main"]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _token_json(t: TokenRecord) -> dict[str, Any]:
     return {
         "id": t.id,
         "label": t.label,
         "created_by": t.created_by,
-        "created_at": _iso(t.created_at),
-        "last_used_at": _iso(t.last_used_at),
+        "created_at": iso(t.created_at),
+        "last_used_at": iso(t.last_used_at),
         "state": t.state,
         "dead_reason": t.dead_reason,
     }
@@ -285,7 +281,7 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         ws = api.create(args.slug, args.admin)
         print(f"created workspace {ws.slug} (admin {args.admin.lower()})", file=out)
     elif cmd == "workspace" and action == "list":
-        rows = [{"slug": w.slug, "id": w.id, "created_at": _iso(w.created_at)} for w in api.list()]
+        rows = [{"slug": w.slug, "id": w.id, "created_at": iso(w.created_at)} for w in api.list()]
         if args.json:
             print(json.dumps(rows), file=out)
         else:
@@ -299,11 +295,11 @@ def _run(args: argparse.Namespace, out: Any) -> int:
         print(f"{args.email.lower()} deactivated; their tokens no longer work", file=out)
     elif cmd == "admin" and action == "list":
         admins = [
-            {"email": a.email, "active": a.active, "created_at": _iso(a.created_at)}
+            {"email": a.email, "active": a.active, "created_at": iso(a.created_at)}
             for a in api.list_admins(args.slug)
         ]
         lines = [f"{a['email']}  {'active' if a['active'] else 'inactive'}" for a in admins]
-        _emit(args, out, admins, lines)
+        emit(args, out, admins, lines)
     elif cmd == "admin" and action == "password":
         api.set_password_hash(args.slug, args.email, _new_password_hash(args.password_stdin))
         print(f"password of {args.email.lower()} set", file=out)
@@ -330,10 +326,10 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     elif cmd == "token" and action == "delete":
         api.delete_token(args.slug, args.token_id)
         print(f"token {args.token_id} deleted", file=out)
-    elif cmd in _PRODUCT:
-        _PRODUCT[cmd](ScimService(storage), args, out)
+    elif cmd in PRODUCT_COMMANDS:
+        PRODUCT_COMMANDS[cmd](ScimService(storage), args, out)
     elif cmd == "mail":
-        return _mail(ScimService(storage), args, out)
+        return mail_command(ScimService(storage), args, out)
     elif cmd == "serve":
         _serve(ScimService(storage, config=server_config(args.rate_limit)), args, out)
     return 0
@@ -393,235 +389,6 @@ def _new_password_hash(from_stdin: bool) -> str:
         if getpass.getpass("Repeat the password: ") != password:
             raise WorkspaceError("the two passwords differ; nothing was changed")
     return hash_password(password)
-
-
-def _fields(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise WorkspaceError(f"--field takes KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value
-    return out
-
-
-def _emit(args: argparse.Namespace, out: Any, rows: Any, lines: Sequence[str]) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(rows), file=out)
-    else:
-        for line in lines:
-            print(line, file=out)
-
-
-def _settings(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    from scimcore.cards import DEFAULT_MAPPING, FieldRule
-
-    p = service.product
-    mapping = None
-    if args.reset_fields or args.fields or args.map_field:
-        mapping = DEFAULT_MAPPING if args.reset_fields else p.mapping(args.slug)
-        if args.fields:
-            mapping = mapping.restrict(k.strip() for k in args.fields.split(",") if k.strip())
-        for key, path in _fields(args.map_field).items():
-            mapping = mapping.extend(FieldRule(key, key.replace("_", " ").capitalize(), path))
-    activation = None if args.activation_email is None else args.activation_email == "on"
-    if activation is not None or mapping is not None:
-        s = p.update_settings(args.slug, activation_email=activation, mapping=mapping)
-    else:
-        s = p.settings(args.slug)
-    fields = {r.key: r.path for r in p.mapping(args.slug).rules}
-    row = {"activation_email": s.activation_email, "fields": fields}
-    lines = [f"activation email: {'on' if s.activation_email else 'off'}"]
-    lines += [f"field {k} <- {v}" for k, v in fields.items()]
-    _emit(args, out, row, lines)
-
-
-def _template(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    p = service.product
-    if args.action == "list":
-        rows = [{"name": t.name, "fields": dict(t.fields)} for t in p.templates(args.slug)]
-        _emit(args, out, rows, [f"{r['name']}: {json.dumps(r['fields'])}" for r in rows])
-        return
-    if args.action == "delete":
-        changed = p.delete_template(args.slug, args.name)
-        print(f"template {args.name} deleted ({changed} cards updated)", file=out)
-    elif args.action == "create":
-        t = p.create_template(args.slug, args.name, _fields(args.field))
-        print(f"template {t.name}: {json.dumps(dict(t.fields))}", file=out)
-    else:
-        u = p.set_template(args.slug, args.name, _fields(args.field))
-        print(f"template {u.name}: {json.dumps(dict(u.fields))}", file=out)
-        print(f"{u.cards_updated} cards updated", file=out)
-
-
-def _rule(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    p = service.product
-    if args.action == "add":
-        r = p.add_rule(args.slug, args.template, args.filter)
-        print(f"rule {r.id}: {r.filter} -> {r.template}", file=out)
-    elif args.action == "list":
-        rows = [
-            {"id": r.id, "position": r.position, "filter": r.filter, "template": r.template}
-            for r in p.rules(args.slug)
-        ]
-        _emit(args, out, rows, [f"{r['id']}  {r['filter']} -> {r['template']}" for r in rows])
-    else:
-        p.remove_rule(args.slug, args.rule_id)
-        print(f"rule {args.rule_id} removed", file=out)
-
-
-def _cards(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    rows = [v.to_dict() for v in service.product.cards(args.slug)]
-    lines = [
-        f"{r['user_name']}  {'active' if r['active'] else 'inactive'}  "
-        + ", ".join(f"{k}={f['value']}" for k, f in r["fields"].items())
-        for r in rows
-    ]
-    _emit(args, out, rows, lines)
-
-
-def _card(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    p = service.product
-    if args.action == "edit":
-        card = p.admin_edit(args.slug, args.user_name, args.key, args.value)
-    elif args.action == "unlock":
-        card = p.unlock(args.slug, args.user_name, args.key)
-    elif args.action == "lock":
-        card = p.lock(args.slug, args.user_name, args.key)
-    elif args.action == "assign":
-        card = p.assign_template(args.slug, args.user_name, args.template)
-        print(f"{args.user_name}: template {card.template}", file=out)
-        return
-    else:
-        card = p.owner_edit(args.slug, args.user_name, args.key, args.value)
-    f = card.fields[args.key]
-    print(
-        f"{args.key}={f.value} locked={f.locked} linked={f.linked} source={f.source.value}",
-        file=out,
-    )
-
-
-def _activation(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    for mail in service.product.send_activation(args.slug, args.user_names):
-        print(f"queued activation email to {mail.to} ({mail.id})", file=out)
-
-
-def _outbox(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    from scimcore.outbox import last_attempt
-
-    people = {v.user_id: v.user_name for v in service.product.cards(args.slug)}
-    rows = []
-    for m in service.product.outbox(args.slug):
-        last = last_attempt(m)
-        rows.append(
-            {
-                "id": m.id,
-                "to": m.to,
-                "kind": m.kind,
-                "user_name": people.get(m.person_id),
-                "status": m.status,
-                "attempts": m.attempts,
-                "last_attempt_at": _iso(last.at),
-                "last_error": last.error,
-                "next_attempt_at": _iso(m.next_attempt_at) if m.status == "pending" else None,
-                "created_at": _iso(m.created_at),
-                "sent_at": _iso(m.sent_at),
-            }
-        )
-    lines = [
-        f"{r['id']}  {r['kind']}  {r['to']}  {r['status']}  attempts {r['attempts']}"
-        + (f"  last {r['last_attempt_at']}" if r["last_attempt_at"] else "")
-        + (f"  error: {r['last_error']}" if r["last_error"] else "")
-        for r in rows
-    ]
-    _emit(args, out, rows, lines)
-
-
-def _mail(service: ScimService, args: argparse.Namespace, out: Any) -> int:
-    """``mail deliver`` (1 when any attempt failed) and ``mail retry``."""
-    from scimcore.outbox import deliver_pending, retry_mail
-
-    from .mail import mail_settings_from_args
-
-    if args.action == "retry":
-        mail = retry_mail(service.storage, service.runtime, args.slug, args.mail_id)
-        print(f"mail {mail.id} to {mail.to} queued again", file=out)
-        return 0
-    settings = mail_settings_from_args(args)
-    report = deliver_pending(
-        service.storage,
-        settings.mailer(),
-        service.runtime,
-        limit=args.limit,
-        max_attempts=args.max_attempts,
-        base_url=public_base_url(args.base_url),  # activation links: the served pages' root
-    )
-    failures = [
-        {
-            "id": f.mail_id,
-            "to": f.to,
-            "attempts": f.attempts,
-            "reason": f.reason,
-            "final": f.final,
-            "next_attempt_at": _iso(f.next_attempt_at),
-        }
-        for f in report.failures
-    ]
-    row = {
-        "sent": report.sent,
-        "retrying": report.retrying,
-        "failed": report.failed,
-        "failures": failures,
-    }
-    _emit(
-        args, out, row, [f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}"]
-    )
-    for f in failures:
-        then = "given up" if f["final"] else f"next attempt at {f['next_attempt_at']}"
-        print(
-            f"scimcore: mail {f['id']} to {f['to']} failed (attempt {f['attempts']}, {then}): "
-            f"{f['reason']}",
-            file=sys.stderr,
-        )
-    return 0 if report.ok else 1
-
-
-def _seats(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    print(service.product.seats(args.slug), file=out)
-
-
-def _log(service: ScimService, args: argparse.Namespace, out: Any) -> None:
-    rows = [
-        {
-            "at": _iso(e.at),
-            "operation": e.operation,
-            "resource_id": e.resource_id,
-            "status": e.status,
-            "detail": e.detail,
-            "token_id": e.token_id,
-            "actor": e.actor,
-        }
-        for e in service.product.log(args.slug, args.limit)
-    ]
-    lines = [
-        f"{r['at']}  {r['operation']:<16} {r['status']}  {r['resource_id'] or '-'}  {r['detail']}"
-        for r in rows
-    ]
-    _emit(args, out, rows, lines)
-
-
-_PRODUCT = {
-    "settings": _settings,
-    "template": _template,
-    "rule": _rule,
-    "cards": _cards,
-    "card": _card,
-    "activation": _activation,
-    "outbox": _outbox,
-    "seats": _seats,
-    "log": _log,
-    "client": cli_clients.run,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
