@@ -1,4 +1,5 @@
-"""The end-to-end tests of ``tests/test_product.py`` and ``tests/test_service.py`` on SqlStorage.
+"""The end-to-end tests of ``tests/test_product.py``, ``tests/test_service.py`` (and the other
+modules imported below) on SqlStorage.
 
 The test functions are imported, not copied: pytest collects them here as well, and here the
 ``service`` fixture below overrides the in-memory one of ``tests/conftest.py``, for the fixtures
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import tests.test_group_templates
 import tests.test_product
 import tests.test_product_console
 import tests.test_service
@@ -48,7 +50,14 @@ def _collect(*modules: ModuleType) -> dict[str, Any]:
     return found
 
 
-globals().update(_collect(tests.test_product, tests.test_product_console, tests.test_service))
+globals().update(
+    _collect(
+        tests.test_product,
+        tests.test_product_console,
+        tests.test_service,
+        tests.test_group_templates,
+    )
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -214,6 +214,13 @@ class GroupOperations:
     def _event(self, kind: str, auth: AuthContext, gid: str, **data: Any) -> Event:
         return Event(kind, auth.workspace.id, gid, "idp", {"group_id": gid, **data})
 
+    def _templates(
+        self, auth: AuthContext, store: UserStore, added: Sequence[str], now: datetime
+    ) -> list[Event]:
+        """People just added: a card with no template yet gets the first rule's that now
+        matches, by group (R7.5); after the group itself is written, so rules see its name."""
+        return self.users.provisioner.memberships_added(store, auth.workspace, added, now)
+
     def _within_limit(self, count: int) -> None:
         """400 ``tooMany`` for more member values than one request may name."""
         limit = self.config.max_members_per_request
@@ -251,7 +258,7 @@ class GroupOperations:
         self.users.log(store, auth, "create_group", doc["id"], 201, at=now)
         name = doc.get("displayName")
         events = [self._event("group.created", auth, doc["id"], displayName=name, added=ids)]
-        return doc, events
+        return doc, events + self._templates(auth, store, ids, now)
 
     def _update(
         self,
@@ -298,7 +305,7 @@ class GroupOperations:
             events.append(
                 self._event("group.members_changed", auth, rid, added=added, removed=removed)
             )
-        return updated, events
+        return updated, events + self._templates(auth, store, added, now)
 
     def _patched(
         self, store: UserStore, current: dict[str, Any], body: Any

@@ -8,18 +8,27 @@ outbox row and log entry are written together or not at all (R3.6). It returns t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 from attrs import frozen
 
-from .cards import DEFAULT_MAPPING, Card, FieldMapping, FieldRule, extract, new_card, sync_card
+from .cards import (
+    DEFAULT_MAPPING,
+    Card,
+    FieldMapping,
+    FieldRule,
+    assign_template,
+    extract,
+    new_card,
+    sync_card,
+)
 from .runtime import Runtime
 from .schema import MAPPING, SchemaRegistry
-from .storage import OutboxMail, Person, Settings, UserStore, Workspace
-from .templates import choose_template
+from .storage import LogEntry, OutboxMail, Person, Settings, UserStore, Workspace
+from .templates import Template, choose_template
 
 __all__ = [
     "ACTIVATION",
@@ -93,10 +102,12 @@ class Provisioner:
         registry: SchemaRegistry,
         runtime: Runtime,
         composer: MailComposer = default_composer,
+        log_retention: int = 10_000,
     ) -> None:
         self.registry = registry
         self.runtime = runtime
         self.composer = composer
+        self.log_retention = log_retention
 
     def _now(self, now: datetime | None) -> datetime:
         return now if now is not None else self.runtime.now()
@@ -114,12 +125,7 @@ class Provisioner:
         settings = store.get_settings()
         mapping = mapping_for(settings)
         idp = extract(doc, mapping, self.registry)
-        template_name = choose_template(store.list_rules(), doc, mapping, self.registry)
-        template = (
-            next((t for t in store.list_templates() if t.name == template_name), None)
-            if template_name is not None
-            else None
-        )
+        template = self._rule_template(store, doc, mapping)
         active = _active(doc)
         card = new_card(
             idp,
@@ -148,6 +154,71 @@ class Provisioner:
                 events.append(
                     Event("mail.queued", workspace.id, person.id, "idp", {"mail_id": queued.id})
                 )
+        return events
+
+    def _rule_template(
+        self, store: UserStore, doc: Mapping[str, Any], mapping: FieldMapping
+    ) -> Template | None:
+        """The template of the first Card Settings rule that matches the user ``doc`` with
+        its current groups (R7.2, R7.5), or ``None``."""
+        rules = store.list_rules()
+        if not rules:
+            return None
+        groups = store.groups_of([doc["id"]]).get(doc["id"], [])
+        name = choose_template(rules, {**doc, "groups": groups}, mapping, self.registry)
+        if name is None:
+            return None
+        return next((t for t in store.list_templates() if t.name == name), None)
+
+    def memberships_added(
+        self,
+        store: UserStore,
+        workspace: Workspace,
+        user_ids: Sequence[str],
+        now: datetime | None = None,
+    ) -> list[Event]:
+        """People just added to a group: each card that has no template yet is evaluated
+        again with the person's groups, and gets the template of the first rule that now
+        matches (R7.5); a card that has one keeps it (R4.2). Logged with actor ``template``."""
+        if not user_ids or not store.list_rules():
+            return []
+        mapping = mapping_for(store.get_settings())
+        events: list[Event] = []
+        now = self._now(now)
+        for uid in user_ids:
+            person = store.get_person(uid)
+            if person is None or Card.from_dict(person.card).template is not None:
+                continue
+            doc = store.get(uid)
+            template = self._rule_template(store, doc, mapping) if doc is not None else None
+            if doc is None or template is None:
+                continue
+            card = Card.from_dict(person.card)
+            idp = extract(doc, mapping, self.registry)
+            assigned = assign_template(card, {}, template.name, dict(template.fields), idp)
+            store.save_person(attrs.evolve(person, card=assigned.to_dict(), updated_at=now))
+            store.add_log(
+                LogEntry(
+                    id=self.runtime.new_id(),
+                    at=now,
+                    operation="card.update",
+                    resource_id=uid,
+                    status=200,
+                    detail=f"template {template.name} (group membership)",
+                    token_id=None,
+                    actor="template",
+                ),
+                self.log_retention,
+            )
+            events.append(
+                Event(
+                    "card.changed",
+                    workspace.id,
+                    uid,
+                    "template",
+                    {"fields": sorted(_changed(card, assigned)), "template": template.name},
+                )
+            )
         return events
 
     def queue_activation(

@@ -60,7 +60,9 @@ class ScimService:
         self.runtime = runtime or system_runtime()
         self.config = config or ServiceConfig()
         self.workspaces = Workspaces(storage, self.runtime)
-        self.provisioner = Provisioner(self.registry, self.runtime, composer)
+        self.provisioner = Provisioner(
+            self.registry, self.runtime, composer, self.config.log_retention
+        )
         self._listeners: list[Callable[[Event], None]] = []
         self.product = Product(
             storage,

@@ -2,13 +2,16 @@
 
 A rule is ``(filter, template)``. The filter is SCIM filter syntax (RFC 7644 §3.4.2.2) over
 the user's attributes, where the card-field keys of the workspace's mapping (R6) may stand for
-their attributes: ``department eq "Marketing" or department eq "Sales"``. Rules are evaluated by
+their attributes: ``department eq "Marketing" or department eq "Sales"``, and ``groups`` compared
+with a string tests membership by group display name (R7.5): ``groups eq "Marketing"`` means
+``groups[display eq "Marketing"]`` (case-insensitive, as ``displayName``). Rules are evaluated by
 the same engine as SCIM queries: the keys become attributes of a synthetic extension schema
 (:data:`CARD_FIELDS_URN`) whose values are the card values the IdP provides.
 
 Rules are validated when saved (:func:`compile_rule` raises
 :class:`~scimcore.errors.InvalidFilterError` with a detail that points at the error, R7.4)
-and evaluated once, at provisioning (:func:`choose_template`, R3.4, R4.2).
+and evaluated at provisioning (:func:`choose_template`, R3.4, R4.2), and again, while a card
+has no template, when its person joins a group (R7.5).
 """
 
 from __future__ import annotations
@@ -72,10 +75,15 @@ def _with_card_fields(registry: SchemaRegistry, mapping: FieldMapping) -> Schema
     return extended
 
 
+_GROUPS = "groups"
+
+
 def _alias(f: Filter, keys: Mapping[str, str]) -> Filter:
     """Rewrite bare card-field keys (``department``) to their synthetic attribute."""
 
     def ref(r: AttrRef) -> AttrRef:
+        if r.urn is None and r.sub is None and r.name.lower() == _GROUPS:
+            return AttrRef(None, r.name, "display")  # membership by display name (R7.5)
         if r.urn is None and r.sub is None and r.name.lower() in keys:
             return AttrRef(CARD_FIELDS_URN, keys[r.name.lower()], None)
         return r
@@ -107,7 +115,10 @@ def compile_rule(text: str, mapping: FieldMapping, registry: SchemaRegistry) -> 
         validate(f, _card_registry(registry, mapping))
     except InvalidFilterError as exc:
         known = ", ".join(mapping.field_keys())
-        raise InvalidFilterError(f"{exc.detail} (card fields usable in rules: {known})") from None
+        raise InvalidFilterError(
+            f"{exc.detail} (card fields usable in rules: {known}; "
+            'group membership: groups eq "<group name>")'
+        ) from None
     return f
 
 
@@ -117,7 +128,10 @@ def choose_template(
     mapping: FieldMapping,
     registry: SchemaRegistry,
 ) -> str | None:
-    """The template of the first rule (in ``position`` order) that matches ``doc`` (R7.2)."""
+    """The template of the first rule (in ``position`` order) that matches ``doc`` (R7.2).
+
+    ``doc`` is the user as stored, with ``groups`` (``{"value": id, "display": name}`` per
+    group) when rules are to see the person's memberships (R7.5)."""
     if not rules:
         return None
     card_registry = _card_registry(registry, mapping)
