@@ -28,6 +28,10 @@ bind = os.environ.get("SCIMCORE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SCIMCORE_WORKERS", "1"))
 worker_class = "gthread"
 threads = int(os.environ.get("SCIMCORE_THREADS", "4"))
+# The request line: gunicorn's default (4,094 bytes) refuses, with its own HTML page, a SCIM
+# filter well within scimcore's limit (max_filter_chars, 4,096) once it is URL-encoded; 8,190
+# is the most gunicorn allows. A longer filter goes through POST /Users/.search (docs/limits.md).
+limit_request_line = 8190
 
 PIN_CPUS = os.environ.get("SCIMCORE_PIN_CPUS", "1") != "0" and hasattr(os, "sched_setaffinity")
 

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -131,3 +133,18 @@ def test_pinning_can_be_turned_off(arbiter: tuple[int, str]) -> None:
     allowed = os.sched_getaffinity(0)
     for pid in _children(master):
         assert os.sched_getaffinity(pid) == allowed
+
+
+def test_a_long_filter_reaches_scimcore_not_gunicorns_own_page(arbiter: tuple[int, str]) -> None:
+    """A filter within scimcore's 4,096 characters whose URL-encoded request line is over
+    gunicorn's default 4,094 bytes is answered by scimcore (here 401: no token), not refused
+    by gunicorn's parser with an HTML page (issue #22, item 6)."""
+    _, url = arbiter
+    text = 'userName eq "' + "a b" * 1300 + '"'
+    assert len(text) <= 4096
+    query = urllib.parse.urlencode({"filter": text}, quote_via=urllib.parse.quote)
+    assert len(query) > 4094
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url.replace("ServiceProviderConfig", "Users?") + query, timeout=10)
+    assert refused.value.code == 401
+    assert refused.value.headers["Content-Type"].startswith("application/scim+json")
