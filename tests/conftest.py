@@ -6,6 +6,8 @@ import itertools
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +28,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_wsgi(app: Any) -> Iterator[int]:
+    """Serve a WSGI ``app`` with werkzeug's threaded server on a free port; yields the port
+    once (iterate with ``for port in serve_wsgi(app):``) and stops the server afterwards."""
+    from werkzeug.serving import make_server
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def serve_asgi(app: Any) -> Iterator[int]:
+    """Serve an ASGI ``app`` with uvicorn on a free port (skipped where uvicorn is not
+    installed), as :func:`serve_wsgi` does."""
+    uvicorn = pytest.importorskip("uvicorn")
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 BASE = "https://scim.example/scim/v2"

@@ -13,8 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,7 +20,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from scimcore import ScimRequest, ScimService
 from scimcore_adapters._http import DISCARD_LIMIT
@@ -30,41 +27,12 @@ from scimcore_adapters.asgi import ScimASGIApp
 from scimcore_adapters.flask import ScimExtension
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.wsgi import ScimWSGIApp
-from tests.conftest import counting_runtime, free_port
+from tests.conftest import counting_runtime, serve_asgi, serve_wsgi
 
 uvicorn = pytest.importorskip("uvicorn", reason="the ASGI test server (uvicorn) is not installed")
 
 PREFIX = "/scim/v2"
 MiB = 1024 * 1024
-
-
-def _werkzeug(app: Any) -> Iterator[int]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
-def _uvicorn(app: Any) -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _flask(mount: str) -> Callable[[ScimService], Any]:
@@ -77,10 +45,10 @@ def _flask(mount: str) -> Callable[[ScimService], Any]:
 
 
 ADAPTERS: dict[str, tuple[Callable[[ScimService], Any], Callable[[Any], Iterator[int]]]] = {
-    "flask-blueprint": (_flask("blueprint"), _werkzeug),
-    "flask-wsgi": (_flask("wsgi"), _werkzeug),
-    "wsgi": (lambda service: ScimWSGIApp(service, PREFIX), _werkzeug),
-    "asgi": (lambda service: ScimASGIApp(service, PREFIX), _uvicorn),
+    "flask-blueprint": (_flask("blueprint"), serve_wsgi),
+    "flask-wsgi": (_flask("wsgi"), serve_wsgi),
+    "wsgi": (lambda service: ScimWSGIApp(service, PREFIX), serve_wsgi),
+    "asgi": (lambda service: ScimASGIApp(service, PREFIX), serve_asgi),
 }
 
 

@@ -9,8 +9,6 @@ import base64
 import json
 import logging
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,14 +21,13 @@ from urllib.request import Request, urlopen
 import pytest
 from examples.flask_server import create_app
 from flask import Flask
-from werkzeug.serving import make_server
 
 from scimcore import Runtime, ScimService, system_runtime
 from scimcore.oauth_clients import IssuedSecret
 from scimcore_adapters.asgi import ScimASGIApp
 from scimcore_adapters.flask import ScimExtension
 from scimcore_adapters.sql import SqlStorage
-from tests.conftest import free_port
+from tests.conftest import serve_asgi, serve_wsgi
 
 ADMIN = "admin@acme.example"
 PREFIX = "/scim/v2"
@@ -102,36 +99,6 @@ class Server:
         return self.send(method, PREFIX + path, body, headers)
 
 
-def _werkzeug(app: Any) -> Iterator[int]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-
-
-def _uvicorn(app: Any) -> Iterator[int]:
-    uvicorn = pytest.importorskip("uvicorn")
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _blueprint(service: ScimService) -> Flask:
     app = Flask("host")
     ScimExtension(service, app, url_prefix=PREFIX, mount="blueprint")
@@ -139,9 +106,9 @@ def _blueprint(service: ScimService) -> Flask:
 
 
 ADAPTERS: dict[str, tuple[Callable[[ScimService], Any], Callable[[Any], Iterator[int]]]] = {
-    "example-server": (create_app, _werkzeug),
-    "flask-blueprint": (_blueprint, _werkzeug),
-    "asgi": (lambda service: ScimASGIApp(service, PREFIX), _uvicorn),
+    "example-server": (create_app, serve_wsgi),
+    "flask-blueprint": (_blueprint, serve_wsgi),
+    "asgi": (lambda service: ScimASGIApp(service, PREFIX), serve_asgi),
 }
 
 
