@@ -23,7 +23,6 @@ from .errors import (
     InvalidFilterError,
     InvalidValueError,
     NotFoundError,
-    PreconditionFailedError,
     SCIMError,
     TooManyError,
 )
@@ -33,7 +32,7 @@ from .messages import ListResponse, ScimRequest, ScimResponse, SearchRequest, co
 from .operations import UserOperations
 from .patch import apply_patch
 from .provisioning import Event
-from .responses import etag, etag_matches, json_response
+from .responses import check_if_match, etag, etag_matches, json_response, next_meta
 from .schema import SchemaRegistry, storable_text
 from .storage import UserStore
 from .workspaces import AuthContext
@@ -273,11 +272,7 @@ class GroupOperations:
         current = store.get_group(rid) if storable_text(rid) else None
         if current is None:
             raise NotFoundError(f"resource {rid!r} not found")
-        if_match = request.header("if-match")
-        if if_match is not None and not etag_matches(if_match, etag(current)):
-            raise PreconditionFailedError(
-                f"If-Match {if_match} does not match the current version {etag(current)}"
-            )
+        check_if_match(request.header("if-match"), current)
         if method == "DELETE":
             store.delete_group(rid)
             self.users.log(store, auth, "delete_group", rid, 204, at=now)
@@ -293,11 +288,8 @@ class GroupOperations:
         added, removed = self._apply_steps(store, rid, steps)
         if updated == current and not added and not removed:
             return current, []  # R4.4: nothing changed, nothing written
-        meta = current["meta"]
-        version = int(str(meta["version"]).strip('W/"') or 0) + 1
-        stamp = self.users.stamp(now)
-        updated["meta"] = {**meta, "lastModified": stamp, "version": f'W/"{version}"'}
-        store.replace_group(updated, meta["version"])
+        updated["meta"] = next_meta(current["meta"], self.users.stamp(now))
+        store.replace_group(updated, current["meta"]["version"])
         detail = f"+{len(added)} -{len(removed)} members" if added or removed else ""
         self.users.log(store, auth, f"{method.lower()}_group", rid, 200, detail, at=now)
         events = []

@@ -19,13 +19,13 @@ from typing import Any
 from . import converter as conv
 from . import limits, params
 from .config import ServiceConfig
-from .errors import NotFoundError, PreconditionFailedError, SCIMError
+from .errors import NotFoundError, SCIMError
 from .filters import Filter, compile_filter
 from .messages import ListResponse, ScimRequest, ScimResponse, SearchRequest, converter
 from .patch import apply_patch
 from .provisioning import Event, Provisioner
 from .ratelimit import LocalBuckets, RateBuckets, refusal
-from .responses import etag, etag_matches, json_response
+from .responses import check_if_match, etag, etag_matches, json_response, next_meta
 from .runtime import Runtime
 from .schema import SchemaRegistry, storable_text
 from .storage import LogEntry, Page, ReadTurns, Storage, UserStore
@@ -365,11 +365,7 @@ class UserOperations:
         current = store.get(rid)
         if current is None:
             raise NotFoundError(f"resource {rid} not found")
-        if_match = request.header("if-match")
-        if if_match is not None and not etag_matches(if_match, etag(current)):
-            raise PreconditionFailedError(
-                f"If-Match {if_match} does not match the current version {etag(current)}"
-            )
+        check_if_match(request.header("if-match"), current)
         if method == "DELETE":
             store.delete(rid)
             events = self.provisioner.deleted(store, auth.workspace, current, now)
@@ -397,10 +393,8 @@ class UserOperations:
         """Write ``updated`` with a new version, unless nothing changed (R4.4)."""
         if updated == current:
             return False
-        meta = current["meta"]
-        version = int(str(meta["version"]).strip('W/"') or 0) + 1
-        updated["meta"] = {**meta, "lastModified": self._stamp(now), "version": f'W/"{version}"'}
-        store.replace(updated, meta["version"])
+        updated["meta"] = next_meta(current["meta"], self._stamp(now))
+        store.replace(updated, current["meta"]["version"])
         return True
 
     # --- shared with the group operations (scimcore.group_operations) --------------------------

@@ -12,16 +12,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _json
-from .errors import InvalidTokenError, MethodNotAllowedError, SCIMError, TooManyRequestsError
+from .errors import (
+    InvalidTokenError,
+    MethodNotAllowedError,
+    PreconditionFailedError,
+    SCIMError,
+    TooManyRequestsError,
+)
 from .messages import SCIM_CONTENT_TYPE, ScimResponse
 
 __all__ = [
     "MethodNotAllowed",
+    "check_if_match",
     "error_response",
     "etag",
     "etag_matches",
     "internal_error_response",
     "json_response",
+    "next_meta",
 ]
 
 
@@ -79,3 +87,19 @@ def etag_matches(header: str, version: str) -> bool:
         return t[2:] if t.startswith("W/") else t
 
     return "*" in tags or bare(version) in {bare(t) for t in tags}
+
+
+def check_if_match(if_match: str | None, current: Mapping[str, Any]) -> None:
+    """RFC 7644 §3.14: a write with ``If-Match`` applies only to the version it names;
+    :class:`~scimcore.errors.PreconditionFailedError` (412) otherwise."""
+    if if_match is not None and not etag_matches(if_match, etag(current)):
+        raise PreconditionFailedError(
+            f"If-Match {if_match} does not match the current version {etag(current)}"
+        )
+
+
+def next_meta(meta: Mapping[str, Any], stamp: str) -> dict[str, Any]:
+    """``meta`` of a resource written anew at ``stamp``: ``lastModified`` and the next
+    version (``W/"n"`` to ``W/"n+1"``)."""
+    version = int(str(meta["version"]).strip('W/"') or 0) + 1
+    return {**meta, "lastModified": stamp, "version": f'W/"{version}"'}
