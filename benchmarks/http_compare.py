@@ -18,6 +18,9 @@ One CPU for a one-worker server is what ``examples/gunicorn_conf.py`` does in pr
 ``scimcore-pg`` is scimcore on PostgreSQL (``SCIMCORE_BENCH_POSTGRES_URL``, by default the
 test database on 127.0.0.1), each run in a new workspace.
 
+``scimcore-base`` is scimcore as another checkout builds it (``SCIMCORE_BASE_ROOT``, e.g. a
+``git worktree add`` of the previous main): a change measured against what it changes.
+
 ``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
 file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
 keeps its state in one process's memory, so it cannot).
@@ -110,24 +113,33 @@ def _scimcore_pg(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return _scimcore_on(url, f"bench-{tmp.name.lower().replace('_', '-')}-{os.getpid()}")
 
 
-def _scimcore_on(url: str, slug: str = "bench") -> tuple[str, str, Path, dict[str, str]]:
+def _scimcore_base(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    """scimcore as built by another checkout (``SCIMCORE_BASE_ROOT``, e.g. a ``git worktree``
+    of the previous main): its ``src/`` goes first on ``PYTHONPATH``, for the server and for the
+    CLI that makes its workspace, so each side runs its own code on its own schema."""
+    base = Path(os.environ["SCIMCORE_BASE_ROOT"]).resolve()
+    return _scimcore_on(f"sqlite:///{tmp / 'bench.db'}", root=base)
+
+
+def _scimcore_on(
+    url: str, slug: str = "bench", root: Path = ROOT
+) -> tuple[str, str, Path, dict[str, str]]:
     env = {**os.environ, "SCIMCORE_DATABASE_URL": url}
+    if root != ROOT:
+        paths = [str(root / "src"), str(root), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     cli = [sys.executable, "-m", "scimcore_adapters.cli", "--database-url", url]
-    subprocess.run(
-        [*cli, "workspace", "create", slug, "--admin", "b@bench.test"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*cli, "settings", slug, "--activation-email", "on"], check=True, capture_output=True
-    )
-    token = subprocess.run(
-        [*cli, "token", "generate", slug, "--admin", "b@bench.test", "--quiet"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return "examples.flask_server:create_app()", token, ROOT, env
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*cli, *args], check=True, capture_output=True, text=True, cwd=root, env=env
+        )
+        return done.stdout.strip()
+
+    run("workspace", "create", slug, "--admin", "b@bench.test")
+    run("settings", slug, "--activation-email", "on")
+    token = run("token", "generate", slug, "--admin", "b@bench.test", "--quiet")
+    return "examples.flask_server:create_app()", token, root, env
 
 
 def _peer(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
@@ -147,6 +159,7 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGETS = {
     "scimcore": _scimcore,
     "scimcore-pg": _scimcore_pg,
+    "scimcore-base": _scimcore_base,
     "scim2-server": _peer,
     "ceiling-flask": _ceiling,
     "scimcore-2w": _scimcore,
@@ -155,6 +168,7 @@ TARGETS = {
 PREFIXES = {
     "scimcore": "/scim/v2",
     "scimcore-pg": "/scim/v2",
+    "scimcore-base": "/scim/v2",
     "scim2-server": "",
     "ceiling-flask": "/v2",
     "scimcore-2w": "/scim/v2",

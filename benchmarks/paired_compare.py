@@ -16,9 +16,12 @@ neighbouring slice pairs. Requests are those of ``../shared/bench/scimload.py`` 
 factories, checks and CPU accounting), Entra-shaped; list pages are pages of 100.
 ``--cpus`` restricts both servers alike to the CPUs named (see ``http_compare.py``).
 
-``--pair A,B`` compares two other targets of ``http_compare.py``; ``@CPUS`` after a name
-restricts that side alone, e.g. ``--pair scimcore,scimcore@0``: scimcore on any CPU against
-scimcore kept on CPU 0 (what ``examples/gunicorn_conf.py`` does; docs/deployment.md).
+``--pair A,B`` compares two other targets of ``http_compare.py``, ``--pair A,B,C`` three
+(ratios are to the last: ``--pair scimcore,scimcore-base,scim2-server`` with
+``SCIMCORE_BASE_ROOT`` set measures a change and what it was before against the same
+peer); ``@CPUS`` after a name restricts that side alone, e.g. ``--pair scimcore,scimcore@0``:
+scimcore on any CPU against scimcore kept on CPU 0 (what ``examples/gunicorn_conf.py`` does;
+docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -98,12 +101,12 @@ def main() -> None:
     ap.add_argument("--list-pages", type=int, default=200, help="list requests per server")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     ap.add_argument("--cpus", default=None, help="run both servers on these CPUs only: 0, 0-1")
-    ap.add_argument("--pair", default=PAIR, help="the two targets, each optionally NAME@CPUS")
+    ap.add_argument("--pair", default=PAIR, help="two or three targets, each optionally NAME@CPUS")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     labels = args.pair.split(",")
-    if len(labels) != 2 or any(lb.partition("@")[0] not in hc.TARGETS for lb in labels):
-        ap.error(f"--pair takes two of {', '.join(hc.TARGETS)}")
+    if len(labels) not in (2, 3) or any(lb.partition("@")[0] not in hc.TARGETS for lb in labels):
+        ap.error(f"--pair takes two or three of {', '.join(hc.TARGETS)}")
     wanted = [sc for sc in SCENARIOS if sc in args.scenarios.split(",")]
     if "create" not in wanted:  # every other scenario works on the users created first
         wanted.insert(0, "create")
@@ -123,7 +126,7 @@ def main() -> None:
                 random.Random(7).shuffle(indexes)
                 parts = [indexes[k :: args.slices] for k in range(args.slices)]
                 for k, part in enumerate(parts):
-                    order = sides if k % 2 == 0 else sides[::-1]  # A B, B A, A B ...
+                    order = sides if k % 2 == 0 else sides[::-1]  # A B C, C B A, A B C ...
                     for side in order:
                         factory, n = _factory(sl, side, scenario, part)
                         r = sl.run_phase(
@@ -144,8 +147,9 @@ def main() -> None:
         finally:
             for side in sides:
                 side.close()
-    mine, peer = sides
-    print(f"\n{'scenario':<11}{labels[0]:>24}{labels[1]:>24}   ratio (rps)  cpu   slices")
+    peer = sides[-1]
+    head = "".join(f"{lb:>24}" for lb in labels)
+    print(f"\n{'scenario':<11}{head}   ratios to {labels[-1]}: rps, cpu, slices (median)")
     report: dict[str, Any] = {
         "users": args.users,
         "slices": args.slices,
@@ -156,21 +160,46 @@ def main() -> None:
     for scenario in wanted:
         rates = [m.requests[scenario] / m.wall[scenario] for m in sides]
         cpus = [m.cpu[scenario] * 1000 / m.requests[scenario] for m in sides]
-        pairs = [a / b for a, b in zip(mine.slices[scenario], peer.slices[scenario], strict=True)]
-        cells = [f"{r:>10.0f} req/s {c:>6.2f} ms" for r, c in zip(rates, cpus, strict=True)]
-        print(
-            f"{scenario:<11}{cells[0]:>24}{cells[1]:>24}   x{rates[0] / rates[1]:.2f}"
-            f"  x{cpus[1] / cpus[0]:.2f}  {min(pairs):.2f}-{max(pairs):.2f}"
-            f" (median {statistics.median(pairs):.2f})"
+        cells = "".join(f"{r:>10.0f} req/s {c:>6.2f} ms" for r, c in zip(rates, cpus, strict=True))
+        ratios = []
+        for side, rate, cpu in zip(sides[:-1], rates, cpus, strict=False):
+            pairs = [
+                a / b for a, b in zip(side.slices[scenario], peer.slices[scenario], strict=True)
+            ]
+            ratios.append(
+                {
+                    "rps": rate / rates[-1],
+                    "cpu": cpus[-1] / cpu,
+                    "slices": pairs,
+                }
+            )
+        shown = "; ".join(
+            f"x{r['rps']:.2f} x{r['cpu']:.2f} {min(r['slices']):.2f}-{max(r['slices']):.2f}"
+            f" ({statistics.median(r['slices']):.2f})"
+            for r in ratios
         )
-        report["scenarios"][scenario] = {
+        print(f"{scenario:<11}{cells}   {shown}")
+        entry: dict[str, Any] = {
             "rps": rates,
             "cpu_ms": cpus,
-            "ratio_rps": rates[0] / rates[1],
-            "ratio_cpu": cpus[1] / cpus[0],
-            "slice_ratios": pairs,
+            "ratio_rps": ratios[0]["rps"],
+            "ratio_cpu": ratios[0]["cpu"],
+            "slice_ratios": ratios[0]["slices"],
+            "ratios_to_last": ratios,
         }
-    print(f"errors: {labels[0]} {mine.errors}, {labels[1]} {peer.errors}")
+        if len(sides) == 3:  # the change itself: the first target over the second
+            change = [
+                a / b
+                for a, b in zip(sides[0].slices[scenario], sides[1].slices[scenario], strict=True)
+            ]
+            entry["change"] = {"rps": rates[0] / rates[1], "cpu": cpus[1] / cpus[0]}
+            print(
+                f"{'':<11}{labels[0]} / {labels[1]}: rps x{rates[0] / rates[1]:.3f},"
+                f" cpu x{cpus[1] / cpus[0]:.3f}, slices {min(change):.2f}-{max(change):.2f}"
+                f" (median {statistics.median(change):.3f})"
+            )
+        report["scenarios"][scenario] = entry
+    print("errors: " + ", ".join(f"{lb} {m.errors}" for lb, m in zip(labels, sides, strict=True)))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
 
