@@ -21,7 +21,7 @@ from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
 from tests.group_contract import GroupContract
-from tests.oauth_contract import OAuthContract
+from tests.oauth_contract import FederationContract, OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -108,7 +108,7 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract, GroupContract, OAuthContract):
+class StorageContract(ConsoleContract, GroupContract, OAuthContract, FederationContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
     :mod:`tests.console_contract`, :mod:`tests.group_contract`, :mod:`tests.oauth_contract`)."""
 
