@@ -146,7 +146,7 @@ def _check_times(claims: Mapping[str, Any], now: datetime) -> datetime:
     the expiry."""
     expires = _instant(claims, "exp")
     if expires is None:
-        raise _refused("the client assertion has no expiry (exp)")
+        raise _refused("the client assertion has no exp claim")
     if now >= expires + CLOCK_SKEW:
         raise _refused("the client assertion has expired")
     not_before = _instant(claims, "nbf")
@@ -190,6 +190,8 @@ def verify_assertion(
         )
     except jwt.InvalidAudienceError:
         raise _refused("the client assertion's audience (aud) is not this client's") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise _refused(f"the client assertion has no {exc.claim} claim") from None
     except jwt.InvalidSignatureError:
         raise _refused("the client assertion's signature does not verify") from None
     except jwt.PyJWTError:
