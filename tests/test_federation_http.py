@@ -51,11 +51,19 @@ class KeyServer:
     def __init__(self) -> None:
         self.keys: dict[str, Any] = {"keys": []}
         self.hits: Counter[str] = Counter()
+        #: Paths answered with a 302 to another URL.
+        self.redirects: dict[str, str] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits[self.path] += 1
+                if self.path in owner.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 documents = {DISCOVERY: owner.discovery(), "/keys": owner.keys}
                 body = json.dumps(documents.get(self.path, {"error": "no"})).encode()
                 self.send_response(200 if self.path in documents else 404)

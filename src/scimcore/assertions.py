@@ -114,11 +114,11 @@ def _key(jwt: ModuleType, jwks: Mapping[str, Any], kid: str | None, alg: str) ->
     built by PyJWT for ``alg`` (a key of another type or algorithm is refused)."""
     keys = jwks.get("keys")
     keys = [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+    keys = [k for k in keys if k.get("use", "sig") == "sig"]  # not an encryption key
     if kid is not None:
         keys = [k for k in keys if k.get("kid") == kid]
-    else:
-        keys = [k for k in keys if k.get("use", "sig") == "sig"]
-        keys = keys if len(keys) == 1 else []
+    elif len(keys) != 1:
+        keys = []
     if not keys:
         raise _refused("the client assertion's signing key (kid) is not among the issuer's keys")
     if keys[0].get("alg", alg) != alg:

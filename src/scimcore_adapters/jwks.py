@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from http.client import HTTPException
 from typing import Any
 from urllib.error import URLError
 from urllib.request import HTTPRedirectHandler, OpenerDirector, Request, build_opener
@@ -135,13 +136,13 @@ class JwksKeySource:
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 body = response.read(self.max_bytes + 1)
-        except (OSError, ValueError) as exc:  # URLError, HTTPError, timeouts are OSError
+        except (OSError, ValueError, HTTPException) as exc:  # URLError and timeouts: OSError
             raise KeyUnavailableError(f"could not fetch {url}: {exc}") from None
         if len(body) > self.max_bytes:
             raise KeyUnavailableError(f"{url} answered more than {self.max_bytes} bytes")
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise KeyUnavailableError(f"{url} did not answer JSON") from None
         if not isinstance(document, dict):
             raise KeyUnavailableError(f"{url} did not answer a JSON object")
