@@ -258,28 +258,28 @@ class OAuthClients:
         self, slug: str, admin_email: str, label: str = "", secret_days: int | None = None
     ) -> IssuedSecret:
         """A new client created by an active admin, with its first secret (shown once)."""
+        client = self._new_client(slug, admin_email, label)
+        issued = self._new_secret(client, secret_days)
+        self.storage.add_client(client, issued.secret)
+        detail = f"OAuth client {client.id} {label!r}"
+        self.workspaces._log(client.workspace_id, client.created_by, "client.create", detail)
+        return issued
+
+    def _new_client(self, slug: str, admin_email: str, label: str) -> OAuthClient:
+        """A client record made by an active admin of the workspace (not stored yet)."""
         ws = self.workspaces.get(slug)
         admin = self.workspaces.storage.get_admin(ws.id, admin_email.lower())
         if admin is None or not admin.active:
             raise WorkspaceError(f"{admin_email} is not an active admin of {slug!r}")
-        client = OAuthClient(self._new_id(), ws.id, label, admin.email, self.runtime.now())
-        issued = self._new_secret(client, secret_days)
-        self.storage.add_client(client, issued.secret)
-        detail = f"OAuth client {client.id} {label!r}"
-        self.workspaces._log(ws.id, admin.email, "client.create", detail)
-        return issued
+        return OAuthClient(self._new_id(), ws.id, label, admin.email, self.runtime.now())
 
     def create_without_secret(self, slug: str, admin_email: str, label: str = "") -> OAuthClient:
         """A new client with no secret, for a federated identity (:meth:`federate`): until
         it has one, nothing authenticates as it."""
-        ws = self.workspaces.get(slug)
-        admin = self.workspaces.storage.get_admin(ws.id, admin_email.lower())
-        if admin is None or not admin.active:
-            raise WorkspaceError(f"{admin_email} is not an active admin of {slug!r}")
-        client = OAuthClient(self._new_id(), ws.id, label, admin.email, self.runtime.now())
+        client = self._new_client(slug, admin_email, label)
         self.storage.add_client(client, None)
         detail = f"OAuth client {client.id} {label!r} (no secret)"
-        self.workspaces._log(ws.id, admin.email, "client.create", detail)
+        self.workspaces._log(client.workspace_id, client.created_by, "client.create", detail)
         return client
 
     @property
