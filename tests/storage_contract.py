@@ -20,8 +20,9 @@ from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
+from tests.federation_contract import FederationContract
 from tests.group_contract import GroupContract
-from tests.oauth_contract import FederationContract, OAuthContract
+from tests.oauth_contract import OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()

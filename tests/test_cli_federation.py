@@ -13,7 +13,7 @@ from examples.flask_server import create_app
 from scimcore import ScimService
 from scimcore.federation import ASSERTION_TYPE
 from scimcore_adapters.sql import SqlStorage
-from tests.oauth_contract import AUDIENCE, SUBJECT, Issuer
+from tests.federation_contract import AUDIENCE, SUBJECT, Issuer
 from tests.test_cli import Cli
 from tests.test_federation_http import KeyServer
 

@@ -36,7 +36,7 @@ from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.tables import METADATA
 from scimcore_adapters.wsgi import ScimWSGIApp
 from tests.conftest import postgres_schema_url, serve_wsgi
-from tests.oauth_contract import AUDIENCE, SUBJECT, Issuer
+from tests.federation_contract import AUDIENCE, SUBJECT, Issuer
 from tests.test_oauth_http import ADMIN, PREFIX, Clock, Reply, Server, user
 
 pytest.importorskip("jwt", reason="federation tests need the federation extra (PyJWT)")
