@@ -20,6 +20,7 @@ from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from tests.console_contract import ConsoleContract
+from tests.federation_contract import FederationContract
 from tests.group_contract import GroupContract
 from tests.oauth_contract import OAuthContract
 
@@ -108,7 +109,7 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract, GroupContract, OAuthContract):
+class StorageContract(ConsoleContract, GroupContract, OAuthContract, FederationContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
     :mod:`tests.console_contract`, :mod:`tests.group_contract`, :mod:`tests.oauth_contract`)."""
 

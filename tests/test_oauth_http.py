@@ -148,6 +148,7 @@ def test_client_credentials_then_scim_over_http(server: Server) -> None:
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",  # client assertions of a federated identity (test_federation_http)
     }
     issued = server.service.oauth_clients.create("acme", ADMIN, "entra")
     for n, post in enumerate((False, True)):

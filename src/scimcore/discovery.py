@@ -29,8 +29,9 @@ __all__ = ["OAUTH_CLIENT_CREDENTIALS", "resource_types", "schemas", "service_pro
 OAUTH_CLIENT_CREDENTIALS = AuthenticationScheme(
     "oauthbearertoken",
     "OAuth 2.0 client credentials",
-    "Access tokens from the token endpoint /oauth/token (RFC 6749 §4.4), sent as "
-    "'Authorization: Bearer' (RFC 6750).",
+    "Access tokens from the token endpoint /oauth/token (RFC 6749 §4.4; the client "
+    "authenticated by a secret, or by a JWT assertion of a federated identity, RFC 7523), "
+    "sent as 'Authorization: Bearer' (RFC 6750).",
     primary=False,
 )
 

@@ -6,7 +6,8 @@ relative to the server root (:data:`TOKEN_PATH` or :data:`METADATA_PATH`) and wh
 :class:`~scimcore.messages.ScimResponse`: a form in, JSON out. The adapters mount it beside
 the SCIM endpoint. The one grant is ``client_credentials``; the client authenticates with
 HTTP Basic (``client_secret_basic``, id and secret form-urlencoded first, RFC 6749 §2.3.1) or
-in the form (``client_secret_post``), never both. The answer is an opaque access token
+in the form (``client_secret_post``), or with a JWT assertion of a federated identity
+(RFC 7523 §2.2, :mod:`scimcore.assertions`), never two of them. The answer is an opaque access token
 (:mod:`scimcore.oauth_clients`) with ``Cache-Control: no-store``.
 
 Errors are :class:`OAuthError` (a :class:`~scimcore.errors.SCIMError`, with the ``error`` code
@@ -24,8 +25,10 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from . import _json
+from .assertions import AssertionRefusedError, ClientAssertions
 from .config import ServiceConfig
 from .errors import SCIMError
+from .federation import ALGORITHMS, KeyUnavailableError
 from .messages import ScimRequest, ScimResponse
 from .oauth_clients import (
     ACCESS_TOKEN_PREFIX,
@@ -176,14 +179,15 @@ def _basic(authorization: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _credentials(request: ScimRequest, form: Mapping[str, str]) -> tuple[str, str]:
-    """The client id and secret, from exactly one authentication method."""
+def _credentials(request: ScimRequest, form: Mapping[str, str]) -> tuple[str, str] | None:
+    """The client id and secret, from exactly one authentication method; ``None`` for a
+    client assertion (RFC 7523 §2.2, :mod:`scimcore.federation`)."""
     authorization = request.header("authorization")
     in_form = "client_secret" in form
     if "client_assertion" in form or "client_assertion_type" in form:
         if authorization or in_form:
             raise InvalidRequestError("use one client authentication method, not several")
-        raise InvalidClientError("client assertions are not accepted by this server")
+        return None
     if authorization:
         if in_form:
             raise InvalidRequestError("use one client authentication method, not several")
@@ -204,6 +208,8 @@ class OAuthEndpoints:
     def __init__(self, clients: OAuthClients, config: ServiceConfig) -> None:
         self.clients = clients
         self.config = config
+        self.assertions = ClientAssertions(clients)
+        """Client assertions of federated identities: the adapters set its ``key_source``."""
 
     def handle(self, request: ScimRequest) -> ScimResponse:
         """Answer one request to :data:`TOKEN_PATH` or :data:`METADATA_PATH`. Never raises."""
@@ -234,13 +240,16 @@ class OAuthEndpoints:
     def metadata(self, root_url: str) -> ScimResponse:
         """RFC 8414 §2: the issuer (the server root) and its token endpoint."""
         issuer = root_url.rstrip("/")
-        body = {
+        body: dict[str, Any] = {
             "issuer": issuer,
             "token_endpoint": issuer + TOKEN_PATH,
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
         }
+        if self.assertions.enabled:  # RFC 7523 §2.2 assertions of a federated identity
+            body["token_endpoint_auth_methods_supported"].append("private_key_jwt")
+            body["token_endpoint_auth_signing_alg_values_supported"] = list(ALGORITHMS)
         return _json_response(body, {"Cache-Control": "max-age=3600"})
 
     def token(self, request: ScimRequest) -> ScimResponse:
@@ -251,8 +260,11 @@ class OAuthEndpoints:
             raise InvalidRequestError("the parameter grant_type is missing")
         if grant_type != "client_credentials" and grant_type not in _GRANTS_OF_OTHER_CLIENTS:
             raise UnsupportedGrantTypeError("this server issues tokens for client_credentials")
-        client_id, secret = _credentials(request, form)
-        workspace = self._authenticated(client_id, secret)
+        credentials = _credentials(request, form)
+        if credentials is None:
+            client_id, workspace = self._asserted(form)
+        else:
+            client_id, workspace = credentials[0], self._authenticated(*credentials)
         if grant_type != "client_credentials":
             raise UnauthorizedClientError("this client may use the client_credentials grant only")
         return self._issue(client_id, workspace, form.get("scope"))
@@ -273,6 +285,18 @@ class OAuthEndpoints:
         if found.last_used_at is None or now - found.last_used_at >= TOUCH_INTERVAL:
             storage.touch_secret(found.id, now)
         return grant.workspace
+
+    def _asserted(self, form: Mapping[str, str]) -> tuple[str, Workspace]:
+        """The client and workspace a client assertion proves (:mod:`scimcore.assertions`),
+        its refusals as RFC 7521 §4.2.1 and RFC 6749 §5.2 errors."""
+        try:
+            return self.assertions.authenticate(form)
+        except AssertionRefusedError as exc:
+            error = InvalidClientError if exc.status == 401 else InvalidRequestError
+            raise error(exc.detail) from None
+        except KeyUnavailableError as exc:  # PyJWT missing: the operator's problem
+            _log.error("a client assertion was refused: %s", exc.detail)
+            raise InvalidClientError("this server cannot verify client assertions now") from None
 
     def _issue(self, client_id: str, workspace: Workspace, scope: str | None) -> ScimResponse:
         runtime = self.clients.runtime

@@ -33,6 +33,7 @@ import attrs
 from attrs import frozen
 
 from .errors import InvalidTokenError
+from .federation import FederatedIdentity, FederationStorage, check_federation
 from .runtime import Runtime
 from .storage import Storage, Workspace
 from .workspaces import (
@@ -160,8 +161,9 @@ class OAuthStorage(Protocol):
     """What OAuth clients need from a storage (memory and SQL implement it; contract tests in
     ``tests/oauth_contract.py``). Every method is one transaction."""
 
-    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
-        """Store a new client with its first secret."""
+    def add_client(self, client: OAuthClient, secret: ClientSecret | None) -> None:
+        """Store a new client with its first secret (``None``: a client that will
+        authenticate with a federated identity only, :mod:`scimcore.federation`)."""
 
     def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None: ...
 
@@ -256,16 +258,86 @@ class OAuthClients:
         self, slug: str, admin_email: str, label: str = "", secret_days: int | None = None
     ) -> IssuedSecret:
         """A new client created by an active admin, with its first secret (shown once)."""
+        client = self._new_client(slug, admin_email, label)
+        issued = self._new_secret(client, secret_days)
+        self.storage.add_client(client, issued.secret)
+        detail = f"OAuth client {client.id} {label!r}"
+        self.workspaces._log(client.workspace_id, client.created_by, "client.create", detail)
+        return issued
+
+    def _new_client(self, slug: str, admin_email: str, label: str) -> OAuthClient:
+        """A client record made by an active admin of the workspace (not stored yet)."""
         ws = self.workspaces.get(slug)
         admin = self.workspaces.storage.get_admin(ws.id, admin_email.lower())
         if admin is None or not admin.active:
             raise WorkspaceError(f"{admin_email} is not an active admin of {slug!r}")
-        client = OAuthClient(self._new_id(), ws.id, label, admin.email, self.runtime.now())
-        issued = self._new_secret(client, secret_days)
-        self.storage.add_client(client, issued.secret)
-        detail = f"OAuth client {client.id} {label!r}"
-        self.workspaces._log(ws.id, admin.email, "client.create", detail)
-        return issued
+        return OAuthClient(self._new_id(), ws.id, label, admin.email, self.runtime.now())
+
+    def create_without_secret(self, slug: str, admin_email: str, label: str = "") -> OAuthClient:
+        """A new client with no secret, for a federated identity (:meth:`federate`): until
+        it has one, nothing authenticates as it."""
+        client = self._new_client(slug, admin_email, label)
+        self.storage.add_client(client, None)
+        detail = f"OAuth client {client.id} {label!r} (no secret)"
+        self.workspaces._log(client.workspace_id, client.created_by, "client.create", detail)
+        return client
+
+    @property
+    def federation_storage(self) -> FederationStorage:
+        """The storage, if it keeps federated identities (:class:`FederationStorage`)."""
+        storage: Storage = self.workspaces.storage
+        if not isinstance(storage, FederationStorage):
+            raise WorkspaceError("this storage does not keep federated identities")
+        return storage
+
+    def federate(
+        self,
+        slug: str,
+        client_id: str,
+        issuer: str,
+        subject: str,
+        audience: str,
+        jwks_url: str | None = None,
+        *,
+        actor: str = "admin",
+    ) -> FederatedIdentity:
+        """Trust a federated identity (Entra workload identity federation): a JWT its
+        ``issuer`` signed with ``sub`` = ``subject`` and ``aud`` = ``audience`` authenticates
+        as the client (RFC 7523 §2.2). ``jwks_url``: the issuer's keys (default: OpenID
+        discovery from the issuer); https only, http on the loopback interface for tests."""
+        client = self.get(slug, client_id)
+        if client.state != CLIENT_ACTIVE:
+            raise WorkspaceError(f"OAuth client {client_id} is dead: create a new client")
+        try:
+            check_federation(issuer, subject, audience, jwks_url)
+        except ValueError as exc:
+            raise WorkspaceError(str(exc)) from None
+        federation = FederatedIdentity(
+            self._new_id(), client.id, issuer, subject, audience, jwks_url, self.runtime.now()
+        )
+        if not self.federation_storage.add_federation(federation):
+            raise WorkspaceError(f"OAuth client {client_id} is dead: create a new client")
+        detail = f"OAuth client {client.id}: federated identity {federation.id} of {issuer}"
+        self.workspaces._log(client.workspace_id, actor, "client.federate", detail)
+        return federation
+
+    def federations(self, slug: str, client_id: str) -> Sequence[FederatedIdentity]:
+        """The federated identities a client trusts, oldest first."""
+        client = self.get(slug, client_id)
+        storage = self.workspaces.storage
+        return storage.list_federations(client.id) if isinstance(storage, FederationStorage) else []
+
+    def delete_federation(
+        self, slug: str, client_id: str, federation_id: str, *, actor: str = "admin"
+    ) -> None:
+        """Stop trusting a federated identity, at once."""
+        client = self.get(slug, client_id)
+        if not self.federation_storage.delete_federation(client.id, federation_id):
+            raise WorkspaceError(
+                f"OAuth client {client_id} has no federated identity {federation_id!r}"
+            )
+        detail = f"OAuth client {client.id}: federated identity {federation_id} deleted"
+        self.workspaces._log(client.workspace_id, actor, "client.unfederate", detail)
 
     def get(self, slug: str, client_id: str) -> OAuthClient:
         """The client ``client_id`` of the workspace; :class:`WorkspaceError` if none."""

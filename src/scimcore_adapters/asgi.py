@@ -18,6 +18,7 @@ from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
 from ._http import BodyReader, Receive, Scope, Send, query_values, wire_response
+from .jwks import use_jwks_keys
 
 __all__ = ["ScimASGIApp"]
 
@@ -33,6 +34,8 @@ class ScimASGIApp:
         self.service = service
         self.prefix = prefix.rstrip("/")
         self.oauth = oauth
+        if oauth:
+            use_jwks_keys(service)  # the issuers' keys, for client assertions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

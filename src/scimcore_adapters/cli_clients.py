@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scimcore import ScimService
+from scimcore.federation import FederatedIdentity
 from scimcore.oauth import TOKEN_PATH
 from scimcore.oauth_clients import (
     DEFAULT_SECRET_DAYS,
@@ -21,6 +22,8 @@ from scimcore.oauth_clients import (
     IssuedSecret,
     OAuthClient,
 )
+
+from . import cli_federation
 
 __all__ = ["add_parser", "run", "token_endpoint"]
 
@@ -80,6 +83,11 @@ def add_parser(sub: Any) -> None:
     )
     create.add_argument("--label", default="", help="a name to recognise the client by")
     _secret_days(create)
+    create.add_argument(
+        "--no-secret",
+        action="store_true",
+        help="create it without a secret, for a federated identity only ('client federate')",
+    )
     _json_flag(create)
 
     listed = _command(actions, "list", "list clients with their secrets' ids, expiry and last use")
@@ -103,6 +111,7 @@ def add_parser(sub: Any) -> None:
         actions, "delete", "delete a client: its secrets and access tokens fail at once"
     )
     _client_id(gone)
+    cli_federation.add_parsers(actions, _command)
 
 
 def _issued(issued: IssuedSecret, endpoint: str | None) -> dict[str, Any]:
@@ -129,6 +138,15 @@ def _print_issued(args: argparse.Namespace, out: Any, issued: IssuedSecret) -> N
     print(f"Token endpoint: {where}", file=out)
 
 
+def _print_secretless(args: argparse.Namespace, out: Any, client: OAuthClient) -> None:
+    endpoint = token_endpoint(args.base_url)
+    if args.json:
+        print(json.dumps({"client_id": client.id, "token_endpoint": endpoint}), file=out)
+        return
+    print(f"Client ID: {client.id}", file=out)
+    print("No secret: trust a federated identity with 'scimcore client federate'", file=out)
+
+
 def _secret_json(secret: ClientSecret, now: datetime) -> dict[str, Any]:
     return {
         "secret_id": secret.id,
@@ -140,7 +158,12 @@ def _secret_json(secret: ClientSecret, now: datetime) -> dict[str, Any]:
     }
 
 
-def _client_json(client: OAuthClient, secrets: list[ClientSecret], now: datetime) -> dict[str, Any]:
+def _client_json(
+    client: OAuthClient,
+    secrets: list[ClientSecret],
+    federations: list[FederatedIdentity],
+    now: datetime,
+) -> dict[str, Any]:
     return {
         "client_id": client.id,
         "label": client.label,
@@ -149,6 +172,7 @@ def _client_json(client: OAuthClient, secrets: list[ClientSecret], now: datetime
         "state": client.state,
         "dead_reason": client.dead_reason,
         "secrets": [_secret_json(s, now) for s in secrets],
+        "federations": [cli_federation.federation_json(f) for f in federations],
     }
 
 
@@ -163,17 +187,27 @@ def _print_list(args: argparse.Namespace, out: Any, rows: list[dict[str, Any]]) 
             flag = "  EXPIRED" if s["expired"] else "  EXPIRES SOON" if s["expires_soon"] else ""
             used = s["last_used_at"] or "never used"
             print(f"  secret {s['secret_id']}  expires {s['expires_at']}  {used}{flag}", file=out)
+        cli_federation.print_federations(c["federations"], out)
 
 
 def run(service: ScimService, args: argparse.Namespace, out: Any) -> None:
     """Carry out one ``scimcore client ...`` command."""
     clients = service.oauth_clients
-    if args.action == "create":
+    if args.action in cli_federation.ACTIONS:
+        cli_federation.run(service, args, out, token_endpoint(args.base_url))
+    elif args.action == "create" and args.no_secret:
+        _print_secretless(
+            args, out, clients.create_without_secret(args.slug, args.admin, args.label)
+        )
+    elif args.action == "create":
         issued = clients.create(args.slug, args.admin, args.label, args.secret_days)
         _print_issued(args, out, issued)
     elif args.action == "list":
         now = service.runtime.now()
-        rows = [_client_json(c, list(s), now) for c, s in clients.list(args.slug)]
+        rows = [
+            _client_json(c, list(s), list(clients.federations(args.slug, c.id)), now)
+            for c, s in clients.list(args.slug)
+        ]
         _print_list(args, out, rows)
     elif args.action == "secret" and args.secret_action == "add":
         _print_issued(args, out, clients.add_secret(args.slug, args.client_id, args.secret_days))

@@ -32,6 +32,7 @@ from scimcore import ScimRequest, ScimResponse, ScimService
 from scimcore.oauth import METADATA_PATH, TOKEN_PATH
 
 from ._http import read_stream
+from .jwks import use_jwks_keys
 from .wsgi import ScimWSGIApp
 
 __all__ = ["ScimExtension", "oauth_blueprint", "scim_blueprint"]
@@ -84,6 +85,7 @@ def oauth_blueprint(service: ScimService, name: str = "scim_oauth") -> Blueprint
     """A Blueprint that serves the OAuth token endpoint and its RFC 8414 metadata
     (:mod:`scimcore.oauth`) at the application root, beside the SCIM prefix."""
     bp = Blueprint(name, __name__)
+    use_jwks_keys(service)  # the issuers' keys, for client assertions
 
     def endpoint() -> Response:
         base_url = request.host_url.rstrip("/") + request.script_root

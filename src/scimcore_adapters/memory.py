@@ -41,6 +41,7 @@ from scimcore.storage import (
 )
 from scimcore.templates import Rule, Template
 
+from .memory_federation import FederationStoreMixin
 from .memory_groups import GroupData, GroupStoreMixin
 from .memory_oauth import OAuthStoreMixin
 
@@ -223,7 +224,7 @@ class _Store(GroupStoreMixin):
         return list(reversed(self._d.log[-limit:])) if limit > 0 else []
 
 
-class MemoryStorage(OAuthStoreMixin):
+class MemoryStorage(OAuthStoreMixin, FederationStoreMixin):
     """Everything in dicts; thread-safe; the reference for the storage contract."""
 
     def __init__(
@@ -240,6 +241,7 @@ class MemoryStorage(OAuthStoreMixin):
         self._tombstones: dict[str, TokenRecord] = {}
         self._refused_at: dict[str, datetime] = {}
         self._oauth_state()
+        self._federation_state()
 
     @contextmanager
     def users(

@@ -41,10 +41,11 @@ class OAuthStoreMixin:
         self._access: dict[str, AccessToken] = {}
         self._client_refused_at: dict[str, datetime] = {}
 
-    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
+    def add_client(self, client: OAuthClient, secret: ClientSecret | None) -> None:
         with self._lock:
             self._clients[client.id] = client
-            self._secrets[secret.id] = secret
+            if secret is not None:
+                self._secrets[secret.id] = secret
 
     def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None:
         client = self._clients.get(client_id)

@@ -22,6 +22,7 @@ from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
 from ._http import BodyReader, query_values, read_stream, wire_response
+from .jwks import use_jwks_keys
 
 __all__ = ["ScimWSGIApp", "WSGIApp"]
 
@@ -84,6 +85,8 @@ class ScimWSGIApp:
         self.prefix = prefix.rstrip("/")
         self.fallback = fallback
         self.oauth = oauth
+        if oauth:
+            use_jwks_keys(service)  # the issuers' keys, for client assertions
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from scimcore.federation import FederatedIdentity
 from scimcore.groups import default_group_registry
 from scimcore.oauth_clients import (
     AccessGrant,
@@ -33,6 +34,7 @@ from .buckets import SqlBuckets
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from .execute import Runner
+from .federation import FederationAccounts
 from .migrations import migrate
 from .oauth import OAuthAccounts
 from .transactions import PostgresTransactions, SqliteTransactions, Transactions
@@ -111,6 +113,8 @@ class SqlStorage:
         )
         #: OAuth clients, secrets and access tokens (:mod:`.oauth`).
         self.oauth = OAuthAccounts(self.transactions)
+        #: Federated identities of OAuth clients and used assertion ids (:mod:`.federation`).
+        self.federation = FederationAccounts(self.transactions)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -285,7 +289,7 @@ class SqlStorage:
 
     # --- OAuth clients (scimcore.oauth_clients.OAuthStorage; see .oauth) -----------------------
 
-    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
+    def add_client(self, client: OAuthClient, secret: ClientSecret | None) -> None:
         self.oauth.add_client(client, secret)
 
     def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None:
@@ -323,6 +327,26 @@ class SqlStorage:
 
     def access_grant(self, token_id: str) -> AccessGrant | None:
         return self.oauth.access_grant(token_id)
+
+    # --- federated identities (scimcore.federation.FederationStorage; see .federation) -------
+
+    def add_federation(self, federation: FederatedIdentity) -> bool:
+        return self.federation.add_federation(federation)
+
+    def list_federations(self, client_id: str) -> Sequence[FederatedIdentity]:
+        return self.federation.list_federations(client_id)
+
+    def delete_federation(self, client_id: str, federation_id: str) -> bool:
+        return self.federation.delete_federation(client_id, federation_id)
+
+    def federations_of(self, issuer: str, subject: str) -> Sequence[FederatedIdentity]:
+        return self.federation.federations_of(issuer, subject)
+
+    def touch_federation(self, federation_id: str, when: datetime) -> None:
+        self.federation.touch_federation(federation_id, when)
+
+    def claim_assertion(self, id_hash: str, expires_at: datetime, now: datetime) -> bool:
+        return self.federation.claim_assertion(id_hash, expires_at, now)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

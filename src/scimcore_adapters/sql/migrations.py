@@ -29,6 +29,8 @@ from .tables import (
     IMAGES,
     LOG,
     OAUTH_ACCESS_TOKENS,
+    OAUTH_ASSERTION_IDS,
+    OAUTH_CLIENT_FEDERATIONS,
     OAUTH_CLIENT_SECRETS,
     OAUTH_CLIENTS,
     OUTBOX,
@@ -269,6 +271,12 @@ def _v9_oauth_clients(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v10_oauth_federation(conn: Connection) -> None:
+    """Federated identities of OAuth clients and the used assertion ids (issue 20)."""
+    for table in (OAUTH_CLIENT_FEDERATIONS, OAUTH_ASSERTION_IDS):
+        table.create(conn, checkfirst=True)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -292,6 +300,11 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(7, "groups and group_members", _v7_groups),
     Migration(8, "rate_buckets: the rate limit's token bucket per workspace", _v8_rate_buckets),
     Migration(9, "OAuth 2.0 clients, their secrets and access tokens", _v9_oauth_clients),
+    Migration(
+        10,
+        "federated identities of OAuth clients and used client assertion ids",
+        _v10_oauth_federation,
+    ),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")

@@ -148,10 +148,11 @@ class OAuthAccounts:
     def _begin(self, writing: bool) -> AbstractContextManager[Connection]:
         return self._transactions.begin(IMMEDIATE if writing else NO_BEGIN)
 
-    def add_client(self, client: OAuthClient, secret: ClientSecret) -> None:
+    def add_client(self, client: OAuthClient, secret: ClientSecret | None) -> None:
         with self._begin(writing=True) as conn:
             conn.execute(OAUTH_CLIENTS.insert(), _CLIENT_ROWS.to_row(client))
-            conn.execute(OAUTH_CLIENT_SECRETS.insert(), _SECRET_ROWS.to_row(secret))
+            if secret is not None:
+                conn.execute(OAUTH_CLIENT_SECRETS.insert(), _SECRET_ROWS.to_row(secret))
 
     def get_client(self, workspace_id: str, client_id: str) -> OAuthClient | None:
         with self._begin(writing=False) as conn:

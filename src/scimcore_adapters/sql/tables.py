@@ -50,7 +50,9 @@ __all__ = [
     "LOG",
     "METADATA",
     "OAUTH_ACCESS_TOKENS",
+    "OAUTH_ASSERTION_IDS",
     "OAUTH_CLIENTS",
+    "OAUTH_CLIENT_FEDERATIONS",
     "OAUTH_CLIENT_SECRETS",
     "OUTBOX",
     "PEOPLE",
@@ -520,4 +522,39 @@ OAUTH_ACCESS_TOKENS = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "client_id", "expires_at"),
+)
+
+# --- OAuth federated identities (issue 20 item 3, schema version 10) --------------------------
+
+OAUTH_CLIENT_FEDERATIONS = Table(
+    "oauth_client_federations",
+    METADATA,
+    # A federated identity a client trusts (RFC 7523 §2.2): the assertion's iss, sub and aud,
+    # and where the issuer's keys are (NULL: OpenID discovery from the issuer).
+    Column("id", text_type(64), primary_key=True),
+    Column(
+        "client_id",
+        text_type(64),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("issuer", text_type(600), nullable=False),
+    Column("subject", text_type(600), nullable=False),
+    Column("audience", text_type(600), nullable=False),
+    Column("jwks_url", text_type(600), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=True),
+    Index(None, "client_id", "created_at"),
+    # The clients of an assertion sent without client_id.
+    Index(None, "issuer", "subject"),
+)
+
+OAUTH_ASSERTION_IDS = Table(
+    "oauth_assertion_ids",
+    METADATA,
+    # The jti of each accepted client assertion, as the SHA-256 of issuer and jti, until the
+    # assertion expires: a second use is a replay (RFC 7523 §3).
+    Column("id_hash", text_type(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
 )
