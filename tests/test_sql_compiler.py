@@ -31,11 +31,11 @@ from scimcore.filters import (
     validate,
 )
 from scimcore.storage import SortSpec, Workspace
+from scimcore.testing._storage_contract import ENT, REGISTRY, T0
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.compiler import escape_like
 from tests.conftest import postgres_schema_url
-from tests.storage_contract import ENT, REGISTRY, T0
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

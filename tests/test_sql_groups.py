@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from scimcore.filters import compile_filter
 from scimcore.groups import default_group_registry
 from scimcore.storage import SortSpec
+from scimcore.testing._storage_contract import REGISTRY
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
-from tests.storage_contract import REGISTRY
 from tests.test_sql_compiler import Backend, fresh_workspace, sql_storage
 
 __all__ = ["sql_storage"]

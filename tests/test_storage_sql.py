@@ -30,6 +30,16 @@ from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
 from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
+from scimcore.testing._storage_contract import (
+    REGISTRY,
+    T0,
+    StorageContract,
+    entry,
+    mail,
+    person,
+    user,
+    ws,
+)
 from scimcore_adapters.cli import main as cli_main
 from scimcore_adapters.sql import (
     MIGRATIONS,
@@ -54,16 +64,6 @@ from scimcore_adapters.sql.tables import (
 )
 from scimcore_adapters.sql.transactions import SqliteTransactions
 from tests.conftest import NO_POSTGRES, POSTGRES_ENV, postgres_schema_url
-from tests.storage_contract import (
-    REGISTRY,
-    T0,
-    StorageContract,
-    entry,
-    mail,
-    person,
-    user,
-    ws,
-)
 
 
 def sqlite_tx(storage: SqlStorage) -> SqliteTransactions:

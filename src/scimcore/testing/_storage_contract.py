@@ -19,9 +19,9 @@ from scimcore.filters import compile_filter
 from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
-from tests.console_contract import ConsoleContract
-from tests.group_contract import GroupContract
-from tests.oauth_contract import OAuthContract
+from scimcore.testing._console_contract import ConsoleContract
+from scimcore.testing._group_contract import GroupContract
+from scimcore.testing._oauth_contract import OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()

@@ -17,7 +17,7 @@ import pytest
 
 from scimcore import ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
 from scimcore.oauth_clients import CLIENT_DEAD, IssuedSecret
-from tests.console_contract import ADMIN, T0, call, console_service, new_user
+from scimcore.testing._console_contract import ADMIN, T0, call, console_service, new_user
 
 ROOT = "https://scim.example"
 FORM = "application/x-www-form-urlencoded"
