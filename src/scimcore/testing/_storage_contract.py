@@ -1,7 +1,9 @@
 """The storage contract: every backend inherits :class:`StorageContract` and must pass it.
 
 A backend's test module subclasses it and provides the ``storage`` fixture (a fresh, empty
-backend per test), like fsspec's ``tests/abstract``.
+backend per test), like fsspec's ``tests/abstract``; see :mod:`scimcore.testing`. The helpers
+below (``user``, ``ws``, ``person``...) build the records the tests store; scimcore's own
+backend tests use them too.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
 
 class StorageContract(ConsoleContract, GroupContract, OAuthContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
-    :mod:`tests.console_contract`, :mod:`tests.group_contract`, :mod:`tests.oauth_contract`)."""
+    :class:`ConsoleContract`, :class:`GroupContract`, :class:`OAuthContract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)
