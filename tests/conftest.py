@@ -21,6 +21,9 @@ from sqlalchemy.engine import make_url
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Workspaces
 from scimcore_adapters.memory import MemoryStorage
+from tests.strategies import load_profile
+
+load_profile()  # Hypothesis: dev, or ci under CI=true (before any test module is imported)
 
 
 def free_port() -> int:
