@@ -22,6 +22,7 @@ from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
 from scimcore.testing._console_contract import ConsoleContract
+from scimcore.testing._fast_path_contract import FastPathContract
 from scimcore.testing._group_contract import GroupContract
 from scimcore.testing._oauth_contract import OAuthContract
 
@@ -110,9 +111,10 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract, GroupContract, OAuthContract):
+class StorageContract(ConsoleContract, GroupContract, OAuthContract, FastPathContract):
     """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
-    :class:`ConsoleContract`, :class:`GroupContract`, :class:`OAuthContract`)."""
+    :class:`ConsoleContract`, :class:`GroupContract`, :class:`OAuthContract`,
+    :class:`FastPathContract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)
