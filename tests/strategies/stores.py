@@ -15,6 +15,7 @@ from scimcore.testing._storage_contract import ENT, T0
 from tests.strategies.filters import logic
 
 # --- users ---------------------------------------------------------------------------------------
+
 # Letters whose case folding is interesting (ß -> ss, KELVIN SIGN -> k), LIKE wildcards and the
 # escape character, and plain letters so that comparisons often hit.
 ALPHABET = list("aAbBsS%_\\ß\u212ake.@É")
