@@ -21,6 +21,9 @@ from sqlalchemy.engine import make_url
 
 from scimcore import Runtime, ScimRequest, ScimResponse, ScimService, Workspaces
 from scimcore_adapters.memory import MemoryStorage
+from tests.strategies import load_profile
+
+load_profile()  # Hypothesis: dev, or ci under CI=true (before any test module is imported)
 
 
 def free_port() -> int:
@@ -28,6 +31,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """Return once ``condition()`` is true; fail, naming ``what``, after ``seconds``.
+
+    For a state that no event announces (a thread queued on a lock another one holds, a
+    server's flag): a bounded wait on the condition itself, never a guess of how long it takes.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+
+
+def joined(thread: threading.Thread, seconds: float = 30.0) -> None:
+    """Join ``thread``, which the test has told to finish; fail if it has not after ``seconds``."""
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{thread.name} did not finish"
 
 
 def serve_wsgi(app: Any) -> Iterator[int]:
@@ -42,8 +64,8 @@ def serve_wsgi(app: Any) -> Iterator[int]:
     try:
         yield port
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
+        server.shutdown()  # returns once serve_forever has
+        joined(thread)
 
 
 def serve_asgi(app: Any) -> Iterator[int]:
@@ -55,15 +77,12 @@ def serve_asgi(app: Any) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
+    wait_until(lambda: server.started, "uvicorn to start")
     try:
         yield port
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        joined(thread)
 
 
 BASE = "https://scim.example/scim/v2"

@@ -12,8 +12,8 @@ from examples.flask_server import create_app
 
 from scimcore import ScimService
 from scimcore.federation import ASSERTION_TYPE
+from scimcore.testing._federation_contract import AUDIENCE, SUBJECT, Issuer
 from scimcore_adapters.sql import SqlStorage
-from tests.federation_contract import AUDIENCE, SUBJECT, Issuer
 from tests.test_cli import Cli
 from tests.test_federation_http import KeyServer
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from scimcore import Runtime, ScimService, system_runtime
 from scimcore.federation import ASSERTION_TYPE
+from scimcore.testing._federation_contract import AUDIENCE, SUBJECT, Issuer
 from scimcore_adapters.asgi import ScimASGIApp
 from scimcore_adapters.jwks import JwksKeySource
 from scimcore_adapters.memory import MemoryStorage
@@ -36,7 +37,6 @@ from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.tables import METADATA
 from scimcore_adapters.wsgi import ScimWSGIApp
 from tests.conftest import postgres_schema_url, serve_wsgi
-from tests.federation_contract import AUDIENCE, SUBJECT, Issuer
 from tests.test_oauth_http import ADMIN, PREFIX, Clock, Reply, Server, user
 
 pytest.importorskip("jwt", reason="federation tests need the federation extra (PyJWT)")

@@ -41,6 +41,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _settled(master: int, pinned: bool) -> bool:
+    """The arbiter has all its workers, each past ``post_fork``: kept on one CPU when pinning.
+
+    For an instant after its fork a worker is a child of the arbiter that still has the
+    arbiter's CPUs (``post_fork`` has not run yet); counting the children alone let a test
+    look at a worker in that instant and see it "on every CPU"."""
+    children = _children(master)
+    if len(children) != WORKERS:
+        return False
+    try:
+        return not pinned or all(len(os.sched_getaffinity(pid)) == 1 for pid in children)
+    except ProcessLookupError:  # a worker that exited meanwhile: not settled
+        return False
+
+
 def _wait_for(predicate: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -61,6 +76,7 @@ def arbiter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[in
         "SCIMCORE_WORKERS": str(WORKERS),
         "SCIMCORE_PIN_CPUS": getattr(request, "param", "1"),
     }
+    pinned = env["SCIMCORE_PIN_CPUS"] != "0"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -76,7 +92,7 @@ def arbiter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[in
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: len(_children(proc.pid)) == WORKERS, "the workers")
+        _wait_for(lambda: _settled(proc.pid, pinned), "the workers, each on its CPU if pinned")
         url = f"http://127.0.0.1:{port}/scim/v2/ServiceProviderConfig"
 
         def answers() -> bool:
@@ -121,8 +137,8 @@ def test_each_worker_and_its_threads_keep_to_one_cpu(arbiter: tuple[int, str]) -
     victim = _children(master)[0]
     os.kill(victim, signal.SIGKILL)
     _wait_for(
-        lambda: victim not in _children(master) and len(_children(master)) == WORKERS,
-        "the worker to be replaced",
+        lambda: victim not in _children(master) and _settled(master, pinned=True),
+        "the worker to be replaced and kept on its CPU",
     )
     assert _cpus_of_workers(master) == placed
 

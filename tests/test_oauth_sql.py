@@ -8,11 +8,11 @@ import hashlib
 from sqlalchemy import create_engine, inspect
 
 from scimcore import ScimService
+from scimcore.testing._console_contract import ADMIN, T0, call
+from scimcore.testing._oauth_contract import access_token
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.migrations import MIGRATIONS, migrate
 from scimcore_adapters.sql.tables import ADMINS, TOKENS, WORKSPACES
-from tests.console_contract import ADMIN, T0, call
-from tests.oauth_contract import access_token
 
 OAUTH_TABLES = {"oauth_clients", "oauth_client_secrets", "oauth_access_tokens"}
 

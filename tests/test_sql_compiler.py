@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scimcore.filters import (
-    And,
-    AttrRef,
-    Compare,
     Filter,
-    Not,
-    Or,
-    Present,
-    ValuePath,
     compile_filter,
     render,
     validate,
 )
 from scimcore.storage import SortSpec, Workspace
+from scimcore.testing._storage_contract import REGISTRY, T0
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.compiler import escape_like
 from tests.conftest import postgres_schema_url
-from tests.storage_contract import ENT, REGISTRY, T0
+from tests.strategies import database_examples
+from tests.strategies.stores import documents, filters, sorts
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -83,167 +77,11 @@ def ids(storage: Backend, workspace: str, f: Filter | None, sort: SortSpec | Non
     return page.total, [d["id"] for d in page.documents]
 
 
-# --- strategies --------------------------------------------------------------------------------
-
-# Letters whose case folding is interesting (ß -> ss, KELVIN SIGN -> k), LIKE wildcards and the
-# escape character, and plain letters so that comparisons often hit.
-ALPHABET = list("aAbBsS%_\\ß\u212ake.@É")
-small_text = st.text(alphabet=st.sampled_from(ALPHABET), max_size=4)
-maybe = st.booleans()
-
-OFFSETS = [timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]
-
-
-@st.composite
-def timestamps(draw: st.DrawFn) -> str:
-    moment = T0 + timedelta(minutes=draw(st.integers(0, 6)) * 30)
-    zone = draw(st.sampled_from(OFFSETS))
-    text = moment.astimezone(zone).isoformat()
-    return text.replace("+00:00", "Z") if draw(maybe) else text
-
-
-@st.composite
-def emails(draw: st.DrawFn) -> dict[str, Any]:
-    element: dict[str, Any] = {}
-    if draw(maybe):
-        element["value"] = draw(small_text)
-    if draw(maybe):
-        element["type"] = draw(st.sampled_from(["work", "Work", "home", "other"]))
-    if draw(maybe):
-        element["primary"] = draw(maybe)
-    if draw(st.integers(0, 3)) == 0:
-        element["display"] = draw(small_text)
-    return element
-
-
-@st.composite
-def documents(draw: st.DrawFn) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    taken: set[str] = set()
-    for n in range(draw(st.integers(0, 9))):
-        name = draw(small_text.filter(bool))
-        if name.casefold() in taken:
-            continue
-        taken.add(name.casefold())
-        created = draw(timestamps())
-        doc: dict[str, Any] = {
-            "id": f"{n:04x}" + draw(st.sampled_from(["ab", "AB", "aB"])),
-            "userName": name,
-            "meta": {
-                "resourceType": "User",
-                "created": created,
-                "lastModified": draw(timestamps()),
-                "version": 'W/"1"',
-            },
-        }
-        for key in ("externalId", "displayName", "title"):
-            if draw(maybe):
-                doc[key] = draw(small_text)
-        if draw(maybe):
-            doc["active"] = draw(maybe)
-        if draw(maybe):
-            doc["emails"] = draw(st.lists(emails(), min_size=1, max_size=3))
-        if draw(maybe):
-            doc[ENT] = {"department": draw(small_text)}
-        docs.append(doc)
-    return docs
-
-
-STRING_ATTRS = [
-    AttrRef(None, "userName", None),
-    AttrRef(None, "USERNAME", None),
-    AttrRef("urn:ietf:params:scim:schemas:core:2.0:User", "userName", None),
-    AttrRef(None, "externalId", None),
-    AttrRef(None, "displayName", None),
-    AttrRef(None, "title", None),
-    AttrRef(ENT, "department", None),
-    AttrRef(None, "emails", "value"),
-    AttrRef(None, "emails", "type"),
-    AttrRef(None, "emails", None),
-    AttrRef(None, "id", None),
-]
-STRING_OPS = ["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
-ORDER_OPS = ["eq", "gt", "ge", "lt", "le"]
-ELEMENT_STRING_ATTRS = [AttrRef(None, "value", None), AttrRef(None, "type", None)]
-
-
-def string_leaf(attrs: list[AttrRef]) -> st.SearchStrategy[Filter]:
-    compare = st.builds(
-        Compare,
-        st.sampled_from(attrs),
-        st.sampled_from(STRING_OPS),
-        st.one_of(small_text, st.sampled_from(["work", "WORK", "0001", "a", "ss"])),
-    )
-    null = st.builds(Compare, st.sampled_from(attrs), st.sampled_from(["eq", "ne"]), st.none())
-    return st.one_of(compare, compare, null, st.builds(Present, st.sampled_from(attrs)))
-
-
-def bool_leaf(attr: AttrRef) -> st.SearchStrategy[Filter]:
-    return st.one_of(
-        st.builds(Compare, st.just(attr), st.sampled_from(["eq", "ne"]), st.booleans()),
-        st.builds(Compare, st.just(attr), st.sampled_from(["eq", "ne"]), st.none()),
-        st.builds(Present, st.just(attr)),
-    )
-
-
-date_leaf: st.SearchStrategy[Filter] = st.builds(
-    Compare,
-    st.sampled_from([AttrRef(None, "meta", "created"), AttrRef(None, "meta", "lastModified")]),
-    st.sampled_from(ORDER_OPS),
-    timestamps(),
-)
-
-element_filter: st.SearchStrategy[Filter] = st.recursive(
-    st.one_of(
-        string_leaf(ELEMENT_STRING_ATTRS),
-        bool_leaf(AttrRef(None, "primary", None)),
-        string_leaf([AttrRef(None, "display", None)]),
-    ),
-    lambda inner: st.one_of(
-        st.builds(And, inner, inner), st.builds(Or, inner, inner), st.builds(Not, inner)
-    ),
-    max_leaves=3,
-)
-
-filters: st.SearchStrategy[Filter] = st.recursive(
-    st.one_of(
-        string_leaf(STRING_ATTRS),
-        bool_leaf(AttrRef(None, "active", None)),
-        date_leaf,
-        st.builds(ValuePath, st.just(AttrRef(None, "emails", None)), element_filter),
-        st.builds(Present, st.sampled_from([AttrRef(None, "emails", None)])),
-    ),
-    lambda inner: st.one_of(
-        st.builds(And, inner, inner), st.builds(Or, inner, inner), st.builds(Not, inner)
-    ),
-    max_leaves=5,
-)
-
-SORTS = [
-    (("userName",), False),
-    (("displayName",), False),
-    (("externalId",), True),
-    (("id",), True),
-    (("meta", "created"), False),
-    (("meta", "lastModified"), False),
-    (("title",), False),
-    (("emails", "value"), False),
-    ((ENT, "department"), False),
-]
-sorts: st.SearchStrategy[SortSpec | None] = st.one_of(
-    st.none(),
-    st.builds(
-        lambda spec, desc: SortSpec(spec[0], desc, spec[1]), st.sampled_from(SORTS), st.booleans()
-    ),
-)
-
-
 # --- the differential property -----------------------------------------------------------------
 
 
 @settings(
-    max_examples=60,
-    deadline=None,
+    max_examples=database_examples(),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(

@@ -13,64 +13,16 @@ from hypothesis import strategies as st
 from scimcore.filters import compile_filter
 from scimcore.groups import default_group_registry
 from scimcore.storage import SortSpec
+from scimcore.testing._storage_contract import REGISTRY
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
-from tests.storage_contract import REGISTRY
+from tests.strategies import database_examples
+from tests.strategies.stores import USERS, combined, group_leaves, user_leaves, worlds
 from tests.test_sql_compiler import Backend, fresh_workspace, sql_storage
 
 __all__ = ["sql_storage"]
 
 GROUPS = default_group_registry()
-NAMES = ["Sales", "sales", "Marketing", "ß", "ss", "Ops"]
-USERS = [f"{n:032x}" for n in range(5)]
-
-
-@st.composite
-def worlds(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[str]]]:
-    groups, members = [], []
-    for n in range(draw(st.integers(0, 6))):
-        doc: dict[str, Any] = {
-            "id": f"g{n:03d}",
-            "displayName": draw(st.sampled_from(NAMES)),
-            "meta": {"resourceType": "Group", "version": 'W/"1"'},
-        }
-        if draw(st.booleans()):
-            doc["externalId"] = draw(st.sampled_from(["e1", "E1", "e2"]))
-        groups.append(doc)
-        members.append(draw(st.lists(st.sampled_from(USERS), max_size=4)))
-    return groups, members
-
-
-member = st.sampled_from([*USERS, "nobody"])
-name = st.sampled_from([*NAMES, "SALES", "x"])
-group_leaves = st.one_of(
-    st.builds(lambda v: f'displayName eq "{v}"', name),
-    st.builds(lambda v: f'displayName sw "{v[:1]}"', name),
-    st.builds(lambda v: f'externalId eq "{v}"', st.sampled_from(["e1", "E1", "e2"])),
-    st.builds(lambda v: f'members[value eq "{v}"]', member),
-    st.builds(lambda v: f'members.value eq "{v}"', member),
-    st.builds(lambda v: f'members[type eq "{v}"]', st.sampled_from(["User", "user", "Group"])),
-    st.just("members pr"),
-    st.just("externalId pr"),
-)
-user_leaves = st.one_of(
-    st.builds(lambda n: f'groups.value eq "g{n:03d}"', st.integers(0, 6)),
-    st.builds(lambda v: f'groups[display eq "{v}"]', name),
-    st.just("groups pr"),
-    st.builds(lambda n: f'userName eq "user{n}@x.test"', st.integers(0, 5)),
-)
-
-
-def combined(leaves: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    return st.recursive(
-        leaves,
-        lambda c: (
-            st.builds(lambda a, b: f"({a}) and ({b})", c, c)
-            | st.builds(lambda a, b: f"({a}) or ({b})", c, c)
-            | st.builds(lambda a: f"not ({a})", c)
-        ),
-        max_leaves=3,
-    )
 
 
 def load(storage: Backend, groups: list[dict[str, Any]], members: list[list[str]]) -> str:
@@ -94,7 +46,8 @@ def load(storage: Backend, groups: list[dict[str, Any]], members: list[list[str]
     users_text=combined(user_leaves),
 )
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=database_examples(),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 def test_group_filters_sql_equal_memory(
     sql_storage: SqlStorage,

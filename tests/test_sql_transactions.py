@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scimcore_adapters.sql.engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
 from scimcore_adapters.sql.transactions import GroupCommitError, SqliteTransactions
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -72,12 +73,8 @@ def queue(tx: SqliteTransactions, *writes: Callable[[], None]) -> list[threading
     threads = [threading.Thread(target=w, daemon=True) for w in writes]
     for thread in threads:
         thread.start()
-    queued = threading.Event()
-    for _ in range(1000):
-        if tx._waiting >= before + len(writes):
-            return threads
-        queued.wait(0.005)
-    raise AssertionError("the writes never queued")
+    wait_until(lambda: tx._waiting >= before + len(writes), "the writes to queue")
+    return threads
 
 
 def run_in_thread(action: Callable[[], None], errors: list[BaseException]) -> Callable[[], None]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scimcore.testing._storage_contract import StorageContract
 from scimcore_adapters.memory import MemoryStorage
-from tests.storage_contract import StorageContract
 
 
 class TestMemoryStorage(StorageContract):

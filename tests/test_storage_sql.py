@@ -30,6 +30,16 @@ from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
 from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
+from scimcore.testing._storage_contract import (
+    REGISTRY,
+    T0,
+    StorageContract,
+    entry,
+    mail,
+    person,
+    user,
+    ws,
+)
 from scimcore_adapters.cli import main as cli_main
 from scimcore_adapters.sql import (
     MIGRATIONS,
@@ -53,17 +63,7 @@ from scimcore_adapters.sql.tables import (
     WORKSPACES,
 )
 from scimcore_adapters.sql.transactions import SqliteTransactions
-from tests.conftest import NO_POSTGRES, POSTGRES_ENV, postgres_schema_url
-from tests.storage_contract import (
-    REGISTRY,
-    T0,
-    StorageContract,
-    entry,
-    mail,
-    person,
-    user,
-    ws,
-)
+from tests.conftest import NO_POSTGRES, POSTGRES_ENV, joined, postgres_schema_url, wait_until
 
 
 def sqlite_tx(storage: SqlStorage) -> SqliteTransactions:
@@ -702,43 +702,68 @@ def test_sqlite_close_closes_thread_connections(sqlite_url: str) -> None:
 
 def test_sqlite_writers_of_one_process_queue_in_order(sqlite_url: str) -> None:
     """A second writer waits for the first (no busy error, no lost write) and sees its data."""
-    import threading
-
     with opened(sqlite_url) as storage:
         w = ws(storage)
-        inside = threading.Event()
         order: list[str] = []
+        seen: list[bool] = []
 
         def second() -> None:
-            inside.wait()
             with storage.users(w.id) as store:
                 order.append("second in")
-                assert store.get(user(1)["id"]) is not None
+                seen.append(store.get(user(1)["id"]) is not None)
                 store.insert(user(2))
 
-        thread = threading.Thread(target=second)
-        thread.start()
         with storage.users(w.id) as store:
             store.insert(user(1))
-            inside.set()
-            thread.join(timeout=0.3)
-            assert thread.is_alive()  # queued behind this transaction
+            thread = _queued_write(storage, second)  # queued behind this transaction
             order.append("first out")
-        thread.join()
-        assert order == ["first out", "second in"]
+        joined(thread)
+        assert order == ["first out", "second in"] and seen == [True]
         with storage.users(w.id, readonly=True) as store:
             assert store.query(None, None, 1, 10).total == 2
 
 
-def _blocks(action: Callable[[], object], timeout: float = 0.3) -> tuple[bool, threading.Thread]:
-    """Run ``action`` in a thread: whether it was still running after ``timeout`` seconds."""
+def _started(action: Callable[[], object]) -> threading.Thread:
     thread = threading.Thread(target=action, daemon=True)
     thread.start()
-    thread.join(timeout=timeout)
-    return thread.is_alive(), thread
+    return thread
 
 
-def test_sqlite_reads_take_turns_and_writes_do_not_wait_for_them(sqlite_url: str) -> None:
+def _finishes(action: Callable[[], object]) -> bool:
+    """Run ``action`` in a thread: whether it finished (within a generous bound)."""
+    thread = _started(action)
+    thread.join(timeout=10)
+    return not thread.is_alive()
+
+
+class _AnnouncedLock:
+    """A storage's read-turn lock that announces each thread coming to take it, so that a
+    test waits for a reader to be at the lock instead of for some time."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.arrived = threading.Event()
+
+    def __enter__(self) -> object:
+        self.arrived.set()
+        return self.lock.__enter__()
+
+    def __exit__(self, *exc: object) -> object:
+        return self.lock.__exit__(*exc)
+
+
+def _announce_readers(storage: SqlStorage, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """From now on, set when a thread comes for the read turn (whoever holds the turn now
+    releases the lock itself)."""
+    tx = sqlite_tx(storage)
+    announced = _AnnouncedLock(tx._read_lock)
+    monkeypatch.setattr(tx, "_read_lock", announced)
+    return announced.arrived
+
+
+def test_sqlite_reads_take_turns_and_writes_do_not_wait_for_them(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite: one read turn per process at a time; a write runs while a read holds its turn."""
     with opened(sqlite_url) as storage:
         w = ws(storage)
@@ -754,13 +779,12 @@ def test_sqlite_reads_take_turns_and_writes_do_not_wait_for_them(sqlite_url: str
             order.append("writer done")
 
         with storage.read_turn():
-            waiting, reader = _blocks(read)
-            assert waiting  # queued behind this read turn
-            blocked, writer = _blocks(write, timeout=5)
-            assert not blocked  # writes queue on their own lock
+            arrived = _announce_readers(storage, monkeypatch)
+            reader = _started(read)
+            assert arrived.wait(10)  # the second reader is at the lock this read turn holds
+            assert _finishes(write)  # writes queue on their own lock
             order.append("first reader out")
-        reader.join()
-        writer.join()
+        joined(reader)
         assert order == ["writer done", "first reader out", "second reader in"]
         with storage.users(w.id, readonly=True) as store:
             assert store.get(user(1)["id"]) is not None
@@ -772,17 +796,17 @@ def test_read_turns_can_be_turned_off_and_postgres_has_none(any_url: str) -> Non
     storage = SqlStorage(any_url, read_turns=False)
     try:
         with storage.read_turn():
-            blocked, _ = _blocks(lambda: storage.read_turn().__enter__(), timeout=5)
-            assert not blocked
+            assert _finishes(lambda: storage.read_turn().__enter__())
     finally:
         storage.close()
     if any_url.startswith("postgresql"):
         with opened(any_url) as storage, storage.read_turn():
-            blocked, _ = _blocks(lambda: storage.read_turn().__enter__(), timeout=5)
-            assert not blocked
+            assert _finishes(lambda: storage.read_turn().__enter__())
 
 
-def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(sqlite_url: str) -> None:
+def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The service holds the storage's read turn around a GET (authentication included), not
     around a create."""
     with opened(sqlite_url) as storage:
@@ -800,11 +824,12 @@ def test_sqlite_scim_reads_run_in_a_read_turn_and_writes_do_not(sqlite_url: str)
             answers["create"] = send("POST", "/Users", body).status
 
         with storage.read_turn():
-            waiting, getter = _blocks(get)
-            assert waiting and "get" not in answers
-            blocked, _ = _blocks(create, timeout=5)
-            assert not blocked and answers["create"] == 201
-        getter.join()
+            arrived = _announce_readers(storage, monkeypatch)
+            getter = _started(get)
+            assert arrived.wait(10) and "get" not in answers  # the GET waits for its turn
+            assert _finishes(create) and answers["create"] == 201
+            assert "get" not in answers
+        joined(getter)
         assert answers["get"] == 200
 
 
@@ -845,13 +870,9 @@ def _queued_write(storage: SqlStorage, action: Callable[[], object]) -> threadin
     (call with a write of this thread open)."""
     tx = sqlite_tx(storage)
     before = tx._waiting
-    thread = threading.Thread(target=action, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if tx._waiting > before:
-            return thread
-        thread.join(timeout=0.01)
-    raise AssertionError("the write never queued")
+    thread = _started(action)
+    wait_until(lambda: tx._waiting > before, "the write to queue")
+    return thread
 
 
 @pytest.mark.usefixtures("patient_groups")
@@ -1033,12 +1054,11 @@ def test_sqlite_a_group_whose_connection_is_lost_fails_its_writes(sqlite_url: st
             except GroupCommitError as exc:
                 errors.append(exc)
 
-        thread = threading.Thread(target=first, daemon=True)
-        thread.start()
-        for _ in range(500):
-            if tx._group is not None and tx._group.latch is not None:
-                break
-            thread.join(timeout=0.002)
+        thread = _started(first)
+        wait_until(
+            lambda: tx._group is not None and tx._group.latch is not None,
+            "the first write to hand its group on",
+        )
         tx._waiting -= 1
         assert tx._writer is not None and tx._writer.conn is not None
         tx._writer.conn.invalidate()
@@ -1296,8 +1316,6 @@ def _fill(storage: SqlStorage, count: int) -> None:
 def test_sqlite_background_checkpoints_copy_the_log_into_the_file(tmp_path: Path) -> None:
     """Commits leave checkpoints to the background thread: the database file grows (pages
     copied from the WAL) without any request running a checkpoint."""
-    import time
-
     db = tmp_path / "scim.db"
     storage = SqlStorage(f"sqlite:///{db}", checkpoint_interval=0.05)
     try:
@@ -1305,11 +1323,10 @@ def test_sqlite_background_checkpoints_copy_the_log_into_the_file(tmp_path: Path
         _fill(storage, 150)  # ~2,000 WAL pages: under the 10,000-page backstop
         checkpointer = storage.checkpointer
         assert checkpointer is not None
-        deadline = time.monotonic() + 10
-        while (checkpointer.runs == 0 or db.stat().st_size <= before) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
+        wait_until(
+            lambda: checkpointer.runs >= 1 and db.stat().st_size > before,
+            "a background checkpoint",
+        )
         assert checkpointer.runs >= 1
         assert db.stat().st_size > before
     finally:

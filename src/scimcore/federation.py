@@ -83,7 +83,7 @@ class KeySource(Protocol):
 
 @runtime_checkable
 class FederationStorage(Protocol):
-    """What federation needs from a storage (memory and SQL; ``tests/oauth_contract.py``).
+    """What federation needs from a storage (memory and SQL; ``scimcore.testing``).
     Every method is one transaction."""
 
     def add_federation(self, federation: FederatedIdentity) -> bool:

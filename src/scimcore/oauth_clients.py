@@ -159,7 +159,7 @@ class IssuedSecret:
 @runtime_checkable
 class OAuthStorage(Protocol):
     """What OAuth clients need from a storage (memory and SQL implement it; contract tests in
-    ``tests/oauth_contract.py``). Every method is one transaction."""
+    ``scimcore.testing``). Every method is one transaction."""
 
     def add_client(self, client: OAuthClient, secret: ClientSecret | None) -> None:
         """Store a new client with its first secret (``None``: a client that will

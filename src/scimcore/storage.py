@@ -6,7 +6,7 @@ commits on a clean exit or rolls back when an exception escapes: one transaction
 operation (architecture: "one transaction per operation").
 
 Backends: ``scimcore_adapters.memory.MemoryStorage`` (the reference implementation) and the SQL
-backend. Every backend must pass ``tests/storage_contract.py``. The records they store and
+backend. Every backend must pass ``scimcore.testing.StorageContract``. The records they store and
 return are in :mod:`scimcore.records` (re-exported here).
 """
 

@@ -1,7 +1,9 @@
 """The storage contract: every backend inherits :class:`StorageContract` and must pass it.
 
 A backend's test module subclasses it and provides the ``storage`` fixture (a fresh, empty
-backend per test), like fsspec's ``tests/abstract``.
+backend per test), like fsspec's ``tests/abstract``; see :mod:`scimcore.testing`. The helpers
+below (``user``, ``ws``, ``person``...) build the records the tests store; scimcore's own
+backend tests use them too.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from scimcore.filters import compile_filter
 from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person, Settings, SortSpec
 from scimcore.templates import Rule, Template
-from tests.console_contract import ConsoleContract
-from tests.federation_contract import FederationContract
-from tests.group_contract import GroupContract
-from tests.oauth_contract import OAuthContract
+from scimcore.testing._console_contract import ConsoleContract
+from scimcore.testing._fast_path_contract import FastPathContract
+from scimcore.testing._federation_contract import FederationContract
+from scimcore.testing._group_contract import GroupContract
+from scimcore.testing._oauth_contract import OAuthContract
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REGISTRY = default_registry()
@@ -109,9 +112,12 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     return LogEntry(**values)
 
 
-class StorageContract(ConsoleContract, GroupContract, OAuthContract, FederationContract):
+class StorageContract(
+    ConsoleContract, GroupContract, OAuthContract, FederationContract, FastPathContract
+):
     """Behaviour every :class:`scimcore.Storage` implementation must have (its parts: see
-    :mod:`tests.console_contract`, :mod:`tests.group_contract`, :mod:`tests.oauth_contract`)."""
+    :class:`ConsoleContract`, :class:`GroupContract`, :class:`OAuthContract`,
+    :class:`FederationContract`, :class:`FastPathContract`)."""
 
     def test_insert_get_roundtrip(self, storage: Storage) -> None:
         w = ws(storage)

@@ -1,7 +1,7 @@
 """OAuth 2.0 clients and the client credentials grant (issue 20, R2.6) over each backend:
 the Python API, the sans-IO token endpoint and SCIM requests with its access tokens.
 
-:class:`OAuthContract` is a base of :class:`tests.storage_contract.StorageContract`, so every
+:class:`OAuthContract` is a base of :class:`~scimcore.testing.StorageContract`, so every
 backend (memory, SQLite, PostgreSQL) runs it with its ``storage`` fixture.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from scimcore import ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
 from scimcore.oauth_clients import CLIENT_DEAD, IssuedSecret
-from tests.console_contract import ADMIN, T0, call, console_service, new_user
+from scimcore.testing._console_contract import ADMIN, T0, call, console_service, new_user
 
 ROOT = "https://scim.example"
 FORM = "application/x-www-form-urlencoded"

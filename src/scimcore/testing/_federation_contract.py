@@ -2,7 +2,7 @@
 federated identities of OAuth clients, used assertion ids, and client assertions at the sans-IO
 token endpoint with keys held in memory (the HTTP key source: ``tests/test_federation_http.py``).
 
-:class:`FederationContract` is a base of :class:`tests.storage_contract.StorageContract`, so
+:class:`FederationContract` is a base of :class:`scimcore.testing.StorageContract`, so
 every backend (memory, SQLite, PostgreSQL) runs it with its ``storage`` fixture.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from scimcore import ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
-from tests.console_contract import ADMIN, T0, call, console_service, new_user
-from tests.oauth_contract import ROOT, error_of, token_request
+from scimcore.testing._console_contract import ADMIN, T0, call, console_service, new_user
+from scimcore.testing._oauth_contract import ROOT, error_of, token_request
 
 ISSUER = "https://login.example/tenant-1/v2.0"
 SUBJECT = "sync-fabric-object-id"
@@ -110,7 +110,7 @@ def federated_service(storage: Storage) -> tuple[ScimService, Any, Issuer, str]:
 
 class FederationContract:
     """Federated identities on every backend (a base of
-    :class:`tests.storage_contract.StorageContract`, as :class:`OAuthContract` is)."""
+    :class:`scimcore.testing.StorageContract`, as :class:`OAuthContract` is)."""
 
     def test_federated_identities_are_kept_per_client(self, storage: Storage) -> None:
         from scimcore.federation import FederationStorage

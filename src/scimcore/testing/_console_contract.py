@@ -1,7 +1,7 @@
 """The console's part of the storage contract (issue 17): accounts, tokens and tombstones,
 people pages, images and activation links, through the Python API over each backend.
 
-:class:`ConsoleContract` is a base of :class:`tests.storage_contract.StorageContract`, so every
+:class:`ConsoleContract` is a base of :class:`~scimcore.testing.StorageContract`, so every
 backend (memory, SQLite, PostgreSQL) runs it with its ``storage`` fixture.
 """
 

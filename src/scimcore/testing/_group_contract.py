@@ -1,5 +1,5 @@
 """The storage contract's part for groups and memberships (RFC 7643 §4.2, R5.3): every
-backend's :class:`~tests.storage_contract.StorageContract` inherits :class:`GroupContract`."""
+backend's :class:`~scimcore.testing.StorageContract` inherits :class:`GroupContract`."""
 
 from __future__ import annotations
 
