@@ -1,12 +1,15 @@
 """Group filters on SQL versus the in-memory reference: for random groups, memberships and
 filters (``displayName``, ``externalId``, ``members[value eq]``, ``members.value``, and on
-users ``groups.value``, ``groups[display eq]``), with sorting and paging, ``SqlStorage``
-returns exactly what ``MemoryStorage`` returns, on SQLite and PostgreSQL."""
+users ``groups.value``, ``groups[display eq]``, ``groups.display``, ``groups.type``,
+``groups pr``, ``$ref``), with sorting and paging, ``SqlStorage`` returns exactly what
+``MemoryStorage`` returns, on SQLite and PostgreSQL. The ``groups`` filters the SQL backend
+compiles are exact (no user re-checked in Python)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,12 +56,38 @@ group_leaves = st.one_of(
     st.just("members pr"),
     st.just("externalId pr"),
 )
-user_leaves = st.one_of(
-    st.builds(lambda n: f'groups.value eq "g{n:03d}"', st.integers(0, 6)),
-    st.builds(lambda v: f'groups[display eq "{v}"]', name),
-    st.just("groups pr"),
-    st.builds(lambda n: f'userName eq "user{n}@x.test"', st.integers(0, 5)),
+group_id = st.builds(
+    lambda n, up: f"G{n:03d}" if up else f"g{n:03d}", st.integers(0, 6), st.booleans()
 )
+user_leaves = st.one_of(
+    st.builds(lambda v: f'groups.value eq "{v}"', group_id),
+    st.builds(lambda v: f'groups.value ne "{v}"', group_id),
+    st.builds(lambda v: f'groups.value sw "{v[:2]}"', group_id),
+    st.builds(lambda v: f'groups[display eq "{v}"]', name),
+    st.builds(lambda v: f'groups.display eq "{v}"', name),
+    st.builds(lambda v: f'groups.display co "{v[1:3]}"', name),
+    st.builds(
+        lambda v, n: f'groups[display eq "{v}" and value eq "g{n:03d}"]', name, st.integers(0, 6)
+    ),
+    st.builds(lambda v: f'groups[not (display sw "{v[:1]}")]', name),
+    st.builds(lambda v: f'groups.type eq "{v}"', st.sampled_from(["direct", "Direct", "indirect"])),
+    st.sampled_from(["groups pr", "groups.display pr", "groups.value eq null", "groups.$ref pr"]),
+    st.builds(lambda n: f'userName eq "user{n}@x.test"', st.integers(0, 5)),
+    st.builds(lambda n: f'userName sw "user{n}"', st.integers(0, 5)),
+    st.just('title eq "Boss"'),
+)
+#: Filters on ``groups`` that the SQL backend compiles exactly.
+EXACT = [
+    'groups.value eq "G001"',
+    'groups.value ne "g001"',
+    'groups[display eq "Sales" and not (value sw "g00")]',
+    'groups.display co "ale"',
+    'groups.type eq "direct"',
+    "groups pr",
+    "not (groups pr)",
+    "groups.value eq null",
+    'groups[display eq "Ops"] or userName sw "user1"',
+]
 
 
 def combined(leaves: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -77,7 +106,10 @@ def load(storage: Backend, groups: list[dict[str, Any]], members: list[list[str]
     workspace = fresh_workspace(storage)
     with storage.users(workspace) as store:
         for n, uid in enumerate(USERS):
-            store.insert({"id": uid, "userName": f"user{n}@x.test", "meta": {"version": 'W/"1"'}})
+            doc: dict[str, Any] = {"id": uid, "userName": f"user{n}@x.test"}
+            if n % 2:
+                doc["title"] = "Boss"
+            store.insert({**doc, "meta": {"version": 'W/"1"'}})
         for doc, ids in zip(groups, members, strict=True):
             store.insert_group(doc)
             store.add_members(doc["id"], ids)
@@ -92,6 +124,8 @@ def load(storage: Backend, groups: list[dict[str, Any]], members: list[list[str]
     start=st.integers(1, 4),
     count=st.integers(0, 4),
     users_text=combined(user_leaves),
+    users_sort=st.none() | st.sampled_from(["userName", "title"]),
+    users_start=st.integers(1, 3),
 )
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -105,6 +139,8 @@ def test_group_filters_sql_equal_memory(
     start: int,
     count: int,
     users_text: str,
+    users_sort: str | None,
+    users_start: int,
 ) -> None:
     memory = MemoryStorage()
     spec = SortSpec((sort,), descending, case_exact=sort == "id") if sort else None
@@ -116,12 +152,38 @@ def test_group_filters_sql_equal_memory(
         with storage.users(workspace, readonly=True) as store:
             page = store.query_groups(group_filter, spec, start, count)
             users = store.query(user_filter, None, 1, 10)
+            ordered = store.query(
+                user_filter,
+                SortSpec((users_sort,), descending) if users_sort else None,
+                users_start,
+                2,
+            )
         results.append(
             (
                 page.total,
                 [d["id"] for d in page.documents],
                 users.total,
                 [d["id"] for d in users.documents],
+                ordered.total,
+                [d["id"] for d in ordered.documents],
             )
         )
     assert results[0] == results[1], (text, users_text)
+
+
+@pytest.mark.parametrize("text", EXACT)
+def test_groups_filters_compile_exactly(sql_storage: SqlStorage, text: str) -> None:
+    """``groups`` filters are answered in SQL (an ``EXISTS`` over ``group_members`` joined to
+    ``groups``), never by reading every user into Python."""
+    with sql_storage.users(fresh_workspace(sql_storage), readonly=True) as store:
+        translation = store.translate(compile_filter(text, REGISTRY))
+    assert translation.exact, text
+    assert "group_members" in str(translation.clause), text
+
+
+def test_groups_ref_is_rechecked_in_python(sql_storage: SqlStorage) -> None:
+    """``$ref`` is not stored (responses add it): such a filter stays a superset, re-checked
+    in Python with the groups attached, and matches what the reference backend matches."""
+    with sql_storage.users(fresh_workspace(sql_storage), readonly=True) as store:
+        translation = store.translate(compile_filter('groups[$ref sw "x"]', REGISTRY))
+    assert not translation.exact

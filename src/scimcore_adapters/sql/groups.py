@@ -89,6 +89,16 @@ _GROUPS_OF = (
     .where(_WS, _M.member_id == bindparam("b_id"))
     .order_by(_G.seq)
 )
+#: The groups of several users in one statement (``b_ids``, expanding), in group order.
+_GROUPS_OF_MANY = (
+    select(_M.member_id, _G.id, _G.document)
+    .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
+    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_G.seq)
+)
+#: Users per statement of :meth:`SqlGroupStore.groups_of` (under every engine's limit of
+#: bound parameters).
+_MANY = 500
 
 
 def _columns(doc: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +110,11 @@ def _columns(doc: dict[str, Any]) -> dict[str, Any]:
         "version": doc["meta"]["version"],
         "document": dumps_text(doc),
     }
+
+
+def _membership(group_id: str, document: str) -> dict[str, Any]:
+    """One element of ``User.groups`` (RFC 7643 §4.1.2)."""
+    return {"value": group_id, "display": loads(document).get("displayName"), "type": "direct"}
 
 
 def _narrowing(f: Filter) -> tuple[Any, str] | None:
@@ -239,14 +254,21 @@ class SqlGroupStore:
         return removed
 
     def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        if len(user_ids) > 1:  # a lazy (one_read) store: several statements read one snapshot
-            self._snapshot()
+        """One indexed statement for one user (a ``GET /Users/{id}``), one per 500 for a
+        page of users; the groups of each in the order the groups were created."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for uid in user_ids:
-            rows = self._run(_GROUPS_OF, self._mine(uid)).rows
+        if len(user_ids) == 1:
+            rows = self._run(_GROUPS_OF, self._mine(user_ids[0])).rows
             if rows:
-                out[uid] = [
-                    {"value": r[0], "display": loads(r[1]).get("displayName"), "type": "direct"}
-                    for r in rows
-                ]
-        return out
+                out[user_ids[0]] = [_membership(gid, doc) for gid, doc in rows]
+            return out
+        self._snapshot()  # a lazy (one_read) store: several statements read one snapshot
+        names: dict[str, Any] = {}
+        unique = list(dict.fromkeys(user_ids))
+        for at in range(0, len(unique), _MANY):
+            params = {"b_ws": self._ws, "b_ids": unique[at : at + _MANY]}
+            for uid, gid, doc in self._conn.execute(_GROUPS_OF_MANY, params):
+                if gid not in names:
+                    names[gid] = _membership(gid, doc)
+                out.setdefault(uid, []).append(dict(names[gid]))
+        return {uid: out[uid] for uid in user_ids if uid in out}
