@@ -12,6 +12,11 @@ A query of groups narrows in SQL where an index answers (``displayName eq``, ``e
 eq``, ``members[value eq]``/``members.value eq``), then re-checks every candidate with the
 core's filter (members attached when the filter tests them), sorts and pages in Python, as
 the reference backend does: a workspace's groups are few next to its users.
+
+A user deleted by a concurrent request after the member check (``existing_users``) and
+before the membership's ``INSERT`` (possible on PostgreSQL, whose transactions run side by
+side; SQLite's writers take turns) makes the insert fail its foreign key: that is refused as
+an unknown member is (400 ``invalidValue``), and the whole request rolls back.
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from scimcore._json import dumps_text, loads
-from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
+from scimcore.errors import (
+    InvalidValueError,
+    NotFoundError,
+    PreconditionFailedError,
+    UniquenessError,
+)
 from scimcore.filter_tree import And, Compare, Filter, ValuePath
 from scimcore.filters import matches
 from scimcore.groups import filter_mentions
@@ -110,6 +121,17 @@ def _columns(doc: dict[str, Any]) -> dict[str, Any]:
         "version": doc["meta"]["version"],
         "document": dumps_text(doc),
     }
+
+
+def _is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a foreign key's refusal (on either engine)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # psycopg
+    if sqlstate is not None:
+        return bool(sqlstate == "23503")
+    name = getattr(exc.orig, "sqlite_errorname", None)  # sqlite3 (Python 3.11+)
+    if name is not None:
+        return bool(name == "SQLITE_CONSTRAINT_FOREIGNKEY")
+    return "FOREIGN KEY constraint failed" in str(exc.orig)
 
 
 def _membership(group_id: str, document: str) -> dict[str, Any]:
@@ -237,7 +259,16 @@ class SqlGroupStore:
         added = []
         for uid in dict.fromkeys(member_ids):
             row = {"workspace_id": self._ws, "group_id": group_id, "member_id": uid}
-            if self._run(stmt, row, columns=True, fetch=False).rowcount == 1:
+            try:
+                inserted = self._run(stmt, row, columns=True, fetch=False).rowcount == 1
+            except IntegrityError as exc:
+                if not _is_foreign_key_violation(exc):
+                    raise
+                # Deleted since the caller checked it (see the module's documentation).
+                raise InvalidValueError(
+                    f"members: {uid!r} is not a user of this workspace"
+                ) from None
+            if inserted:
                 added.append(uid)
         return added
 
