@@ -66,7 +66,17 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         wanted = request.args.get("state", "")
         state = wanted if wanted in STATES else None
         offset = max(request.args.get("offset", 0, type=int) or 0, 0)
-        page = product.people(workspace, search=search, state=state, offset=offset, limit=PAGE_SIZE)
+        groups = product.groups(workspace)
+        group = request.args.get("group", "")
+        chosen = next((g for g in groups if g.id == group), None)
+        page = product.people(
+            workspace,
+            search=search,
+            state=state,
+            offset=offset,
+            limit=PAGE_SIZE,
+            group=chosen.id if chosen else None,
+        )
         return render_template(
             "console/cards.html",
             workspace=workspace,
@@ -77,6 +87,8 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             search=search,
             wanted=state or "",
             states=STATES,
+            groups=groups,
+            group=chosen,
             seats=product.seats(workspace),
         )
 

@@ -375,9 +375,9 @@ class SqlUserStore:
     # --- the console's tables (statements in .people, .images, .activation) --------------------
 
     def page_people(
-        self, search: str, state: str | None, offset: int, limit: int
+        self, search: str, state: str | None, offset: int, limit: int, group: str | None = None
     ) -> tuple[int, Sequence[Person]]:
-        return people.page_people(self._conn, self._ws, search, state, offset, limit)
+        return people.page_people(self._conn, self._ws, search, state, offset, limit, group)
 
     def save_image(self, image: Image) -> None:
         images.save_image(self._conn, self._ws, image)
