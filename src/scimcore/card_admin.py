@@ -312,27 +312,40 @@ class CardAdmin:
         value: str,
         *,
         person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin edits a field: it is unlinked (R8.1). The card: ``person_id``, else
-        ``user_name``."""
+        ``user_name``; ``actor``: who the log names (the console: the admin's e-mail)."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_edit(c, key, value)
+            slug, (user_name, person_id), actor, key, lambda c: admin_edit(c, key, value)
         )
 
     def unlock(
-        self, slug: str, user_name: str | None, key: str, *, person_id: str | None = None
+        self,
+        slug: str,
+        user_name: str | None,
+        key: str,
+        *,
+        person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin unlocks a field for the owner: it is unlinked (R8.2)."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_unlock(c, key)
+            slug, (user_name, person_id), actor, key, lambda c: admin_unlock(c, key)
         )
 
     def lock(
-        self, slug: str, user_name: str | None, key: str, *, person_id: str | None = None
+        self,
+        slug: str,
+        user_name: str | None,
+        key: str,
+        *,
+        person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin locks a field again (R8.5); it stays unlinked."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_lock(c, key)
+            slug, (user_name, person_id), actor, key, lambda c: admin_lock(c, key)
         )
 
     def owner_edit(
@@ -356,6 +369,7 @@ class CardAdmin:
         template: str | None,
         *,
         person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin assigns a template to an existing card by hand (R7.6), or removes it
         (``None``): the card inherits the template's fields as in R7.1 and R7.3."""
@@ -374,7 +388,7 @@ class CardAdmin:
                 idp,
             )
 
-        return self._edit(slug, (user_name, person_id), "admin", "template", change)
+        return self._edit(slug, (user_name, person_id), actor, "template", change)
 
     # --- images (photos R8.5, logos) -----------------------------------------------------------
 
