@@ -7,6 +7,7 @@ compiles are exact (no user re-checked in Python)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from scimcore.groups import default_group_registry
 from scimcore.storage import SortSpec
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
+from scimcore_adapters.sql import groups as groups_sql
 from tests.storage_contract import REGISTRY
 from tests.test_sql_compiler import Backend, fresh_workspace, sql_storage
 
@@ -187,3 +189,23 @@ def test_groups_ref_is_rechecked_in_python(sql_storage: SqlStorage) -> None:
     with sql_storage.users(fresh_workspace(sql_storage), readonly=True) as store:
         translation = store.translate(compile_filter('groups[$ref sw "x"]', REGISTRY))
     assert not translation.exact
+
+
+def test_sqlite_reads_a_members_groups_by_the_member(tmp_path: Path) -> None:
+    """``User.groups`` of one user and of a page probe ``group_members`` with its whole unique
+    index ``(workspace_id, group_id, member_id)``, never scanning the workspace's memberships
+    (what SQLite's planner did without statistics for the table)."""
+    storage = SqlStorage(f"sqlite:///{tmp_path / 'plan.db'}", checkpoint_interval=None)
+    try:
+        params = {"b_ws": "w", "b_id": "u", "b_ids": ["u", "v"]}
+        with storage.engine.connect() as conn:
+            for stmt in (groups_sql._GROUPS_OF, groups_sql._GROUPS_OF_MANY):
+                bound = stmt.params(**params)
+                sql = str(
+                    bound.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                )
+                rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+                plan = " ".join(str(row[3]) for row in rows)
+                assert "group_id=? AND member_id=?" in plan, plan
+    finally:
+        storage.close()

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import ColumnElement, and_, exists, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, select, true
 
 from scimcore.filters import And, AttrRef, Compare, Filter, Not, Or, Present, ValuePath
 from scimcore.schema import Attribute, AttrType, Schema, SchemaRegistry
@@ -265,9 +265,10 @@ _EMAILS = "emails"
 #: id, compared case-insensitively (``caseExact`` false) as ``lower(id)``, which equals its
 #: casefolded form for the ASCII ids scimcore assigns (``Runtime.new_id``; see
 #: docs/decisions.md); ``display`` its ``displayName`` (casefolded column); ``type`` always
-#: ``"direct"``. ``$ref`` is not stored (responses add it), so it is left to Python.
+#: ``"direct"``. ``$ref`` is not stored (responses add it), so it is left to Python. Every
+#: element column is one of ``groups``: an element filter selects groups, then their members.
 _GROUP: dict[str, _Spec] = {
-    "value": _Str(None, func.lower(_M.group_id)),
+    "value": _Str(None, func.lower(_G.id)),
     "display": _Str(None, _G.display_name_folded),
     "type": _Str(None, literal("direct")),
 }
@@ -312,17 +313,16 @@ class _Compiler:
         return Translation(_U.id.in_(ids), element.exact)
 
     def groups_having(self, element: Translation) -> Translation:
-        """Users with at least one membership whose group satisfies ``element``: an
-        ``EXISTS`` over ``group_members`` (its ``(workspace_id, member_id)`` index) joined to
-        ``groups``."""
-        clause = exists().where(
-            _M.workspace_id == self.workspace_id,
-            _M.member_id == _U.id,
-            _G.workspace_id == _M.workspace_id,
-            _G.id == _M.group_id,
-            element.clause,
+        """Users with at least one membership of a group that satisfies ``element``: the
+        groups that match (few), then their members on ``group_members``' unique index
+        ``(workspace_id, group_id, member_id)``, as a set the users are looked up in. (A
+        correlated ``EXISTS`` per user is what SQLite's planner, without statistics for
+        ``group_members``, turns into a scan of the workspace's memberships per user.)"""
+        groups = select(_G.id).where(_G.workspace_id == self.workspace_id, element.clause)
+        members = select(_M.member_id).where(
+            _M.workspace_id == self.workspace_id, _M.group_id.in_(groups)
         )
-        return Translation(clause, element.exact)
+        return Translation(_U.id.in_(members), element.exact)
 
     def multi(self, attr: Attribute) -> tuple[dict[str, _Spec], Callable[..., Translation]] | None:
         """The element columns and the "some element matches" lift of an indexed multi-valued

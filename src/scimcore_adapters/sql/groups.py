@@ -47,6 +47,7 @@ from .tables import GROUP_MEMBERS, GROUPS, USERS
 __all__ = ["SqlGroupStore"]
 
 _G, _M, _U = GROUPS.c, GROUP_MEMBERS.c, USERS.c
+_OWN = GROUPS.alias("own")
 _WS = in_workspace(GROUPS)
 _ONE = and_(_WS, _G.id == bindparam("b_id"))
 
@@ -71,10 +72,15 @@ _BY_NAME = (
     select(_G.document).where(_WS, _G.display_name_folded == bindparam("b_v")).order_by(_G.seq)
 )
 _BY_EXT = select(_G.document).where(_WS, _G.external_id == bindparam("b_v")).order_by(_G.seq)
+#: ``group_id IN (the workspace's groups)``: always true, it lets a lookup by member use all
+#: three columns of the unique index ``(workspace_id, group_id, member_id)`` (one probe per
+#: group). Without it SQLite's planner, which has no statistics for ``group_members``, scans
+#: every membership of the workspace for one member.
+_ANY_GROUP = _M.group_id.in_(select(_OWN.c.id).where(_OWN.c.workspace_id == bindparam("b_ws")))
 _BY_MEMBER = (
     select(_G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_v"))
+    .where(_WS, _M.member_id == bindparam("b_v"), _ANY_GROUP)
     .order_by(_G.seq)
 )
 _MEMBERS = (
@@ -97,14 +103,14 @@ _CLEAR = delete(GROUP_MEMBERS).where(
 _GROUPS_OF = (
     select(_G.id, _G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_id"))
+    .where(_WS, _M.member_id == bindparam("b_id"), _ANY_GROUP)
     .order_by(_G.seq)
 )
 #: The groups of several users in one statement (``b_ids``, expanding), in group order.
 _GROUPS_OF_MANY = (
     select(_M.member_id, _G.id, _G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)))
+    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)), _ANY_GROUP)
     .order_by(_G.seq)
 )
 #: Users per statement of :meth:`SqlGroupStore.groups_of` (under every engine's limit of
