@@ -175,8 +175,8 @@ def test_group_filters_sql_equal_memory(
 
 @pytest.mark.parametrize("text", EXACT)
 def test_groups_filters_compile_exactly(sql_storage: SqlStorage, text: str) -> None:
-    """``groups`` filters are answered in SQL (an ``EXISTS`` over ``group_members`` joined to
-    ``groups``), never by reading every user into Python."""
+    """``groups`` filters are answered in SQL (the matching ``groups``, then their members in
+    ``group_members``), never by reading every user into Python."""
     with sql_storage.users(fresh_workspace(sql_storage), readonly=True) as store:
         translation = store.translate(compile_filter(text, REGISTRY))
     assert translation.exact, text
