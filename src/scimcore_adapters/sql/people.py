@@ -87,10 +87,18 @@ def page_people(
 ) -> tuple[int, Sequence[Person]]:
     """The count of the people ``search``, ``state`` and ``group`` match, and the page."""
     count_stmt, ids_stmt = page_statements(workspace_id, search, state, offset, limit, group)
-    count = int(conn.execute(count_stmt).scalar_one())
-    if limit <= 0 or offset >= count:
-        return count, []
-    ids = conn.execute(ids_stmt).scalars().all()
+    if group is not None:
+        # The group's members are read from its index in any case: sort them once, and
+        # count and page the sorted ids (one pass, not a count and then an offset).
+        everyone = conn.execute(ids_stmt.offset(None).limit(None)).scalars().all()
+        count, ids = len(everyone), everyone[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+        if not ids:
+            return count, []
+    else:
+        count = int(conn.execute(count_stmt).scalar_one())
+        if limit <= 0 or offset >= count:
+            return count, []
+        ids = conn.execute(ids_stmt).scalars().all()
     rows = conn.execute(
         select(PEOPLE).where(PEOPLE.c.workspace_id == workspace_id, PEOPLE.c.id.in_(ids))
     )
