@@ -5,10 +5,13 @@ Run by hand (not in CI):
     python benchmarks/team_cards.py --people 100000 [--db /tmp/team_cards.db]
 
 Fills a fresh SQLite file with ``--people`` people and their cards in one transaction through
-the storage (``save_person``; no SCIM requests, no users: the Team Cards view reads only the
-people), then times ``Product.people`` (what the console's page calls, without HTTP): the first
-page, a search that matches about 1/26 of the people, a search that matches one person, the
-first page of the active people, and the last page. Medians of ``--probes`` runs, in ms.
+the storage (``save_person``; no SCIM requests), their SCIM users (``import_users``) and groups
+(issue #19): 20 department groups (every person in one, 1/20 of the people each) and a "Leads"
+group of 1/100 of them, then times ``Product.people`` (what the console's page calls, without
+HTTP; every page shows each person's groups): the first page, a search that matches about 1/26
+of the people, a search that matches one person, the first page of the active people, the last
+page, and the first and last pages of a department group and the first page of "Leads".
+Medians of ``--probes`` runs, in ms.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def person(n: int, rng: random.Random, at: datetime) -> Person:
     )
 
 
-def fill(service: ScimService, slug: str, count: int) -> float:
-    """Seconds to store ``count`` people in one transaction."""
+def fill(service: ScimService, storage: SqlStorage, slug: str, count: int) -> float:
+    """Seconds to store ``count`` people, their users and their groups."""
     rng = random.Random(17)
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     people = [person(n, rng, at) for n in range(1, count + 1)]
@@ -64,7 +67,26 @@ def fill(service: ScimService, slug: str, count: int) -> float:
     with service.storage.users(workspace.id) as store:
         for p in people:
             store.save_person(p)
+    meta = {"resourceType": "User", "version": 'W/"1"'}
+    storage.import_users(
+        workspace.id, [{"id": p.id, "userName": p.user_name, "meta": meta} for p in people]
+    )
+    with service.storage.users(workspace.id) as store:
+        for name, members in groups(people).items():
+            store.insert_group({"id": name, "displayName": name, "meta": meta})
+            store.add_members(name, members)
     return time.perf_counter() - started
+
+
+def groups(people: list[Person]) -> dict[str, list[str]]:
+    """The groups' names (their ids too) and members: a department each, and the leads."""
+    out: dict[str, list[str]] = {f"dept-{d:02d}": [] for d in range(20)}
+    out["leads"] = []
+    for n, p in enumerate(people, 1):
+        out[f"dept-{n % 20:02d}"].append(p.id)
+        if n % 100 == 7:
+            out["leads"].append(p.id)
+    return out
 
 
 def median_ms(probe: Callable[[], object], probes: int) -> float:
@@ -90,11 +112,13 @@ def main() -> None:
     try:
         service = ScimService(storage)
         service.workspaces.create("acme", "admin@acme.example")
-        seconds = fill(service, "acme", args.people)
-        print(f"stored {args.people} people in {seconds:.1f} s ({path})")
+        seconds = fill(service, storage, "acme", args.people)
+        print(f"stored {args.people} people, users and groups in {seconds:.1f} s ({path})")
         p = service.product
         total = p.people("acme", limit=50).total
         last = max(0, (total - 1) // 50 * 50)
+        dept = p.people("acme", group="dept-03").total
+        dept_last = max(0, (dept - 1) // 50 * 50)
         pages: dict[str, Callable[[], object]] = {
             "first page": lambda: p.people("acme"),
             "search 'kim' (1/12 of names)": lambda: p.people("acme", search="kim"),
@@ -105,6 +129,12 @@ def main() -> None:
             "active, last page": lambda: p.people(
                 "acme", state="active", offset=max(0, int(total * 0.88) // 50 * 50)
             ),
+            f"group ({dept}), first page": lambda: p.people("acme", group="dept-03"),
+            f"group ({dept}), last page": lambda: p.people(
+                "acme", group="dept-03", offset=dept_last
+            ),
+            "group 'leads', first page": lambda: p.people("acme", group="leads"),
+            "group, search 'kim'": lambda: p.people("acme", group="dept-03", search="kim"),
         }
         for name, probe in pages.items():
             print(f"{name:<32} {median_ms(probe, args.probes):7.1f} ms")

@@ -34,6 +34,7 @@ from .storage import (
     Image,
     LogEntry,
     Person,
+    SortSpec,
     Storage,
     UserStore,
     Workspace,
@@ -41,7 +42,15 @@ from .storage import (
 from .templates import Template
 from .workspaces import WorkspaceError
 
-__all__ = ["CardAdmin", "CardView", "PeoplePage"]
+__all__ = ["CardAdmin", "CardView", "GroupRef", "PeoplePage"]
+
+
+@frozen
+class GroupRef:
+    """A group as the Team Cards view names it: its SCIM ``id`` and ``displayName``."""
+
+    id: str
+    display_name: str | None
 
 
 @frozen
@@ -50,7 +59,8 @@ class CardView:
 
     ``user_id`` is the person's id (the SCIM id they were provisioned with; it stays after a
     SCIM DELETE, R5.2): :attr:`person_id` names it so. ``activated_at``: when the person
-    followed an activation link (R3.7), ``None`` if never."""
+    followed an activation link (R3.7), ``None`` if never. ``groups``: the groups the person
+    belongs to, in :meth:`CardAdmin.people` pages (empty elsewhere)."""
 
     user_id: str
     user_name: str
@@ -59,6 +69,7 @@ class CardView:
     card: Card
     email: str | None = None
     activated_at: datetime | None = None
+    groups: tuple[GroupRef, ...] = ()
 
     @property
     def person_id(self) -> str:
@@ -95,6 +106,7 @@ class CardView:
             "activated_at": self.activated_at.isoformat() if self.activated_at else None,
             "template": self.card.template,
             "fields": self.card.to_dict()["fields"],
+            "groups": [{"id": g.id, "display": g.display_name} for g in self.groups],
         }
 
 
@@ -183,19 +195,44 @@ class CardAdmin:
         state: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        group: str | None = None,
     ) -> PeoplePage:
-        """A page of the Team Cards view, ordered by user name (case-insensitive).
+        """A page of the Team Cards view, ordered by user name (case-insensitive), each
+        person with their groups.
 
         ``search`` matches people whose user name, e-mail or card name starts with it,
         case-insensitively (a prefix, so that an index answers at any size); ``state``:
-        ``None`` (everyone), ``"active"``, ``"inactive"`` or ``"deprovisioned"``."""
+        ``None`` (everyone), ``"active"``, ``"inactive"`` or ``"deprovisioned"``; ``group``:
+        only the members of the group with this id (see :meth:`groups`; an id the workspace
+        has no group with lists nobody)."""
         if state is not None and state not in PEOPLE_STATES:
             raise WorkspaceError(f"state must be one of {', '.join(PEOPLE_STATES)}")
         if offset < 0 or not 0 <= limit <= 1000:
             raise WorkspaceError("offset is 0 or more and limit between 0 and 1000")
+        folded = search.strip().casefold()
         with self.storage.users(self._workspace(slug).id, readonly=True) as store:
-            total, people = store.page_people(search.strip().casefold(), state, offset, limit)
-        return PeoplePage(total, [CardView.of(p) for p in people])
+            total, people = store.page_people(folded, state, offset, limit, group)
+            found = store.groups_of([p.id for p in people]) if people else {}
+        return PeoplePage(
+            total,
+            [
+                attrs.evolve(
+                    CardView.of(p),
+                    groups=tuple(
+                        GroupRef(g["value"], g.get("display")) for g in found.get(p.id, [])
+                    ),
+                )
+                for p in people
+            ],
+        )
+
+    def groups(self, slug: str, limit: int = 1000) -> list[GroupRef]:
+        """The workspace's groups (at most ``limit``), by display name (case-insensitive):
+        what the Team Cards view filters by."""
+        spec = SortSpec(("displayName",))
+        with self.storage.users(self._workspace(slug).id, readonly=True) as store:
+            page = store.query_groups(None, spec, 1, limit)
+        return [GroupRef(d["id"], d.get("displayName")) for d in page.documents]
 
     def card(self, slug: str, person_id: str) -> CardView:
         """One person's card by person id; :class:`WorkspaceError` if the workspace has none
@@ -275,27 +312,40 @@ class CardAdmin:
         value: str,
         *,
         person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin edits a field: it is unlinked (R8.1). The card: ``person_id``, else
-        ``user_name``."""
+        ``user_name``; ``actor``: who the log names (the console: the admin's e-mail)."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_edit(c, key, value)
+            slug, (user_name, person_id), actor, key, lambda c: admin_edit(c, key, value)
         )
 
     def unlock(
-        self, slug: str, user_name: str | None, key: str, *, person_id: str | None = None
+        self,
+        slug: str,
+        user_name: str | None,
+        key: str,
+        *,
+        person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin unlocks a field for the owner: it is unlinked (R8.2)."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_unlock(c, key)
+            slug, (user_name, person_id), actor, key, lambda c: admin_unlock(c, key)
         )
 
     def lock(
-        self, slug: str, user_name: str | None, key: str, *, person_id: str | None = None
+        self,
+        slug: str,
+        user_name: str | None,
+        key: str,
+        *,
+        person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin locks a field again (R8.5); it stays unlinked."""
         return self._field_edit(
-            slug, (user_name, person_id), "admin", key, lambda c: admin_lock(c, key)
+            slug, (user_name, person_id), actor, key, lambda c: admin_lock(c, key)
         )
 
     def owner_edit(
@@ -319,6 +369,7 @@ class CardAdmin:
         template: str | None,
         *,
         person_id: str | None = None,
+        actor: str = "admin",
     ) -> Card:
         """An admin assigns a template to an existing card by hand (R7.6), or removes it
         (``None``): the card inherits the template's fields as in R7.1 and R7.3."""
@@ -337,7 +388,7 @@ class CardAdmin:
                 idp,
             )
 
-        return self._edit(slug, (user_name, person_id), "admin", "template", change)
+        return self._edit(slug, (user_name, person_id), actor, "template", change)
 
     # --- images (photos R8.5, logos) -----------------------------------------------------------
 

@@ -66,7 +66,11 @@ class TemplateUpdate:
 class Product(CardAdmin):
     """Administration of the card product over a :class:`~scimcore.storage.Storage`: Card
     Settings, templates and rules, activation, seats and the log; people and cards come from
-    :class:`~scimcore.card_admin.CardAdmin`."""
+    :class:`~scimcore.card_admin.CardAdmin`.
+
+    A change made by an admin takes ``actor``: who the provisioning log names (R8.4, R9.2).
+    The console passes the signed-in admin's e-mail; the default, ``"admin"``, is for callers
+    that know no more (the CLI)."""
 
     # --- settings (R3.5, R6) --------------------------------------------------------------------
 
@@ -80,6 +84,7 @@ class Product(CardAdmin):
         *,
         activation_email: bool | None = None,
         mapping: FieldMapping | None = None,
+        actor: str = "admin",
     ) -> Settings:
         """Change Card Settings; ``None`` leaves a setting as it is.
 
@@ -102,7 +107,7 @@ class Product(CardAdmin):
             store.save_settings(settings)
             keys = ",".join(mapping_for(settings).field_keys())
             state = "on" if settings.activation_email else "off"
-            self._log(store, "admin", "settings", None, f"activation_email={state} fields={keys}")
+            self._log(store, actor, "settings", None, f"activation_email={state} fields={keys}")
             return settings
 
     def mapping(self, slug: str) -> FieldMapping:
@@ -115,7 +120,9 @@ class Product(CardAdmin):
         with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_templates()
 
-    def create_template(self, slug: str, name: str, fields: Mapping[str, str]) -> Template:
+    def create_template(
+        self, slug: str, name: str, fields: Mapping[str, str], *, actor: str = "admin"
+    ) -> Template:
         if not name.strip():
             raise WorkspaceError("a template needs a name")
         with self.storage.users(self._workspace(slug).id) as store:
@@ -124,7 +131,7 @@ class Product(CardAdmin):
             self._check_keys(store, fields)
             template = Template(name, dict(fields))
             store.save_template(template)
-            self._log(store, "admin", "template.create", None, f"template {name}")
+            self._log(store, actor, "template.create", None, f"template {name}")
             return template
 
     def _retemplate(
@@ -159,7 +166,9 @@ class Product(CardAdmin):
                 events.append(Event("card.changed", ws.id, person.id, "template"))
         return events
 
-    def set_template(self, slug: str, name: str, fields: Mapping[str, str]) -> TemplateUpdate:
+    def set_template(
+        self, slug: str, name: str, fields: Mapping[str, str], *, actor: str = "admin"
+    ) -> TemplateUpdate:
         """Change template fields (an empty value removes the field) and update every card that
         still inherits them (R7.1); the result tells how many cards changed."""
         ws = self._workspace(slug)
@@ -169,7 +178,7 @@ class Product(CardAdmin):
             merged = {**old.fields, **fields}
             new = Template(name, {k: v for k, v in merged.items() if v != ""})
             store.save_template(new)
-            self._log(store, "admin", "template.set", None, f"template {name}")
+            self._log(store, actor, "template.set", None, f"template {name}")
             events = self._retemplate(
                 store,
                 ws,
@@ -179,7 +188,7 @@ class Product(CardAdmin):
         self._emit(events)
         return TemplateUpdate(new.name, new.fields, len(events))
 
-    def delete_template(self, slug: str, name: str) -> int:
+    def delete_template(self, slug: str, name: str, *, actor: str = "admin") -> int:
         """Delete a template that no rule uses; the cards it was applied to lose it: their
         inherited fields fall back to the IdP's values or disappear (as R7.1 does for a field
         removed from a template). Returns how many cards changed."""
@@ -199,7 +208,7 @@ class Product(CardAdmin):
             )
             store.delete_template(name)
             self._log(
-                store, "admin", "template.delete", None, f"template {name} ({len(events)} cards)"
+                store, actor, "template.delete", None, f"template {name} ({len(events)} cards)"
             )
         self._emit(events)
         return len(events)
@@ -208,7 +217,7 @@ class Product(CardAdmin):
         with self.storage.users(self._workspace(slug).id, readonly=True) as store:
             return store.list_rules()
 
-    def add_rule(self, slug: str, template: str, filter: str) -> Rule:
+    def add_rule(self, slug: str, template: str, filter: str, *, actor: str = "admin") -> Rule:
         """Append a rule; the filter is validated now (R7.4)."""
         with self.storage.users(self._workspace(slug).id) as store:
             self._template(store, slug, template)
@@ -217,16 +226,18 @@ class Product(CardAdmin):
             position = max((r.position for r in existing), default=0) + 1
             rule = Rule(self.runtime.new_id(), filter, template, position)
             store.save_rule(rule)
-            self._log(store, "admin", "rule.add", None, f"{filter} -> {template}")
+            self._log(store, actor, "rule.add", None, f"{filter} -> {template}")
             return rule
 
-    def remove_rule(self, slug: str, rule_id: str) -> None:
+    def remove_rule(self, slug: str, rule_id: str, *, actor: str = "admin") -> None:
         with self.storage.users(self._workspace(slug).id) as store:
             if not store.delete_rule(rule_id):
                 raise WorkspaceError(f"no rule {rule_id!r} in {slug!r}")
-            self._log(store, "admin", "rule.remove", None, rule_id)
+            self._log(store, actor, "rule.remove", None, rule_id)
 
-    def move_rule(self, slug: str, rule_id: str, position: int) -> Sequence[Rule]:
+    def move_rule(
+        self, slug: str, rule_id: str, position: int, *, actor: str = "admin"
+    ) -> Sequence[Rule]:
         """Move a rule to ``position`` (1 = evaluated first; beyond the end: last) and number
         the rules 1, 2, 3 ... in their new order (R7.2). Returns the rules in order."""
         with self.storage.users(self._workspace(slug).id) as store:
@@ -241,7 +252,7 @@ class Product(CardAdmin):
             ordered = [attrs.evolve(r, position=n) for n, r in enumerate(rules, start=1)]
             for rule in ordered:
                 store.save_rule(rule)
-            self._log(store, "admin", "rule.move", None, f"{rule_id} to {position}")
+            self._log(store, actor, "rule.move", None, f"{rule_id} to {position}")
             return ordered
 
     # --- activation links (R3.7) -------------------------------------------------------------

@@ -152,12 +152,13 @@ class UserStore(Protocol):
         """Every person of the workspace, deprovisioned ones included, oldest first."""
 
     def page_people(
-        self, search: str, state: str | None, offset: int, limit: int
+        self, search: str, state: str | None, offset: int, limit: int, group: str | None = None
     ) -> tuple[int, Sequence[Person]]:
         """How many people :func:`person_matches` ``search`` (casefolded) and ``state`` (one of
-        :data:`PEOPLE_STATES` or ``None``: everyone), and the ``limit`` of them from
-        ``offset`` on, ordered by casefolded user name, then id. Indexed: a page costs about
-        the same at any size of workspace."""
+        :data:`PEOPLE_STATES` or ``None``: everyone), members of the group with the id
+        ``group`` when one is given, and the ``limit`` of them from ``offset`` on, ordered by
+        casefolded user name, then id. Indexed: a page costs about the same at any size of
+        workspace."""
 
     def count_seats(self) -> int:
         """People who are active and not deprovisioned (R5.1)."""

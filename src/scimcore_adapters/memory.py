@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,9 +155,13 @@ class _Store(GroupStoreMixin):
         return sorted(self._d.people.values(), key=lambda p: (p.created_at, p.id))
 
     def page_people(
-        self, search: str, state: str | None, offset: int, limit: int
+        self, search: str, state: str | None, offset: int, limit: int, group: str | None = None
     ) -> tuple[int, Sequence[Person]]:
-        found = [p for p in self._d.people.values() if person_matches(p, search, state)]
+        people: Iterable[Person] = self._d.people.values()
+        if group is not None:
+            members = self._gd.members.get(group, {})
+            people = [p for p in people if p.id in members]
+        found = [p for p in people if person_matches(p, search, state)]
         found.sort(key=lambda p: (p.user_name.casefold(), p.id))
         return len(found), found[max(offset, 0) : max(offset, 0) + max(limit, 0)]
 

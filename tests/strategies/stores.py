@@ -199,11 +199,25 @@ group_leaves = st.one_of(
     st.just("members pr"),
     st.just("externalId pr"),
 )
+group_id = st.builds(
+    lambda n, up: f"G{n:03d}" if up else f"g{n:03d}", st.integers(0, 6), st.booleans()
+)
 user_leaves = st.one_of(
-    st.builds(lambda n: f'groups.value eq "g{n:03d}"', st.integers(0, 6)),
+    st.builds(lambda v: f'groups.value eq "{v}"', group_id),
+    st.builds(lambda v: f'groups.value ne "{v}"', group_id),
+    st.builds(lambda v: f'groups.value sw "{v[:2]}"', group_id),
     st.builds(lambda v: f'groups[display eq "{v}"]', name),
-    st.just("groups pr"),
+    st.builds(lambda v: f'groups.display eq "{v}"', name),
+    st.builds(lambda v: f'groups.display co "{v[1:3]}"', name),
+    st.builds(
+        lambda v, n: f'groups[display eq "{v}" and value eq "g{n:03d}"]', name, st.integers(0, 6)
+    ),
+    st.builds(lambda v: f'groups[not (display sw "{v[:1]}")]', name),
+    st.builds(lambda v: f'groups.type eq "{v}"', st.sampled_from(["direct", "Direct", "indirect"])),
+    st.sampled_from(["groups pr", "groups.display pr", "groups.value eq null", "groups.$ref pr"]),
     st.builds(lambda n: f'userName eq "user{n}@x.test"', st.integers(0, 5)),
+    st.builds(lambda n: f'userName sw "user{n}"', st.integers(0, 5)),
+    st.just('title eq "Boss"'),
 )
 
 

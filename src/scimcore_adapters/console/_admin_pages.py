@@ -74,7 +74,7 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
     @bp.post("/<workspace>/settings")
     def settings(workspace: str) -> ResponseReturnValue:
         on = request.form.get("activation_email") == "on"
-        product.update_settings(workspace, activation_email=on)
+        product.update_settings(workspace, activation_email=on, actor=current_admin().email)
         state = "on" if on else "off"
         return done(f"Activation e-mails are {state}.", ".integrations", workspace=workspace)
 
@@ -83,7 +83,7 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
         text = request.form.get("filter", "").strip()
         template = request.form.get("template", "")
         try:
-            product.add_rule(workspace, template, text)
+            product.add_rule(workspace, template, text, actor=current_admin().email)
         except SCIMError as exc:
             error = {**filter_error(text, exc.detail), "filter": text, "template": template}
             return integrations_page(workspace, rule_error=error, status=422)
@@ -95,7 +95,7 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
     @bp.post("/<workspace>/rules/<rule_id>/delete")
     def remove_rule(workspace: str, rule_id: str) -> ResponseReturnValue:
         try:
-            product.remove_rule(workspace, rule_id)
+            product.remove_rule(workspace, rule_id, actor=current_admin().email)
         except WorkspaceError:
             abort(404)
         return done("Rule removed.", ".integrations", workspace=workspace, _anchor="card-settings")
@@ -106,7 +106,7 @@ def register_admin_pages(bp: Blueprint, service: ScimService, scim_path: str) ->
         if position is None or position < 1:
             abort(400)
         try:
-            product.move_rule(workspace, rule_id, position)
+            product.move_rule(workspace, rule_id, position, actor=current_admin().email)
         except WorkspaceError:
             abort(404)
         return done("Rule moved.", ".integrations", workspace=workspace, _anchor="card-settings")

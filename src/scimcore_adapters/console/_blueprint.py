@@ -1,5 +1,5 @@
-"""The console blueprint: the page guard, and the pages of :mod:`._admin_pages` and
-:mod:`._card_pages`."""
+"""The console blueprint: the page guard, and the pages of :mod:`._admin_pages`,
+:mod:`._card_pages` and :mod:`._oauth_clients`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from scimcore import ScimService
 from ._admin_pages import register_admin_pages
 from ._card_pages import register_card_pages
 from ._common import Identify, csrf_protect, current_admin, is_active_admin, pages_blueprint
+from ._oauth_clients import register_oauth_client_pages
 
 __all__ = ["console_blueprint"]
 
@@ -64,6 +65,7 @@ def console_blueprint(
 
     register_admin_pages(bp, service, scim_path)
     register_card_pages(bp, service)
+    register_oauth_client_pages(bp, service, scim_path)
     return bp
 
 

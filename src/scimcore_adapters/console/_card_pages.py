@@ -66,7 +66,17 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         wanted = request.args.get("state", "")
         state = wanted if wanted in STATES else None
         offset = max(request.args.get("offset", 0, type=int) or 0, 0)
-        page = product.people(workspace, search=search, state=state, offset=offset, limit=PAGE_SIZE)
+        groups = product.groups(workspace)
+        group = request.args.get("group", "")
+        chosen = next((g for g in groups if g.id == group), None)
+        page = product.people(
+            workspace,
+            search=search,
+            state=state,
+            offset=offset,
+            limit=PAGE_SIZE,
+            group=chosen.id if chosen else None,
+        )
         return render_template(
             "console/cards.html",
             workspace=workspace,
@@ -77,6 +87,8 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
             search=search,
             wanted=state or "",
             states=STATES,
+            groups=groups,
+            group=chosen,
             seats=product.seats(workspace),
         )
 
@@ -113,14 +125,15 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         if action not in _FIELD_ACTIONS:
             abort(400)
         back = {"workspace": workspace, "person_id": person_id}
+        who = current_admin().email
         try:
             if action == "unlock":
-                product.unlock(workspace, None, key, person_id=person_id)
+                product.unlock(workspace, None, key, person_id=person_id, actor=who)
             elif action == "lock":
-                product.lock(workspace, None, key, person_id=person_id)
+                product.lock(workspace, None, key, person_id=person_id, actor=who)
             else:
                 value = request.form.get("value", "")
-                product.admin_edit(workspace, None, key, value, person_id=person_id)
+                product.admin_edit(workspace, None, key, value, person_id=person_id, actor=who)
         except WorkspaceError as exc:
             return failed(str(exc), ".card", **back)
         return done(_FIELD_ACTIONS[action], ".card", **back)
@@ -130,8 +143,9 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
         find(workspace, person_id)
         name = request.form.get("template", "") or None
         back = {"workspace": workspace, "person_id": person_id}
+        who = current_admin().email
         try:
-            product.assign_template(workspace, None, name, person_id=person_id)
+            product.assign_template(workspace, None, name, person_id=person_id, actor=who)
         except WorkspaceError as exc:
             return failed(str(exc), ".card", **back)
         message = f"Template {name} assigned." if name else "The card has no template now."
@@ -141,9 +155,10 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     def card_photo(workspace: str, person_id: str) -> ResponseReturnValue:
         find(workspace, person_id)
         back = {"workspace": workspace, "person_id": person_id}
+        who = current_admin().email
         try:
             image_id = stored_image(product, workspace)
-            product.set_photo(workspace, None, image_id, person_id=person_id)
+            product.set_photo(workspace, None, image_id, person_id=person_id, actor=who)
         except WorkspaceError as exc:
             return failed(str(exc), ".card", **back)
         return done("Photo saved.", ".card", **back)
@@ -162,7 +177,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     def create_template(workspace: str) -> ResponseReturnValue:
         name = request.form.get("name", "").strip()
         try:
-            product.create_template(workspace, name, {})
+            product.create_template(workspace, name, {}, actor=current_admin().email)
         except WorkspaceError as exc:
             return failed(str(exc), ".templates", workspace=workspace)
         return done(f"Template {name} created.", ".template", workspace=workspace, name=name)
@@ -190,7 +205,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
 
     def save_fields(workspace: str, name: str, changed: dict[str, str]) -> ResponseReturnValue:
         try:
-            update = product.set_template(workspace, name, changed)
+            update = product.set_template(workspace, name, changed, actor=current_admin().email)
         except WorkspaceError as exc:
             return failed(str(exc), ".template", workspace=workspace, name=name)
         message = f"Template saved: {_cards_updated(update.cards_updated)}."
@@ -209,7 +224,7 @@ def register_card_pages(bp: Blueprint, service: ScimService) -> None:
     def delete_template(workspace: str, name: str) -> ResponseReturnValue:
         find_template(workspace, name)
         try:
-            count = product.delete_template(workspace, name)
+            count = product.delete_template(workspace, name, actor=current_admin().email)
         except WorkspaceError as exc:
             return failed(str(exc), ".template", workspace=workspace, name=name)
         message = f"Template {name} deleted: {_cards_updated(count)}."

@@ -2,8 +2,10 @@
 
 :func:`compile_where` translates what maps onto the indexed columns of :mod:`.tables`
 (``userName``, ``externalId``, ``id``, ``displayName``, ``active``, ``meta.created``,
-``meta.lastModified``, ``emails[...]`` and ``emails.value``/``.type``/``.primary``, and ``and`` /
-``or`` / ``not`` combinations of them) into SQL with bound parameters, and says whether the
+``meta.lastModified``, ``emails[...]`` and ``emails.value``/``.type``/``.primary``,
+``groups[...]``, ``groups pr`` and ``groups.value``/``.display``/``.type`` (from the
+memberships: ``group_members`` joined to ``groups``), and ``and`` / ``or`` / ``not``
+combinations of them) into SQL with bound parameters, and says whether the
 translation is *exact*. Anything it cannot translate becomes a *superset* predicate: the caller
 then evaluates the full filter in Python (:func:`scimcore.filters.matches`) over the candidates,
 so results never depend on what was pushed down.
@@ -37,14 +39,14 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, literal, not_, or_, select, true
 
 from scimcore.filters import And, AttrRef, Compare, Filter, Not, Or, Present, ValuePath
 from scimcore.schema import Attribute, AttrType, Schema, SchemaRegistry
 from scimcore.schema import parse_utc_datetime as parse_datetime
 from scimcore.storage import SortSpec
 
-from .tables import USER_EMAILS, USERS
+from .tables import GROUP_MEMBERS, GROUPS, USER_EMAILS, USERS
 
 __all__ = [
     "Translation",
@@ -58,6 +60,8 @@ __all__ = [
 
 _E = USER_EMAILS.c
 _U = USERS.c
+_G = GROUPS.c
+_M = GROUP_MEMBERS.c
 
 
 @frozen
@@ -257,6 +261,20 @@ _EMAIL: dict[str, _Spec] = {
 
 _EMAILS = "emails"
 
+#: ``User.groups`` (RFC 7643 §4.1.2), derived from the memberships: ``value`` is the group's
+#: id, compared case-insensitively (``caseExact`` false) as ``lower(id)``, which equals its
+#: casefolded form for the ASCII ids scimcore assigns (``Runtime.new_id``; see
+#: docs/decisions.md); ``display`` its ``displayName`` (casefolded column); ``type`` always
+#: ``"direct"``. ``$ref`` is not stored (responses add it), so it is left to Python. Every
+#: element column is one of ``groups``: an element filter selects groups, then their members.
+_GROUP: dict[str, _Spec] = {
+    "value": _Str(None, func.lower(_G.id)),
+    "display": _Str(None, _G.display_name_folded),
+    "type": _Str(None, literal("direct")),
+}
+
+_GROUPS = "groups"
+
 
 def _resolve(
     ref: AttrRef, registry: SchemaRegistry
@@ -294,6 +312,29 @@ class _Compiler:
         ids = select(_E.user_id).where(_E.workspace_id == self.workspace_id, element.clause)
         return Translation(_U.id.in_(ids), element.exact)
 
+    def groups_having(self, element: Translation) -> Translation:
+        """Users with at least one membership of a group that satisfies ``element``: the
+        groups that match (few), then their members on ``group_members``' unique index
+        ``(workspace_id, group_id, member_id)``, as a set the users are looked up in. (A
+        correlated ``EXISTS`` per user is what SQLite's planner, without statistics for
+        ``group_members``, turns into a scan of the workspace's memberships per user.)"""
+        groups = select(_G.id).where(_G.workspace_id == self.workspace_id, element.clause)
+        members = select(_M.member_id).where(
+            _M.workspace_id == self.workspace_id, _M.group_id.in_(groups)
+        )
+        return Translation(_U.id.in_(members), element.exact)
+
+    def multi(self, attr: Attribute) -> tuple[dict[str, _Spec], Callable[..., Translation]] | None:
+        """The element columns and the "some element matches" lift of an indexed multi-valued
+        attribute (``emails``, ``groups``), else ``None``."""
+        if not (attr.is_complex and attr.multi_valued):
+            return None
+        if attr.name == _EMAILS:
+            return _EMAIL, self.emails_having
+        if attr.name == _GROUPS:
+            return _GROUP, self.groups_having
+        return None
+
     def compile(self, f: Filter) -> Translation:
         if isinstance(f, And):
             left, right = self.compile(f.left), self.compile(f.right)
@@ -321,17 +362,21 @@ class _Compiler:
         if found is None:
             return _CANDIDATE
         attr, sub = found
-        if attr.name == _EMAILS and attr.is_complex and attr.multi_valued:
+        multi = self.multi(attr)
+        if multi is not None:
+            specs, having = multi
             if sub is None:
                 if isinstance(f, Present):
+                    if attr.name == _GROUPS:  # every membership is a non-empty element
+                        return having(_exact(true()))
                     return _CANDIDATE  # "emails pr": any non-empty element, not indexed
                 sub = attr.sub_attribute("value")
                 if sub is None:
                     return _CANDIDATE
-            spec = _EMAIL.get(sub.name)
+            spec = specs.get(sub.name)
             if spec is None:
                 return _CANDIDATE
-            return _leaf(f, spec, sub, self.emails_having)
+            return _leaf(f, spec, sub, having)
         top = _TOP.get((attr.name, sub.name if sub is not None else None))
         if top is None:
             return _CANDIDATE
@@ -342,24 +387,26 @@ class _Compiler:
         if found is None:
             return _CANDIDATE
         attr, sub = found
-        if sub is not None or attr.name != _EMAILS or not attr.is_complex:
+        multi = self.multi(attr)
+        if sub is not None or multi is None:
             return _CANDIDATE
-        return self.emails_having(self.element(f.filter, attr))
+        specs, having = multi
+        return having(self.element(f.filter, attr, specs))
 
-    def element(self, f: Filter, parent: Attribute) -> Translation:
-        """A filter inside ``emails[...]`` as a predicate on ``user_emails`` rows."""
-        if isinstance(f, And):
-            left, right = self.element(f.left, parent), self.element(f.right, parent)
-            return Translation(and_(left.clause, right.clause), left.exact and right.exact)
-        if isinstance(f, Or):
-            left, right = self.element(f.left, parent), self.element(f.right, parent)
-            return Translation(or_(left.clause, right.clause), left.exact and right.exact)
+    def element(self, f: Filter, parent: Attribute, specs: dict[str, _Spec]) -> Translation:
+        """A filter inside ``emails[...]`` or ``groups[...]`` as a predicate on one element's
+        row (``specs``: the columns of its sub-attributes)."""
+        if isinstance(f, (And, Or)):
+            left = self.element(f.left, parent, specs)
+            right = self.element(f.right, parent, specs)
+            join = and_ if isinstance(f, And) else or_
+            return Translation(join(left.clause, right.clause), left.exact and right.exact)
         if isinstance(f, Not):
-            return _negate(self.element(f.inner, parent))
+            return _negate(self.element(f.inner, parent, specs))
         if isinstance(f, ValuePath) or f.attr.urn is not None or f.attr.sub is not None:
             return _CANDIDATE
         sub = parent.sub_attribute(f.attr.name)
-        spec = _EMAIL.get(sub.name) if sub is not None else None
+        spec = specs.get(sub.name) if sub is not None else None
         if sub is None or spec is None:
             return _CANDIDATE
         return _leaf(f, spec, sub)

@@ -12,6 +12,11 @@ A query of groups narrows in SQL where an index answers (``displayName eq``, ``e
 eq``, ``members[value eq]``/``members.value eq``), then re-checks every candidate with the
 core's filter (members attached when the filter tests them), sorts and pages in Python, as
 the reference backend does: a workspace's groups are few next to its users.
+
+A user deleted by a concurrent request after the member check (``existing_users``) and
+before the membership's ``INSERT`` (possible on PostgreSQL, whose transactions run side by
+side; SQLite's writers take turns) makes the insert fail its foreign key: that is refused as
+an unknown member is (400 ``invalidValue``), and the whole request rolls back.
 """
 
 from __future__ import annotations
@@ -20,9 +25,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from scimcore._json import dumps_text, loads
-from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
+from scimcore.errors import (
+    InvalidValueError,
+    NotFoundError,
+    PreconditionFailedError,
+    UniquenessError,
+)
 from scimcore.filter_tree import And, Compare, Filter, ValuePath
 from scimcore.filters import matches
 from scimcore.groups import filter_mentions
@@ -36,6 +47,7 @@ from .tables import GROUP_MEMBERS, GROUPS, USERS
 __all__ = ["SqlGroupStore"]
 
 _G, _M, _U = GROUPS.c, GROUP_MEMBERS.c, USERS.c
+_OWN = GROUPS.alias("own")
 _WS = in_workspace(GROUPS)
 _ONE = and_(_WS, _G.id == bindparam("b_id"))
 
@@ -60,10 +72,15 @@ _BY_NAME = (
     select(_G.document).where(_WS, _G.display_name_folded == bindparam("b_v")).order_by(_G.seq)
 )
 _BY_EXT = select(_G.document).where(_WS, _G.external_id == bindparam("b_v")).order_by(_G.seq)
+#: ``group_id IN (the workspace's groups)``: always true, it lets a lookup by member use all
+#: three columns of the unique index ``(workspace_id, group_id, member_id)`` (one probe per
+#: group). Without it SQLite's planner, which has no statistics for ``group_members``, scans
+#: every membership of the workspace for one member.
+_ANY_GROUP = _M.group_id.in_(select(_OWN.c.id).where(_OWN.c.workspace_id == bindparam("b_ws")))
 _BY_MEMBER = (
     select(_G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_v"))
+    .where(_WS, _M.member_id == bindparam("b_v"), _ANY_GROUP)
     .order_by(_G.seq)
 )
 _MEMBERS = (
@@ -86,9 +103,19 @@ _CLEAR = delete(GROUP_MEMBERS).where(
 _GROUPS_OF = (
     select(_G.id, _G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_id"))
+    .where(_WS, _M.member_id == bindparam("b_id"), _ANY_GROUP)
     .order_by(_G.seq)
 )
+#: The groups of several users in one statement (``b_ids``, expanding), in group order.
+_GROUPS_OF_MANY = (
+    select(_M.member_id, _G.id, _G.document)
+    .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
+    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)), _ANY_GROUP)
+    .order_by(_G.seq)
+)
+#: Users per statement of :meth:`SqlGroupStore.groups_of` (under every engine's limit of
+#: bound parameters).
+_MANY = 500
 
 
 def _columns(doc: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +127,22 @@ def _columns(doc: dict[str, Any]) -> dict[str, Any]:
         "version": doc["meta"]["version"],
         "document": dumps_text(doc),
     }
+
+
+def _is_foreign_key_violation(exc: IntegrityError) -> bool:
+    """Whether ``exc`` is a foreign key's refusal (on either engine)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # psycopg
+    if sqlstate is not None:
+        return bool(sqlstate == "23503")
+    name = getattr(exc.orig, "sqlite_errorname", None)  # sqlite3 (Python 3.11+)
+    if name is not None:
+        return bool(name == "SQLITE_CONSTRAINT_FOREIGNKEY")
+    return "FOREIGN KEY constraint failed" in str(exc.orig)
+
+
+def _membership(group_id: str, document: str) -> dict[str, Any]:
+    """One element of ``User.groups`` (RFC 7643 §4.1.2)."""
+    return {"value": group_id, "display": loads(document).get("displayName"), "type": "direct"}
 
 
 def _narrowing(f: Filter) -> tuple[Any, str] | None:
@@ -222,7 +265,16 @@ class SqlGroupStore:
         added = []
         for uid in dict.fromkeys(member_ids):
             row = {"workspace_id": self._ws, "group_id": group_id, "member_id": uid}
-            if self._run(stmt, row, columns=True, fetch=False).rowcount == 1:
+            try:
+                inserted = self._run(stmt, row, columns=True, fetch=False).rowcount == 1
+            except IntegrityError as exc:
+                if not _is_foreign_key_violation(exc):
+                    raise
+                # Deleted since the caller checked it (see the module's documentation).
+                raise InvalidValueError(
+                    f"members: {uid!r} is not a user of this workspace"
+                ) from None
+            if inserted:
                 added.append(uid)
         return added
 
@@ -239,14 +291,21 @@ class SqlGroupStore:
         return removed
 
     def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        if len(user_ids) > 1:  # a lazy (one_read) store: several statements read one snapshot
-            self._snapshot()
+        """One indexed statement for one user (a ``GET /Users/{id}``), one per 500 for a
+        page of users; the groups of each in the order the groups were created."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for uid in user_ids:
-            rows = self._run(_GROUPS_OF, self._mine(uid)).rows
+        if len(user_ids) == 1:
+            rows = self._run(_GROUPS_OF, self._mine(user_ids[0])).rows
             if rows:
-                out[uid] = [
-                    {"value": r[0], "display": loads(r[1]).get("displayName"), "type": "direct"}
-                    for r in rows
-                ]
-        return out
+                out[user_ids[0]] = [_membership(gid, doc) for gid, doc in rows]
+            return out
+        self._snapshot()  # a lazy (one_read) store: several statements read one snapshot
+        names: dict[str, Any] = {}
+        unique = list(dict.fromkeys(user_ids))
+        for at in range(0, len(unique), _MANY):
+            params = {"b_ws": self._ws, "b_ids": unique[at : at + _MANY]}
+            for uid, gid, doc in self._conn.execute(_GROUPS_OF_MANY, params):
+                if gid not in names:
+                    names[gid] = _membership(gid, doc)
+                out.setdefault(uid, []).append(dict(names[gid]))
+        return {uid: out[uid] for uid in user_ids if uid in out}

@@ -4,7 +4,9 @@
 :class:`~.users.SqlUserStore`'s connection. The order is
 the index ``(workspace_id, user_name_folded, id, active, deprovisioned)``: a page reads the ids
 of its rows from that index alone (the state filter too), then the rows themselves by key; a
-search is three prefix ranges, on that index and on ``email_folded`` and ``name_folded``.
+search is three prefix ranges, on that index and on ``email_folded`` and ``name_folded``. A
+group's people (``group``) are those whose id is among its ``group_members`` rows (the unique
+index ``(workspace_id, group_id, member_id)``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_
 from scimcore.storage import Person
 
 from .rows import PERSON
-from .tables import PEOPLE
+from .tables import GROUP_MEMBERS, PEOPLE
 
 __all__ = ["page_people", "page_statements", "prefix_range"]
 
@@ -39,10 +41,20 @@ def prefix_range(column: Any, prefix: str) -> ColumnElement[bool]:
 
 
 def page_statements(
-    workspace_id: str, search: str, state: str | None, offset: int, limit: int
+    workspace_id: str,
+    search: str,
+    state: str | None,
+    offset: int,
+    limit: int,
+    group: str | None = None,
 ) -> tuple[Select[Any], Select[Any]]:
     """The count of a people page's matches and the ids of its rows, in order."""
     where = [PEOPLE.c.workspace_id == workspace_id]
+    if group is not None:
+        members = select(GROUP_MEMBERS.c.member_id).where(
+            GROUP_MEMBERS.c.workspace_id == workspace_id, GROUP_MEMBERS.c.group_id == group
+        )
+        where.append(PEOPLE.c.id.in_(members))
     if state is not None:
         where.append(_STATES[state])
     if search:
@@ -65,14 +77,28 @@ def page_statements(
 
 
 def page_people(
-    conn: Connection, workspace_id: str, search: str, state: str | None, offset: int, limit: int
+    conn: Connection,
+    workspace_id: str,
+    search: str,
+    state: str | None,
+    offset: int,
+    limit: int,
+    group: str | None = None,
 ) -> tuple[int, Sequence[Person]]:
-    """The count of the people ``search`` and ``state`` match, and the page of them."""
-    count_stmt, ids_stmt = page_statements(workspace_id, search, state, offset, limit)
-    count = int(conn.execute(count_stmt).scalar_one())
-    if limit <= 0 or offset >= count:
-        return count, []
-    ids = conn.execute(ids_stmt).scalars().all()
+    """The count of the people ``search``, ``state`` and ``group`` match, and the page."""
+    count_stmt, ids_stmt = page_statements(workspace_id, search, state, offset, limit, group)
+    if group is not None:
+        # The group's members are read from its index in any case: sort them once, and
+        # count and page the sorted ids (one pass, not a count and then an offset).
+        everyone = conn.execute(ids_stmt.offset(None).limit(None)).scalars().all()
+        count, ids = len(everyone), everyone[max(offset, 0) : max(offset, 0) + max(limit, 0)]
+        if not ids:
+            return count, []
+    else:
+        count = int(conn.execute(count_stmt).scalar_one())
+        if limit <= 0 or offset >= count:
+            return count, []
+        ids = conn.execute(ids_stmt).scalars().all()
     rows = conn.execute(
         select(PEOPLE).where(PEOPLE.c.workspace_id == workspace_id, PEOPLE.c.id.in_(ids))
     )

@@ -6,7 +6,8 @@ and a ``userName eq "..."`` lookup (Entra's, before each create: one indexed sta
 transaction). Otherwise the filter is translated to SQL (:func:`.compiler.compile_where`): an
 *exact* translation is paged in SQL (or, for a sort SQL cannot express, sorted in Python); a
 *superset* one has each candidate re-checked in Python with the filter evaluator, so that the
-result is always exactly the reference backend's.
+result is always exactly the reference backend's (a candidate of a filter that tests
+``groups``, derived from the memberships, is re-checked with its groups attached).
 
 A page that shows where the result ends (a short page, or an empty first page) needs no
 ``count(*)`` (:func:`_ends_the_result`); the total of an unfiltered query is the kept count of
@@ -15,7 +16,7 @@ A page that shows where the result ends (a short page, or an empty first page) n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
@@ -23,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, Executable, Select, and_, bind
 
 from scimcore._json import loads
 from scimcore.filters import Filter, matches, validate
+from scimcore.groups import filter_mentions
 from scimcore.schema import SchemaRegistry
 from scimcore.storage import Page, SortSpec, sort_documents
 
@@ -92,14 +94,16 @@ def _translate(filter: Filter, registry: SchemaRegistry, workspace_id: str) -> T
 
 class Source(NamedTuple):
     """What the planner reads through: the transaction's connection and statements, the
-    workspace, the registry, and ``snapshot``, which begins the read snapshot of a store that
-    has none yet (before the first of several statements)."""
+    workspace, the registry, ``snapshot``, which begins the read snapshot of a store that
+    has none yet (before the first of several statements), and ``groups_of``, the groups of
+    users by id (``User.groups``, for re-checking a filter that tests them)."""
 
     conn: Connection
     run: Runner
     workspace_id: str
     registry: SchemaRegistry
     snapshot: Callable[[], None]
+    groups_of: Callable[[Sequence[str]], Mapping[str, list[dict[str, Any]]]] | None = None
 
 
 class _Query:
@@ -151,6 +155,22 @@ class _Query:
         for text in self.src.conn.execute(stmt).scalars():
             yield loads(text)
 
+    def matching(self, order: Sequence[Any]) -> Iterator[dict[str, Any]]:
+        """The documents of :meth:`stream` that the filter matches (a superset re-checked in
+        Python), with their groups attached for the check when the filter tests ``groups``."""
+        assert self.filter is not None
+        filter, registry, groups_of = self.filter, self.src.registry, self.src.groups_of
+        if groups_of is None or not filter_mentions(filter, "groups"):
+            yield from (d for d in self.stream(order) if matches(filter, d, registry))
+            return
+        batch: list[dict[str, Any]] = []
+        for doc in self.stream(order):
+            batch.append(doc)
+            if len(batch) == _BATCH:
+                yield from _with_groups_matching(filter, registry, groups_of, batch)
+                batch = []
+        yield from _with_groups_matching(filter, registry, groups_of, batch)
+
     def paged(self, page: Executable, count_all: Executable, params: dict[str, Any]) -> Page:
         """A page in insertion order with prebuilt statements: ``page`` (``b_offset``,
         ``b_limit`` and ``params``) and ``count_all`` (``params``) when the page does not show
@@ -163,6 +183,20 @@ class _Query:
         if _ends_the_result(start, count, docs):
             return Page(start + len(docs), docs)
         return Page(run(count_all, params).scalar() or 0, docs)
+
+
+def _with_groups_matching(
+    filter: Filter,
+    registry: SchemaRegistry,
+    groups_of: Callable[[Sequence[str]], Mapping[str, list[dict[str, Any]]]],
+    docs: list[dict[str, Any]],
+) -> Iterator[dict[str, Any]]:
+    """Those of ``docs`` that ``filter`` matches once their groups are attached (as the
+    reference backend checks them); yielded without the groups."""
+    groups = groups_of([d["id"] for d in docs]) if docs else {}
+    for doc in docs:
+        if matches(filter, {**doc, "groups": groups.get(doc["id"])}, registry):
+            yield doc
 
 
 def _ends_the_result(start: int, count: int, page: Sequence[Any]) -> bool:
@@ -224,24 +258,20 @@ def _superset_in_sql_order(q: _Query) -> Page:
     """A superset translation, sorted in SQL: each candidate re-checked in Python, in the final
     order already, keeping only the page."""
     q.src.snapshot()
-    assert q.filter is not None and q.order is not None
-    filter, registry = q.filter, q.src.registry
+    assert q.order is not None
     total, page = 0, []
-    for doc in q.stream(q.order):
-        if matches(filter, doc, registry):
-            if q.start <= total < q.start + q.count:
-                page.append(doc)
-            total += 1
+    for doc in q.matching(q.order):
+        if q.start <= total < q.start + q.count:
+            page.append(doc)
+        total += 1
     return Page(total, page)
 
 
 def _superset_sorted_in_python(q: _Query) -> Page:
     """A superset translation and a sort SQL cannot express: re-checked and sorted in Python."""
     q.src.snapshot()
-    assert q.filter is not None and q.sort is not None
-    filter, registry = q.filter, q.src.registry
-    found = [d for d in q.stream([USERS.c.seq.asc()]) if matches(filter, d, registry)]
-    docs = sort_documents(found, q.sort)
+    assert q.sort is not None
+    docs = sort_documents(list(q.matching([USERS.c.seq.asc()])), q.sort)
     return Page(len(docs), docs[q.start : q.start + q.count])
 
 

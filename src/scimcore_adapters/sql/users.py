@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from scimcore._json import loads
 from scimcore.errors import NotFoundError, PreconditionFailedError, UniquenessError
-from scimcore.filters import Filter, matches
-from scimcore.groups import default_group_registry, filter_mentions
+from scimcore.filters import Filter
+from scimcore.groups import default_group_registry
 from scimcore.schema import SchemaRegistry
 from scimcore.storage import (
     ActivationLink,
@@ -33,7 +33,6 @@ from scimcore.storage import (
     Person,
     Settings,
     SortSpec,
-    sort_documents,
 )
 from scimcore.templates import Rule, Template
 
@@ -267,34 +266,12 @@ class SqlUserStore:
     def query(
         self, filter: Filter | None, sort: SortSpec | None, start_index: int, count: int
     ) -> Page:
-        """A page of users: see :mod:`.queries` for how it is planned. A filter that tests
-        ``groups`` (derived from memberships, not stored) is checked here, in Python, on
-        every user with its groups attached."""
-        src = queries.Source(self._conn, self._run, self._ws, self._registry, self._snapshot)
-        if filter is not None and filter_mentions(filter, "groups"):
-            return self._query_by_groups(src, filter, sort, start_index, count)
+        """A page of users: see :mod:`.queries` for how it is planned (``groups`` filters
+        too, from the memberships)."""
+        src = queries.Source(
+            self._conn, self._run, self._ws, self._registry, self._snapshot, self.groups_of
+        )
         return queries.query(src, filter, sort, start_index, count)
-
-    def _query_by_groups(
-        self,
-        src: queries.Source,
-        filter: Filter,
-        sort: SortSpec | None,
-        start_index: int,
-        count: int,
-    ) -> Page:
-        self._snapshot()
-        everyone = queries.query(src, None, None, 1, 2**62).documents
-        groups = self.groups_of([d["id"] for d in everyone])
-        kept = [
-            d
-            for d in everyone
-            if matches(filter, {**d, "groups": groups.get(d["id"])}, self._registry)
-        ]
-        if sort is not None:
-            kept = sort_documents(kept, sort)
-        start = max(start_index, 1) - 1
-        return Page(len(kept), kept[start : start + max(count, 0)])
 
     # --- groups (see .groups) ------------------------------------------------------------------
 
@@ -398,9 +375,9 @@ class SqlUserStore:
     # --- the console's tables (statements in .people, .images, .activation) --------------------
 
     def page_people(
-        self, search: str, state: str | None, offset: int, limit: int
+        self, search: str, state: str | None, offset: int, limit: int, group: str | None = None
     ) -> tuple[int, Sequence[Person]]:
-        return people.page_people(self._conn, self._ws, search, state, offset, limit)
+        return people.page_people(self._conn, self._ws, search, state, offset, limit, group)
 
     def save_image(self, image: Image) -> None:
         images.save_image(self._conn, self._ws, image)
