@@ -42,7 +42,7 @@ def test_migration_9_adds_the_oauth_tables_to_a_version_8_database(any_url: str)
         engine.dispose()
     storage = SqlStorage(any_url, checkpoint_interval=None)
     try:
-        assert storage.schema_version == len(MIGRATIONS) == 9
+        assert storage.schema_version == len(MIGRATIONS) >= 9
         assert set(inspect(storage.engine).get_table_names()) >= OAUTH_TABLES
         service = ScimService(storage)
         assert call(service, token).status == 200

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from . import _json
+from .authorization import AuthorizationCodes, add_authorization_metadata
 from .config import ServiceConfig
 from .errors import SCIMError
 from .messages import ScimRequest, ScimResponse
@@ -201,9 +202,16 @@ def _credentials(request: ScimRequest, form: Mapping[str, str]) -> tuple[str, st
 class OAuthEndpoints:
     """The token endpoint and the metadata document, over a service's OAuth clients."""
 
-    def __init__(self, clients: OAuthClients, config: ServiceConfig) -> None:
+    def __init__(
+        self,
+        clients: OAuthClients,
+        config: ServiceConfig,
+        authorization: AuthorizationCodes | None = None,
+    ) -> None:
         self.clients = clients
         self.config = config
+        #: The authorization-code grant (:mod:`scimcore.authorization`).
+        self.authorization = authorization or AuthorizationCodes(clients, config)
 
     def handle(self, request: ScimRequest) -> ScimResponse:
         """Answer one request to :data:`TOKEN_PATH` or :data:`METADATA_PATH`. Never raises."""
@@ -241,6 +249,7 @@ class OAuthEndpoints:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
         }
+        add_authorization_metadata(body, issuer, self.authorization)
         return _json_response(body, {"Cache-Control": "max-age=3600"})
 
     def token(self, request: ScimRequest) -> ScimResponse:
@@ -253,8 +262,10 @@ class OAuthEndpoints:
             raise UnsupportedGrantTypeError("this server issues tokens for client_credentials")
         client_id, secret = _credentials(request, form)
         workspace = self._authenticated(client_id, secret)
-        if grant_type != "client_credentials":
-            raise UnauthorizedClientError("this client may use the client_credentials grant only")
+        if grant_type in _GRANTS_OF_OTHER_CLIENTS:  # the authorization-code grant's own module
+            from .authorization_tokens import code_grant_token
+
+            return code_grant_token(self.authorization, grant_type, client_id, workspace, form)
         return self._issue(client_id, workspace, form.get("scope"))
 
     def _authenticated(self, client_id: str, secret: str) -> Workspace:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scimcore import ScimService
+from scimcore.authorization import RedirectUri
 from scimcore.oauth import TOKEN_PATH
 from scimcore.oauth_clients import (
     DEFAULT_SECRET_DAYS,
@@ -21,6 +22,8 @@ from scimcore.oauth_clients import (
     IssuedSecret,
     OAuthClient,
 )
+
+from . import cli_redirect_uris
 
 __all__ = ["add_parser", "run", "token_endpoint"]
 
@@ -103,6 +106,7 @@ def add_parser(sub: Any) -> None:
         actions, "delete", "delete a client: its secrets and access tokens fail at once"
     )
     _client_id(gone)
+    cli_redirect_uris.add_parser(actions)  # the authorization-code grant's redirect URIs
 
 
 def _issued(issued: IssuedSecret, endpoint: str | None) -> dict[str, Any]:
@@ -140,7 +144,12 @@ def _secret_json(secret: ClientSecret, now: datetime) -> dict[str, Any]:
     }
 
 
-def _client_json(client: OAuthClient, secrets: list[ClientSecret], now: datetime) -> dict[str, Any]:
+def _client_json(
+    client: OAuthClient,
+    secrets: list[ClientSecret],
+    now: datetime,
+    uris: list[RedirectUri],
+) -> dict[str, Any]:
     return {
         "client_id": client.id,
         "label": client.label,
@@ -149,6 +158,7 @@ def _client_json(client: OAuthClient, secrets: list[ClientSecret], now: datetime
         "state": client.state,
         "dead_reason": client.dead_reason,
         "secrets": [_secret_json(s, now) for s in secrets],
+        "redirect_uris": [cli_redirect_uris.uri_json(u) for u in uris],
     }
 
 
@@ -163,6 +173,8 @@ def _print_list(args: argparse.Namespace, out: Any, rows: list[dict[str, Any]]) 
             flag = "  EXPIRED" if s["expired"] else "  EXPIRES SOON" if s["expires_soon"] else ""
             used = s["last_used_at"] or "never used"
             print(f"  secret {s['secret_id']}  expires {s['expires_at']}  {used}{flag}", file=out)
+        for u in c["redirect_uris"]:
+            print(f"  redirect URI {u['uri']}", file=out)
 
 
 def run(service: ScimService, args: argparse.Namespace, out: Any) -> None:
@@ -173,8 +185,14 @@ def run(service: ScimService, args: argparse.Namespace, out: Any) -> None:
         _print_issued(args, out, issued)
     elif args.action == "list":
         now = service.runtime.now()
-        rows = [_client_json(c, list(s), now) for c, s in clients.list(args.slug)]
+        uris = service.authorization.list_redirect_uris
+        rows = [
+            _client_json(c, list(s), now, list(uris(args.slug, c.id)))
+            for c, s in clients.list(args.slug)
+        ]
         _print_list(args, out, rows)
+    elif args.action == "redirect-uri":
+        cli_redirect_uris.run(service, args, out, token_endpoint(args.base_url))
     elif args.action == "secret" and args.secret_action == "add":
         _print_issued(args, out, clients.add_secret(args.slug, args.client_id, args.secret_days))
     elif args.action == "secret":

@@ -41,6 +41,7 @@ from scimcore.storage import (
 )
 from scimcore.templates import Rule, Template
 
+from .memory_authorization import AuthorizationStoreMixin
 from .memory_groups import GroupData, GroupStoreMixin
 from .memory_oauth import OAuthStoreMixin
 
@@ -223,7 +224,7 @@ class _Store(GroupStoreMixin):
         return list(reversed(self._d.log[-limit:])) if limit > 0 else []
 
 
-class MemoryStorage(OAuthStoreMixin):
+class MemoryStorage(OAuthStoreMixin, AuthorizationStoreMixin):
     """Everything in dicts; thread-safe; the reference for the storage contract."""
 
     def __init__(
@@ -240,6 +241,7 @@ class MemoryStorage(OAuthStoreMixin):
         self._tombstones: dict[str, TokenRecord] = {}
         self._refused_at: dict[str, datetime] = {}
         self._oauth_state()
+        self._authorization_state()
 
     @contextmanager
     def users(
@@ -298,7 +300,15 @@ class MemoryStorage(OAuthStoreMixin):
                         token, state=TOKEN_DEAD, dead_reason=reason
                     )
             self.bury_admin_clients(workspace_id, email, reason)
+            self.revoke_admin_grants(workspace_id, email)
             return admin
+
+    def delete_client(self, workspace_id: str, client_id: str) -> bool:
+        with self._lock:
+            if not super().delete_client(workspace_id, client_id):
+                return False
+            self._drop_client_authorization(client_id)
+            return True
 
     def add_token(self, token: TokenRecord) -> None:
         self._tokens[token.id] = token

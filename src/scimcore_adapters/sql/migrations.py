@@ -31,6 +31,10 @@ from .tables import (
     OAUTH_ACCESS_TOKENS,
     OAUTH_CLIENT_SECRETS,
     OAUTH_CLIENTS,
+    OAUTH_CODES,
+    OAUTH_GRANTS,
+    OAUTH_REDIRECT_URIS,
+    OAUTH_REFRESH_TOKENS,
     OUTBOX,
     PEOPLE,
     RATE_BUCKETS,
@@ -269,6 +273,18 @@ def _v9_oauth_clients(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v10_reserved(conn: Connection) -> None:
+    """Reserved for workload identity federation (issue 20, developed on another branch):
+    this placeholder gives way to that step when the branches meet."""
+
+
+def _v11_authorization_code(conn: Connection) -> None:
+    """The authorization-code grant (issue 20): redirect URIs, approvals (grants), their codes
+    and refresh tokens."""
+    for table in (OAUTH_REDIRECT_URIS, OAUTH_GRANTS, OAUTH_CODES, OAUTH_REFRESH_TOKENS):
+        table.create(conn, checkfirst=True)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -292,6 +308,12 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(7, "groups and group_members", _v7_groups),
     Migration(8, "rate_buckets: the rate limit's token bucket per workspace", _v8_rate_buckets),
     Migration(9, "OAuth 2.0 clients, their secrets and access tokens", _v9_oauth_clients),
+    Migration(10, "reserved (workload identity federation)", _v10_reserved),
+    Migration(
+        11,
+        "OAuth authorization-code grant: redirect URIs, grants, codes, refresh tokens",
+        _v11_authorization_code,
+    ),
 )
 
 _LOCK_KEY = zlib.crc32(b"scimcore.schema_version")
