@@ -243,7 +243,8 @@ class AuthorizationContract:
         local = codes.add_redirect_uri("acme", cid, "http://127.0.0.1:8765/cb?x=1")
         assert [u.uri for u in codes.list_redirect_uris("acme", cid)] == [OKTA, local.uri]
         for bad in ("http://example.com/cb", "https://a.example/cb#f", "ftp://a.example/",
-                    "https://u@a.example/", "/cb", "https://a.example/a b"):  # fmt: skip
+                    "https://u@a.example/", "/cb", "https://a.example/a b",
+                    "https://a.example:99999/", "http://localhost.evil.example/"):  # fmt: skip
             with pytest.raises(WorkspaceError):
                 codes.add_redirect_uri("acme", cid, bad)
         service.workspaces.create("beta", "root@beta.example")

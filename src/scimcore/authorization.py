@@ -89,7 +89,7 @@ SCOPE = "scim"
 
 _MAX_URI = 2000
 _MAX_STATE = 1000
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _PARAMETERS = frozenset(
     {"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
      "code_challenge_method"}
@@ -285,14 +285,12 @@ def check_redirect_uri(uri: str) -> str:
         raise WorkspaceError(f"a redirect URI has 1 to {_MAX_URI} characters and no spaces")
     try:
         parts = urlsplit(uri)
-        host = parts.hostname
+        host, _ = parts.hostname, parts.port  # a bad port raises here
     except ValueError:
         raise WorkspaceError(f"{uri!r} is not a valid URI") from None
     if parts.scheme not in ("https", "http") or not host:
         raise WorkspaceError(f"{uri!r} is not an absolute http(s) URI")
-    if parts.scheme == "http" and parts.netloc.rpartition("@")[2].rsplit(":", 1)[0] not in (
-        _LOOPBACK
-    ):
+    if parts.scheme == "http" and host not in _LOOPBACK:
         raise WorkspaceError(f"{uri!r}: http is allowed only on localhost; use https")
     if "#" in uri or "@" in parts.netloc:
         raise WorkspaceError(f"{uri!r}: a redirect URI has no fragment and no user name")

@@ -81,7 +81,8 @@ def authorize_blueprint(
     @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
     def authorize() -> ResponseReturnValue:
         posted = request.method == "POST"
-        query = request.form.get("query", "") if posted else request.query_string.decode()
+        sent = request.query_string.decode("utf-8", "replace")
+        query = request.form.get("query", "") if posted else sent
         issuer = request.host_url.rstrip("/") + request.script_root
         try:
             asked = codes.request(query)
