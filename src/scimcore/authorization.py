@@ -43,6 +43,7 @@ from .oauth_clients import (
     AccessToken,
     OAuthClient,
     OAuthClients,
+    OAuthStorage,
     hash_secret,
 )
 from .storage import Workspace
@@ -390,7 +391,9 @@ class AuthorizationCodes:
             repeated = ""
         client_id = params.get("client_id", "")
         storage = self.clients.workspaces.storage
-        grant = self.clients.storage.client_grant(client_id) if _ID_RE.match(client_id) else None
+        grant = None
+        if isinstance(storage, OAuthStorage) and _ID_RE.match(client_id):
+            grant = storage.client_grant(client_id)
         if repeated or grant is None or not isinstance(storage, AuthorizationStorage):
             why = f"the request is malformed ({repeated})" if repeated else "unknown client"
             raise AuthorizePageError(f"This authorization request cannot be used: {why}.")
