@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -270,3 +271,29 @@ class AuthorizationContract:
         assert used is not None and used.reused and used.code.used_at is not None
         assert call(service, body["access_token"]).status == 401  # the replay revoked them
         assert body["refresh_token"].startswith("scimrt_")
+
+    def test_a_refresh_token_raced_twice_leaves_nothing_usable(self, storage: Storage) -> None:
+        # RFC 9700 §4.14.2: whichever order the two uses take, the family ends revoked
+        service, _ = console_service(storage)
+        issued = okta_client(service)
+        body = tokens(exchange(service, issued, approved(service, issued)["code"]))
+        start = threading.Barrier(2)
+        replies: list[ScimResponse] = []
+
+        def use() -> None:
+            start.wait(5)
+            replies.append(refresh(service, issued, body["refresh_token"]))
+
+        racers = [threading.Thread(target=use) for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(10)
+        assert sorted(r.status for r in replies) in ([200, 400], [400, 400])
+        for reply in replies:
+            if reply.status == 200:
+                assert call(service, reply.json()["access_token"]).status == 401
+                refused(refresh(service, issued, reply.json()["refresh_token"]))
+            else:
+                refused(reply)
+        assert call(service, body["access_token"]).status == 401

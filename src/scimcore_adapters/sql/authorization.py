@@ -4,10 +4,11 @@ approvals (``oauth_grants``), their one-time codes and rotated refresh tokens.
 :class:`AuthorizationAccounts` runs each :class:`scimcore.authorization.AuthorizationStorage`
 method in a transaction of its own; :func:`revoke_admin_grants` also runs inside
 ``deactivate_admin``'s (:mod:`.admin_accounts`). Codes and refresh tokens are stored as their
-SHA-256 only. A grant is the lock point of its family: issuing tokens reads its row ``FOR
-UPDATE`` (PostgreSQL; SQLite's writes take turns anyway), and revoking deletes it first, so a
-refresh racing a replay or an admin's deactivation either finishes before the revocation, which
-then removes what it issued, or finds the grant gone.
+SHA-256 only. A grant is the lock point of its family: every writer of a family first reads
+its grant's row ``FOR UPDATE`` (PostgreSQL; SQLite's writes take turns anyway), then its rows,
+so two uses of one refresh token take turns, and a refresh racing a replay or an admin's
+deactivation either finishes before the revocation, which then removes what it issued, or
+finds the grant gone.
 """
 
 from __future__ import annotations
@@ -71,10 +72,27 @@ _CLIENT = select(_C.state, _C.created_by).where(_C.id == bindparam("b_id"))
 _GRANT = select(OAUTH_GRANTS).where(_G.id == bindparam("b_id"))
 _GRANT_LOCKED = _GRANT.with_for_update()
 _CODE = select(OAUTH_CODES).where(_K.code_hash == bindparam("b_hash"))
+#: The grant of a code or refresh token, locked first (every writer of a family takes its
+#: grant's lock before touching its rows: one order, no deadlock; and the row read after it
+#: is the latest committed, so two uses of one token take turns).
+_GRANT_OF_CODE = (
+    select(OAUTH_GRANTS)
+    .where(
+        _G.id.in_(select(_K.grant_id).where(_K.code_hash == bindparam("b_hash")).scalar_subquery())
+    )
+    .with_for_update()
+)
 _USE_CODE = (
     OAUTH_CODES.update().where(_K.code_hash == bindparam("b_hash")).values(used_at=_when("b_now"))
 )
 _REFRESH = select(OAUTH_REFRESH_TOKENS).where(_R.token_hash == bindparam("b_hash"))
+_GRANT_OF_REFRESH = (
+    select(OAUTH_GRANTS)
+    .where(
+        _G.id.in_(select(_R.grant_id).where(_R.token_hash == bindparam("b_hash")).scalar_subquery())
+    )
+    .with_for_update()
+)
 _USE_REFRESH = (
     OAUTH_REFRESH_TOKENS.update()
     .where(_R.token_hash == bindparam("b_hash"))
@@ -191,9 +209,9 @@ class AuthorizationAccounts:
 
     def consume_code(self, code_hash: str, client_id: str, now: datetime) -> CodeUse | None:
         with self._begin(writing=True) as conn:
-            row = conn.execute(_CODE, {"b_hash": code_hash}).first()
+            found = self._locked(conn, _GRANT_OF_CODE, {"b_hash": code_hash})
+            row = conn.execute(_CODE, {"b_hash": code_hash}).first() if found else None
             code = _CODE_ROWS.from_row(row) if row is not None else None
-            found = self._grant_of(conn, code.grant_id if code else None)
             if code is None or found is None or code.client_id != client_id:
                 return None
             if code.used_at is not None:
@@ -206,9 +224,9 @@ class AuthorizationAccounts:
         self, token_hash: str, client_id: str, now: datetime
     ) -> RefreshUse | None:
         with self._begin(writing=True) as conn:
-            row = conn.execute(_REFRESH, {"b_hash": token_hash}).first()
+            found = self._locked(conn, _GRANT_OF_REFRESH, {"b_hash": token_hash})
+            row = conn.execute(_REFRESH, {"b_hash": token_hash}).first() if found else None
             token = _REFRESH_ROWS.from_row(row) if row is not None else None
-            found = self._grant_of(conn, token.grant_id if token else None)
             if token is None or found is None or token.client_id != client_id:
                 return None
             if token.used_at is not None:
@@ -218,15 +236,16 @@ class AuthorizationAccounts:
             return RefreshUse(token, found)
 
     @staticmethod
-    def _grant_of(conn: Connection, grant_id: str | None) -> AuthorizationGrant | None:
-        if grant_id is None:
-            return None
-        row = conn.execute(_GRANT_LOCKED, {"b_id": grant_id}).first()
+    def _locked(
+        conn: Connection, statement: Any, params: dict[str, str]
+    ) -> AuthorizationGrant | None:
+        """The grant ``statement`` finds, its row locked (PostgreSQL)."""
+        row = conn.execute(statement, params).first()
         return _GRANT_ROWS.from_row(row) if row is not None else None
 
     def issue_tokens(self, access: AccessToken, refresh: RefreshToken) -> bool:
         with self._begin(writing=True) as conn:
-            grant = self._grant_of(conn, refresh.grant_id)
+            grant = self._locked(conn, _GRANT_LOCKED, {"b_id": refresh.grant_id})
             if grant is None or not _grant_stands(conn, grant):
                 return False
             conn.execute(_PURGE_REFRESH, {"b_id": grant.id, "b_now": refresh.created_at})
