@@ -22,7 +22,13 @@ from .messages import (
 from .responses import json_response
 from .schema import Schema, SchemaRegistry
 
-__all__ = ["OAUTH_CLIENT_CREDENTIALS", "resource_types", "schemas", "service_provider_config"]
+__all__ = [
+    "OAUTH_CLIENT_CREDENTIALS",
+    "OAUTH_CLIENT_CREDENTIALS_AND_CODE",
+    "resource_types",
+    "schemas",
+    "service_provider_config",
+]
 
 
 #: The OAuth 2.0 client credentials scheme (issue 20), listed when the storage keeps clients.
@@ -36,15 +42,33 @@ OAUTH_CLIENT_CREDENTIALS = AuthenticationScheme(
 )
 
 
-def service_provider_config(config: ServiceConfig, oauth: bool = False) -> ScimResponse:
+#: The OAuth 2.0 scheme when the authorization-code grant is offered too (issue 20).
+OAUTH_CLIENT_CREDENTIALS_AND_CODE = AuthenticationScheme(
+    "oauthbearertoken",
+    "OAuth 2.0 client credentials and authorization code",
+    "Access tokens from the token endpoint /oauth/token, by the client credentials grant "
+    "(RFC 6749 §4.4; the client authenticated by a secret, or by a JWT assertion of a "
+    "federated identity, RFC 7523) or the authorization code grant (§4.1, authorize endpoint "
+    "/oauth/authorize, PKCE S256), sent as 'Authorization: Bearer' (RFC 6750).",
+    primary=False,
+)
+
+
+def service_provider_config(
+    config: ServiceConfig, oauth: bool = False, authorization_code: bool = False
+) -> ScimResponse:
     """``GET /ServiceProviderConfig`` (RFC 7644 §4, RFC 7643 §5); ``oauth``: the OAuth client
-    credentials are accepted too (:data:`OAUTH_CLIENT_CREDENTIALS`)."""
+    credentials are accepted too (:data:`OAUTH_CLIENT_CREDENTIALS`); ``authorization_code``:
+    and the authorization-code grant is offered (:data:`OAUTH_CLIENT_CREDENTIALS_AND_CODE`)."""
     spc = ServiceProviderConfig(
         max_results=config.max_count,
         bulk=BulkSupport(max_payload_size=config.max_body_bytes),
     )
     if oauth:
-        schemes = [*spc.authentication_schemes, OAUTH_CLIENT_CREDENTIALS]
+        scheme = OAUTH_CLIENT_CREDENTIALS
+        if authorization_code:
+            scheme = OAUTH_CLIENT_CREDENTIALS_AND_CODE
+        schemes = [*spc.authentication_schemes, scheme]
         spc = attrs.evolve(spc, authentication_schemes=schemes)
     body = converter.unstructure(spc)
     body["meta"] = {

@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from . import _json
 from .assertions import AssertionRefusedError, ClientAssertions
+from .authorization import AuthorizationCodes, add_authorization_metadata
 from .config import ServiceConfig
 from .errors import SCIMError
 from .federation import ALGORITHMS, KeyUnavailableError
@@ -205,11 +206,18 @@ def _credentials(request: ScimRequest, form: Mapping[str, str]) -> tuple[str, st
 class OAuthEndpoints:
     """The token endpoint and the metadata document, over a service's OAuth clients."""
 
-    def __init__(self, clients: OAuthClients, config: ServiceConfig) -> None:
+    def __init__(
+        self,
+        clients: OAuthClients,
+        config: ServiceConfig,
+        authorization: AuthorizationCodes | None = None,
+    ) -> None:
         self.clients = clients
         self.config = config
         self.assertions = ClientAssertions(clients)
         """Client assertions of federated identities: the adapters set its ``key_source``."""
+        #: The authorization-code grant (:mod:`scimcore.authorization`).
+        self.authorization = authorization or AuthorizationCodes(clients, config)
 
     def handle(self, request: ScimRequest) -> ScimResponse:
         """Answer one request to :data:`TOKEN_PATH` or :data:`METADATA_PATH`. Never raises."""
@@ -250,6 +258,7 @@ class OAuthEndpoints:
         if self.assertions.enabled:  # RFC 7523 §2.2 assertions of a federated identity
             body["token_endpoint_auth_methods_supported"].append("private_key_jwt")
             body["token_endpoint_auth_signing_alg_values_supported"] = list(ALGORITHMS)
+        add_authorization_metadata(body, issuer, self.authorization)
         return _json_response(body, {"Cache-Control": "max-age=3600"})
 
     def token(self, request: ScimRequest) -> ScimResponse:
@@ -261,12 +270,18 @@ class OAuthEndpoints:
         if grant_type != "client_credentials" and grant_type not in _GRANTS_OF_OTHER_CLIENTS:
             raise UnsupportedGrantTypeError("this server issues tokens for client_credentials")
         credentials = _credentials(request, form)
-        if credentials is None:
+        if credentials is None:  # RFC 7523 §2.2: a federated identity's signed assertion
             client_id, workspace = self._asserted(form)
+            if grant_type != "client_credentials":
+                raise UnauthorizedClientError(
+                    "a client assertion authenticates the client_credentials grant only"
+                )
         else:
             client_id, workspace = credentials[0], self._authenticated(*credentials)
-        if grant_type != "client_credentials":
-            raise UnauthorizedClientError("this client may use the client_credentials grant only")
+        if grant_type in _GRANTS_OF_OTHER_CLIENTS:  # the authorization-code grant's own module
+            from .authorization_tokens import code_grant_token
+
+            return code_grant_token(self.authorization, grant_type, client_id, workspace, form)
         return self._issue(client_id, workspace, form.get("scope"))
 
     def _authenticated(self, client_id: str, secret: str) -> Workspace:

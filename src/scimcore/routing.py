@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from . import discovery, params
+from .authorization import AuthorizationCodes
 from .config import ServiceConfig
 from .errors import NotFoundError, NotImplementedSCIMError
 from .group_operations import GroupOperations
@@ -52,6 +53,8 @@ class Router:
         self._registries = (registry,) if groups is None else (registry, groups.registry)
         #: Whether OAuth access tokens are accepted (listed in /ServiceProviderConfig).
         self.oauth = False
+        #: The authorization-code grant, listed in /ServiceProviderConfig once it is offered.
+        self.authorization: AuthorizationCodes | None = None
 
     def dispatch(self, request: ScimRequest) -> ScimResponse:
         """The response to ``request``; raises :class:`~scimcore.errors.SCIMError`."""
@@ -62,7 +65,8 @@ class Router:
         kind, rid = match.group("kind").lower(), match.group("id")
         if kind == "serviceproviderconfig" and rid is None:
             _allow(method, request.path, ("GET",))
-            return discovery.service_provider_config(self.config, self.oauth)
+            code = self.authorization is not None and self.authorization.available
+            return discovery.service_provider_config(self.config, self.oauth, code)
         if kind == "resourcetypes":
             _allow(method, request.path, ("GET",))
             return discovery.resource_types(self._registries, request, rid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from .authorization import AuthorizationCodes
 from .config import ServiceConfig
 from .errors import SCIMError
 from .group_operations import GroupOperations
@@ -90,8 +91,11 @@ class ScimService:
         self._router = Router(self.registry, self.config, users, groups)
         self.oauth_clients = OAuthClients(self.workspaces, self.runtime)
         """OAuth 2.0 clients and their secrets (R2.6; :mod:`scimcore.oauth_clients`)."""
-        self.oauth = OAuthEndpoints(self.oauth_clients, self.config)
+        self.authorization = AuthorizationCodes(self.oauth_clients, self.config)
+        """Redirect URIs, authorize requests and codes (:mod:`scimcore.authorization`)."""
+        self.oauth = OAuthEndpoints(self.oauth_clients, self.config, self.authorization)
         """The token endpoint and its metadata (:mod:`scimcore.oauth`), for the adapters."""
+        self._router.authorization = self.authorization
         if isinstance(storage, OAuthStorage):
             self.workspaces.bearer_schemes[ACCESS_TOKEN_PREFIX] = self.oauth_clients.authenticate
             self._router.oauth = True

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scimcore import ScimService
+from scimcore.authorization import RedirectUri
 from scimcore.federation import FederatedIdentity
 from scimcore.oauth import TOKEN_PATH
 from scimcore.oauth_clients import (
@@ -23,7 +24,7 @@ from scimcore.oauth_clients import (
     OAuthClient,
 )
 
-from . import cli_federation
+from . import cli_federation, cli_redirect_uris
 
 __all__ = ["add_parser", "run", "token_endpoint"]
 
@@ -112,6 +113,7 @@ def add_parser(sub: Any) -> None:
     )
     _client_id(gone)
     cli_federation.add_parsers(actions, _command)
+    cli_redirect_uris.add_parser(actions)  # the authorization-code grant's redirect URIs
 
 
 def _issued(issued: IssuedSecret, endpoint: str | None) -> dict[str, Any]:
@@ -163,6 +165,7 @@ def _client_json(
     secrets: list[ClientSecret],
     federations: list[FederatedIdentity],
     now: datetime,
+    uris: list[RedirectUri],
 ) -> dict[str, Any]:
     return {
         "client_id": client.id,
@@ -173,6 +176,7 @@ def _client_json(
         "dead_reason": client.dead_reason,
         "secrets": [_secret_json(s, now) for s in secrets],
         "federations": [cli_federation.federation_json(f) for f in federations],
+        "redirect_uris": [cli_redirect_uris.uri_json(u) for u in uris],
     }
 
 
@@ -188,6 +192,8 @@ def _print_list(args: argparse.Namespace, out: Any, rows: list[dict[str, Any]]) 
             used = s["last_used_at"] or "never used"
             print(f"  secret {s['secret_id']}  expires {s['expires_at']}  {used}{flag}", file=out)
         cli_federation.print_federations(c["federations"], out)
+        for u in c["redirect_uris"]:
+            print(f"  redirect URI {u['uri']}", file=out)
 
 
 def run(service: ScimService, args: argparse.Namespace, out: Any) -> None:
@@ -204,11 +210,20 @@ def run(service: ScimService, args: argparse.Namespace, out: Any) -> None:
         _print_issued(args, out, issued)
     elif args.action == "list":
         now = service.runtime.now()
+        uris = service.authorization.list_redirect_uris
         rows = [
-            _client_json(c, list(s), list(clients.federations(args.slug, c.id)), now)
+            _client_json(
+                c,
+                list(s),
+                list(clients.federations(args.slug, c.id)),
+                now,
+                list(uris(args.slug, c.id)),
+            )
             for c, s in clients.list(args.slug)
         ]
         _print_list(args, out, rows)
+    elif args.action == "redirect-uri":
+        cli_redirect_uris.run(service, args, out, token_endpoint(args.base_url))
     elif args.action == "secret" and args.secret_action == "add":
         _print_issued(args, out, clients.add_secret(args.slug, args.client_id, args.secret_days))
     elif args.action == "secret":

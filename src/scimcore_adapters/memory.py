@@ -41,6 +41,7 @@ from scimcore.storage import (
 )
 from scimcore.templates import Rule, Template
 
+from .memory_authorization import AuthorizationStoreMixin
 from .memory_federation import FederationStoreMixin
 from .memory_groups import GroupData, GroupStoreMixin
 from .memory_oauth import OAuthStoreMixin
@@ -228,7 +229,7 @@ class _Store(GroupStoreMixin):
         return list(reversed(self._d.log[-limit:])) if limit > 0 else []
 
 
-class MemoryStorage(OAuthStoreMixin, FederationStoreMixin):
+class MemoryStorage(OAuthStoreMixin, FederationStoreMixin, AuthorizationStoreMixin):
     """Everything in dicts; thread-safe; the reference for the storage contract."""
 
     def __init__(
@@ -246,6 +247,7 @@ class MemoryStorage(OAuthStoreMixin, FederationStoreMixin):
         self._refused_at: dict[str, datetime] = {}
         self._oauth_state()
         self._federation_state()
+        self._authorization_state()
 
     @contextmanager
     def users(
@@ -304,7 +306,15 @@ class MemoryStorage(OAuthStoreMixin, FederationStoreMixin):
                         token, state=TOKEN_DEAD, dead_reason=reason
                     )
             self.bury_admin_clients(workspace_id, email, reason)
+            self.revoke_admin_grants(workspace_id, email)
             return admin
+
+    def delete_client(self, workspace_id: str, client_id: str) -> bool:
+        with self._lock:
+            if not super().delete_client(workspace_id, client_id):
+                return False
+            self._drop_client_authorization(client_id)
+            return True
 
     def add_token(self, token: TokenRecord) -> None:
         self._tokens[token.id] = token

@@ -42,6 +42,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
 
 # Before the contract modules are imported, so that their plain asserts explain a failure.
 pytest.register_assert_rewrite(
+    "scimcore.testing._authorization_contract",
     "scimcore.testing._console_contract",
     "scimcore.testing._fast_path_contract",
     "scimcore.testing._federation_contract",

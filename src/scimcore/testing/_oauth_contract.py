@@ -17,6 +17,7 @@ import pytest
 
 from scimcore import ScimRequest, ScimResponse, ScimService, Storage, WorkspaceError
 from scimcore.oauth_clients import CLIENT_DEAD, IssuedSecret
+from scimcore.testing._authorization_contract import AuthorizationContract
 from scimcore.testing._console_contract import ADMIN, T0, call, console_service, new_user
 
 ROOT = "https://scim.example"
@@ -72,7 +73,7 @@ def error_of(response: ScimResponse) -> str:
     return str(body["error"])
 
 
-class OAuthContract:
+class OAuthContract(AuthorizationContract):
     """Tests every backend inherits (see the module documentation)."""
 
     def test_client_credentials_both_methods_then_scim_call(self, storage: Storage) -> None:

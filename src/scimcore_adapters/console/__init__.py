@@ -12,6 +12,8 @@ function that answers "which admin of which workspace is this request" (a
 
     app.register_blueprint(console_blueprint(service, identify, sign_in_url="/login"))
     app.register_blueprint(activation_blueprint(service))
+    # Okta's authorization-code grant: the authorize page, beside the token endpoint
+    app.register_blueprint(authorize_blueprint(service, identify, sign_in_url="/login"))
 
 The console runs over the same Python API as the CLI (``service.workspaces`` and
 ``service.product``), never over storage. On every request it checks that the admin is still
@@ -25,7 +27,14 @@ password) for apps without one, such as the example server.
 from __future__ import annotations
 
 from ._activation import activation_blueprint
+from ._authorize import authorize_blueprint
 from ._blueprint import console_blueprint
 from ._common import ConsoleAdmin, Identify
 
-__all__ = ["ConsoleAdmin", "Identify", "activation_blueprint", "console_blueprint"]
+__all__ = [
+    "ConsoleAdmin",
+    "Identify",
+    "activation_blueprint",
+    "authorize_blueprint",
+    "console_blueprint",
+]

@@ -40,6 +40,7 @@ from scimcore import ScimService
 
 from ..passwords import hash_password, needs_rehash, verify_password
 from ._activation import activation_blueprint
+from ._authorize import authorize_blueprint
 from ._blueprint import console_blueprint
 from ._common import ConsoleAdmin, csrf_protect, is_active_admin, pages_blueprint, safe_next
 
@@ -234,4 +235,7 @@ def mount_console(
         )
     )
     app.register_blueprint(activation_blueprint(service, url_prefix=activation_prefix))
+    app.register_blueprint(
+        authorize_blueprint(service, sign_in.identify, sign_in_url=sign_in.sign_in_url)
+    )
     return sign_in

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, or_, select
 
 from scimcore.storage import TOKEN_DEAD, TOKEN_DELETED, Admin, TokenRecord
 
+from .authorization import revoke_admin_grants
 from .oauth import bury_admin_clients
 from .rows import ADMIN, TOKEN, TOMBSTONE
 from .statements import upsert_statement
@@ -121,6 +122,7 @@ def deactivate_admin(conn: Connection, workspace_id: str, email: str, reason: st
         return None
     _bury(conn, conn.execute(_TAKE_ADMIN_TOKENS, params).all(), TOKEN_DEAD, reason)
     bury_admin_clients(conn, workspace_id, email, reason)  # their OAuth clients die too
+    revoke_admin_grants(conn, workspace_id, email)  # and the approvals they gave or got
     return ADMIN.from_row(conn.execute(_GET_ADMIN, params).first())
 
 

@@ -15,6 +15,14 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from scimcore.authorization import (
+    AuthorizationCode,
+    AuthorizationGrant,
+    CodeUse,
+    RedirectUri,
+    RefreshToken,
+    RefreshUse,
+)
 from scimcore.federation import FederatedIdentity
 from scimcore.groups import default_group_registry
 from scimcore.oauth_clients import (
@@ -30,6 +38,7 @@ from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, Tok
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
+from .authorization import AuthorizationAccounts
 from .buckets import SqlBuckets
 from .checkpoint import BACKSTOP_PAGES, Checkpointer
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN, create_engine_for
@@ -115,6 +124,8 @@ class SqlStorage:
         self.oauth = OAuthAccounts(self.transactions)
         #: Federated identities of OAuth clients and used assertion ids (:mod:`.federation`).
         self.federation = FederationAccounts(self.transactions)
+        #: Redirect URIs, grants, codes and refresh tokens (:mod:`.authorization`).
+        self.authorization = AuthorizationAccounts(self.transactions)
         try:
             self.schema_version = migrate(self.engine)
         except BaseException:
@@ -347,6 +358,34 @@ class SqlStorage:
 
     def claim_assertion(self, id_hash: str, expires_at: datetime, now: datetime) -> bool:
         return self.federation.claim_assertion(id_hash, expires_at, now)
+
+    # --- the authorization-code grant (scimcore.authorization; see .authorization) -----------
+
+    def add_redirect_uri(self, uri: RedirectUri) -> bool:
+        return self.authorization.add_redirect_uri(uri)
+
+    def list_redirect_uris(self, client_id: str) -> Sequence[RedirectUri]:
+        return self.authorization.list_redirect_uris(client_id)
+
+    def delete_redirect_uri(self, client_id: str, uri_id: str) -> bool:
+        return self.authorization.delete_redirect_uri(client_id, uri_id)
+
+    def add_code(self, grant: AuthorizationGrant, code: AuthorizationCode) -> bool:
+        return self.authorization.add_code(grant, code)
+
+    def consume_code(self, code_hash: str, client_id: str, now: datetime) -> CodeUse | None:
+        return self.authorization.consume_code(code_hash, client_id, now)
+
+    def consume_refresh_token(
+        self, token_hash: str, client_id: str, now: datetime
+    ) -> RefreshUse | None:
+        return self.authorization.consume_refresh_token(token_hash, client_id, now)
+
+    def issue_tokens(self, access: AccessToken, refresh: RefreshToken) -> bool:
+        return self.authorization.issue_tokens(access, refresh)
+
+    def revoke_admin_grants(self, workspace_id: str, email: str) -> int:
+        return self.authorization.revoke_admin_grants(workspace_id, email)
 
     # --- mail delivery (across workspaces, see .product) ---------------------------------------
 

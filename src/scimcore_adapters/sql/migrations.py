@@ -33,6 +33,10 @@ from .tables import (
     OAUTH_CLIENT_FEDERATIONS,
     OAUTH_CLIENT_SECRETS,
     OAUTH_CLIENTS,
+    OAUTH_CODES,
+    OAUTH_GRANTS,
+    OAUTH_REDIRECT_URIS,
+    OAUTH_REFRESH_TOKENS,
     OUTBOX,
     PEOPLE,
     RATE_BUCKETS,
@@ -277,6 +281,13 @@ def _v10_oauth_federation(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v11_authorization_code(conn: Connection) -> None:
+    """The authorization-code grant (issue 20): redirect URIs, approvals (grants), their codes
+    and refresh tokens."""
+    for table in (OAUTH_REDIRECT_URIS, OAUTH_GRANTS, OAUTH_CODES, OAUTH_REFRESH_TOKENS):
+        table.create(conn, checkfirst=True)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -304,6 +315,11 @@ MIGRATIONS: Sequence[Migration] = (
         10,
         "federated identities of OAuth clients and used client assertion ids",
         _v10_oauth_federation,
+    ),
+    Migration(
+        11,
+        "OAuth authorization-code grant: redirect URIs, grants, codes, refresh tokens",
+        _v11_authorization_code,
     ),
 )
 

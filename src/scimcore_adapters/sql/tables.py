@@ -54,6 +54,10 @@ __all__ = [
     "OAUTH_CLIENTS",
     "OAUTH_CLIENT_FEDERATIONS",
     "OAUTH_CLIENT_SECRETS",
+    "OAUTH_CODES",
+    "OAUTH_GRANTS",
+    "OAUTH_REDIRECT_URIS",
+    "OAUTH_REFRESH_TOKENS",
     "OUTBOX",
     "PEOPLE",
     "RATE_BUCKETS",
@@ -557,4 +561,81 @@ OAUTH_ASSERTION_IDS = Table(
     Column("id_hash", text_type(64), primary_key=True),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
+)
+
+# --- OAuth 2.0 authorization-code grant (issue 20, schema version 11) ---------------------------
+
+
+def _client_fk() -> Column[str]:
+    return Column(
+        "client_id",
+        text_type(64),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+def _grant_fk() -> Column[str]:
+    return Column(
+        "grant_id",
+        text_type(64),
+        ForeignKey("oauth_grants.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+OAUTH_REDIRECT_URIS = Table(
+    "oauth_redirect_uris",
+    METADATA,
+    # The redirect URIs an admin registered for a client, matched exactly.
+    Column("id", text_type(64), primary_key=True),
+    _client_fk(),
+    Column("uri", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "client_id", "created_at"),
+)
+
+OAUTH_GRANTS = Table(
+    "oauth_grants",
+    METADATA,
+    # An admin's approval of a client: the family of its code, refresh and access tokens.
+    Column("id", text_type(64), primary_key=True),
+    _client_fk(),
+    _workspace_fk(),
+    Column("approved_by", Text, nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "client_id"),
+    Index(None, "workspace_id"),
+)
+
+OAUTH_CODES = Table(
+    "oauth_codes",
+    METADATA,
+    # One-time authorization codes: the SHA-256 of each, never the code.
+    Column("code_hash", text_type(64), primary_key=True),
+    _grant_fk(),
+    Column("client_id", text_type(64), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("redirect_uri_sent", Boolean, nullable=False),
+    Column("code_challenge", text_type(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(None, "client_id", "expires_at"),
+    Index(None, "grant_id"),
+)
+
+OAUTH_REFRESH_TOKENS = Table(
+    "oauth_refresh_tokens",
+    METADATA,
+    # Refresh tokens (rotated): the SHA-256 of each; the access token issued with it.
+    Column("token_hash", text_type(64), primary_key=True),
+    _grant_fk(),
+    Column("client_id", text_type(64), nullable=False),
+    Column("access_token_id", text_type(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Index(None, "grant_id", "expires_at"),
 )
