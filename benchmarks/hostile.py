@@ -163,6 +163,7 @@ class Run:
     def describe(self, case: hc.Case) -> dict[str, Any]:
         """The request, tokens redacted; a body over 64 KiB as its head, size and SHA-256."""
         doc = {k: v for k, v in asdict(case).items() if k not in ("body", "raw")}
+        doc["expect"] = sorted(case.expect) if case.expect is not None else None
         doc["path"] = self.redact(case.path.encode()).decode()[:4000]
         doc["headers"] = {
             k: self.redact(v.encode()).decode()[:200] for k, v in case.headers.items()
@@ -238,6 +239,8 @@ def hostile_request(run: Run, conn: Conn, case: hc.Case) -> None:
         answer = conn.send(
             case.method, case.path, case.body, run.headers("a", case.headers), case.chunked
         )
+    if answer.status in (0, 413) or not case.answer_due:
+        conn.conn.close()  # the server may close it after a 413 (past 16 MiB) or garbage
     what = f"{case.name}: {case.method} {case.path[:80]}"
     run.note("hostile", what, answer, case)
     run.by_case.setdefault(case.name, []).append(answer.ms)
@@ -430,6 +433,8 @@ def report(run: Run, args: argparse.Namespace, log: Path) -> int:
         print(f"- {label}: {n}{'' if n == 0 else '  <-- FAIL'}")
     for line in run.slow[:20]:
         print(f"    slow: {line}")
+    for entry in run.failures[:20]:
+        print(f"    {entry['check']}: {entry['detail'][:240]}")
     slowest = sorted(run.by_case.items(), key=lambda kv: -max(kv[1]))[:6]
     print(
         f"\nKinds of hostile request: {len(run.cases)}; the slowest (max ms): "

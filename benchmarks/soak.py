@@ -28,8 +28,10 @@ the trend of p99. It exits 1 if any answer was a 5xx or no answer at all.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -51,6 +53,7 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 #: ``send(method, path, body)`` -> (status, decoded JSON body or None).
 Send = Callable[[str, str, Any], tuple[int, Any]]
+ID = re.compile(r"[0-9a-f]{32}")
 
 
 def entra_cycle(send: Send, prefix: str, i: int, groups: list[str]) -> str | None:
@@ -120,11 +123,18 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.lock = threading.Lock()
         self.buckets: dict[int, list[tuple[float, int]]] = {}
+        #: The slowest answers: (ms, "METHOD /path -> status", seconds into the run).
+        self.slowest: list[tuple[float, str, float]] = []
 
-    def add(self, ms: float, status: int) -> None:
-        k = int((time.perf_counter() - self.t0) // self.interval)
+    def add(self, ms: float, status: int, what: str) -> None:
+        elapsed = time.perf_counter() - self.t0
+        k = int(elapsed // self.interval)
         with self.lock:
             self.buckets.setdefault(k, []).append((ms, status))
+            if len(self.slowest) < 5 or ms > self.slowest[0][0]:
+                heapq.heappush(self.slowest, (ms, f"{what} -> {status}", elapsed))
+                if len(self.slowest) > 5:
+                    heapq.heappop(self.slowest)
 
     def take(self, k: int) -> list[tuple[float, int]]:
         with self.lock:
@@ -144,7 +154,8 @@ def sender(client: Any, recorder: Recorder, pacer: Pacer) -> Send:
         data = None if body is None else json.dumps(body).encode()
         t = time.perf_counter()
         status, raw = client.request(method, path, data)
-        recorder.add((time.perf_counter() - t) * 1000, status)
+        what = f"{method} {ID.sub('{id}', path.split('?')[0])}"
+        recorder.add((time.perf_counter() - t) * 1000, status, what)
         return status, SL.jload(raw) if raw else None
 
     return send
@@ -178,10 +189,10 @@ def print_row(r: dict[str, Any], seconds: float) -> None:
     )
 
 
-def drift(rows: list[dict[str, Any]]) -> str:
+def drift(rows: list[dict[str, Any]], unit: str) -> str:
     """One line: RSS first -> last, the p99 trend (least squares), and a verdict."""
     if len(rows) < 2:
-        return "Drift: one interval only, nothing to compare."
+        return f"Drift: one {unit} only, nothing to compare."
     first, last = rows[0], rows[-1]
     growth = (last["rss_mib"] / first["rss_mib"] - 1) * 100 if first["rss_mib"] else 0.0
     p99 = [r["p99"] for r in rows]
@@ -191,8 +202,8 @@ def drift(rows: list[dict[str, Any]]) -> str:
     verdict = "no drift" if steady else "DRIFT: look closer"
     return (
         f"Drift: RSS {first['rss_mib']:.1f} → {last['rss_mib']:.1f} MiB ({growth:+.1f} %) "
-        f"from the first interval to the last; p99 {p99[0]:.1f} → {p99[-1]:.1f} ms "
-        f"(trend {slope:+.2f} ms per interval, median {median:.1f} ms): {verdict}."
+        f"from the first {unit} to the last; p99 {p99[0]:.1f} → {p99[-1]:.1f} ms "
+        f"(trend {slope:+.2f} ms per {unit}, median {median:.1f} ms): {verdict}."
     )
 
 
@@ -246,7 +257,13 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
     stop.set()
     for t in threads:
         t.join(timeout=60)
-    print(f"\n{drift(rows)}")
+    print(f"\n{drift(rows, 'minute' if args.interval == 60 else 'interval')}")
+    print(
+        "Slowest answers: "
+        + "; ".join(
+            f"{ms:,.0f} ms {what} at {at:.0f} s" for ms, what, at in sorted(recorder.slowest)[::-1]
+        )
+    )
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"what": what, "rows": rows}, indent=1))
     return 1 if five else 0
