@@ -9,6 +9,7 @@ load driver ``scimload.py`` lives (``../shared/bench``, from the repository or a
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import os
 import socket
@@ -63,6 +64,24 @@ def wait_port(port: int, proc: subprocess.Popen[Any] | None = None, seconds: flo
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def wait_ready(port: int, seconds: float = 60) -> None:
+    """Return once the server answers HTTP. gunicorn's arbiter listens before its worker has
+    loaded the app: the first request would wait for that (seconds on a busy machine)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds)
+        try:
+            conn.request("GET", f"{SCIM_PREFIX}/ServiceProviderConfig")
+            conn.getresponse().read()
+            return
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+        finally:
+            conn.close()
 
 
 def cli(url: str, *args: str) -> str:
@@ -127,6 +146,7 @@ def start_gunicorn(url: str, tmp: Path, extra_env: dict[str, str] | None = None)
             text=True,
         )
     wait_port(port, proc)
+    wait_ready(port)
     return Server(proc, port, log)
 
 

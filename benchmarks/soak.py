@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
     prefix = f"soak{uuid.uuid4().hex[:6]}"
     counter = iter(range(10**9))
     setup = SL.Client(target)
-    groups = make_groups(sender(setup, recorder, Pacer(0, stop)), prefix, args.groups)
+    groups = make_groups(sender(setup, Recorder(60), Pacer(0, stop)), prefix, args.groups)
     setup.close()
 
     def worker() -> None:
