@@ -384,7 +384,7 @@ def pcts(values: list[float]) -> str:
     return f"| {len(v):,} | {p(v, 50):.1f} | {p(v, 99):.1f} | {v[-1]:.0f} |"
 
 
-def report(run: Run, args: argparse.Namespace, log: Path) -> int:
+def report(run: Run, args: argparse.Namespace, log: Path, waited: tuple[float, float]) -> int:
     logged = log.read_text(errors="replace") if log.exists() else ""
     tracebacks = logged.count("Traceback")
     if tracebacks:
@@ -431,6 +431,11 @@ def report(run: Run, args: argparse.Namespace, log: Path) -> int:
     print()
     for label, n in checks:
         print(f"- {label}: {n}{'' if n == 0 else '  <-- FAIL'}")
+    print(
+        f"\nThe server used {waited[0]:.0f} s of CPU and waited {waited[1]:.0f} s for a CPU that "
+        "other processes had (on a quiet machine, about 0: latencies above reflect the machine "
+        "as much as the server when it is not)."
+    )
     for line in run.slow[:20]:
         print(f"    slow: {line}")
     for entry in run.failures[:20]:
@@ -494,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for k in range(2)
         ]
+        before = served.sched_seconds(served.worker_pids(server.pid))
         for t in threads:
             t.start()
         start = time.monotonic()
@@ -509,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         run.stop.set()
         for t in threads:
             t.join(timeout=60)
-        return report(run, args, server.log)
+        workers = served.worker_pids(server.pid)
+        after = served.sched_seconds(workers)
+        used = (after[0] - before[0], after[1] - before[1])
+        return report(run, args, server.log, used)
 
 
 if __name__ == "__main__":

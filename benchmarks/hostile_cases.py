@@ -25,7 +25,8 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 #: Every userName made in workspace A carries it: B's answers must never contain it.
 MARK_A = "hstla"
 DISCARD_LIMIT = 16 * 1024 * 1024  # scimcore_adapters._http: the most of a body read for a 413
-NOT_FOUND = frozenset({404})
+#: 404; or 429 when A's own rate limit refused it (before anything about B was looked at).
+NOT_FOUND = frozenset({404, 429})
 UNAUTHORIZED = frozenset({401})
 
 

@@ -207,3 +207,22 @@ def rss_bytes(pids: list[int]) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def sched_seconds(pids: list[int]) -> tuple[float, float]:
+    """CPU time used, and time spent waiting for a CPU (runnable, but another process had
+    it), summed over every thread of ``pids`` (``/proc/PID/task/TID/schedstat``). A server
+    that waited long for a CPU was slowed by its machine, not by its requests."""
+    ran = waited = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            except OSError:
+                continue
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran / 1e9, waited / 1e9

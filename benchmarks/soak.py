@@ -20,9 +20,12 @@ Entra's gallery asks a server to take, below the default rate limit of 200), or 
 the server answers with ``--rate 0``.
 
 Each minute it prints a row of a markdown table (for docs/performance.md): requests, errors
-by status, p50/p99/max latency, and the server's RSS (summed over its worker processes, from
-``/proc``); at the end a line judging drift: RSS growth from the first minute to the last and
-the trend of p99. It exits 1 if any answer was a 5xx or no answer at all.
+by status, p50/p99/max latency, the server's RSS (summed over its worker processes, from
+``/proc``), and the CPU time its workers used and spent waiting for a CPU that another process
+had, summed over its threads (high on a busy machine: then the latencies say more about the
+machine than about the server). At the end, a line judging drift (RSS growth from the first
+minute to the last, the trend of p99) and the slowest answers. It exits 1 if any answer was a
+5xx or no answer at all.
 """
 
 from __future__ import annotations
@@ -167,9 +170,13 @@ def errors_by_status(rows: list[tuple[float, int]]) -> str:
     return ", ".join(f"{s} ({n:,})" for s, n in sorted(bad.items())) or "0"
 
 
-def minute_row(label: str, rows: list[tuple[float, int]], rss: int, note: str) -> dict[str, Any]:
+def minute_row(
+    label: str, rows: list[tuple[float, int]], rss: int, sched: tuple[float, float], note: str
+) -> dict[str, Any]:
     lat = sorted(ms for ms, _ in rows)
     return {
+        "cpu_s": sched[0],
+        "wait_s": sched[1],
         "label": label,
         "requests": len(rows),
         "errors": errors_by_status(rows),
@@ -184,7 +191,8 @@ def minute_row(label: str, rows: list[tuple[float, int]], rss: int, note: str) -
 def print_row(r: dict[str, Any], seconds: float) -> None:
     print(
         f"| {r['label']} | {r['requests']:,} | {r['requests'] / seconds:.1f} | {r['errors']} "
-        f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['rss_mib']:.1f}{r['note']} |",
+        f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['rss_mib']:.1f}{r['note']} "
+        f"| {r['cpu_s']:.1f} / {r['wait_s']:.1f} |",
         flush=True,
     )
 
@@ -240,10 +248,11 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
     )
     print(
         f"\n| {unit} | requests | req/s | errors (by status) | p50 ms | p99 ms | max ms "
-        "| server RSS MiB |"
+        "| server RSS MiB | server CPU s / waited for a CPU s |"
     )
-    print("|---:|---:|---:|---|---:|---:|---:|---:|", flush=True)
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
     rows, five, workers = [], 0, served.worker_pids(pid) if pid else []
+    last = served.sched_seconds(workers)
     for k in range(args.minutes * 60 // args.interval):
         stop.wait(max(0.0, recorder.t0 + (k + 1) * args.interval - time.perf_counter()))
         now_workers = served.worker_pids(pid) if pid else []
@@ -251,7 +260,10 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
         workers = now_workers
         taken = recorder.take(k)
         five += sum(1 for _, s in taken if s >= 500 or s == 0)
-        row = minute_row(str(k + 1), taken, served.rss_bytes(workers), note)
+        now = served.sched_seconds(workers)
+        sched = (max(0.0, now[0] - last[0]), max(0.0, now[1] - last[1]))
+        last = now
+        row = minute_row(str(k + 1), taken, served.rss_bytes(workers), sched, note)
         rows.append(row)
         print_row(row, args.interval)
     stop.set()
