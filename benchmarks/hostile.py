@@ -118,8 +118,10 @@ class Conn:
         except OSError:
             pass
         ms = (time.perf_counter() - t) * 1000
-        m = re.match(rb"HTTP/1\.[01] (\d{3})", got)
-        return Answer(int(m.group(1)) if m else 0, got, ms)
+        # the final answer, after any 100 Continue
+        codes = [int(c) for c in re.findall(rb"(?:^|\r\n)HTTP/1\.[01] (\d{3})", got)]
+        final = [c for c in codes if c >= 200] or codes or [0]
+        return Answer(final[0], got, ms)
 
 
 class Run:

@@ -273,7 +273,8 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
     print(
         "Slowest answers: "
         + "; ".join(
-            f"{ms:,.0f} ms {what} at {at:.0f} s" for ms, what, at in sorted(recorder.slowest)[::-1]
+            f"{ms:,.0f} ms {label} at {at:.0f} s"
+            for ms, label, at in sorted(recorder.slowest)[::-1]
         )
     )
     if args.json_out:
