@@ -197,8 +197,17 @@ def print_row(r: dict[str, Any], seconds: float) -> None:
     )
 
 
+def _cpu_ms(row: dict[str, Any]) -> float:
+    """The server's CPU time per request in ``row`` (ms): the figure a busy machine moves least."""
+    return float(row["cpu_s"]) * 1000 / max(int(row["requests"]), 1)
+
+
 def drift(rows: list[dict[str, Any]], unit: str) -> str:
-    """One line: RSS first -> last, the p99 trend (least squares), and a verdict."""
+    """One line: RSS first -> last, the p99 trend (least squares), CPU per request, a verdict.
+
+    Drift is RSS growing by more than 10 %, or p99's trend adding more than half its median
+    while the server's CPU per request grew too (p99 alone also moves with the machine's load:
+    then the server's waits for a CPU grew, its CPU per request did not)."""
     if len(rows) < 2:
         return f"Drift: one {unit} only, nothing to compare."
     first, last = rows[0], rows[-1]
@@ -206,12 +215,24 @@ def drift(rows: list[dict[str, Any]], unit: str) -> str:
     p99 = [r["p99"] for r in rows]
     slope = statistics.linear_regression(range(len(p99)), p99).slope
     median = statistics.median(p99)
-    steady = growth <= 10 and slope * (len(p99) - 1) <= 0.5 * median
-    verdict = "no drift" if steady else "DRIFT: look closer"
+    cpu = (_cpu_ms(first), _cpu_ms(last))
+    cpu_flat = cpu[1] <= 1.15 * cpu[0]
+    if growth > 10:
+        verdict = "DRIFT: memory grows, look closer"
+    elif slope * (len(p99) - 1) <= 0.5 * median:
+        verdict = "no drift"
+    elif cpu_flat:
+        verdict = (
+            "no drift in the server: p99 rose with the machine's load (waits for a CPU "
+            f"{first['wait_s']:.0f} → {last['wait_s']:.0f} s) while its CPU per request stayed flat"
+        )
+    else:
+        verdict = "DRIFT: latency and CPU per request grow, look closer"
     return (
         f"Drift: RSS {first['rss_mib']:.1f} → {last['rss_mib']:.1f} MiB ({growth:+.1f} %) "
         f"from the first {unit} to the last; p99 {p99[0]:.1f} → {p99[-1]:.1f} ms "
-        f"(trend {slope:+.2f} ms per {unit}, median {median:.1f} ms): {verdict}."
+        f"(trend {slope:+.2f} ms per {unit}, median {median:.1f} ms); server CPU per request "
+        f"{cpu[0]:.2f} → {cpu[1]:.2f} ms: {verdict}."
     )
 
 
