@@ -5,9 +5,16 @@ of the next request among every kind (these and those of ``hostile_cases.py``).
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
+import socket
+import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
+import served
 from hostile_cases import (
     LIMITS,
     NOT_FOUND,
@@ -33,6 +40,68 @@ from hostile_cases import (
     write_to_own,
     wrong_types,
 )
+
+
+class Answer:
+    """An HTTP answer: status (0: none), body, latency."""
+
+    def __init__(self, status: int, body: bytes, ms: float, retry_after: str | None = None):
+        self.status, self.body, self.ms, self.retry_after = status, body, ms, retry_after
+
+    def doc(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class Conn:
+    """One keep-alive connection to the server (one thread's); a failed request reconnects,
+    never retries."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], chunked: bool
+    ) -> Answer:
+        data: Any = body
+        if chunked and body is not None:
+            data = (body[i : i + 65536] for i in range(0, len(body), 65536))
+        t = time.perf_counter()
+        try:
+            self.conn.request(
+                method, served.SCIM_PREFIX + path, data, headers, encode_chunked=chunked
+            )
+            r = self.conn.getresponse()
+            raw = r.read()
+            if r.will_close:
+                self.conn.close()
+            return Answer(
+                r.status, raw, (time.perf_counter() - t) * 1000, r.getheader("Retry-After")
+            )
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            return Answer(0, b"", (time.perf_counter() - t) * 1000)
+
+    def raw(self, data: bytes) -> Answer:
+        """``data`` on a new connection, half-closed after it; the answer read until closed."""
+        t, got = time.perf_counter(), b""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                while chunk := s.recv(65536):
+                    got += chunk
+        except OSError:
+            pass
+        ms = (time.perf_counter() - t) * 1000
+        # the final answer, after any 100 Continue
+        codes = [int(c) for c in re.findall(rb"(?:^|\r\n)HTTP/1\.[01] (\d{3})", got)]
+        final = [c for c in codes if c >= 200] or codes or [0]
+        return Answer(final[0], got, ms)
+
 
 # --------------------------------------------------------------------------- tokens, workspaces
 
