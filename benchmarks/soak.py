@@ -170,11 +170,25 @@ def errors_by_status(rows: list[tuple[float, int]]) -> str:
     return ", ".join(f"{s} ({n:,})" for s, n in sorted(bad.items())) or "0"
 
 
+def db_mib(db: Path | None) -> float | None:
+    """The size of a SQLite database and its WAL (MiB); ``None`` when not known."""
+    if db is None:
+        return None
+    files = (db, db.with_name(db.name + "-wal"))
+    return sum(f.stat().st_size for f in files if f.exists()) / 2**20
+
+
 def minute_row(
-    label: str, rows: list[tuple[float, int]], rss: int, sched: tuple[float, float], note: str
+    label: str,
+    rows: list[tuple[float, int]],
+    rss: int,
+    sched: tuple[float, float],
+    note: str,
+    db: float | None = None,
 ) -> dict[str, Any]:
     lat = sorted(ms for ms, _ in rows)
     return {
+        "db_mib": db,
         "cpu_s": sched[0],
         "wait_s": sched[1],
         "label": label,
@@ -192,9 +206,16 @@ def print_row(r: dict[str, Any], seconds: float) -> None:
     print(
         f"| {r['label']} | {r['requests']:,} | {r['requests'] / seconds:.1f} | {r['errors']} "
         f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.0f} | {r['rss_mib']:.1f}{r['note']} "
-        f"| {r['cpu_s']:.1f} / {r['wait_s']:.1f} |",
+        f"| {r['cpu_s']:.1f} / {r['wait_s']:.1f} "
+        f"| {'-' if r['db_mib'] is None else format(r['db_mib'], '.1f')} |",
         flush=True,
     )
+
+
+#: What SQLite's page caches may hold in one worker (scimcore_adapters.sql.engines): 32 MiB on
+#: the writer connection, 2 MiB (SQLite's default) on the connection each thread keeps: four
+#: request threads (gunicorn_conf.py), the mail delivery and the checkpoint threads.
+SQLITE_CACHES_MIB = 32 + 6 * 2
 
 
 def _cpu_ms(row: dict[str, Any]) -> float:
@@ -217,7 +238,14 @@ def drift(rows: list[dict[str, Any]], unit: str) -> str:
     median = statistics.median(p99)
     cpu = (_cpu_ms(first), _cpu_ms(last))
     cpu_flat = cpu[1] <= 1.15 * cpu[0]
-    if growth > 10:
+    grew = last["rss_mib"] - first["rss_mib"]
+    if growth > 10 and grew <= SQLITE_CACHES_MIB and last["db_mib"] is not None:
+        verdict = (
+            f"memory grows, {grew:.0f} MiB while the database grew "
+            f"{last['db_mib'] - first['db_mib']:.0f} MiB: SQLite's page caches fill with it, "
+            f"up to {SQLITE_CACHES_MIB} MiB a worker; a longer run shows whether RSS levels off"
+        )
+    elif growth > 10:
         verdict = "DRIFT: memory grows, look closer"
     elif slope * (len(p99) - 1) <= 0.5 * median:
         verdict = "no drift"
@@ -236,7 +264,14 @@ def drift(rows: list[dict[str, Any]], unit: str) -> str:
     )
 
 
-def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: str) -> int:
+def run(
+    args: argparse.Namespace,
+    base: str,
+    token: str,
+    pid: int | None,
+    what: str,
+    db: Path | None = None,
+) -> int:
     stop = threading.Event()
     recorder = Recorder(args.interval)
     pacer = Pacer(args.rate, stop)
@@ -269,9 +304,9 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
     )
     print(
         f"\n| {unit} | requests | req/s | errors (by status) | p50 ms | p99 ms | max ms "
-        "| server RSS MiB | server CPU s / waited for a CPU s |"
+        "| server RSS MiB | server CPU s / waited for a CPU s | database MiB |"
     )
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|", flush=True)
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|", flush=True)
     rows, five, workers = [], 0, served.worker_pids(pid) if pid else []
     last = served.sched_seconds(workers)
     for k in range(args.minutes * 60 // args.interval):
@@ -284,7 +319,8 @@ def run(args: argparse.Namespace, base: str, token: str, pid: int | None, what: 
         now = served.sched_seconds(workers)
         sched = (max(0.0, now[0] - last[0]), max(0.0, now[1] - last[1]))
         last = now
-        row = minute_row(str(k + 1), taken, served.rss_bytes(workers), sched, note)
+        rss = served.rss_bytes(workers)
+        row = minute_row(str(k + 1), taken, rss, sched, note, db_mib(db))
         rows.append(row)
         print_row(row, args.interval)
     stop.set()
@@ -333,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             token, what = server.token, "python examples/flask_server.py"
         stack.callback(server.stop)
         engine = url.split(":", 1)[0].split("+")[0]
-        return run(args, server.base, token, server.pid, f"{what} on {engine}")
+        db = None if args.database_url else tmp / "soak.db"
+        return run(args, server.base, token, server.pid, f"{what} on {engine}", db)
 
 
 if __name__ == "__main__":
