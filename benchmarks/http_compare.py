@@ -31,34 +31,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import served  # the CLI's workspaces, ports, where scimload lives
+
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT.parent / "shared" / "bench"
+BENCH = served.scimload_dir()
 SCENARIOS = ["create", "lookup", "get", "patch", "deactivate", "list"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(port: int) -> None:
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def parse_cpus(text: str | None) -> set[int] | None:
@@ -98,7 +83,7 @@ def _gunicorn(
     ]
     pin = None if cpus is None else lambda: os.sched_setaffinity(0, cpus)  # its workers inherit it
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, preexec_fn=pin)
-    _wait(port)
+    served.wait_port(port, proc)
     return proc
 
 
@@ -125,20 +110,10 @@ def _scimcore_on(
     url: str, slug: str = "bench", root: Path = ROOT
 ) -> tuple[str, str, Path, dict[str, str]]:
     env = {**os.environ, "SCIMCORE_DATABASE_URL": url}
-    if root != ROOT:
+    if root != ROOT:  # another checkout: its code first, for the CLI and the server
         paths = [str(root / "src"), str(root), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    cli = [sys.executable, "-m", "scimcore_adapters.cli", "--database-url", url]
-
-    def run(*args: str) -> str:
-        done = subprocess.run(
-            [*cli, *args], check=True, capture_output=True, text=True, cwd=root, env=env
-        )
-        return done.stdout.strip()
-
-    run("workspace", "create", slug, "--admin", "b@bench.test")
-    run("settings", slug, "--activation-email", "on")
-    token = run("token", "generate", slug, "--admin", "b@bench.test", "--quiet")
+    token = served.new_workspace(url, slug, env=env)
     return "examples.flask_server:create_app()", token, root, env
 
 
@@ -184,7 +159,7 @@ def run_one(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         app, token, cwd, env = TARGETS[name](Path(tmp))
-        port = _free_port()
+        port = served.free_port()
         proc = _gunicorn(app, port, cwd, env, WORKERS.get(name, 1), cpus)
         try:
             out = Path(tmp) / "out.json"

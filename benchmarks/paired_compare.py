@@ -27,7 +27,6 @@ docs/deployment.md).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
@@ -38,18 +37,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_compare as hc  # the targets and their gunicorn settings
+import served
 
 SCENARIOS = ["create", "lookup", "get", "patch", "deactivate", "list"]
 PAIR = "scimcore,scim2-server"
-
-
-def _scimload() -> Any:
-    spec = importlib.util.spec_from_file_location("scimload", hc.BENCH / "scimload.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scimload"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 class Side:
@@ -58,7 +49,7 @@ class Side:
     def __init__(self, sl: Any, name: str, tmp: Path, cpus: set[int] | None) -> None:
         tmp.mkdir()
         app, token, cwd, env = hc.TARGETS[name](tmp)
-        port = hc._free_port()
+        port = served.free_port()
         self.proc = hc._gunicorn(app, port, cwd, env, cpus=cpus)
         self.target = sl.Target(f"http://127.0.0.1:{port}{hc.PREFIXES[name]}", token, 30.0, False)
         self.directory = sl.Directory(f"pc{random.randrange(16**6):06x}")
@@ -110,7 +101,7 @@ def main() -> None:
     wanted = [sc for sc in SCENARIOS if sc in args.scenarios.split(",")]
     if "create" not in wanted:  # every other scenario works on the users created first
         wanted.insert(0, "create")
-    sl = _scimload()
+    sl = served.load_scimload()
     with tempfile.TemporaryDirectory() as tmp:
         sides = []
         for k, label in enumerate(labels):

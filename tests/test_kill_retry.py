@@ -1,6 +1,7 @@
-"""R3.6 and R9.1 against a real server process: kill it (SIGKILL) during a burst of creates,
-restart it, let IdP-style retries run, and find exactly one user, one card and one activation
-email per person, on SQLite and PostgreSQL."""
+"""R3.6 and R9.1 against a real server process: kill it (SIGKILL) during a burst of creates and
+PATCHes, check that every write it acknowledged survived whole (issue 22; SQLite's
+``integrity_check`` too), restart it, let IdP-style retries run, and find exactly one user, one
+card and one activation email per person, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -91,54 +94,107 @@ def _user(i: int) -> dict[str, Any]:
     }
 
 
-def _provision(server: Server, i: int) -> bool:
-    """One IdP attempt: look up, create if absent. True when the person surely exists."""
-    body = _user(i)
-    query = f"?filter=userName%20eq%20%22{body['userName']}%22"
+def _lookup(server: Server, i: int) -> dict[str, Any] | None:
+    """Person ``i`` as the server has them, or ``None``."""
+    query = f"?filter=userName%20eq%20%22{_user(i)['userName']}%22"
     status, found = _request(server.port, server.token, "GET", "/Users" + query)
-    if status == 200 and found["totalResults"] == 1:
-        return True
-    status, _ = _request(server.port, server.token, "POST", "/Users", body)
-    return status in (201, 409)
+    assert status == 200, found
+    return found["Resources"][0] if found["totalResults"] == 1 else None
+
+
+def _provision(server: Server, i: int) -> str | None:
+    """One IdP attempt: look up, create if absent. The person's id once they surely exist."""
+    found = _lookup(server, i)
+    if found is not None:
+        return str(found["id"])
+    status, created = _request(server.port, server.token, "POST", "/Users", _user(i))
+    if status == 201:
+        return str(created["id"])
+    found = _lookup(server, i) if status == 409 else None
+    return None if found is None else str(found["id"])
+
+
+def _patch(version: int) -> dict[str, Any]:
+    """Three changes that a PATCH applies all or none of; each names ``version``."""
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "replace", "path": "title", "value": f"v{version}"},
+            {"op": "replace", "path": "nickName", "value": f"n{version}"},
+            {"op": "replace", "path": "phoneNumbers", "value": [{"value": f"+1 555 {version}"}]},
+        ],
+    }
+
+
+def _version(person: dict[str, Any]) -> int:
+    """The version of the last PATCH applied to ``person`` (0: none); fails if half applied."""
+    if "title" not in person:
+        assert "nickName" not in person and "phoneNumbers" not in person, person
+        return 0
+    version = int(person["title"][1:])
+    assert person["nickName"] == f"n{version}", f"PATCH half applied: {person}"
+    assert person["phoneNumbers"] == [{"value": f"+1 555 {version}"}], person
+    return version
 
 
 def test_kill_during_burst_then_retry(any_url: str, tmp_path: Path) -> None:
-    # R3.6, R9.1
+    # R3.6, R9.1, issue 22: every write acknowledged before a kill -9 survives it, whole
     server = Server(any_url, free_port(), tmp_path)
     server.start()
-    done: set[int] = set()
+    created: set[int] = set()  # people whose create (or lookup) the server acknowledged
+    patched: dict[int, int] = {}  # person -> the highest acknowledged PATCH version
     lock = threading.Lock()
-    quarter = threading.Event()  # a quarter of the people are acknowledged: time to kill
+    enough = threading.Event()  # a quarter of the people created: time to kill
 
-    def burst(worker: int) -> None:
-        for i in range(worker, PEOPLE, 4):
-            try:
-                if _provision(server, i):
-                    with lock:
-                        done.add(i)
-                        if len(done) >= PEOPLE // 4:
-                            quarter.set()
-            except (OSError, http.client.HTTPException):
-                pass  # the server died under us: the IdP will retry
+    def writer(worker: int) -> None:
+        """Creates and PATCHes its people over and over, until the server dies under it."""
+        ids: dict[int, str] = {}
+        try:
+            for version in range(1, 10_000):
+                for i in range(worker, PEOPLE, 4):
+                    if i not in ids:
+                        uid = _provision(server, i)
+                        if uid is None:
+                            continue
+                        ids[i] = uid
+                        with lock:
+                            created.add(i)
+                            if len(created) >= PEOPLE // 4:
+                                enough.set()
+                    path = f"/Users/{ids[i]}"
+                    status, _ = _request(server.port, server.token, "PATCH", path, _patch(version))
+                    if status == 200:
+                        with lock:
+                            patched[i] = version
+        except (OSError, http.client.HTTPException):
+            return  # the server died under us: the IdP will retry
 
-    threads = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
     try:
         for t in threads:
             t.start()
-        assert quarter.wait(120), f"only {len(done)} people acknowledged"
-        server.kill()
+        assert enough.wait(timeout=120), "the burst did not get going"
+        server.kill()  # writers are mid-request: none of them waits between two writes
         for t in threads:
-            t.join()
-        assert len(done) < PEOPLE, "the kill came too late to interrupt the burst"
+            t.join(timeout=60)
+            assert not t.is_alive()
+        with lock:
+            acknowledged, versions = set(created), dict(patched)
+        assert len(acknowledged) < PEOPLE, "the kill came too late to interrupt the creates"
+        assert versions, "no PATCH was acknowledged before the kill"
+        if any_url.startswith("sqlite:"):
+            with closing(sqlite3.connect(any_url.removeprefix("sqlite:///"))) as db:
+                assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         server.start()
-        for i in sorted(done):  # every write answered before the kill survived it (issue 22)
-            query = f"?filter=userName%20eq%20%22{_user(i)['userName']}%22"
-            status, found = _request(server.port, server.token, "GET", "/Users" + query)
-            assert status == 200 and found["totalResults"] == 1, f"acknowledged person {i} lost"
+        for i in sorted(acknowledged):  # every write answered before the kill survived it
+            person = _lookup(server, i)
+            assert person is not None, f"acknowledged person {i} lost"
+            assert _version(person) >= versions.get(i, 0), f"acknowledged PATCH of {i} lost"
+        done = set(acknowledged)
         for _ in range(3):  # IdP retry cycles
             for i in range(PEOPLE):
                 try:
-                    if _provision(server, i):
+                    if _provision(server, i) is not None:
                         done.add(i)
                 except (OSError, http.client.HTTPException):
                     pass

@@ -142,6 +142,24 @@ def test_local_buckets_are_shared_by_threads() -> None:
     assert granted.count(True) == 50 and len(granted) == 80
 
 
+def test_sqlite_processes_each_keep_their_own_buckets(tmp_path: Path) -> None:
+    """Two storages on one SQLite file (two gunicorn workers have two) each grant a whole
+    burst: what docs/limits.md and docs/deployment.md say, ``W`` workers allow ``W x RATE``."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    first, second = SqlStorage(url), SqlStorage(url)
+    try:
+        clock = Clock()
+        one, two = _service(first, clock), _service(second, clock)
+        token = _token(one, "shared")
+        for service in (one, two):
+            sent = [_send(service, token, "GET", "/Users").status for _ in range(LIMIT.burst)]
+            assert sent == [200] * LIMIT.burst
+            assert _send(service, token, "GET", "/Users").status == 429
+    finally:
+        first.close()
+        second.close()
+
+
 def test_postgresql_processes_share_one_bucket_per_workspace() -> None:
     """Two storages on one PostgreSQL database (two server processes have two) see one
     bucket: what one takes, the other cannot."""
