@@ -2,22 +2,23 @@
 
 :class:`UserOperations` lists and searches, reads, creates, replaces, patches and deletes
 users; a write and its cards, mail, events and provisioning log entry commit together, and a
-refused request is logged in a transaction of its own (R9.2). The read-ahead fast path lives
-here and only here: what a storage reads together with the authentication
-(:class:`~scimcore.storage.UserReadAhead`, :class:`~scimcore.storage.AuthenticatedWrites`), the
-turns reads take (:class:`~scimcore.storage.ReadTurns`), and a write's body prepared before its
-transaction (:class:`_Early`).
+refused request is logged in a transaction of its own (R9.2). Each request tells the
+authentication what it reads first (an :class:`~scimcore.storage.Intent`); what was read with
+it arrives on the :class:`~scimcore.authentication.AuthContext` (:mod:`scimcore.authentication`
+is the one place that knows whether the storage read it in the same round trip). A write's
+body is decoded before its transaction (:class:`_Early`), so the write lock is not held
+meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from . import converter as conv
 from . import limits, params
+from .authentication import AuthContext
 from .config import ServiceConfig
 from .errors import NotFoundError, SCIMError
 from .filters import Filter, compile_filter
@@ -28,8 +29,8 @@ from .ratelimit import LocalBuckets, RateBuckets, refusal
 from .responses import check_if_match, etag, etag_matches, json_response, next_meta
 from .runtime import Runtime
 from .schema import SchemaRegistry, storable_text
-from .storage import LogEntry, Page, ReadTurns, Storage, UserStore
-from .workspaces import AuthContext, ReadAheadKind, Workspaces
+from .storage import Intent, LogEntry, Page, Storage, UserStore
+from .workspaces import Workspaces
 
 __all__ = ["UserOperations", "writes_a_user"]
 
@@ -99,10 +100,6 @@ class UserOperations:
         self.workspaces = workspaces
         self.provisioner = provisioner
         self._emit = emit
-        #: Held around each read request (:class:`~scimcore.storage.ReadTurns`).
-        self._read_turn: Callable[[], AbstractContextManager[object]] = (
-            storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
-        )
         #: Where the rate limit's buckets live (:mod:`scimcore.ratelimit`).
         self._buckets: RateBuckets = storage if isinstance(storage, RateBuckets) else LocalBuckets()
 
@@ -158,19 +155,16 @@ class UserOperations:
         self, request: ScimRequest, method: str, kind: str, rid: str | None, route: _Route
     ) -> ScimResponse:
         """Authenticate a request that writes nothing and hand it to ``route``; a refusal is
-        logged. A ``GET`` of one user or a filtered ``GET`` of the users is read with the
-        authentication when the storage can (:class:`~scimcore.storage.UserReadAhead`)."""
-        read_ahead: tuple[ReadAheadKind, str] | None = None
+        logged. A ``GET`` of one user or a filtered ``GET`` of the users says so
+        (:class:`~scimcore.storage.Intent`): the storage may read it with the authentication."""
+        intent = Intent()
         if method in ("GET", "HEAD") and kind == "users":
             text = request.query.get("filter")
             if rid is None and text and self._within_filter_limits(text):
-                read_ahead = ("filter", text)
+                intent = Intent(filter=text)
             elif rid is not None and rid != ".search" and storable_text(rid):
-                read_ahead = ("id", rid)
-        with self._read_turn():
-            auth = self.workspaces.authenticate(
-                request.header("authorization"), read_ahead=read_ahead
-            )
+                intent = Intent(user_id=rid)
+        with self.workspaces.authenticator.reading(request.header("authorization"), intent) as auth:
             self.throttle(auth)
             try:
                 return route(auth, request, method, kind, rid)
@@ -215,15 +209,10 @@ class UserOperations:
         count = query.count if query.count is not None else self.config.default_count
         count = min(max(count, 0), self.config.max_count)
         selection = params.selection(self.registry, query.attributes, query.excluded_attributes)
-        ahead = auth.read_ahead
-        if (
-            ahead is not None
-            and ahead.page is not None
-            and ahead.kind == "filter"
-            and ahead.key == query.filter
-            and (sort is None or ahead.page.total <= 1)
-        ):  # every match was read with the authentication: page them here
-            page = Page(ahead.page.total, ahead.page.documents[start - 1 : start - 1 + count])
+        found = auth.found  # only a GET /Users?filter=... has it: its filter is query.filter
+        if found is not None and (sort is None or found.total <= 1):
+            # every match was read with the authentication: page them here
+            page = Page(found.total, found.documents[start - 1 : start - 1 + count])
         else:
             with self.storage.users(auth.workspace.id, one_read=True) as store:
                 page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
@@ -231,15 +220,11 @@ class UserOperations:
         return page.total, start, [self._render(d, request, selection) for d in docs]
 
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
-        """``GET`` or ``HEAD`` of the user ``rid``."""
-        ahead = auth.read_ahead
-        if ahead is not None and ahead.kind == "id" and ahead.key == rid:  # a storable id
-            current = ahead.document
-        elif not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+        """``GET`` or ``HEAD`` of the user ``rid``, read with the authentication (its
+        :class:`~scimcore.storage.Intent` named it: :meth:`read`)."""
+        if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
             raise NotFoundError(f"resource {rid!r} not found")
-        else:
-            with self.storage.users(auth.workspace.id, one_read=True) as store:
-                current = store.get(rid)
+        current = auth.user
         if current is not None:
             (current,) = self._with_groups(auth.workspace.id, [current])
         return self._read_response(request, rid, current)
@@ -323,7 +308,8 @@ class UserOperations:
         result: dict[str, Any] | None
         try:
             authorization = request.header("authorization")
-            with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
+            intent = Intent(writes=True, user_id=rid)
+            with self.workspaces.authenticator.writing(authorization, intent, now) as (auth, store):
                 self.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 if rid is None:

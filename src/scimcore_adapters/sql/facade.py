@@ -25,7 +25,16 @@ from scimcore.oauth_clients import (
 )
 from scimcore.ratelimit import RateLimit
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
+from scimcore.storage import (
+    ActivationLink,
+    Admin,
+    Authenticated,
+    Grant,
+    Intent,
+    OutboxMail,
+    TokenRecord,
+    Workspace,
+)
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
@@ -118,7 +127,7 @@ class SqlStorage:
             raise
 
     def read_turn(self) -> AbstractContextManager[object]:
-        """:class:`~scimcore.storage.ReadTurns`: on SQLite (``read_turns``), one read request
+        """:class:`~scimcore.storage.FastPath`: on SQLite (``read_turns``), one read request
         of this process at a time (see :meth:`.SqliteTransactions.read_turn` for why); on
         PostgreSQL, no turns."""
         return self.transactions.read_turn()
@@ -162,21 +171,28 @@ class SqlStorage:
                     conn.exec_driver_sql("COMMIT")
 
     @contextmanager
-    def authenticated_users(
-        self, token_id: str, secret_hash: str, user_id: str | None = None
-    ) -> Iterator[tuple[Grant | None, SqlUserStore | None]]:
-        """A writing transaction that authenticates first (see
-        :class:`~scimcore.storage.AuthenticatedWrites`). SQLite reads, in the authentication's
-        statement and only where the stored secret hash equals ``secret_hash``, what the write
-        reads next: the user ``user_id`` with its person and the settings (an update or a
-        delete), or the settings and rules (a create); see :mod:`.accounts`. PostgreSQL
-        authenticates with the transaction's first statement and reads the rest as in
-        :meth:`users`, locking it."""
+    def authenticated(
+        self, token_id: str, secret_hash: str, intent: Intent
+    ) -> Iterator[Authenticated]:
+        """The fast path (:class:`~scimcore.storage.FastPath`): the authentication and what the
+        request reads first, in one statement, read only where the stored secret hash equals
+        ``secret_hash`` (see :mod:`.accounts`).
+
+        A read (:meth:`.Accounts.authenticate_read`): the user of a ``GET /Users/{id}`` or of
+        Entra's ``userName eq`` lookup. A write: its transaction begins with the
+        authentication; on SQLite the same statement reads the user with its person and the
+        settings (an update or a delete) or the settings and rules (a create), which the
+        store then does not read again (:func:`.accounts.prime`); PostgreSQL authenticates
+        with the transaction's first statement and reads the rest as in :meth:`users`,
+        locking it."""
+        if not intent.writes:
+            yield self.accounts.authenticate_read(token_id, secret_hash, intent)
+            return
         with self.transactions.begin(IMMEDIATE) as conn:
             runner = Runner(conn)
-            rows = self.accounts.authenticate_write(runner, token_id, secret_hash, user_id)
+            rows = self.accounts.authenticate_write(runner, token_id, secret_hash, intent.user_id)
             if not rows:
-                yield None, None
+                yield Authenticated(None)
                 return
             grant = grant_of(rows[0])
             store = SqlUserStore(
@@ -189,8 +205,8 @@ class SqlStorage:
                 group_registry=self.group_registry,
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
-                prime(store.product, rows, user_id)
-            yield grant, store
+                prime(store.product, rows, intent.user_id)
+            yield Authenticated(grant, store=store)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
         """Insert many canonical documents in one transaction with multi-row statements.
@@ -260,20 +276,6 @@ class SqlStorage:
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
         return self.accounts.authenticate(token_id)
-
-    def authenticate_and_get(
-        self, token_id: str, secret_hash: str, user_id: str
-    ) -> tuple[Grant | None, dict[str, Any] | None]:
-        """:meth:`authenticate` and the user, in one statement (see
-        :class:`~scimcore.storage.UserReadAhead` and :mod:`.accounts`)."""
-        return self.accounts.authenticate_and_get(token_id, secret_hash, user_id)
-
-    def authenticate_and_find(
-        self, token_id: str, secret_hash: str, filter: str
-    ) -> tuple[Grant | None, Page | None]:
-        """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
-        name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
-        return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
 
     # --- the rate limit (scimcore.ratelimit.RateBuckets, see .buckets) -------------------------
 
