@@ -42,7 +42,7 @@ from .records import (
     person_matches,
     search_texts,
 )
-from .schema import parse_utc_datetime
+from .schema import SchemaRegistry, parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
@@ -212,7 +212,19 @@ class UserStore(Protocol):
 
 
 class Storage(Protocol):
-    """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation."""
+    """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation.
+
+    A storage is made with the schemas it stores (a host's extensions included): the
+    service over it serves those (:attr:`registry`, :attr:`group_registry`), so a custom
+    registry is given once, to the storage."""
+
+    @property
+    def registry(self) -> SchemaRegistry:
+        """The User schemas: filters on users are checked and evaluated against them."""
+
+    @property
+    def group_registry(self) -> SchemaRegistry:
+        """The Group schemas (RFC 7643 §4.2), as :attr:`registry` for groups."""
 
     def users(
         self, workspace_id: str, *, readonly: bool = False, one_read: bool = False

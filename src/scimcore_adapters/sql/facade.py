@@ -76,6 +76,7 @@ class SqlStorage:
         url: str,
         registry: SchemaRegistry | None = None,
         *,
+        group_registry: SchemaRegistry | None = None,
         checkpoint_interval: float | None = 1.0,
         read_turns: bool = True,
         group_commit: bool = True,
@@ -83,9 +84,11 @@ class SqlStorage:
     ) -> None:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
+        #: The User schemas (a host's extensions included) the user filters are checked
+        #: against; a service over this storage serves them.
         self.registry = registry or default_registry()
         #: The Group schemas the group filters are checked against (R5.3).
-        self.group_registry = default_group_registry()
+        self.group_registry = group_registry or default_group_registry()
         backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
         self.engine = create_engine_for(url, backstop, synchronous)
         self._sqlite = self.engine.dialect.name == "sqlite"
