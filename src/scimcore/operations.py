@@ -5,9 +5,7 @@ users; a write and its cards, mail, events and provisioning log entry commit tog
 refused request is logged in a transaction of its own (R9.2). Each request tells the
 authentication what it reads first (an :class:`~scimcore.storage.Intent`); what was read with
 it arrives on the :class:`~scimcore.authentication.AuthContext` (:mod:`scimcore.authentication`
-is the one place that knows whether the storage read it in the same round trip). A write's
-body is decoded before its transaction (:class:`_Early`), so the write lock is not held
-meanwhile.
+is the one place that knows whether the storage read it in the same round trip).
 """
 
 from __future__ import annotations
@@ -58,22 +56,6 @@ def writes_a_user(method: str, rid: str | None) -> bool:
     if rid is None:
         return method == "POST"
     return method in ("PUT", "PATCH", "DELETE") and rid != ".search" and storable_text(rid)
-
-
-class _Early:
-    """What a write prepared before its transaction: a value, or the error to raise in its
-    place once the request is authenticated (see :meth:`UserOperations.write`)."""
-
-    __slots__ = ("_error", "_value")
-
-    def __init__(self, value: Any, error: SCIMError | None = None) -> None:
-        self._value = value
-        self._error = error
-
-    def value(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 #: What :meth:`UserOperations.read` hands the authenticated request to.
@@ -284,26 +266,10 @@ class UserOperations:
         carried out in one transaction (:meth:`Workspaces.writing`); a failure is logged in a
         transaction of its own (R9.2).
 
-        The body is decoded and, for a create, normalised before the transaction, so that the
-        write lock is not held meanwhile; an error found there is raised where it was
-        always raised: after the authentication (a bad token is a 401 whatever the body), and
-        for a replace or a patch after the user is found."""
-        early: _Early
+        The body is read inside the transaction, where its errors are raised in their order:
+        after the authentication (a bad token is a 401 whatever the body) and the rate limit,
+        and for a replace or a patch after the user is found and ``If-Match`` checked."""
         now = self._instant()
-        max_bytes = self.config.max_body_bytes
-        try:
-            if rid is None:
-                doc = conv.normalize_resource(params.json_body(request, max_bytes), self.registry)
-                limits.check_document(doc, self.config)
-                doc["id"] = self.runtime.new_id()
-                stamp = self._stamp(now)
-                meta = {"resourceType": "User", "created": stamp, "lastModified": stamp}
-                doc["meta"] = {**meta, "version": 'W/"1"'}
-                early = _Early(doc)
-            else:
-                early = _Early(params.json_body(request, max_bytes) if method != "DELETE" else None)
-        except SCIMError as exc:
-            early = _Early(None, exc)
         caller: AuthContext | None = None  # once authenticated: whose failure to log
         result: dict[str, Any] | None
         try:
@@ -313,9 +279,9 @@ class UserOperations:
                 self.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 if rid is None:
-                    result, events = self._create(auth, store, early.value(), now)
+                    result, events = self._create(auth, store, self._new_user(request, now), now)
                 else:
-                    result, events = self._update(auth, store, request, method, rid, early, now)
+                    result, events = self._update(auth, store, request, method, rid, now)
                 if result is not None and rid is not None:  # a new user is in no group yet
                     (result,) = self._with_groups(auth.workspace.id, [result], store)
         except SCIMError as exc:
@@ -326,6 +292,18 @@ class UserOperations:
         if result is None:
             return ScimResponse(204, {})
         return self._resource_response(201 if rid is None else 200, result, request)
+
+    def _new_user(self, request: ScimRequest, now: datetime) -> dict[str, Any]:
+        """The document a ``POST /Users`` creates: its body normalised, within the limits,
+        with a new ``id`` and ``meta`` (RFC 7643 §3.1)."""
+        body = params.json_body(request, self.config.max_body_bytes)
+        doc = conv.normalize_resource(body, self.registry)
+        limits.check_document(doc, self.config)
+        doc["id"] = self.runtime.new_id()
+        stamp = self._stamp(now)
+        meta = {"resourceType": "User", "created": stamp, "lastModified": stamp, "version": 'W/"1"'}
+        doc["meta"] = meta
+        return doc
 
     def _create(
         self, auth: AuthContext, store: UserStore, doc: dict[str, Any], now: datetime
@@ -343,7 +321,6 @@ class UserOperations:
         request: ScimRequest,
         method: str,
         rid: str,
-        body: _Early,
         now: datetime,
     ) -> tuple[dict[str, Any] | None, list[Event]]:
         """PUT, PATCH or DELETE of the user ``rid``: the document written (``None`` for a
@@ -358,13 +335,15 @@ class UserOperations:
             self._log(store, auth, "delete", rid, 204, at=now)
             return None, events
         if method == "PUT":  # RFC 7644 §3.5.1: every writable attribute replaced
-            updated = conv.normalize_resource(body.value(), self.registry)
+            body = params.json_body(request, self.config.max_body_bytes)
+            updated = conv.normalize_resource(body, self.registry)
             limits.check_document(updated, self.config, current)
             updated["id"] = current["id"]
             updated["meta"] = current["meta"]
         else:  # RFC 7644 §3.5.2, atomic; see scimcore.patch
+            body = params.json_body(request, self.config.max_body_bytes)
             updated = apply_patch(
-                current, body.value(), self.registry, max_operations=self.config.max_operations
+                current, body, self.registry, max_operations=self.config.max_operations
             )
             limits.check_document(updated, self.config, current)
         events = []
