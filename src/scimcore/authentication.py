@@ -22,7 +22,7 @@ import hmac
 import logging
 import re
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -135,39 +135,29 @@ class Authenticator:
         with self._unit(authorization, Intent(), None) as (auth, _):
             return auth
 
-    def reading(
-        self, authorization: str | None, intent: Intent
-    ) -> AbstractContextManager[AuthContext]:
+    @contextmanager
+    def reading(self, authorization: str | None, intent: Intent) -> Iterator[AuthContext]:
         """A read request: held in the storage's read turn (if it has one) from the
         authentication to the end of the block, which receives the :class:`AuthContext` with
         what ``intent`` read (:attr:`AuthContext.user`, :attr:`AuthContext.found`)."""
-        return self._read(authorization, intent)
-
-    def writing(
-        self, authorization: str | None, intent: Intent, now: datetime | None = None
-    ) -> AbstractContextManager[tuple[AuthContext, UserStore]]:
-        """A SCIM write: :meth:`authenticate`, then the workspace's writing transaction
-        (``Storage.users``), which the block receives with the caller. Raises
-        :class:`UnauthorizedError` exactly as :meth:`authenticate` does, before anything is
-        written; an exception raised in the block rolls the transaction back. ``now``: the
-        write's instant, when the token's use is recorded (default: the runtime's clock)."""
-        return self._write(authorization, intent, now)
-
-    @contextmanager
-    def _read(self, authorization: str | None, intent: Intent) -> Iterator[AuthContext]:
         turn = self._fast.read_turn() if self._fast is not None else nullcontext()
         with turn, self._unit(authorization, intent, None) as (auth, _):
             yield auth
 
     @contextmanager
-    def _write(
-        self, authorization: str | None, intent: Intent, now: datetime | None
+    def writing(
+        self, authorization: str | None, intent: Intent, now: datetime | None = None
     ) -> Iterator[tuple[AuthContext, UserStore]]:
+        """A SCIM write: :meth:`authenticate`, then the workspace's writing transaction
+        (``Storage.users``), which the block receives with the caller. Raises
+        :class:`UnauthorizedError` exactly as :meth:`authenticate` does, before anything is
+        written; an exception raised in the block rolls the transaction back. ``now``: the
+        write's instant, when the token's use is recorded (default: the runtime's clock)."""
         with self._unit(authorization, intent, now) as (auth, store):
-            if store is None:  # the plain path: the transaction opens after the check
-                with self.storage.users(auth.workspace.id) as store:
-                    yield auth, store
-            else:
+            if store is not None:  # the fast path began the transaction
+                yield auth, store
+                return
+            with self.storage.users(auth.workspace.id) as store:
                 yield auth, store
 
     @contextmanager
