@@ -7,7 +7,8 @@ workspace and its admin's state in one read), after which the hashes are compare
 :func:`hmac.compare_digest` (constant time) and the admin must still be active. Other bearer
 credentials (OAuth access tokens) are checked by the verifier registered for their prefix.
 
-:class:`Authenticator` is the one place that uses a storage's optional
+:class:`Authenticator` (its :meth:`~Authenticator.reading` and
+:meth:`~Authenticator.writing`) is the one place that uses a storage's optional
 :class:`~scimcore.storage.FastPath` capability: when the storage has it, the authentication
 and the request's first read (its :class:`~scimcore.storage.Intent`) are one round trip and
 come back as one :class:`~scimcore.storage.Authenticated` value; without it, the same reads
@@ -132,17 +133,35 @@ class Authenticator:
         """Resolve an ``Authorization`` header to its workspace (R1.2, R2.3, R2.4). Raises
         :class:`UnauthorizedError` for a missing, malformed, unknown, deleted or orphaned
         token; the detail never echoes the token."""
-        with self._unit(authorization, Intent(), None) as (auth, _):
-            return auth
+        match, presented = _presented(authorization)
+        return self._plainly(authorization, match, presented, _NOTHING, None)
 
     @contextmanager
     def reading(self, authorization: str | None, intent: Intent) -> Iterator[AuthContext]:
         """A read request: held in the storage's read turn (if it has one) from the
         authentication to the end of the block, which receives the :class:`AuthContext` with
         what ``intent`` read (:attr:`AuthContext.user`, :attr:`AuthContext.found`)."""
-        turn = self._fast.read_turn() if self._fast is not None else nullcontext()
-        with turn, self._unit(authorization, intent, None) as (auth, _):
-            yield auth
+        fast = self._fast
+        match, presented = _presented(authorization)
+        if fast is None or match is None:
+            with fast.read_turn() if fast is not None else nullcontext():
+                yield self._plainly(authorization, match, presented, intent, None)
+            return
+        token_id = match.group(1)
+        verified: Grant | None = None
+        grant: Grant | None = None
+        with fast.read_turn():
+            try:
+                with fast.authenticated(token_id, presented, intent) as read:
+                    grant = read.grant
+                    verified = _verified(grant, presented)
+                    self._touch(verified)
+                    ws, tid = verified.workspace, verified.token.id
+                    yield AuthContext(ws, tid, read.user, read.found)
+            except UnauthorizedError:
+                if verified is None:  # refused: logged once the unit is over
+                    self._refused(token_id, presented, grant)
+                raise
 
     @contextmanager
     def writing(
@@ -153,48 +172,51 @@ class Authenticator:
         :class:`UnauthorizedError` exactly as :meth:`authenticate` does, before anything is
         written; an exception raised in the block rolls the transaction back. ``now``: the
         write's instant, when the token's use is recorded (default: the runtime's clock)."""
-        with self._unit(authorization, intent, now) as (auth, store):
-            if store is not None:  # the fast path began the transaction
-                yield auth, store
-                return
+        fast = self._fast
+        match, presented = _presented(authorization)
+        if fast is None or match is None:
+            auth = self._plainly(authorization, match, presented, intent, now)
             with self.storage.users(auth.workspace.id) as store:
                 yield auth, store
-
-    @contextmanager
-    def _unit(
-        self, authorization: str | None, intent: Intent, now: datetime | None
-    ) -> Iterator[tuple[AuthContext, UserStore | None]]:
-        """The one place that authenticates: the caller and, for a writing ``intent`` on the
-        fast path, the transaction it began (else ``None``)."""
-        match, presented = _presented(authorization)
-        if match is None:  # another bearer scheme: checked by its verifier, no read ahead
-            auth = self._other_bearer(authorization)
-            yield self._read_plainly(auth, intent), None
             return
         token_id = match.group(1)
-        if self._fast is None:
-            grant = self.storage.authenticate(token_id)
-            auth = self._checked(token_id, presented, grant, now)
-            yield self._read_plainly(auth, intent), None
-            return
         verified: Grant | None = None
-        refused: list[Grant | None] = []
+        grant: Grant | None = None
         try:
-            with self._fast.authenticated(token_id, presented, intent) as first:
-                try:
-                    verified = _verified(first.grant, presented)
-                except UnauthorizedError:
-                    refused.append(first.grant)
-                    raise
-                if not intent.writes:  # a write records it once its transaction is over
-                    self._touch(verified, now)
-                ws, tid = verified.workspace, verified.token.id
-                yield AuthContext(ws, tid, first.user, first.found), first.store
+            with fast.authenticated(token_id, presented, intent) as written:
+                grant = written.grant
+                verified = _verified(grant, presented)
+                assert written.store is not None  # a verified grant has its transaction
+                yield AuthContext(verified.workspace, verified.token.id), written.store
+        except UnauthorizedError:
+            if verified is None:  # refused: logged once its transaction rolled back
+                self._refused(token_id, presented, grant)
+            raise
         finally:
-            if verified is not None and intent.writes:  # whatever the write's outcome
+            if verified is not None:  # whatever the write's outcome, once it is over
                 self._touch(verified, now)
-            elif refused:  # logged once the refused unit is over
-                self._refused(token_id, presented, refused[0])
+
+    def _plainly(
+        self,
+        authorization: str | None,
+        match: re.Match[str] | None,
+        presented: str,
+        intent: Intent,
+        now: datetime | None,
+    ) -> AuthContext:
+        """The caller, authenticated without the fast path (another bearer scheme, or a
+        storage without it), with the user a read ``intent`` names, read on its own (a filter
+        is left to the request's query)."""
+        if match is None:  # another bearer scheme: checked by its verifier
+            auth = self._other_bearer(authorization)
+        else:
+            auth = self._checked(
+                match.group(1), presented, self.storage.authenticate(match.group(1)), now
+            )
+        if intent.writes or intent.user_id is None:
+            return auth
+        with self.storage.users(auth.workspace.id, one_read=True) as store:
+            return attrs.evolve(auth, user=store.get(intent.user_id))
 
     def _checked(
         self, token_id: str, presented: str, grant: Grant | None, now: datetime | None
@@ -207,14 +229,6 @@ class Authenticator:
             raise
         self._touch(verified, now)
         return AuthContext(verified.workspace, verified.token.id)
-
-    def _read_plainly(self, auth: AuthContext, intent: Intent) -> AuthContext:
-        """``auth`` with the user a read ``intent`` names, read on its own (a filter is left
-        to the request's query)."""
-        if intent.writes or intent.user_id is None:
-            return auth
-        with self.storage.users(auth.workspace.id, one_read=True) as store:
-            return attrs.evolve(auth, user=store.get(intent.user_id))
 
     def _other_bearer(self, authorization: str | None) -> AuthContext:
         """The caller of a credential of :attr:`bearer_schemes`."""
@@ -271,3 +285,7 @@ class Authenticator:
         last = grant.token.last_used_at
         if last is None or now - last >= TOUCH_INTERVAL:
             self.storage.touch_token(grant.token.id, now)
+
+
+#: A request that reads nothing first.
+_NOTHING = Intent()

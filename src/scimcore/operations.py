@@ -47,6 +47,9 @@ _OPERATIONS = {
 }
 
 
+#: The intent of a read request that names no user and no filter.
+_READS_NOTHING = Intent()
+
 #: The longest filter read with the authentication (as long as the compiled filters cached).
 _READ_AHEAD_FILTER_MAX = 512
 
@@ -139,7 +142,7 @@ class UserOperations:
         """Authenticate a request that writes nothing and hand it to ``route``; a refusal is
         logged. A ``GET`` of one user or a filtered ``GET`` of the users says so
         (:class:`~scimcore.storage.Intent`): the storage may read it with the authentication."""
-        intent = Intent()
+        intent = _READS_NOTHING
         if method in ("GET", "HEAD") and kind == "users":
             text = request.query.get("filter")
             if rid is None and text and self._within_filter_limits(text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -173,10 +173,9 @@ class SqlStorage:
                 if store.server_snapshot:  # read only: COMMIT ends it, after an error too
                     conn.exec_driver_sql("COMMIT")
 
-    @contextmanager
     def authenticated(
         self, token_id: str, secret_hash: str, intent: Intent
-    ) -> Iterator[Authenticated]:
+    ) -> AbstractContextManager[Authenticated]:
         """The fast path (:class:`~scimcore.storage.FastPath`): the authentication and what the
         request reads first, in one statement, read only where the stored secret hash equals
         ``secret_hash`` (see :mod:`.accounts`).
@@ -188,12 +187,18 @@ class SqlStorage:
         store then does not read again (:func:`.accounts.prime`); PostgreSQL authenticates
         with the transaction's first statement and reads the rest as in :meth:`users`,
         locking it."""
-        if not intent.writes:
-            yield self.accounts.authenticate_read(token_id, secret_hash, intent)
-            return
+        if not intent.writes:  # no unit to open: the value itself (a cheap context)
+            return nullcontext(self.accounts.authenticate_read(token_id, secret_hash, intent))
+        return self._authenticated_write(token_id, secret_hash, intent.user_id)
+
+    @contextmanager
+    def _authenticated_write(
+        self, token_id: str, secret_hash: str, user_id: str | None
+    ) -> Iterator[Authenticated]:
+        """The writing transaction of :meth:`authenticated`."""
         with self.transactions.begin(IMMEDIATE) as conn:
             runner = Runner(conn)
-            rows = self.accounts.authenticate_write(runner, token_id, secret_hash, intent.user_id)
+            rows = self.accounts.authenticate_write(runner, token_id, secret_hash, user_id)
             if not rows:
                 yield Authenticated(None)
                 return
@@ -208,7 +213,7 @@ class SqlStorage:
                 group_registry=self.group_registry,
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
-                prime(store.product, rows, intent.user_id)
+                prime(store.product, rows, user_id)
             yield Authenticated(grant, store=store)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
