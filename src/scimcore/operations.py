@@ -207,11 +207,11 @@ class UserOperations:
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
         """``GET`` or ``HEAD`` of the user ``rid``, read with the authentication (its
         :class:`~scimcore.storage.Intent` named it: :meth:`read`)."""
-        if not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
-            raise NotFoundError(f"resource {rid!r} not found")
         current = auth.user
         if current is not None:
             (current,) = self._with_groups(auth.workspace.id, [current])
+        elif not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+            raise NotFoundError(f"resource {rid!r} not found")
         return self._read_response(request, rid, current)
 
     def _read_response(
