@@ -19,7 +19,7 @@ BADGE = "urn:example:params:scim:schemas:extension:badge:2.0:User"
 def _exercise(registry: SchemaRegistry) -> None:
     """Every cached path of the core, once: create (card readers, template rules), filtered
     list, PATCH with a value filter."""
-    service = ScimService(MemoryStorage(registry), registry=registry, runtime=counting_runtime())
+    service = ScimService(MemoryStorage(registry), runtime=counting_runtime())
     service.workspaces.create("acme", "admin@acme.example")
     token = service.workspaces.generate_token("acme", "admin@acme.example").plaintext
     service.product.create_template("acme", "Brand", {"company": "Acme"})
@@ -54,7 +54,7 @@ def test_a_registry_changed_after_use_serves_the_new_extension() -> None:
     registry = SchemaRegistry()
     _exercise(registry)
     registry.add_extension(Schema(BADGE, "Badge", "", (Attribute("badgeId"),)))
-    service = ScimService(MemoryStorage(registry), registry=registry, runtime=counting_runtime())
+    service = ScimService(MemoryStorage(registry), runtime=counting_runtime())
     service.workspaces.create("acme", "admin@acme.example")
     token = service.workspaces.generate_token("acme", "admin@acme.example").plaintext
     client = Client(service, token)

@@ -779,7 +779,7 @@ def test_host_registered_extension_schema() -> None:
             ),
         )
     )
-    service = ScimService(MemoryStorage(registry), registry=registry, runtime=counting_runtime())
+    service = ScimService(MemoryStorage(registry), runtime=counting_runtime())
     service.workspaces.create("acme", "a@acme.example")
     c = Client(service, service.workspaces.generate_token("acme", "a@acme.example").plaintext)
     user = c.create("ann@x.test", **{urn: {"cardTheme": "dark", "seatCount": 2}})

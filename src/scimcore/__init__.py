@@ -2,9 +2,16 @@
 
 The core takes :class:`ScimRequest` values and returns :class:`ScimResponse` values; adapters in
 ``scimcore_adapters`` connect it to Flask, ASGI servers and real storage backends.
+
+This package lists what a host app uses (``docs/embedding.md``): the service and its
+configuration, the schemas of an extension, the errors, the Python APIs the CLI and the console
+use (``service.workspaces``, ``service.product``, ``service.oauth_clients``) with the values
+they return, the events a host subscribes to, and mail delivery. Writing a storage of one's
+own takes :mod:`scimcore.storage` (the protocol and its records).
 """
 
 from .activation import ActivationError
+from .cards import DEFAULT_MAPPING, CardError, FieldMapping, FieldRule
 from .errors import (
     InvalidFilterError,
     InvalidPathError,
@@ -27,6 +34,10 @@ from .errors import (
 )
 from .images import ImageError
 from .messages import ScimRequest, ScimResponse
+from .oauth_clients import ClientSecret, IssuedSecret, OAuthClient, OAuthClients
+from .outbox import DeliveryReport, Mailer, deliver_pending
+from .product import ActivationView, CardView, PeoplePage, Product, TemplateUpdate
+from .provisioning import Event, MailComposer
 from .ratelimit import RateLimit, parse_rate_limit, rate_limit_from_env
 from .runtime import Runtime, system_runtime
 from .schema import (
@@ -41,31 +52,28 @@ from .schema import (
     Uniqueness,
 )
 from .service import ScimService, ServiceConfig
-from .storage import (
-    Admin,
-    AuthenticatedWrites,
-    Page,
-    ReadTurns,
-    SortSpec,
-    Storage,
-    TokenRecord,
-    UserReadAhead,
-    UserStore,
-    Workspace,
-)
-from .workspaces import AuthContext, GeneratedToken, WorkspaceError, Workspaces
+from .storage import Admin, LogEntry, OutboxMail, Settings, Storage, TokenRecord, Workspace
+from .templates import Rule, Template
+from .workspaces import GeneratedToken, WorkspaceError, Workspaces
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CORE_USER_SCHEMA",
+    "DEFAULT_MAPPING",
     "ENTERPRISE_USER_SCHEMA",
     "ActivationError",
+    "ActivationView",
     "Admin",
     "AttrType",
     "Attribute",
-    "AuthContext",
-    "AuthenticatedWrites",
+    "CardError",
+    "CardView",
+    "ClientSecret",
+    "DeliveryReport",
+    "Event",
+    "FieldMapping",
+    "FieldRule",
     "GeneratedToken",
     "ImageError",
     "InvalidFilterError",
@@ -74,18 +82,26 @@ __all__ = [
     "InvalidTokenError",
     "InvalidValueError",
     "InvalidVersionError",
+    "IssuedSecret",
+    "LogEntry",
+    "MailComposer",
+    "Mailer",
     "MethodNotAllowedError",
     "Mutability",
     "MutabilityError",
     "NoTargetError",
     "NotFoundError",
     "NotImplementedSCIMError",
-    "Page",
+    "OAuthClient",
+    "OAuthClients",
+    "OutboxMail",
     "PayloadTooLargeError",
+    "PeoplePage",
     "PreconditionFailedError",
+    "Product",
     "RateLimit",
-    "ReadTurns",
     "Returned",
+    "Rule",
     "Runtime",
     "SCIMError",
     "Schema",
@@ -94,20 +110,21 @@ __all__ = [
     "ScimResponse",
     "ScimService",
     "ServiceConfig",
-    "SortSpec",
+    "Settings",
     "Storage",
+    "Template",
+    "TemplateUpdate",
     "TokenRecord",
     "TooManyError",
     "TooManyRequestsError",
     "UnauthorizedError",
     "Uniqueness",
     "UniquenessError",
-    "UserReadAhead",
-    "UserStore",
     "Workspace",
     "WorkspaceError",
     "Workspaces",
     "__version__",
+    "deliver_pending",
     "parse_rate_limit",
     "rate_limit_from_env",
     "system_runtime",

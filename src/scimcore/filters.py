@@ -68,9 +68,9 @@ __all__ = [
     "validate",
 ]
 
-#: Validated filters by their text, on each registry: a lookup's filter is compiled twice, once
-#: to read it with the authentication (``UserReadAhead``) and once by the query. Only short
-#: texts are kept (IdP lookups are), so the cache's memory stays small.
+#: Validated filters by their text, on each registry: a lookup's filter is compiled more than
+#: once (to check it, to read it with the authentication on a storage's fast path, by the
+#: query). Only short texts are kept (IdP lookups are), so the cache's memory stays small.
 _FILTERS: CacheSlot[str, Filter] = CacheSlot("filters.compiled", 512)
 _CACHED_TEXT_MAX = 512
 

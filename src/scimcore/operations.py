@@ -2,22 +2,21 @@
 
 :class:`UserOperations` lists and searches, reads, creates, replaces, patches and deletes
 users; a write and its cards, mail, events and provisioning log entry commit together, and a
-refused request is logged in a transaction of its own (R9.2). The read-ahead fast path lives
-here and only here: what a storage reads together with the authentication
-(:class:`~scimcore.storage.UserReadAhead`, :class:`~scimcore.storage.AuthenticatedWrites`), the
-turns reads take (:class:`~scimcore.storage.ReadTurns`), and a write's body prepared before its
-transaction (:class:`_Early`).
+refused request is logged in a transaction of its own (R9.2). Each request tells the
+authentication what it reads first (an :class:`~scimcore.storage.Intent`); what was read with
+it arrives on the :class:`~scimcore.authentication.AuthContext` (:mod:`scimcore.authentication`
+is the one place that knows whether the storage read it in the same round trip).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
 from . import converter as conv
 from . import limits, params
+from .authentication import AuthContext
 from .config import ServiceConfig
 from .errors import NotFoundError, SCIMError
 from .filters import Filter, compile_filter
@@ -28,8 +27,8 @@ from .ratelimit import LocalBuckets, RateBuckets, refusal
 from .responses import check_if_match, etag, etag_matches, json_response, next_meta
 from .runtime import Runtime
 from .schema import SchemaRegistry, storable_text
-from .storage import LogEntry, Page, ReadTurns, Storage, UserStore
-from .workspaces import AuthContext, ReadAheadKind, Workspaces
+from .storage import Intent, LogEntry, Page, Storage, UserStore
+from .workspaces import Workspaces
 
 __all__ = ["UserOperations", "writes_a_user"]
 
@@ -48,6 +47,9 @@ _OPERATIONS = {
 }
 
 
+#: The intent of a read request that names no user and no filter.
+_READS_NOTHING = Intent()
+
 #: The longest filter read with the authentication (as long as the compiled filters cached).
 _READ_AHEAD_FILTER_MAX = 512
 
@@ -57,22 +59,6 @@ def writes_a_user(method: str, rid: str | None) -> bool:
     if rid is None:
         return method == "POST"
     return method in ("PUT", "PATCH", "DELETE") and rid != ".search" and storable_text(rid)
-
-
-class _Early:
-    """What a write prepared before its transaction: a value, or the error to raise in its
-    place once the request is authenticated (see :meth:`UserOperations.write`)."""
-
-    __slots__ = ("_error", "_value")
-
-    def __init__(self, value: Any, error: SCIMError | None = None) -> None:
-        self._value = value
-        self._error = error
-
-    def value(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 #: What :meth:`UserOperations.read` hands the authenticated request to.
@@ -99,10 +85,6 @@ class UserOperations:
         self.workspaces = workspaces
         self.provisioner = provisioner
         self._emit = emit
-        #: Held around each read request (:class:`~scimcore.storage.ReadTurns`).
-        self._read_turn: Callable[[], AbstractContextManager[object]] = (
-            storage.read_turn if isinstance(storage, ReadTurns) else nullcontext
-        )
         #: Where the rate limit's buckets live (:mod:`scimcore.ratelimit`).
         self._buckets: RateBuckets = storage if isinstance(storage, RateBuckets) else LocalBuckets()
 
@@ -158,19 +140,16 @@ class UserOperations:
         self, request: ScimRequest, method: str, kind: str, rid: str | None, route: _Route
     ) -> ScimResponse:
         """Authenticate a request that writes nothing and hand it to ``route``; a refusal is
-        logged. A ``GET`` of one user or a filtered ``GET`` of the users is read with the
-        authentication when the storage can (:class:`~scimcore.storage.UserReadAhead`)."""
-        read_ahead: tuple[ReadAheadKind, str] | None = None
+        logged. A ``GET`` of one user or a filtered ``GET`` of the users says so
+        (:class:`~scimcore.storage.Intent`): the storage may read it with the authentication."""
+        intent = _READS_NOTHING
         if method in ("GET", "HEAD") and kind == "users":
             text = request.query.get("filter")
             if rid is None and text and self._within_filter_limits(text):
-                read_ahead = ("filter", text)
+                intent = Intent(filter=text)
             elif rid is not None and rid != ".search" and storable_text(rid):
-                read_ahead = ("id", rid)
-        with self._read_turn():
-            auth = self.workspaces.authenticate(
-                request.header("authorization"), read_ahead=read_ahead
-            )
+                intent = Intent(user_id=rid)
+        with self.workspaces.authenticator.reading(request.header("authorization"), intent) as auth:
             self.throttle(auth)
             try:
                 return route(auth, request, method, kind, rid)
@@ -215,15 +194,10 @@ class UserOperations:
         count = query.count if query.count is not None else self.config.default_count
         count = min(max(count, 0), self.config.max_count)
         selection = params.selection(self.registry, query.attributes, query.excluded_attributes)
-        ahead = auth.read_ahead
-        if (
-            ahead is not None
-            and ahead.page is not None
-            and ahead.kind == "filter"
-            and ahead.key == query.filter
-            and (sort is None or ahead.page.total <= 1)
-        ):  # every match was read with the authentication: page them here
-            page = Page(ahead.page.total, ahead.page.documents[start - 1 : start - 1 + count])
+        found = auth.found  # only a GET /Users?filter=... has it: its filter is query.filter
+        if found is not None and (sort is None or found.total <= 1):
+            # every match was read with the authentication: page them here
+            page = Page(found.total, found.documents[start - 1 : start - 1 + count])
         else:
             with self.storage.users(auth.workspace.id, one_read=True) as store:
                 page = store.query(flt, sort, min(start, _LAST_START_INDEX), count)
@@ -231,17 +205,13 @@ class UserOperations:
         return page.total, start, [self._render(d, request, selection) for d in docs]
 
     def resource(self, auth: AuthContext, request: ScimRequest, rid: str) -> ScimResponse:
-        """``GET`` or ``HEAD`` of the user ``rid``."""
-        ahead = auth.read_ahead
-        if ahead is not None and ahead.kind == "id" and ahead.key == rid:  # a storable id
-            current = ahead.document
-        elif not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
-            raise NotFoundError(f"resource {rid!r} not found")
-        else:
-            with self.storage.users(auth.workspace.id, one_read=True) as store:
-                current = store.get(rid)
+        """``GET`` or ``HEAD`` of the user ``rid``, read with the authentication (its
+        :class:`~scimcore.storage.Intent` named it: :meth:`read`)."""
+        current = auth.user
         if current is not None:
             (current,) = self._with_groups(auth.workspace.id, [current])
+        elif not storable_text(rid):  # e.g. "%00" in the URL: no stored id looks like it
+            raise NotFoundError(f"resource {rid!r} not found")
         return self._read_response(request, rid, current)
 
     def _read_response(
@@ -299,37 +269,22 @@ class UserOperations:
         carried out in one transaction (:meth:`Workspaces.writing`); a failure is logged in a
         transaction of its own (R9.2).
 
-        The body is decoded and, for a create, normalised before the transaction, so that the
-        write lock is not held meanwhile; an error found there is raised where it was
-        always raised: after the authentication (a bad token is a 401 whatever the body), and
-        for a replace or a patch after the user is found."""
-        early: _Early
+        The body is read inside the transaction, where its errors are raised in their order:
+        after the authentication (a bad token is a 401 whatever the body) and the rate limit,
+        and for a replace or a patch after the user is found and ``If-Match`` checked."""
         now = self._instant()
-        max_bytes = self.config.max_body_bytes
-        try:
-            if rid is None:
-                doc = conv.normalize_resource(params.json_body(request, max_bytes), self.registry)
-                limits.check_document(doc, self.config)
-                doc["id"] = self.runtime.new_id()
-                stamp = self._stamp(now)
-                meta = {"resourceType": "User", "created": stamp, "lastModified": stamp}
-                doc["meta"] = {**meta, "version": 'W/"1"'}
-                early = _Early(doc)
-            else:
-                early = _Early(params.json_body(request, max_bytes) if method != "DELETE" else None)
-        except SCIMError as exc:
-            early = _Early(None, exc)
         caller: AuthContext | None = None  # once authenticated: whose failure to log
         result: dict[str, Any] | None
         try:
             authorization = request.header("authorization")
-            with self.workspaces.writing(authorization, rid, now=now) as (auth, store):
+            intent = Intent(writes=True, user_id=rid)
+            with self.workspaces.authenticator.writing(authorization, intent, now) as (auth, store):
                 self.throttle(auth)  # a 429 is not logged: a flood would fill the log
                 caller = auth
                 if rid is None:
-                    result, events = self._create(auth, store, early.value(), now)
+                    result, events = self._create(auth, store, self._new_user(request, now), now)
                 else:
-                    result, events = self._update(auth, store, request, method, rid, early, now)
+                    result, events = self._update(auth, store, request, method, rid, now)
                 if result is not None and rid is not None:  # a new user is in no group yet
                     (result,) = self._with_groups(auth.workspace.id, [result], store)
         except SCIMError as exc:
@@ -340,6 +295,18 @@ class UserOperations:
         if result is None:
             return ScimResponse(204, {})
         return self._resource_response(201 if rid is None else 200, result, request)
+
+    def _new_user(self, request: ScimRequest, now: datetime) -> dict[str, Any]:
+        """The document a ``POST /Users`` creates: its body normalised, within the limits,
+        with a new ``id`` and ``meta`` (RFC 7643 §3.1)."""
+        body = params.json_body(request, self.config.max_body_bytes)
+        doc = conv.normalize_resource(body, self.registry)
+        limits.check_document(doc, self.config)
+        doc["id"] = self.runtime.new_id()
+        stamp = self._stamp(now)
+        meta = {"resourceType": "User", "created": stamp, "lastModified": stamp, "version": 'W/"1"'}
+        doc["meta"] = meta
+        return doc
 
     def _create(
         self, auth: AuthContext, store: UserStore, doc: dict[str, Any], now: datetime
@@ -357,7 +324,6 @@ class UserOperations:
         request: ScimRequest,
         method: str,
         rid: str,
-        body: _Early,
         now: datetime,
     ) -> tuple[dict[str, Any] | None, list[Event]]:
         """PUT, PATCH or DELETE of the user ``rid``: the document written (``None`` for a
@@ -372,13 +338,15 @@ class UserOperations:
             self._log(store, auth, "delete", rid, 204, at=now)
             return None, events
         if method == "PUT":  # RFC 7644 §3.5.1: every writable attribute replaced
-            updated = conv.normalize_resource(body.value(), self.registry)
+            body = params.json_body(request, self.config.max_body_bytes)
+            updated = conv.normalize_resource(body, self.registry)
             limits.check_document(updated, self.config, current)
             updated["id"] = current["id"]
             updated["meta"] = current["meta"]
         else:  # RFC 7644 §3.5.2, atomic; see scimcore.patch
+            body = params.json_body(request, self.config.max_body_bytes)
             updated = apply_patch(
-                current, body.value(), self.registry, max_operations=self.config.max_operations
+                current, body, self.registry, max_operations=self.config.max_operations
             )
             limits.check_document(updated, self.config, current)
         events = []

@@ -18,7 +18,6 @@ from .authorization import AuthorizationCodes
 from .config import ServiceConfig
 from .errors import SCIMError
 from .group_operations import GroupOperations
-from .groups import default_group_registry
 from .messages import ScimRequest, ScimResponse
 from .oauth import OAuthEndpoints
 from .oauth_clients import ACCESS_TOKEN_PREFIX, OAuthClients, OAuthStorage
@@ -28,7 +27,7 @@ from .provisioning import Event, MailComposer, Provisioner, default_composer
 from .responses import error_response, internal_error_response
 from .routing import Router
 from .runtime import Runtime, system_runtime
-from .schema import SchemaRegistry, default_registry
+from .schema import SchemaRegistry
 from .storage import Storage
 from .workspaces import Workspaces
 
@@ -50,14 +49,14 @@ class ScimService:
         self,
         storage: Storage,
         *,
-        registry: SchemaRegistry | None = None,
         runtime: Runtime | None = None,
         config: ServiceConfig | None = None,
         composer: MailComposer = default_composer,
-        group_registry: SchemaRegistry | None = None,
     ) -> None:
         self.storage = storage
-        self.registry = registry or default_registry()
+        #: The User schemas served: the storage's (a host's extension is given once, to the
+        #: storage: ``SqlStorage(url, registry)``).
+        self.registry: SchemaRegistry = storage.registry
         self.runtime = runtime or system_runtime()
         self.config = config or ServiceConfig()
         self.workspaces = Workspaces(storage, self.runtime)
@@ -85,9 +84,7 @@ class ScimService:
         )
         groups = None
         if self.config.groups:  # R5.3: fully served, or absent
-            groups = GroupOperations(
-                group_registry or default_group_registry(), self.config, users, self._emit
-            )
+            groups = GroupOperations(storage.group_registry, self.config, users, self._emit)
         self._router = Router(self.registry, self.config, users, groups)
         self.oauth_clients = OAuthClients(self.workspaces, self.runtime)
         """OAuth 2.0 clients and their secrets (R2.6; :mod:`scimcore.oauth_clients`)."""

@@ -17,6 +17,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import attrs
+from attrs import frozen
+
 from .filters import Filter
 from .records import (
     PEOPLE_STATES,
@@ -39,7 +42,7 @@ from .records import (
     person_matches,
     search_texts,
 )
-from .schema import parse_utc_datetime
+from .schema import SchemaRegistry, parse_utc_datetime
 from .templates import Rule, Template
 
 __all__ = [
@@ -49,19 +52,19 @@ __all__ = [
     "TOKEN_DELETED",
     "ActivationLink",
     "Admin",
-    "AuthenticatedWrites",
+    "Authenticated",
+    "FastPath",
     "Grant",
     "Image",
+    "Intent",
     "LogEntry",
     "OutboxMail",
     "Page",
     "Person",
-    "ReadTurns",
     "Settings",
     "SortSpec",
     "Storage",
     "TokenRecord",
-    "UserReadAhead",
     "UserStore",
     "Workspace",
     "card_name",
@@ -210,7 +213,19 @@ class UserStore(Protocol):
 
 
 class Storage(Protocol):
-    """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation."""
+    """A backend: workspaces, admins and tokens, and a unit of work per SCIM operation.
+
+    A storage is made with the schemas it stores (a host's extensions included): the
+    service over it serves those (:attr:`registry`, :attr:`group_registry`), so a custom
+    registry is given once, to the storage."""
+
+    @property
+    def registry(self) -> SchemaRegistry:
+        """The User schemas: filters on users are checked and evaluated against them."""
+
+    @property
+    def group_registry(self) -> SchemaRegistry:
+        """The Group schemas (RFC 7643 §4.2), as :attr:`registry` for groups."""
 
     def users(
         self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
@@ -293,61 +308,65 @@ class Storage(Protocol):
         ``last_error``, ``next_attempt_at``) of a claimed mail."""
 
 
+@frozen
+class Intent:
+    """What a SCIM request does once its token is authenticated, told to a storage with the
+    :class:`FastPath` capability so that it can read it in the authentication's round trip.
+
+    ``writes``: the request writes (its unit of work is a writing transaction); ``user_id``:
+    the user it reads first (``GET /Users/{id}``; a ``PUT``, ``PATCH`` or ``DELETE``);
+    ``filter``: the SCIM filter of a ``GET /Users?filter=...`` it queries."""
+
+    writes: bool = False
+    user_id: str | None = None
+    filter: str | None = None
+
+
+@frozen
+class Authenticated:
+    """What a storage with the :class:`FastPath` capability read together with the
+    authentication of a token: the one value the fast path hands the core.
+
+    ``grant``: what :meth:`Storage.authenticate` returns (``None``: no such token). The rest
+    is read only from the token's workspace and only if the token's stored secret hash is
+    the presented one (a wrong secret reads no user data); the core still verifies the grant
+    (constant-time compare, active admin) before it uses any of it.
+    ``user`` (a read whose :class:`Intent` names ``user_id``): that user's canonical
+    document, ``None`` if the workspace has none. ``found`` (a read whose intent names a
+    ``filter``): every user the filter matches (``Page.total`` of them, all in
+    ``Page.documents``, in the order of an unsorted query), or ``None`` when the storage
+    could not read them so (the core then queries as usual). ``store`` (a writing intent):
+    the writing transaction the authentication began, over the token's workspace (``None``
+    for an unknown token)."""
+
+    grant: Grant | None
+    user: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    found: Page | None = attrs.field(default=None, eq=False)
+    store: UserStore | None = attrs.field(default=None, eq=False, repr=False)
+
+
 @runtime_checkable
-class ReadTurns(Protocol):
-    """Optional for a :class:`Storage`: whether SCIM reads should take turns in a process.
-    The service holds ``read_turn()`` around the whole of each read request (authentication,
-    reads, rendering); a storage whose reads are CPU-bound (a local SQLite file) makes them
-    take turns, one request at a time per process, which costs less CPU under a threaded
-    server than reads that contend for the GIL (see docs/performance.md). A storage that waits
-    on a server (PostgreSQL) returns a context that does nothing."""
+class FastPath(Protocol):
+    """Optional for a :class:`Storage`: the SCIM request's first read in its authentication's
+    round trip, and read requests that take turns. :mod:`scimcore.authentication` is the one
+    place that uses it; a storage without it is read as :class:`Storage` alone allows, with
+    the same answers (``tests/test_fast_path.py`` compares them)."""
 
     def read_turn(self) -> AbstractContextManager[object]:
-        """A context manager held around one read request."""
+        """A context held around the whole of one read request (authentication, reads,
+        rendering). A storage whose reads are CPU-bound (a local SQLite file) makes them
+        take turns, one request at a time per process, which costs less CPU under a
+        threaded server than reads that contend for the GIL (docs/decisions.md); one that
+        waits on a server returns a context that does nothing."""
 
-
-@runtime_checkable
-class UserReadAhead(Protocol):
-    """Optional for a :class:`Storage`: authentication and the read of a ``GET /Users/{id}``
-    or of a ``GET /Users?filter=...`` lookup in one round trip. The service uses it when the
-    storage has it; :class:`Storage` alone is enough."""
-
-    def authenticate_and_get(
-        self, token_id: str, secret_hash: str, user_id: str
-    ) -> tuple[Grant | None, dict[str, Any] | None]:
-        """What ``authenticate(token_id)`` returns and, read with it, the user ``user_id`` of
-        the token's workspace (its canonical document, or ``None``). The user is read only if
-        the token's stored ``secret_hash`` equals ``secret_hash``: a wrong secret reads no
-        user data. The caller still verifies the grant as after ``authenticate``."""
-
-    def authenticate_and_find(
-        self, token_id: str, secret_hash: str, filter: str
-    ) -> tuple[Grant | None, Page | None]:
-        """What ``authenticate(token_id)`` returns and, if the storage can read it in the same
-        round trip, every user of the token's workspace that the SCIM ``filter`` matches
-        (``Page.total`` of them, all in ``Page.documents``, in the order of an unsorted
-        query), under the same secret-hash condition; ``None`` for a filter it cannot (the
-        caller then queries as usual). The SQL storage can for Entra's lookup,
-        ``userName eq "..."``."""
-
-
-@runtime_checkable
-class AuthenticatedWrites(Protocol):
-    """Optional for a :class:`Storage`: a SCIM write that authenticates inside its own
-    transaction, with the first read of the write in the same round trip. The service uses it
-    when the storage has it; :class:`Storage` alone is enough."""
-
-    def authenticated_users(
-        self, token_id: str, secret_hash: str, user_id: str | None = None
-    ) -> AbstractContextManager[tuple[Grant | None, UserStore | None]]:
-        """A writing transaction, as ``users(workspace_id)`` opens, whose first statement reads
-        what ``authenticate(token_id)`` returns: ``(grant, store)``, the store over the
-        token's workspace, or ``(None, None)`` for an unknown token. The storage may read,
-        in the same statement and only if the token's stored ``secret_hash`` equals
-        ``secret_hash``, what the write reads next: the user ``user_id`` (an update or a
-        delete) or what a create reads (``user_id`` is ``None``). The caller verifies the grant
-        as after ``authenticate`` before it writes anything; an exception raised in the block
-        rolls the transaction back."""
+    def authenticated(
+        self, token_id: str, secret_hash: str, intent: Intent
+    ) -> AbstractContextManager[Authenticated]:
+        """The authentication of ``token_id`` and, in the same round trip, what ``intent``
+        reads first (see :class:`Authenticated`). For a writing intent the block is the
+        write's transaction, as ``users(workspace_id)`` opens it: committed on a clean exit,
+        rolled back when an exception escapes (the core raises before it writes anything if
+        the grant does not verify). For a read the block is the rest of the request."""
 
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Each field of :class:`Tolerance` is one quirk of Entra ID or Okta, citing its item in
 ``/work/shared/spec/idp-quirks.md``; :data:`TOLERANT` (the default of
 :func:`scimcore.patch.apply_patch`) accepts them all, :data:`STRICT` none. "Entra's PATCH quirk"
-is a field here; what it changes is where :mod:`scimcore.patch` and
+is a field here; what it changes is where :mod:`scimcore.patcher` and
 :mod:`scimcore.path_parser` read that field.
 """
 

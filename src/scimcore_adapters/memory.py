@@ -230,13 +230,16 @@ class _Store(GroupStoreMixin):
 
 
 class MemoryStorage(OAuthStoreMixin, FederationStoreMixin, AuthorizationStoreMixin):
-    """Everything in dicts; thread-safe; the reference for the storage contract."""
+    """Everything in dicts; thread-safe; the reference for the storage contract.
+
+    ``registry`` / ``group_registry``: the User and Group schemas (a host's extensions
+    included) its filters are checked against; a service over this storage serves them."""
 
     def __init__(
         self, registry: SchemaRegistry | None = None, group_registry: SchemaRegistry | None = None
     ) -> None:
-        self._registry = registry or default_registry()
-        self._group_registry = group_registry or default_group_registry()
+        self.registry = registry or default_registry()
+        self.group_registry = group_registry or default_group_registry()
         self._lock = threading.RLock()
         self._data: dict[str, _Data] = {}
         self._workspaces: dict[str, Workspace] = {}
@@ -256,11 +259,11 @@ class MemoryStorage(OAuthStoreMixin, FederationStoreMixin, AuthorizationStoreMix
         with self._lock:
             data = self._data.setdefault(workspace_id, _Data())
             if readonly or one_read:  # nothing to roll back
-                yield _Store(data, self._registry, self._group_registry)
+                yield _Store(data, self.registry, self.group_registry)
                 return
             saved = data.snapshot()
             try:
-                yield _Store(data, self._registry, self._group_registry)
+                yield _Store(data, self.registry, self.group_registry)
             except BaseException:
                 self._data[workspace_id] = saved
                 raise

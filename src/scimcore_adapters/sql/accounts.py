@@ -6,11 +6,11 @@ the creator's admin row: :data:`_AUTHENTICATE`), and the fast paths read what th
 next *in the same statement*, joined only on the token's workspace and only where the stored
 secret hash equals the presented one (the caller still compares the hashes in constant time):
 
-- :meth:`Accounts.authenticate_and_get` (``GET /Users/{id}``) and
-  :meth:`Accounts.authenticate_and_find` (Entra's ``userName eq`` lookup): the user;
+- :meth:`Accounts.authenticate_read`: for ``GET /Users/{id}`` and for Entra's
+  ``userName eq`` lookup, the user;
 - :meth:`Accounts.authenticate_write` (SQLite writes): for an update, the user, its person, the
-  settings and the highest log ordinal (:func:`with_user_for_update`); for a create, the
-  settings, the rules and the highest log ordinal (:func:`with_settings_and_rules`);
+  settings (:func:`with_user_for_update`); for a create, the settings and the rules
+  (:func:`with_settings_and_rules`);
   :func:`prime` hands them to the write's store, which then reads none of them again.
 
 One statement instead of two or three per request. Measured (docs/performance.md): a
@@ -43,7 +43,16 @@ from sqlalchemy.exc import IntegrityError
 from scimcore._json import loads
 from scimcore.filters import compile_filter
 from scimcore.schema import SchemaRegistry
-from scimcore.storage import ActivationLink, Admin, Grant, Page, TokenRecord, Workspace
+from scimcore.storage import (
+    ActivationLink,
+    Admin,
+    Authenticated,
+    Grant,
+    Intent,
+    Page,
+    TokenRecord,
+    Workspace,
+)
 from scimcore.templates import Rule
 
 from . import activation, admin_accounts
@@ -54,7 +63,7 @@ from .product import ProductStore
 from .queries import NAMED
 from .rows import TOKEN, WORKSPACE, WORKSPACE_OF_GRANT, stored_settings
 from .statements import upsert_statement
-from .tables import ADMINS, LOG, PEOPLE, RULES, SETTINGS, TOKENS, USERS, WORKSPACES
+from .tables import ADMINS, PEOPLE, RULES, SETTINGS, TOKENS, USERS, WORKSPACES
 from .transactions import Transactions
 
 __all__ = ["Accounts", "grant_of", "prime", "with_settings_and_rules", "with_user_for_update"]
@@ -62,27 +71,15 @@ __all__ = ["Accounts", "grant_of", "prime", "with_settings_and_rules", "with_use
 # --- what a write reads with its authentication ---------------------------------------------------
 
 
-def _log_max(workspace: ColumnElement[str], gate: ColumnElement[bool]) -> Any:
-    """The workspace's highest log ordinal (``NULL``: no entry yet), where ``gate`` holds: read
-    with a write's authentication so that its log entry needs no lookup of its own."""
-    return (
-        select(func.max(LOG.c.ordinal))
-        .where(LOG.c.workspace_id == workspace, gate)
-        .scalar_subquery()
-        .label("log_max")
-    )
-
-
 def with_user_for_update(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
     ``b_user`` reads first (:data:`.product._GET_USER_WITH_PERSON`): the user's document, its
-    person (columns named ``p_*``), the settings of ``workspace`` and its highest log ordinal,
-    each only where ``gate`` holds."""
+    person (columns named ``p_*``) and the settings of ``workspace``, each only where ``gate``
+    holds."""
     return (
         base.add_columns(
-            _log_max(workspace, gate),
             USERS.c.document.label("user_document"),
             *(c.label(f"p_{c.name}") for c in PEOPLE.c),
             exists().where(SETTINGS.c.workspace_id == workspace, gate).label("s_found"),
@@ -109,11 +106,10 @@ def with_settings_and_rules(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what a create reads
-    (:data:`.product._GET_SETTINGS`): the settings of ``workspace``, one row per rule and the
-    highest log ordinal, each only where ``gate`` holds."""
+    (:data:`.product._GET_SETTINGS`): the settings of ``workspace`` and one row per rule, each
+    only where ``gate`` holds."""
     return (
         base.add_columns(
-            _log_max(workspace, gate),
             SETTINGS.c.workspace_id.label("s_ws"),
             SETTINGS.c.activation_email.label("s_activation_email"),
             SETTINGS.c.mapping.label("s_mapping"),
@@ -146,18 +142,16 @@ def grant_of(row: Any) -> Grant:
 def prime(product: ProductStore, rows: Sequence[Any], user_id: str | None) -> None:
     """Hand what :meth:`Accounts.authenticate_write` read ahead to the write's product store:
     an update's user, person and settings (``user_id``), or a create's settings and rules,
-    and the highest log ordinal. The log-ordinal trick: the write's log entry is then a plain
-    ``INSERT`` with the next ordinal, no ``max()`` subquery and no ``RETURNING`` (-2.5 % of
-    the instructions of a create and of a deactivation, docs/performance.md)."""
+    which the store then does not read again."""
     first = rows[0]
     if user_id is not None:
-        product.prime_update(user_id, _USER_AHEAD_COLUMNS(first), first.log_max)
+        product.prime_update(user_id, _USER_AHEAD_COLUMNS(first))
         return
     settings = stored_settings(first.s_ws, first.s_activation_email, first.s_mapping)
     rules = [
         Rule(r.r_id, r.r_filter, r.r_template, r.r_position) for r in rows if r.r_id is not None
     ]
-    product.prime_create(settings, rules, first.log_max)
+    product.prime_create(settings, rules)
 
 
 class Accounts:
@@ -267,35 +261,39 @@ class Accounts:
         row = self._read_one(_AUTHENTICATE, {"token_id": token_id})
         return grant_of(row) if row is not None else None
 
-    def authenticate_and_get(
-        self, token_id: str, secret_hash: str, user_id: str
-    ) -> tuple[Grant | None, dict[str, Any] | None]:
-        """:meth:`authenticate` and the user, in one statement: the user is joined only on
-        the token's workspace and only when the stored secret hash equals ``secret_hash``.
+    def authenticate_read(self, token_id: str, secret_hash: str, intent: Intent) -> Authenticated:
+        """The authentication of a read request and, in the same statement, what its
+        ``intent`` reads first: the user it names, or the user of Entra's lookup
+        ``userName eq "..."`` (the only filter read so). The user is joined only on the
+        token's workspace and only when the stored secret hash equals ``secret_hash``.
 
-        Fast path of ``GET /Users/{id}`` (one statement, not two: 0.71 -> 0.62 ms)."""
-        params = {"token_id": token_id, "b_hash": secret_hash, "b_user": user_id}
-        return self._grant_and_user(_AUTHENTICATE_AND_GET, params)
-
-    def authenticate_and_find(
-        self, token_id: str, secret_hash: str, filter: str
-    ) -> tuple[Grant | None, Page | None]:
-        """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."`` (the only filter
-        read ahead), the user of that name, in one statement.
-
-        Fast path of the lookup Entra makes before each create (0.90 -> 0.81 ms)."""
-        try:
-            name = user_name_key(compile_filter(filter, self._registry), self._registry)
-        except Exception:  # a bad filter: the request's own query reports it, once authenticated
-            name = None
+        Fast path of ``GET /Users/{id}`` and of the lookup Entra makes before each create:
+        one statement instead of two (see the module's documentation for what it saves)."""
+        params = {"token_id": token_id, "b_hash": secret_hash}
+        if intent.user_id is not None:
+            grant, user = self._grant_and_user(
+                _AUTHENTICATE_AND_GET, {**params, "b_user": intent.user_id}
+            )
+            return Authenticated(grant, user=user)
+        name = self._lookup_name(intent.filter)
         if name is None:
-            return self.authenticate(token_id), None
-        params = {"token_id": token_id, "b_hash": secret_hash, "b_name": name}
-        grant, document = self._grant_and_user(_AUTHENTICATE_AND_FIND, params)
+            return Authenticated(self.authenticate(token_id))
+        grant, document = self._grant_and_user(_AUTHENTICATE_AND_FIND, {**params, "b_name": name})
         if grant is None:
-            return None, None
+            return Authenticated(None)
         documents = [document] if document is not None else []
-        return grant, Page(len(documents), documents)
+        return Authenticated(grant, found=Page(len(documents), documents))
+
+    def _lookup_name(self, filter: str | None) -> str | None:
+        """The user name a ``userName eq "..."`` filter looks up (folded as stored), else
+        ``None`` (another filter, or a bad one: the request's own query reports it, once
+        authenticated)."""
+        if filter is None:
+            return None
+        try:
+            return user_name_key(compile_filter(filter, self._registry), self._registry)
+        except Exception:
+            return None
 
     def authenticate_write(
         self, runner: Runner, token_id: str, secret_hash: str, user_id: str | None
@@ -305,7 +303,7 @@ class Accounts:
         rest as a store does, locking it). No row: no such token.
 
         Fast path of every SCIM write: one statement fewer (a create 2.10 -> 1.83 ms of server
-        CPU); with the log ordinal read too, no lookup for the log entry (see :func:`prime`)."""
+        CPU)."""
         params = {"token_id": token_id, "b_hash": secret_hash}
         if not self._sqlite:
             stmt: Executable = _AUTHENTICATE

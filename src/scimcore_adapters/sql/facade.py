@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,16 @@ from scimcore.oauth_clients import (
 )
 from scimcore.ratelimit import RateLimit
 from scimcore.schema import SchemaRegistry, default_registry
-from scimcore.storage import ActivationLink, Admin, Grant, OutboxMail, Page, TokenRecord, Workspace
+from scimcore.storage import (
+    ActivationLink,
+    Admin,
+    Authenticated,
+    Grant,
+    Intent,
+    OutboxMail,
+    TokenRecord,
+    Workspace,
+)
 
 from . import product, users
 from .accounts import Accounts, grant_of, prime
@@ -78,6 +87,7 @@ class SqlStorage:
         url: str,
         registry: SchemaRegistry | None = None,
         *,
+        group_registry: SchemaRegistry | None = None,
         checkpoint_interval: float | None = 1.0,
         read_turns: bool = True,
         group_commit: bool = True,
@@ -85,9 +95,11 @@ class SqlStorage:
     ) -> None:
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("the checkpoint interval must be positive (or None)")
+        #: The User schemas (a host's extensions included) the user filters are checked
+        #: against; a service over this storage serves them.
         self.registry = registry or default_registry()
         #: The Group schemas the group filters are checked against (R5.3).
-        self.group_registry = default_group_registry()
+        self.group_registry = group_registry or default_group_registry()
         backstop = BACKSTOP_PAGES if checkpoint_interval is not None else None
         self.engine = create_engine_for(url, backstop, synchronous)
         self._sqlite = self.engine.dialect.name == "sqlite"
@@ -133,7 +145,7 @@ class SqlStorage:
             raise
 
     def read_turn(self) -> AbstractContextManager[object]:
-        """:class:`~scimcore.storage.ReadTurns`: on SQLite (``read_turns``), one read request
+        """:class:`~scimcore.storage.FastPath`: on SQLite (``read_turns``), one read request
         of this process at a time (see :meth:`.SqliteTransactions.read_turn` for why); on
         PostgreSQL, no turns."""
         return self.transactions.read_turn()
@@ -176,22 +188,34 @@ class SqlStorage:
                 if store.server_snapshot:  # read only: COMMIT ends it, after an error too
                     conn.exec_driver_sql("COMMIT")
 
+    def authenticated(
+        self, token_id: str, secret_hash: str, intent: Intent
+    ) -> AbstractContextManager[Authenticated]:
+        """The fast path (:class:`~scimcore.storage.FastPath`): the authentication and what the
+        request reads first, in one statement, read only where the stored secret hash equals
+        ``secret_hash`` (see :mod:`.accounts`).
+
+        A read (:meth:`.Accounts.authenticate_read`): the user of a ``GET /Users/{id}`` or of
+        Entra's ``userName eq`` lookup. A write: its transaction begins with the
+        authentication; on SQLite the same statement reads the user with its person and the
+        settings (an update or a delete) or the settings and rules (a create), which the
+        store then does not read again (:func:`.accounts.prime`); PostgreSQL authenticates
+        with the transaction's first statement and reads the rest as in :meth:`users`,
+        locking it."""
+        if not intent.writes:  # no unit to open: the value itself (a cheap context)
+            return nullcontext(self.accounts.authenticate_read(token_id, secret_hash, intent))
+        return self._authenticated_write(token_id, secret_hash, intent.user_id)
+
     @contextmanager
-    def authenticated_users(
-        self, token_id: str, secret_hash: str, user_id: str | None = None
-    ) -> Iterator[tuple[Grant | None, SqlUserStore | None]]:
-        """A writing transaction that authenticates first (see
-        :class:`~scimcore.storage.AuthenticatedWrites`). SQLite reads, in the authentication's
-        statement and only where the stored secret hash equals ``secret_hash``, what the write
-        reads next: the user ``user_id`` with its person and the settings (an update or a
-        delete), or the settings and rules (a create); see :mod:`.accounts`. PostgreSQL
-        authenticates with the transaction's first statement and reads the rest as in
-        :meth:`users`, locking it."""
+    def _authenticated_write(
+        self, token_id: str, secret_hash: str, user_id: str | None
+    ) -> Iterator[Authenticated]:
+        """The writing transaction of :meth:`authenticated`."""
         with self.transactions.begin(IMMEDIATE) as conn:
             runner = Runner(conn)
             rows = self.accounts.authenticate_write(runner, token_id, secret_hash, user_id)
             if not rows:
-                yield None, None
+                yield Authenticated(None)
                 return
             grant = grant_of(rows[0])
             store = SqlUserStore(
@@ -205,7 +229,7 @@ class SqlStorage:
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
                 prime(store.product, rows, user_id)
-            yield grant, store
+            yield Authenticated(grant, store=store)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:
         """Insert many canonical documents in one transaction with multi-row statements.
@@ -275,20 +299,6 @@ class SqlStorage:
     def authenticate(self, token_id: str) -> Grant | None:
         """Token, workspace and the creator's state in one indexed join."""
         return self.accounts.authenticate(token_id)
-
-    def authenticate_and_get(
-        self, token_id: str, secret_hash: str, user_id: str
-    ) -> tuple[Grant | None, dict[str, Any] | None]:
-        """:meth:`authenticate` and the user, in one statement (see
-        :class:`~scimcore.storage.UserReadAhead` and :mod:`.accounts`)."""
-        return self.accounts.authenticate_and_get(token_id, secret_hash, user_id)
-
-    def authenticate_and_find(
-        self, token_id: str, secret_hash: str, filter: str
-    ) -> tuple[Grant | None, Page | None]:
-        """:meth:`authenticate` and, for Entra's lookup ``userName eq "..."``, the user of that
-        name, in one statement (see :class:`~scimcore.storage.UserReadAhead`)."""
-        return self.accounts.authenticate_and_find(token_id, secret_hash, filter)
 
     # --- the rate limit (scimcore.ratelimit.RateBuckets, see .buckets) -------------------------
 

@@ -159,8 +159,6 @@ _ADD_LOG = (
     )
     .returning(LOG.c.ordinal)
 )
-#: A log entry whose ordinal the transaction knows (see :meth:`ProductStore.add_log`).
-_ADD_LOG_AT = LOG.insert()
 _PRUNE_LOG = delete(LOG).where(in_workspace(LOG), LOG.c.ordinal <= bindparam("b_upto"))
 _LIST_LOG = (
     select(*_LOG_COLUMNS)
@@ -196,7 +194,6 @@ class ProductStore:
         "_conn",
         "_for_update",
         "_known_people",
-        "_log_next",
         "_primed",
         "_read_ahead",
         "_rules_cache",
@@ -227,10 +224,6 @@ class ProductStore:
         #: A user id and its :data:`UserAhead` row, read with the authentication
         #: (:meth:`prime_update`).
         self._primed: tuple[str, Any] | None = None
-        #: The ordinal of the workspace's next log entry, when read with the authentication
-        #: of an exclusive transaction (SQLite: nothing else can add an entry before it
-        #: commits): the log-ordinal trick of :meth:`add_log`.
-        self._log_next: int | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -238,19 +231,16 @@ class ProductStore:
 
     # --- people --------------------------------------------------------------------------------
 
-    def prime_update(self, user_id: str, ahead: Sequence[Any], log_max: int | None) -> None:
+    def prime_update(self, user_id: str, ahead: Sequence[Any]) -> None:
         """Keep what was read with the authentication (:func:`.accounts.with_user_for_update`):
         ``ahead``, the values of a :data:`UserAhead` (the next :meth:`user_with_person` of
-        ``user_id`` reads them instead of the database), and the workspace's highest log
-        ordinal (``None``: no entry yet)."""
+        ``user_id`` reads them instead of the database)."""
         self._primed = (user_id, UserAhead._make(ahead))
-        self._log_next = (log_max or 0) + 1
 
-    def prime_create(self, settings: Settings, rules: list[Rule], log_max: int | None) -> None:
+    def prime_create(self, settings: Settings, rules: list[Rule]) -> None:
         """Keep the settings and rules read with the authentication
         (:func:`.accounts.with_settings_and_rules`: what :meth:`get_settings` and
-        :meth:`list_rules` return) and the workspace's highest log ordinal."""
-        self._log_next = (log_max or 0) + 1
+        :meth:`list_rules` return)."""
         self._settings_cache = settings
         self._rules_cache = rules
 
@@ -404,21 +394,14 @@ class ProductStore:
         """Append an entry; retention is bounded, not exact: see :func:`prune_every`.
 
         The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of
-        the current maximum, returned): one statement. A SQLite write that read the maximum with
-        its authentication (:func:`with_user_for_update`, :func:`with_settings_and_rules`)
-        inserts the ordinal it knows: no lookup, nothing returned. Only every
-        :func:`prune_every`-th ordinal, one range ``DELETE`` on the same index removes what is
-        older than the ``keep`` newest. The known ordinal (the log-ordinal trick) saves 2.5 %
-        of a SQLite write's instructions (docs/performance.md).
+        the current maximum, returned): one statement. Only every :func:`prune_every`-th
+        ordinal, one range ``DELETE`` on the same index removes what is older than the
+        ``keep`` newest. (Reading the maximum with a write's authentication instead saved
+        2.6 % of a create's instructions: below the 3 % a fast path must pay, so it went;
+        benchmarks/NOTES.md, session 16.)
         """
         values = LOG_ENTRY.to_row(entry, workspace_id=self._ws)
-        ordinal: int
-        if self._log_next is not None:
-            ordinal = values["ordinal"] = self._log_next
-            self._run(_ADD_LOG_AT, values, columns=True, fetch=False)
-            self._log_next = ordinal + 1
-        else:
-            ordinal = self._run(_ADD_LOG, {WS_PARAM: self._ws, **values}, columns=True).scalar()
+        ordinal: int = self._run(_ADD_LOG, {WS_PARAM: self._ws, **values}, columns=True).scalar()
         if ordinal % prune_every(keep) == 0:
             self._run(_PRUNE_LOG, {WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
 
