@@ -32,9 +32,7 @@ from scimcore.authorization import (
 from scimcore.oauth_clients import CLIENT_ACTIVE, AccessToken
 
 from .engines import IMMEDIATE, NO_BEGIN
-from .rows import RecordRows
-from .tables import (
-    ADMINS,
+from .oauth_tables import (
     OAUTH_ACCESS_TOKENS,
     OAUTH_CLIENTS,
     OAUTH_CODES,
@@ -42,6 +40,8 @@ from .tables import (
     OAUTH_REDIRECT_URIS,
     OAUTH_REFRESH_TOKENS,
 )
+from .rows import RecordRows
+from .tables import ADMINS
 from .transactions import Transactions
 
 __all__ = ["AuthorizationAccounts", "revoke_admin_grants"]

@@ -18,9 +18,9 @@ from scimcore.federation import FederatedIdentity
 from scimcore.oauth_clients import CLIENT_ACTIVE
 
 from .engines import IMMEDIATE, NO_BEGIN
+from .oauth_tables import OAUTH_ASSERTION_IDS, OAUTH_CLIENT_FEDERATIONS, OAUTH_CLIENTS
 from .rows import RecordRows
 from .statements import insert_unless_statement
-from .tables import OAUTH_ASSERTION_IDS, OAUTH_CLIENT_FEDERATIONS, OAUTH_CLIENTS
 from .transactions import Transactions
 
 __all__ = ["FederationAccounts"]

@@ -21,13 +21,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, exists, func, inspe
 from scimcore._json import loads
 from scimcore.storage import TOKEN_DEAD, card_name
 
-from .tables import (
-    ACTIVATION_LINKS,
-    ADMINS,
-    GROUP_MEMBERS,
-    GROUPS,
-    IMAGES,
-    LOG,
+from .oauth_tables import (
     OAUTH_ACCESS_TOKENS,
     OAUTH_ASSERTION_IDS,
     OAUTH_CLIENT_FEDERATIONS,
@@ -37,6 +31,14 @@ from .tables import (
     OAUTH_GRANTS,
     OAUTH_REDIRECT_URIS,
     OAUTH_REFRESH_TOKENS,
+)
+from .tables import (
+    ACTIVATION_LINKS,
+    ADMINS,
+    GROUP_MEMBERS,
+    GROUPS,
+    IMAGES,
+    LOG,
     OUTBOX,
     PEOPLE,
     RATE_BUCKETS,

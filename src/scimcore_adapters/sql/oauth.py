@@ -29,14 +29,9 @@ from scimcore.oauth_clients import (
 )
 
 from .engines import DEFERRED, IMMEDIATE, NO_BEGIN
+from .oauth_tables import OAUTH_ACCESS_TOKENS, OAUTH_CLIENT_SECRETS, OAUTH_CLIENTS
 from .rows import WORKSPACE_OF_GRANT, RecordRows
-from .tables import (
-    ADMINS,
-    OAUTH_ACCESS_TOKENS,
-    OAUTH_CLIENT_SECRETS,
-    OAUTH_CLIENTS,
-    WORKSPACES,
-)
+from .tables import ADMINS, WORKSPACES
 from .transactions import Transactions
 
 __all__ = ["OAuthAccounts", "bury_admin_clients"]

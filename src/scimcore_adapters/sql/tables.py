@@ -49,15 +49,6 @@ __all__ = [
     "IMAGES",
     "LOG",
     "METADATA",
-    "OAUTH_ACCESS_TOKENS",
-    "OAUTH_ASSERTION_IDS",
-    "OAUTH_CLIENTS",
-    "OAUTH_CLIENT_FEDERATIONS",
-    "OAUTH_CLIENT_SECRETS",
-    "OAUTH_CODES",
-    "OAUTH_GRANTS",
-    "OAUTH_REDIRECT_URIS",
-    "OAUTH_REFRESH_TOKENS",
     "OUTBOX",
     "PEOPLE",
     "RATE_BUCKETS",
@@ -75,6 +66,7 @@ __all__ = [
     "aware_utc",
     "naive_utc",
     "text_type",
+    "workspace_fk",
 ]
 
 
@@ -274,7 +266,7 @@ USER_EMAILS = Table(
 # --- the product (schema version 2) --------------------------------------------------------------
 
 
-def _workspace_fk(primary_key: bool = False) -> Column[str]:
+def workspace_fk(primary_key: bool = False) -> Column[str]:
     return Column(
         "workspace_id",
         text_type(64),
@@ -287,7 +279,7 @@ def _workspace_fk(primary_key: bool = False) -> Column[str]:
 PEOPLE = Table(
     "people",
     METADATA,
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("id", text_type(64), primary_key=True),
     Column("user_name", text_type(), nullable=False),
     Column("user_name_folded", text_type(), nullable=False),
@@ -316,7 +308,7 @@ PEOPLE = Table(
 SETTINGS = Table(
     "settings",
     METADATA,
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("activation_email", Boolean, nullable=False),
     # The field mapping as a JSON list; NULL: the default mapping.
     Column("mapping", Text, nullable=True, info=dict(BULKY)),
@@ -325,7 +317,7 @@ SETTINGS = Table(
 TEMPLATES = Table(
     "templates",
     METADATA,
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("name", text_type(), primary_key=True),
     # The field values as a JSON object.
     Column("fields", Text, nullable=False, info=dict(BULKY)),
@@ -334,7 +326,7 @@ TEMPLATES = Table(
 RULES = Table(
     "rules",
     METADATA,
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("id", text_type(64), primary_key=True),
     Column("filter", Text, nullable=False),
     Column("template", text_type(), nullable=False),
@@ -347,7 +339,7 @@ OUTBOX = Table(
     METADATA,
     # A physical key for claiming rows across workspaces.
     Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
-    _workspace_fk(),
+    workspace_fk(),
     Column("id", text_type(64), nullable=False),
     Column("person_id", text_type(), nullable=False),
     Column("to_address", Text, nullable=False),
@@ -374,7 +366,7 @@ LOG = Table(
     METADATA,
     # Insertion order across workspaces.
     Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
-    _workspace_fk(),
+    workspace_fk(),
     # 1, 2, 3, ... per workspace (max + 1 at insert): what retention prunes by.
     Column("ordinal", BigInteger, nullable=False),
     Column("id", text_type(64), nullable=False),
@@ -393,7 +385,7 @@ IMAGES = Table(
     "images",
     METADATA,
     # Profile photos and logos (schema version 6): at most 2 MiB each (scimcore.images).
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("id", text_type(64), primary_key=True),
     Column("content_type", text_type(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
@@ -405,7 +397,7 @@ ACTIVATION_LINKS = Table(
     METADATA,
     # Activation links (R3.7, schema version 6): the SHA-256 of the token, never the token.
     Column("token_hash", text_type(64), primary_key=True),
-    _workspace_fk(),
+    workspace_fk(),
     Column("person_id", text_type(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
@@ -418,7 +410,7 @@ USER_COUNTS = Table(
     METADATA,
     # How many SCIM users a workspace has, kept in step with every insert and delete in the
     # same transaction, so an unfiltered list's totalResults costs one row, not a count(*).
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
 
@@ -430,7 +422,7 @@ GROUPS = Table(
     METADATA,
     # Creation order (the default list order).
     Column("seq", _SEQ_TYPE, primary_key=True, autoincrement=True),
-    _workspace_fk(),
+    workspace_fk(),
     Column("id", text_type(64), nullable=False),
     Column("display_name_folded", text_type(), nullable=True),
     Column("external_id", text_type(), nullable=True),
@@ -469,173 +461,7 @@ RATE_BUCKETS = Table(
     METADATA,
     # One token bucket per workspace (scimcore.ratelimit), shared by every process of a
     # PostgreSQL deployment: the tokens left at ``stamp`` (seconds since the epoch).
-    _workspace_fk(primary_key=True),
+    workspace_fk(primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("stamp", Float, nullable=False),
-)
-
-# --- OAuth 2.0 clients (issue 20, schema version 9) -------------------------------------------
-
-OAUTH_CLIENTS = Table(
-    "oauth_clients",
-    METADATA,
-    # A client of the token endpoint; ``state`` "dead" once its admin was deactivated (R2.5).
-    Column("id", text_type(64), primary_key=True),
-    _workspace_fk(),
-    Column("label", Text, nullable=False),
-    Column("created_by", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("state", text_type(16), nullable=False),
-    Column("dead_reason", Text, nullable=True),
-    # When a refused token request of this dead client was last logged (coalescing).
-    Column("refused_at", UtcDateTime, nullable=True),
-    Index(None, "workspace_id", "created_at", "id"),
-)
-
-OAUTH_CLIENT_SECRETS = Table(
-    "oauth_client_secrets",
-    METADATA,
-    # A client's secrets: the SHA-256 of each, never the secret.
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("secret_hash", text_type(128), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
-    Index(None, "client_id", "created_at"),
-)
-
-OAUTH_ACCESS_TOKENS = Table(
-    "oauth_access_tokens",
-    METADATA,
-    # Access tokens issued by the token endpoint: the SHA-256 of each token's secret part.
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    _workspace_fk(),
-    Column("token_hash", text_type(128), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Index(None, "client_id", "expires_at"),
-)
-
-# --- OAuth federated identities (issue 20 item 3, schema version 10) --------------------------
-
-OAUTH_CLIENT_FEDERATIONS = Table(
-    "oauth_client_federations",
-    METADATA,
-    # A federated identity a client trusts (RFC 7523 §2.2): the assertion's iss, sub and aud,
-    # and where the issuer's keys are (NULL: OpenID discovery from the issuer).
-    Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("issuer", text_type(600), nullable=False),
-    Column("subject", text_type(600), nullable=False),
-    Column("audience", text_type(600), nullable=False),
-    Column("jwks_url", text_type(600), nullable=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("last_used_at", UtcDateTime, nullable=True),
-    Index(None, "client_id", "created_at"),
-    # The clients of an assertion sent without client_id.
-    Index(None, "issuer", "subject"),
-)
-
-OAUTH_ASSERTION_IDS = Table(
-    "oauth_assertion_ids",
-    METADATA,
-    # The jti of each accepted client assertion, as the SHA-256 of issuer and jti, until the
-    # assertion expires: a second use is a replay (RFC 7523 §3).
-    Column("id_hash", text_type(64), primary_key=True),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Index(None, "expires_at"),
-)
-
-# --- OAuth 2.0 authorization-code grant (issue 20, schema version 11) ---------------------------
-
-
-def _client_fk() -> Column[str]:
-    return Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    )
-
-
-def _grant_fk() -> Column[str]:
-    return Column(
-        "grant_id",
-        text_type(64),
-        ForeignKey("oauth_grants.id", ondelete="CASCADE"),
-        nullable=False,
-    )
-
-
-OAUTH_REDIRECT_URIS = Table(
-    "oauth_redirect_uris",
-    METADATA,
-    # The redirect URIs an admin registered for a client, matched exactly.
-    Column("id", text_type(64), primary_key=True),
-    _client_fk(),
-    Column("uri", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Index(None, "client_id", "created_at"),
-)
-
-OAUTH_GRANTS = Table(
-    "oauth_grants",
-    METADATA,
-    # An admin's approval of a client: the family of its code, refresh and access tokens.
-    Column("id", text_type(64), primary_key=True),
-    _client_fk(),
-    _workspace_fk(),
-    Column("approved_by", Text, nullable=False),
-    Column("redirect_uri", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Index(None, "client_id"),
-    Index(None, "workspace_id"),
-)
-
-OAUTH_CODES = Table(
-    "oauth_codes",
-    METADATA,
-    # One-time authorization codes: the SHA-256 of each, never the code.
-    Column("code_hash", text_type(64), primary_key=True),
-    _grant_fk(),
-    Column("client_id", text_type(64), nullable=False),
-    Column("redirect_uri", Text, nullable=False),
-    Column("redirect_uri_sent", Boolean, nullable=False),
-    Column("code_challenge", text_type(64), nullable=True),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Column("used_at", UtcDateTime, nullable=True),
-    Index(None, "client_id", "expires_at"),
-    Index(None, "grant_id"),
-)
-
-OAUTH_REFRESH_TOKENS = Table(
-    "oauth_refresh_tokens",
-    METADATA,
-    # Refresh tokens (rotated): the SHA-256 of each; the access token issued with it.
-    Column("token_hash", text_type(64), primary_key=True),
-    _grant_fk(),
-    Column("client_id", text_type(64), nullable=False),
-    Column("access_token_id", text_type(64), nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    Column("used_at", UtcDateTime, nullable=True),
-    Index(None, "grant_id", "expires_at"),
 )
