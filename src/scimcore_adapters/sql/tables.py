@@ -267,6 +267,7 @@ USER_EMAILS = Table(
 
 
 def workspace_fk(primary_key: bool = False) -> Column[str]:
+    """A new ``workspace_id`` column: the row belongs to that workspace and goes with it (R1.1)."""
     return Column(
         "workspace_id",
         text_type(64),
