@@ -20,6 +20,8 @@ test database on 127.0.0.1), each run in a new workspace.
 
 ``scimcore-base`` is scimcore as another checkout builds it (``SCIMCORE_BASE_ROOT``, e.g. a
 ``git worktree add`` of the previous main): a change measured against what it changes.
+``scimcore-quiet`` is scimcore without the background mail delivery and the rate limit (which
+the server did not have before session 15).
 
 ``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
 file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
@@ -91,6 +93,15 @@ def _scimcore(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return _scimcore_on(f"sqlite:///{tmp / 'bench.db'}")
 
 
+def _scimcore_quiet(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    """scimcore doing what ``scimcore-base`` (the build before the mail worker and the rate
+    limit) did: no background mail delivery in the server process, no rate limit; so that a
+    paired run against it measures the code's structure, not the work added since."""
+    _, token, cwd, env = _scimcore(tmp)
+    env["SCIMCORE_RATE_LIMIT"] = "off"
+    return "examples.flask_server:create_app(deliver_mail=False)", token, cwd, env
+
+
 def _scimcore_pg(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     """scimcore on PostgreSQL (``SCIMCORE_BENCH_POSTGRES_URL``, default the test database),
     in a workspace of its own: the database outlives the run."""
@@ -135,6 +146,7 @@ TARGETS = {
     "scimcore": _scimcore,
     "scimcore-pg": _scimcore_pg,
     "scimcore-base": _scimcore_base,
+    "scimcore-quiet": _scimcore_quiet,
     "scim2-server": _peer,
     "ceiling-flask": _ceiling,
     "scimcore-2w": _scimcore,
@@ -144,6 +156,7 @@ PREFIXES = {
     "scimcore": "/scim/v2",
     "scimcore-pg": "/scim/v2",
     "scimcore-base": "/scim/v2",
+    "scimcore-quiet": "/scim/v2",
     "scim2-server": "",
     "ceiling-flask": "/v2",
     "scimcore-2w": "/scim/v2",
