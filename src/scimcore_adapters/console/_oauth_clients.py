@@ -5,19 +5,23 @@ secret instead of a long-lived Secret Token. This page lists the workspace's cli
 their secrets' ids, expiry and last use (a secret that expires within 30 days is flagged),
 creates a client (its id and first secret shown once, with the Token endpoint and the Tenant
 URL to copy), adds a secret (rotation: the older ones keep working until deleted), deletes a
-secret, and deletes a client after a confirmation page. It is a client of
-:class:`scimcore.oauth_clients.OAuthClients` only; every action is logged with the signed-in
-admin's e-mail (R9.2).
+secret, and deletes a client after a confirmation page. A client may be created without a
+secret (federated identity only); :mod:`._client_flows` adds each client's redirect URIs
+(Okta's authorization code) and federated identities (Entra's workload identity federation).
+It is a client of :class:`scimcore.oauth_clients.OAuthClients` only; every action is logged
+with the signed-in admin's e-mail (R9.2).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
 from scimcore import ScimService
+from scimcore.authorization import AUTHORIZE_PATH
 from scimcore.oauth import TOKEN_PATH
 from scimcore.oauth_clients import (
     CLIENT_ACTIVE,
@@ -28,6 +32,7 @@ from scimcore.oauth_clients import (
 )
 from scimcore.workspaces import WorkspaceError
 
+from ._client_flows import FEDERATION_FIELDS, FormError, register_client_flow_pages
 from ._common import current_admin, done, failed
 
 __all__ = ["LIFETIMES", "register_oauth_client_pages", "secret_state"]
@@ -60,28 +65,46 @@ def register_oauth_client_pages(bp: Blueprint, service: ScimService, scim_path: 
         root = request.url_root.rstrip("/")
         return f"{root}/{scim_path.strip('/')}", root + TOKEN_PATH
 
-    def page(
-        workspace: str, issued: IssuedSecret | None = None, created: bool = False
-    ) -> tuple[str, int, dict[str, str]]:
+    def listing(workspace: str) -> list[tuple[OAuthClient, Any, Any, Any]]:
+        """Each client, newest first, with its secrets (and their state), redirect URIs and
+        federated identities."""
         now = service.runtime.now()
-        listed: list[tuple[OAuthClient, list[tuple[ClientSecret, str]]]] = []
+        listed: list[tuple[OAuthClient, Any, Any, Any]] = []
         for client, secrets in sorted(clients.list(workspace), key=lambda c: c[0].created_at):
             ordered = sorted(secrets, key=lambda s: s.created_at)
-            listed.append((client, [(s, secret_state(s, now)) for s in ordered]))
+            listed.append(
+                (
+                    client,
+                    [(s, secret_state(s, now)) for s in ordered],
+                    service.authorization.list_redirect_uris(workspace, client.id),
+                    clients.federations(workspace, client.id),
+                )
+            )
+        return list(reversed(listed))
+
+    def page(
+        workspace: str,
+        issued: IssuedSecret | None = None,
+        created: bool = False,
+        error: FormError | None = None,
+    ) -> tuple[str, int, dict[str, str]]:
         tenant_url, token_url = urls()
         body = render_template(
             "console/oauth_clients.html",
             workspace=workspace,
-            clients=list(reversed(listed)),
+            clients=listing(workspace),
             issued=issued,
             created=created,
+            error=error,
             tenant_url=tenant_url,
             token_url=token_url,
+            authorize_url=request.url_root.rstrip("/") + AUTHORIZE_PATH,
             lifetimes=LIFETIMES,
+            federation_fields=FEDERATION_FIELDS,
             active=CLIENT_ACTIVE,
         )
         # A secret is in this one response and nowhere else: never cached.
-        return body, 200, {"Cache-Control": "no-store"}
+        return body, 400 if error else 200, {"Cache-Control": "no-store"}
 
     def find(workspace: str, client_id: str) -> OAuthClient:
         try:
@@ -96,6 +119,17 @@ def register_oauth_client_pages(bp: Blueprint, service: ScimService, scim_path: 
     @bp.post("/<workspace>/oauth-clients")
     def create_client(workspace: str) -> ResponseReturnValue:
         label = request.form.get("label", "").strip()[:100]
+        if request.form.get("no_secret"):
+            try:
+                made = clients.create_without_secret(workspace, current_admin().email, label)
+            except WorkspaceError as exc:
+                return failed(f"No client created: {exc}", _PAGE, workspace=workspace)
+            return done(
+                f"Client {made.label or made.id} created without a secret: "
+                "add its federated identity below.",
+                _PAGE,
+                workspace=workspace,
+            )
         days = _lifetime()
         if days is None:
             return failed(
@@ -129,6 +163,8 @@ def register_oauth_client_pages(bp: Blueprint, service: ScimService, scim_path: 
         except WorkspaceError:
             return failed("That secret no longer exists.", _PAGE, workspace=workspace)
         return done("Secret deleted: it stops working at once.", _PAGE, workspace=workspace)
+
+    register_client_flow_pages(bp, service, page, find)
 
     @bp.get("/<workspace>/oauth-clients/<client_id>/delete")
     def confirm_delete_client(workspace: str, client_id: str) -> ResponseReturnValue:
