@@ -23,7 +23,7 @@ from scimcore.filters import (
     validate,
 )
 from scimcore.storage import SortSpec, Workspace
-from scimcore.testing._storage_contract import REGISTRY, T0
+from scimcore.testing._records import REGISTRY, T0
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.compiler import escape_like

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scimcore.filters import compile_filter
 from scimcore.groups import default_group_registry
 from scimcore.storage import SortSpec
-from scimcore.testing._storage_contract import REGISTRY
+from scimcore.testing._records import REGISTRY
 from scimcore_adapters.memory import MemoryStorage
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql import groups as groups_sql

@@ -30,16 +30,8 @@ from scimcore.errors import UniquenessError
 from scimcore.filters import compile_filter
 from scimcore.storage import Settings, SortSpec, Storage, Workspace
 from scimcore.templates import Rule, Template
-from scimcore.testing._storage_contract import (
-    REGISTRY,
-    T0,
-    StorageContract,
-    entry,
-    mail,
-    person,
-    user,
-    ws,
-)
+from scimcore.testing._records import REGISTRY, T0, entry, mail, person, user, ws
+from scimcore.testing._storage_contract import StorageContract
 from scimcore_adapters.cli import main as cli_main
 from scimcore_adapters.sql import (
     MIGRATIONS,

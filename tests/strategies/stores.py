@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scimcore.filters import AttrRef, Compare, Filter, Present, ValuePath
 from scimcore.storage import SortSpec
-from scimcore.testing._storage_contract import ENT, T0
+from scimcore.testing._records import ENT, T0
 from tests.strategies.filters import logic
 
 # --- users ---------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ pytest.register_assert_rewrite(
     "scimcore.testing._federation_contract",
     "scimcore.testing._group_contract",
     "scimcore.testing._oauth_contract",
+    "scimcore.testing._product_contract",
+    "scimcore.testing._records",
     "scimcore.testing._storage_contract",
 )
 
