@@ -284,7 +284,9 @@ class Accounts:
             if not rows:
                 return Authenticated(None)
             grant, user = self._grant_and_user(rows[0])
-            known = [] if user is not None and not rows[0].has_groups else None
+            known: list[dict[str, Any]] | None = (
+                [] if user is not None and not rows[0].has_groups else None
+            )
             return Authenticated(grant, user=user, groups=known)
         name = self._lookup_name(intent.filter)
         if name is None:
