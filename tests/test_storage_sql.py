@@ -1717,9 +1717,17 @@ def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) ->
         patch_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
         assert len(create_reads) == 1 and "FROM tokens" in create_reads[0]
         assert "settings" in create_reads[0] and "rules" in create_reads[0]
-        assert len(patch_reads) == 2 and "FROM tokens" in patch_reads[0]
+        assert len(patch_reads) == 1 and "FROM tokens" in patch_reads[0]
         assert "people" in patch_reads[0] and "users" in patch_reads[0]
-        assert "group_members" in patch_reads[1]  # User.groups of the PATCH's response
+        assert "FROM groups" in patch_reads[0]  # none in the workspace: User.groups is empty
+        uid = created.json()["id"]
+        group = b'{"displayName": "G", "members": [{"value": "%s"}]}' % uid.encode()
+        assert send("POST", "/Groups", group).status == 201
+        seen.clear()
+        patched = send("PATCH", f"/Users/{uid}", op)
+        assert [g["display"] for g in patched.json()["groups"]] == ["G"]
+        patch_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
+        assert len(patch_reads) == 2 and "group_members" in patch_reads[1]  # User.groups read
 
 
 def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str) -> None:

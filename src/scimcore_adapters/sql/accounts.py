@@ -85,11 +85,13 @@ def with_user_for_update(
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
     ``b_user`` reads first (:data:`.product._GET_USER_WITH_PERSON`): the user's document, its
-    person (columns named ``p_*``) and the settings of ``workspace``, each only where ``gate``
-    holds."""
+    person (columns named ``p_*``), the settings of ``workspace`` and whether it has any group
+    (``has_groups``: without, the response's ``User.groups`` is not read), each only where
+    ``gate`` holds."""
     return (
         base.add_columns(
             USERS.c.document.label("user_document"),
+            exists().where(GROUPS.c.workspace_id == workspace, gate).label("has_groups"),
             *(c.label(f"p_{c.name}") for c in PEOPLE.c),
             exists().where(SETTINGS.c.workspace_id == workspace, gate).label("s_found"),
             select(SETTINGS.c.activation_email)
