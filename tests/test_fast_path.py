@@ -155,6 +155,8 @@ def _conversation(service: ScimService) -> list[Any]:
     keep("POST", "/Users/.search", {"filter": lookups[0]})
     keep("POST", "/.search", {"filter": lookups[0]})
     group = keep("POST", "/Groups", {"displayName": "Team", "members": [{"value": first}]})
+    # a second group: User.groups in order (in a workspace with groups, read after the user)
+    keep("POST", "/Groups", {"displayName": "Later", "members": [{"value": first}]})
     keep("GET", f"/Users/{first}")
     keep("GET", "/Users", query={"filter": 'userName eq "user0@x.test"'})
     keep("GET", f"/Groups/{group[2]['id']}")
@@ -192,7 +194,7 @@ def test_the_fast_path_answers_what_the_plain_path_answers(two_urls: tuple[str, 
     with _services(two_urls) as (fast, plain):
         fast_answers = _conversation(fast)
         plain_answers = _conversation(plain)
-    assert len(fast_answers) == len(plain_answers) == 62  # 60 answers, the log, the tokens
+    assert len(fast_answers) == len(plain_answers) == 63  # 61 answers, the log, the tokens
     for n, (got, expected) in enumerate(zip(fast_answers, plain_answers, strict=True)):
         assert got == expected, f"answer {n} differs"
     statuses = {a[0] for a in fast_answers[:-2]}

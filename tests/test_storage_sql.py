@@ -1666,7 +1666,8 @@ def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url:
 
 def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
     """``GET /Users/{id}`` and Entra's ``userName eq`` lookup on SQL storage: authentication
-    and the read in one statement (and the found user's groups in one more)."""
+    and the read in one statement (a found user's groups in one more, unless the workspace has
+    no group at all: the GET's statement tells)."""
     with opened(sqlite_url) as storage:
         send = _scim_sender(storage)
         uid = send("POST", "/Users", b'{"userName": "ann@x.test"}').json()["id"]
@@ -1680,11 +1681,13 @@ def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
         assert missing.status == 404
         assert listed.json()["Resources"][0]["id"] == uid
         reads = [s for s in seen if s.lstrip().startswith("SELECT")]  # (the 404 is logged)
-        # Each read is one statement with its authentication, plus, for each user found, the
-        # one indexed lookup of its groups (User.groups, derived from memberships).
+        # Each read is one statement with its authentication; the user the lookup found has
+        # the one indexed lookup of its groups (User.groups, derived from memberships) after
+        # it, the GET's user none: its statement read that the workspace has no group.
         auth_reads = [s for s in reads if "FROM tokens" in s]
         group_reads = [s for s in reads if "group_members" in s]
-        assert len(auth_reads) == 3 and len(group_reads) == 2 and len(reads) == 5
+        assert len(auth_reads) == 3 and len(group_reads) == 1 and len(reads) == 4
+        assert "FROM groups" in auth_reads[0]
 
 
 def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) -> None:
@@ -1706,9 +1709,17 @@ def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) ->
         patch_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
         assert len(create_reads) == 1 and "FROM tokens" in create_reads[0]
         assert "settings" in create_reads[0] and "rules" in create_reads[0]
-        assert len(patch_reads) == 2 and "FROM tokens" in patch_reads[0]
+        assert len(patch_reads) == 1 and "FROM tokens" in patch_reads[0]
         assert "people" in patch_reads[0] and "users" in patch_reads[0]
-        assert "group_members" in patch_reads[1]  # User.groups of the PATCH's response
+        assert "FROM groups" in patch_reads[0]  # none in the workspace: User.groups is empty
+        uid = created.json()["id"]
+        group = b'{"displayName": "G", "members": [{"value": "%s"}]}' % uid.encode()
+        assert send("POST", "/Groups", group).status == 201
+        seen.clear()
+        patched = send("PATCH", f"/Users/{uid}", op)
+        assert [g["display"] for g in patched.json()["groups"]] == ["G"]
+        patch_reads = [s for s in seen if s.lstrip().startswith("SELECT")]
+        assert len(patch_reads) == 2 and "group_members" in patch_reads[1]  # User.groups read
 
 
 def test_write_authentication_reads_data_only_with_the_right_secret(any_url: str) -> None:

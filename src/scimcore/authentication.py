@@ -75,12 +75,14 @@ class AuthContext:
     """Who is calling: the workspace the token belongs to, and the token's id (never the
     secret), for the provisioning log. A read request whose :class:`~scimcore.storage.Intent`
     named a user or a filter also carries what was read with the authentication: ``user``,
-    the user it names (``None``: the workspace has none), and ``found``, the users its
-    filter matches when the storage could read them so (``None``: query as usual)."""
+    the user it names (``None``: the workspace has none) and its ``groups`` when the storage
+    read them with it (``None``: not read), and ``found``, the users its filter matches when
+    the storage could read them so (``None``: query as usual)."""
 
     workspace: Workspace
     token_id: str
     user: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    groups: list[dict[str, Any]] | None = attrs.field(default=None, eq=False)
     found: Page | None = attrs.field(default=None, eq=False)
 
 
@@ -157,7 +159,7 @@ class Authenticator:
                     verified = _verified(grant, presented)
                     self._touch(verified)
                     ws, tid = verified.workspace, verified.token.id
-                    yield AuthContext(ws, tid, read.user, read.found)
+                    yield AuthContext(ws, tid, read.user, read.groups, read.found)
             except UnauthorizedError:
                 if verified is None:  # refused: logged once the unit is over
                     self._refused(token_id, presented, grant)

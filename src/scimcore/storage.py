@@ -332,8 +332,10 @@ class Authenticated:
     the presented one (a wrong secret reads no user data); the core still verifies the grant
     (constant-time compare, active admin) before it uses any of it.
     ``user`` (a read whose :class:`Intent` names ``user_id``): that user's canonical
-    document, ``None`` if the workspace has none. ``found`` (a read whose intent names a
-    ``filter``): every user the filter matches (``Page.total`` of them, all in
+    document, ``None`` if the workspace has none; with it, optionally, ``groups``: that user's
+    ``User.groups`` as :meth:`UserStore.groups_of` gives them (``[]``: in no group), read in
+    the same round trip (``None``: not read, the core reads them). ``found`` (a read whose
+    intent names a ``filter``): every user the filter matches (``Page.total`` of them, all in
     ``Page.documents``, in the order of an unsorted query), or ``None`` when the storage
     could not read them so (the core then queries as usual). ``store`` (a writing intent):
     the writing transaction the authentication began, over the token's workspace (``None``
@@ -341,6 +343,7 @@ class Authenticated:
 
     grant: Grant | None
     user: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    groups: list[dict[str, Any]] | None = attrs.field(default=None, eq=False)
     found: Page | None = attrs.field(default=None, eq=False)
     store: UserStore | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -6,8 +6,8 @@ the creator's admin row: :data:`_AUTHENTICATE`), and the fast paths read what th
 next *in the same statement*, joined only on the token's workspace and only where the stored
 secret hash equals the presented one (the caller still compares the hashes in constant time):
 
-- :meth:`Accounts.authenticate_read`: for ``GET /Users/{id}`` and for Entra's
-  ``userName eq`` lookup, the user;
+- :meth:`Accounts.authenticate_read`: for ``GET /Users/{id}``, the user (and whether its
+  workspace has groups at all); for Entra's ``userName eq`` lookup, the user;
 - :meth:`Accounts.authenticate_write` (SQLite writes): for an update, the user, its person, the
   settings (:func:`with_user_for_update`); for a create, the settings and the rules
   (:func:`with_settings_and_rules`);
@@ -63,7 +63,16 @@ from .product import ProductStore
 from .queries import NAMED
 from .rows import TOKEN, WORKSPACE, WORKSPACE_OF_GRANT, stored_settings
 from .statements import upsert_statement
-from .tables import ADMINS, PEOPLE, RULES, SETTINGS, TOKENS, USERS, WORKSPACES
+from .tables import (
+    ADMINS,
+    GROUPS,
+    PEOPLE,
+    RULES,
+    SETTINGS,
+    TOKENS,
+    USERS,
+    WORKSPACES,
+)
 from .transactions import Transactions
 
 __all__ = ["Accounts", "grant_of", "prime", "with_settings_and_rules", "with_user_for_update"]
@@ -76,11 +85,13 @@ def with_user_for_update(
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
     ``b_user`` reads first (:data:`.product._GET_USER_WITH_PERSON`): the user's document, its
-    person (columns named ``p_*``) and the settings of ``workspace``, each only where ``gate``
-    holds."""
+    person (columns named ``p_*``), the settings of ``workspace`` and whether it has any group
+    (``has_groups``: without, the response's ``User.groups`` is not read), each only where
+    ``gate`` holds."""
     return (
         base.add_columns(
             USERS.c.document.label("user_document"),
+            exists().where(GROUPS.c.workspace_id == workspace, gate).label("has_groups"),
             *(c.label(f"p_{c.name}") for c in PEOPLE.c),
             exists().where(SETTINGS.c.workspace_id == workspace, gate).label("s_found"),
             select(SETTINGS.c.activation_email)
@@ -271,16 +282,21 @@ class Accounts:
         one statement instead of two (see the module's documentation for what it saves)."""
         params = {"token_id": token_id, "b_hash": secret_hash}
         if intent.user_id is not None:
-            grant, user = self._grant_and_user(
-                _AUTHENTICATE_AND_GET, {**params, "b_user": intent.user_id}
+            rows = self._read(_AUTHENTICATE_AND_GET, {**params, "b_user": intent.user_id})
+            if not rows:
+                return Authenticated(None)
+            grant, user = self._grant_and_user(rows[0])
+            known: list[dict[str, Any]] | None = (
+                [] if user is not None and not rows[0].has_groups else None
             )
-            return Authenticated(grant, user=user)
+            return Authenticated(grant, user=user, groups=known)
         name = self._lookup_name(intent.filter)
         if name is None:
             return Authenticated(self.authenticate(token_id))
-        grant, document = self._grant_and_user(_AUTHENTICATE_AND_FIND, {**params, "b_name": name})
-        if grant is None:
+        rows = self._read(_AUTHENTICATE_AND_FIND, {**params, "b_name": name})
+        if not rows:
             return Authenticated(None)
+        grant, document = self._grant_and_user(rows[0])
         documents = [document] if document is not None else []
         return Authenticated(grant, found=Page(len(documents), documents))
 
@@ -315,25 +331,27 @@ class Accounts:
         rows: list[Any] = runner(stmt, params).rows
         return rows
 
-    def _grant_and_user(
-        self, stmt: Executable, params: dict[str, Any]
-    ) -> tuple[Grant | None, dict[str, Any] | None]:
-        """A statement of :func:`_authenticate_and_read`: the grant and the joined user."""
-        row = self._read_one(stmt, params)
-        if row is None:
-            return None, None
+    def _grant_and_user(self, row: Any) -> tuple[Grant, dict[str, Any] | None]:
+        """The grant and the joined user of a row of :func:`_authenticate_and_read`."""
         document = loads(row.user_document) if row.user_document is not None else None
         return grant_of(row), document
 
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
-        """The first row of a read of one statement, outside any transaction block: on SQLite,
+        """The first row of :meth:`_read`, ``None`` if none."""
+        rows = self._read(stmt, params)
+        return rows[0] if rows else None
+
+    def _read(self, stmt: Executable, params: dict[str, Any]) -> list[Any]:
+        """The rows of a read of one statement, outside any transaction block: on SQLite,
         straight on the thread's held connection (autocommit: one statement, one snapshot)."""
         held = self._transactions.thread_connection() if self._sqlite else None
         if held is not None and not listened(self._engine):
             dbapi_conn = held.connection.dbapi_connection
-            return run_dbapi(dbapi_conn, self._engine.dialect, stmt, params).first()
+            rows: list[Any] = run_dbapi(dbapi_conn, self._engine.dialect, stmt, params).rows
+            return rows
         with self._transactions.begin(NO_BEGIN) as conn:  # PostgreSQL: autocommit
-            return run(conn, stmt, params).first()
+            rows = run(conn, stmt, params).rows
+            return rows
 
 
 # --- statements (built once: see .statements) -----------------------------------------------------
@@ -371,7 +389,15 @@ def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-_AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user"))
+#: ``GET /Users/{id}``: the user and whether its workspace has any group. In a workspace
+#: without groups no user is in one: ``User.groups`` is known empty, and the groups'
+#: statement of its own is not run (one statement less: a GET on SQLite 487k -> 366k
+#: instructions in-process, the previous main 318k; benchmarks/NOTES.md, session 16). With
+#: groups, the core reads them as before (a join here would scan the workspace's memberships:
+#: SQLite's planner, without statistics for them, picks the wrong index; see groups.py).
+_AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user")).add_columns(
+    exists().where(GROUPS.c.workspace_id == TOKENS.c.workspace_id).label("has_groups")
+)
 _AUTHENTICATE_AND_FIND = _authenticate_and_read(NAMED)  # userName unique: one row
 #: A write's authentication with what the write reads next (SQLite; see
 #: :meth:`Accounts.authenticate_write`).

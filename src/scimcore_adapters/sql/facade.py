@@ -229,6 +229,8 @@ class SqlStorage:
             )
             if self._sqlite and grant.token.secret_hash == secret_hash:
                 prime(store.product, rows, user_id)
+                if user_id is not None:  # an update: its response's User.groups
+                    store.no_groups = not rows[0].has_groups
             yield Authenticated(grant, store=store)
 
     def import_users(self, workspace_id: str, documents: Sequence[dict[str, Any]]) -> None:

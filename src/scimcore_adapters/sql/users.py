@@ -149,6 +149,10 @@ class SqlUserStore:
         self.server_snapshot = False
         self._group_registry = group_registry
         self._group_store: SqlGroupStore | None = None
+        #: The workspace has no group, as an update's authentication read (``.facade``): the
+        #: user's groups are not read (deactivate: one statement less, see
+        #: benchmarks/NOTES.md, session 16). A group inserted here clears it.
+        self.no_groups = False
         #: The product part of this unit of work, on the same connection.
         self.product = ProductStore(
             conn, self._run, workspace_id, exclusive=exclusive, for_update=for_update
@@ -294,6 +298,7 @@ class SqlUserStore:
         return self.groups.get_group(group_id)
 
     def insert_group(self, document: dict[str, Any]) -> None:
+        self.no_groups = False
         self.groups.insert_group(document)
 
     def replace_group(self, document: dict[str, Any], expected_version: str) -> None:
@@ -320,7 +325,7 @@ class SqlUserStore:
         return self.groups.remove_members(group_id, member_ids)
 
     def groups_of(self, user_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        return self.groups.groups_of(user_ids)
+        return {} if self.no_groups else self.groups.groups_of(user_ids)
 
     # --- the product part (see .product) -------------------------------------------------------
 
