@@ -26,6 +26,17 @@ __all__ = [
 
 # --- OAuth 2.0 clients (issue 20, schema version 9) -------------------------------------------
 
+
+def _client_fk() -> Column[str]:
+    """A new ``client_id`` column: the row belongs to that OAuth client and goes with it."""
+    return Column(
+        "client_id",
+        text_type(64),
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
 OAUTH_CLIENTS = Table(
     "oauth_clients",
     METADATA,
@@ -47,12 +58,7 @@ OAUTH_CLIENT_SECRETS = Table(
     METADATA,
     # A client's secrets: the SHA-256 of each, never the secret.
     Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _client_fk(),
     Column("secret_hash", text_type(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
@@ -65,12 +71,7 @@ OAUTH_ACCESS_TOKENS = Table(
     METADATA,
     # Access tokens issued by the token endpoint: the SHA-256 of each token's secret part.
     Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _client_fk(),
     workspace_fk(),
     Column("token_hash", text_type(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
@@ -86,12 +87,7 @@ OAUTH_CLIENT_FEDERATIONS = Table(
     # A federated identity a client trusts (RFC 7523 §2.2): the assertion's iss, sub and aud,
     # and where the issuer's keys are (NULL: OpenID discovery from the issuer).
     Column("id", text_type(64), primary_key=True),
-    Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _client_fk(),
     Column("issuer", text_type(600), nullable=False),
     Column("subject", text_type(600), nullable=False),
     Column("audience", text_type(600), nullable=False),
@@ -114,15 +110,6 @@ OAUTH_ASSERTION_IDS = Table(
 )
 
 # --- OAuth 2.0 authorization-code grant (issue 20, schema version 11) ---------------------------
-
-
-def _client_fk() -> Column[str]:
-    return Column(
-        "client_id",
-        text_type(64),
-        ForeignKey("oauth_clients.id", ondelete="CASCADE"),
-        nullable=False,
-    )
 
 
 def _grant_fk() -> Column[str]:
