@@ -7,13 +7,12 @@ the database."""
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from scimcore.authorization_tokens import pkce_challenge
 from scimcore.oauth_clients import IssuedSecret
 from scimcore_adapters.passwords import hash_password
 from scimcore_adapters.sql import SqlStorage
+from tests import test_oauth_http as oauth_http
 from tests.conftest import serve_wsgi
+from tests.test_oauth_http import Clock
 
 ADMIN = "it@acme.example"
 OTHER = "root@beta.example"
@@ -38,23 +39,7 @@ CALLBACK = "http://127.0.0.1:9/okta/callback"  # never followed: the tests read 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = datetime.now(timezone.utc)
-
-    def now(self) -> datetime:
-        return self.at
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
+class Reply(oauth_http.Reply):
     def query(self) -> dict[str, str]:
         """The parameters of the redirect's Location."""
         location = self.headers["location"]
