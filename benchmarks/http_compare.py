@@ -21,7 +21,9 @@ test database on 127.0.0.1), each run in a new workspace.
 ``scimcore-base`` is scimcore as another checkout builds it (``SCIMCORE_BASE_ROOT``, e.g. a
 ``git worktree add`` of the previous main): a change measured against what it changes.
 ``scimcore-quiet`` is scimcore without the background mail delivery and the rate limit (which
-the server did not have before session 15).
+the server did not have before session 15). ``scimcore-nomail`` is scimcore without the
+background mail delivery alone (mail is queued, not sent): paired with ``scimcore`` it
+isolates the delivery worker's cost.
 
 ``--targets scimcore,scimcore-2w`` adds scimcore under two gunicorn workers sharing its SQLite
 file: not a like-for-like comparison, but how scimcore scales out over processes (scim2-server
@@ -102,6 +104,14 @@ def _scimcore_quiet(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     return "examples.flask_server:create_app(deliver_mail=False)", token, cwd, env
 
 
+def _scimcore_nomail(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
+    """scimcore exactly as ``scimcore`` but with no background mail delivery in the server
+    process (creates still queue their mail): the pair ``scimcore,scimcore-nomail`` measures
+    what the delivery worker costs the requests, and nothing else."""
+    _, token, cwd, env = _scimcore(tmp)
+    return "examples.flask_server:create_app(deliver_mail=False)", token, cwd, env
+
+
 def _scimcore_pg(tmp: Path) -> tuple[str, str, Path, dict[str, str]]:
     """scimcore on PostgreSQL (``SCIMCORE_BENCH_POSTGRES_URL``, default the test database),
     in a workspace of its own: the database outlives the run."""
@@ -147,6 +157,7 @@ TARGETS = {
     "scimcore-pg": _scimcore_pg,
     "scimcore-base": _scimcore_base,
     "scimcore-quiet": _scimcore_quiet,
+    "scimcore-nomail": _scimcore_nomail,
     "scim2-server": _peer,
     "ceiling-flask": _ceiling,
     "scimcore-2w": _scimcore,
@@ -157,6 +168,7 @@ PREFIXES = {
     "scimcore-pg": "/scim/v2",
     "scimcore-base": "/scim/v2",
     "scimcore-quiet": "/scim/v2",
+    "scimcore-nomail": "/scim/v2",
     "scim2-server": "",
     "ceiling-flask": "/v2",
     "scimcore-2w": "/scim/v2",

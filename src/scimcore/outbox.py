@@ -12,6 +12,12 @@ user's transaction). Delivery is at least once at the SMTP boundary: a process k
 SMTP server accepted a mail but before ``sent`` was recorded sends it again when the claim's
 lease expires; nothing short of a two-phase protocol with the SMTP server can do better.
 
+A run costs a few transactions, not a few per mail: one claim, the activation links of each
+workspace in one (:func:`~scimcore.activation.render_activations`), and the outcomes recorded
+together (``MailBatches.finish_mails``) once the run is done or, while it lasts, every
+:data:`FINISH_EVERY` seconds: what a crash can resend is the mail handed to the mailer in the
+last of those seconds (docs/decisions.md, session 17).
+
 The time of a failed attempt is kept with its reason: ``last_error`` reads
 ``"<ISO 8601 time> <reason>"`` (no column of its own, so no schema change); :func:`last_attempt`
 splits it again.
@@ -19,6 +25,7 @@ splits it again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -26,24 +33,32 @@ from typing import Protocol
 import attrs
 from attrs import frozen
 
-from .activation import ActivationError, render_activation
+from .activation import ActivationError, render_activations
 from .runtime import Runtime
-from .storage import OutboxMail, Storage
+from .storage import MailBatches, OutboxMail, Storage
 from .workspaces import WorkspaceError
 
 __all__ = [
+    "FINISH_EVERY",
     "DeliveryFailure",
     "DeliveryReport",
     "LastAttempt",
     "Mailer",
     "RecordingMailer",
     "deliver_pending",
+    "finish_mails",
     "last_attempt",
     "retry_mail",
 ]
 
 #: A reason is cut to this many characters (the SMTP server's reply can be long).
 _MAX_REASON = 480
+
+#: Seconds a delivery run keeps the outcomes of its attempts before it records them (in one
+#: transaction): a run of the ``.eml`` folder records all of its mails at its end; one over a
+#: slow SMTP server records them about this often, so that a mail's lease (minutes) never
+#: runs out while its ``sent`` waits and a crash resends at most this long a stretch of mail.
+FINISH_EVERY = 1.0
 
 
 class Mailer(Protocol):
@@ -138,12 +153,18 @@ def deliver_pending(
     :func:`retry_mail` after a reactivation)."""
     now = runtime.now()
     claimed: Sequence[OutboxMail] = storage.claim_mail(now, now + lease, limit)
+    if not claimed:
+        return DeliveryReport()
+    ready = render_activations(storage, runtime, claimed, base_url) if base_url else claimed
     sent = retrying = 0
     failures: list[DeliveryFailure] = []
-    for mail in claimed:
+    outcomes: list[OutboxMail] = []
+    since = time.monotonic()
+    for mail, outgoing in zip(claimed, ready, strict=True):
         attempts = mail.attempts + 1
         try:
-            outgoing = render_activation(storage, runtime, mail, base_url) if base_url else mail
+            if isinstance(outgoing, Exception):  # no link could be issued
+                raise outgoing
             mailer.send(outgoing.to, outgoing.subject, outgoing.body)
         except Exception as exc:  # any failure of the transport is retried
             at = runtime.now()
@@ -174,8 +195,24 @@ def deliver_pending(
                 mail, status="sent", attempts=attempts, sent_at=runtime.now(), last_error=None
             )
             sent += 1
-        storage.finish_mail(outcome)
+        outcomes.append(outcome)
+        if time.monotonic() - since >= FINISH_EVERY:
+            finish_mails(storage, outcomes)
+            outcomes, since = [], time.monotonic()
+    finish_mails(storage, outcomes)
     return DeliveryReport(sent, retrying, len(failures) - retrying, tuple(failures))
+
+
+def finish_mails(storage: Storage, mails: Sequence[OutboxMail]) -> None:
+    """Record delivery outcomes: in one transaction on a storage with
+    :class:`~scimcore.storage.MailBatches`, else ``storage.finish_mail`` for each."""
+    if not mails:
+        return
+    if isinstance(storage, MailBatches):
+        storage.finish_mails(mails)
+        return
+    for mail in mails:
+        storage.finish_mail(mail)
 
 
 def retry_mail(storage: Storage, runtime: Runtime, slug: str, mail_id: str) -> OutboxMail:

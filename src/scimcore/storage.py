@@ -58,6 +58,7 @@ __all__ = [
     "Image",
     "Intent",
     "LogEntry",
+    "MailBatches",
     "OutboxMail",
     "Page",
     "Person",
@@ -370,6 +371,18 @@ class FastPath(Protocol):
         write's transaction, as ``users(workspace_id)`` opens it: committed on a clean exit,
         rolled back when an exception escapes (the core raises before it writes anything if
         the grant does not verify). For a read the block is the rest of the request."""
+
+
+@runtime_checkable
+class MailBatches(Protocol):
+    """Optional for a :class:`Storage`: the outcomes of many delivery attempts stored at once.
+    :func:`scimcore.outbox.deliver_pending` records a run's outcomes with it (one transaction
+    instead of one per mail); a storage without it gets :meth:`Storage.finish_mail` once per
+    mail, with the same result."""
+
+    def finish_mails(self, mails: Sequence[OutboxMail]) -> None:
+        """:meth:`Storage.finish_mail` for each of ``mails`` (claimed mails of any workspaces),
+        all in one transaction: all of them stored, or none (the call raises)."""
 
 
 def iter_pages(store: UserStore, page_size: int = 500) -> Iterator[dict[str, Any]]:

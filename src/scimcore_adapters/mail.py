@@ -39,6 +39,7 @@ from scimcore.outbox import DeliveryReport, Mailer, deliver_pending
 from .smtp import Security, SmtpMailer, compose
 
 __all__ = [
+    "DEFAULT_GAP",
     "DEFAULT_INTERVAL",
     "DEFAULT_MAIL_DIR",
     "DEFAULT_SENDER",
@@ -59,6 +60,10 @@ DEFAULT_MAIL_DIR = "scimcore-mail"
 DEFAULT_SENDER = "scimcore@localhost"
 #: Seconds between two delivery runs of a :class:`DeliveryWorker`.
 DEFAULT_INTERVAL = 5.0
+#: The fewest seconds between the starts of two runs of a :class:`DeliveryWorker` that mail
+#: keeps waking: the first mail after a quiet spell leaves at once, a burst's mail in runs
+#: of many (a run costs a few transactions whatever its size; benchmarks/NOTES.md, session 17).
+DEFAULT_GAP = 0.1
 
 _DEFAULT_PORTS = {"plain": 25, "starttls": 587, "ssl": 465}
 _UNPARSED = (
@@ -271,10 +276,11 @@ def mail_settings_from_args(args: argparse.Namespace) -> MailSettings:
 
 class DeliveryWorker:
     """Runs ``deliver`` (e.g. ``functools.partial(deliver_pending, storage, mailer,
-    runtime)``) in a daemon thread every ``interval`` seconds, and at once after
-    :meth:`wake`, until :meth:`stop`. An exception of a run is logged and the next run
-    happens as planned: the worker never dies of one. Failed attempts are logged with their
-    reasons (which name no credential).
+    runtime)``) in a daemon thread every ``interval`` seconds, and after :meth:`wake`: at
+    once when the last run started ``gap`` seconds ago or more, else when it has (wakes
+    meanwhile coalesce into that one run), until :meth:`stop`. An exception of a run is
+    logged and the next run happens as planned: the worker never dies of one. Failed attempts
+    are logged with their reasons (which name no credential).
 
         worker = DeliveryWorker(deliver).start()
         ...
@@ -286,13 +292,17 @@ class DeliveryWorker:
         deliver: Callable[[], DeliveryReport],
         *,
         interval: float = DEFAULT_INTERVAL,
+        gap: float = DEFAULT_GAP,
         on_report: Callable[[DeliveryReport], None] | None = None,
         name: str = "scimcore-mail",
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
+        if not 0 <= gap <= interval:
+            raise ValueError("gap must be between 0 and the interval")
         self.deliver = deliver
         self.interval = interval
+        self.gap = gap
         self.on_report = on_report
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -343,8 +353,13 @@ class DeliveryWorker:
         return report
 
     def _loop(self) -> None:
+        started = float("-inf")
         while not self._stop.is_set():
-            self._wake.clear()
+            early = started + self.gap - time.monotonic()
+            if early > 0 and self._stop.wait(early):  # woken again within the gap: wait it out
+                return
+            self._wake.clear()  # the run delivers whatever the wakes so far announced
+            started = time.monotonic()
             self.run_once()
             self._wake.wait(self.interval)
 
@@ -361,14 +376,16 @@ def start_delivery(
     *,
     base_url: str | None = None,
     interval: float = DEFAULT_INTERVAL,
+    gap: float = DEFAULT_GAP,
 ) -> DeliveryWorker:
     """Start a :class:`DeliveryWorker` delivering ``service``'s outbox through ``mailer``
-    every ``interval`` seconds, and at once when a SCIM create queues a mail. ``base_url``:
+    every ``interval`` seconds, and when a SCIM create queues a mail: at once, or ``gap``
+    seconds after the last run began while mail keeps coming. ``base_url``:
     the public root URL of the server that serves the activation pages (at ``/activate``);
     activation mails then carry a fresh link (``None``: they are sent as queued, without)."""
     deliver = functools.partial(
         deliver_pending, service.storage, mailer, service.runtime, base_url=base_url
     )
-    worker = DeliveryWorker(deliver, interval=interval)
+    worker = DeliveryWorker(deliver, interval=interval, gap=gap)
     service.subscribe(lambda event: worker.wake() if event.kind == "mail.queued" else None)
     return worker.start()

@@ -390,7 +390,11 @@ class MemoryStorage(OAuthStoreMixin, FederationStoreMixin, AuthorizationStoreMix
         return claimed
 
     def finish_mail(self, mail: OutboxMail) -> None:
+        self.finish_mails((mail,))
+
+    def finish_mails(self, mails: Sequence[OutboxMail]) -> None:
         with self._lock:
-            data = self._data.get(mail.workspace_id)
-            if data is not None and mail.id in data.outbox:
-                data.outbox[mail.id] = mail
+            for mail in mails:
+                data = self._data.get(mail.workspace_id)
+                if data is not None and mail.id in data.outbox:
+                    data.outbox[mail.id] = mail

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scimcore import Storage
-from scimcore.storage import OutboxMail, Settings
+from scimcore.storage import MailBatches, OutboxMail, Settings
 from scimcore.templates import Rule, Template
 from scimcore.testing._records import ENT, T0, entry, mail, person, user, vars_of, ws
 
@@ -267,6 +267,40 @@ class ProductContract:
         assert [m.id for m in storage.claim_mail(now + timedelta(minutes=1), lease, 10)] == [
             retry.id
         ]
+
+    def test_finish_mails_stores_many_outcomes_at_once(self, storage: Storage) -> None:
+        # optional capability (MailBatches); a storage that has it stores each like finish_mail
+        if not isinstance(storage, MailBatches):
+            pytest.skip("this storage records outcomes one at a time (finish_mail)")
+        w, other = ws(storage), ws(storage, "other")
+        with storage.users(w.id) as store:
+            for n in (1, 2, 3):
+                store.enqueue_mail(mail(n, w.id, f"k{n}"))
+        with storage.users(other.id) as store:
+            store.enqueue_mail(mail(4, other.id, "k4"))
+        now = T0 + timedelta(seconds=10)
+        lease = now + timedelta(minutes=5)
+        claimed = {m.id: m for m in storage.claim_mail(now, lease, 10)}
+        assert len(claimed) == 4
+        storage.finish_mails([])  # nothing to record: no transaction, no error
+
+        def outcome(n: int, **changes: Any) -> OutboxMail:
+            return OutboxMail(**{**vars_of(claimed[mail(n, "").id]), "attempts": 1, **changes})
+
+        sent = outcome(1, status="sent", sent_at=now + timedelta(seconds=1))
+        retry = outcome(
+            2, status="pending", last_error="x 451", next_attempt_at=now + timedelta(minutes=1)
+        )
+        given_up = outcome(4, status="failed", last_error="x gone", next_attempt_at=now)
+        storage.finish_mails([sent, retry, given_up])
+        with storage.users(w.id) as store:
+            by_id = {m.id: m for m in store.list_outbox()}
+        assert by_id[sent.id] == sent and by_id[retry.id] == retry
+        assert by_id[mail(3, "").id] == claimed[mail(3, "").id]  # not in the batch: leased
+        with storage.users(other.id) as store:
+            assert store.list_outbox() == [given_up]  # across workspaces, in the same call
+        due = storage.claim_mail(now + timedelta(minutes=1), lease + timedelta(minutes=1), 10)
+        assert [m.id for m in due] == [retry.id]
 
     def test_log_retention_and_limit(self, storage: Storage) -> None:
         w, other = ws(storage), ws(storage, "other")

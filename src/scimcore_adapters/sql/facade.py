@@ -410,8 +410,14 @@ class SqlStorage:
 
     def finish_mail(self, mail: OutboxMail) -> None:
         """Store the outcome of a delivery attempt of a claimed mail."""
-        with self.transactions.begin(IMMEDIATE) as conn:
-            product.finish_mail(conn, mail)
+        self.finish_mails((mail,))
+
+    def finish_mails(self, mails: Sequence[OutboxMail]) -> None:
+        """Store the outcomes of delivery attempts of claimed mails, in one transaction (one
+        ``UPDATE`` executed for each; ``MailBatches``)."""
+        if mails:
+            with self.transactions.begin(IMMEDIATE) as conn:
+                product.finish_mails(conn, mails)
 
 
 def create_storage(url: str, registry: SchemaRegistry | None = None) -> SqlStorage:

@@ -6,7 +6,7 @@ R3.6); :class:`~.users.SqlUserStore` holds one and hands its product methods to 
 method is one indexed statement; ``add_log`` adds a pruning ``DELETE`` on a fraction of calls
 (:func:`prune_every`).
 
-:func:`claim_mail` and :func:`finish_mail` work across workspaces for the delivery worker.
+:func:`claim_mail` and :func:`finish_mails` work across workspaces for the delivery worker.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ __all__ = [
     "ProductStore",
     "UserAhead",
     "claim_mail",
-    "finish_mail",
+    "finish_mails",
     "prune_every",
 ]
 
@@ -453,17 +453,21 @@ def claim_mail(
     return sorted((MAIL.from_row(r) for r in rows), key=lambda m: (m.created_at, m.id))
 
 
-def finish_mail(conn: Connection, mail: OutboxMail) -> None:
-    """Store the outcome of a delivery attempt of a claimed mail."""
+def finish_mails(conn: Connection, mails: Sequence[OutboxMail]) -> None:
+    """Store the outcomes of delivery attempts of claimed mails (one ``UPDATE`` executed with
+    the parameters of each)."""
     conn.execute(
         _FINISH_MAIL,
-        {
-            WS_PARAM: mail.workspace_id,
-            "b_id": mail.id,
-            "status": mail.status,
-            "attempts": mail.attempts,
-            "sent_at": mail.sent_at,
-            "last_error": mail.last_error,
-            "next_attempt_at": mail.next_attempt_at,
-        },
+        [
+            {
+                WS_PARAM: mail.workspace_id,
+                "b_id": mail.id,
+                "status": mail.status,
+                "attempts": mail.attempts,
+                "sent_at": mail.sent_at,
+                "last_error": mail.last_error,
+                "next_attempt_at": mail.next_attempt_at,
+            }
+            for mail in mails
+        ],
     )
