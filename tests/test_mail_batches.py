@@ -1,7 +1,8 @@
 """A delivery run in a few transactions (session 17): the activation links of a run issued
 together, its outcomes recorded together (``MailBatches.finish_mails``, or ``finish_mail`` per
 mail on a storage without it), what a crash in a run leaves, and the worker's wake-ups
-coalescing within its gap."""
+coalescing within its gap; the ``.eml`` folder's plain messages written without the ``email``
+package."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from datetime import timedelta
+from email import policy
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from scimcore import outbox as outbox_module
 from scimcore.activation import ActivationError, token_hash
 from scimcore.outbox import DeliveryReport, RecordingMailer, deliver_pending
 from scimcore.storage import MailBatches, OutboxMail
-from scimcore_adapters.mail import DeliveryWorker
+from scimcore_adapters.mail import DeliveryWorker, plain_message
 from scimcore_adapters.memory import MemoryStorage
+from scimcore_adapters.smtp import compose
 from scimcore_adapters.sql import SqlStorage
+from scimcore_adapters.sql.users import SqlUserStore
 from tests.conftest import Client, counting_runtime, wait_until
 
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -39,9 +43,13 @@ class CountingSql(SqlStorage):
         self.batches: list[int] = []
         self.singles = 0
 
-    def users(self, workspace_id: str, **options: Any) -> AbstractContextManager[Any]:
+    @contextmanager
+    def users(
+        self, workspace_id: str, *, readonly: bool = False, one_read: bool = False
+    ) -> Iterator[SqlUserStore]:
         self.units += 1
-        return super().users(workspace_id, **options)
+        with super().users(workspace_id, readonly=readonly, one_read=one_read) as store:
+            yield store
 
     def finish_mails(self, mails: Sequence[OutboxMail]) -> None:
         self.batches.append(len(mails))
@@ -198,3 +206,73 @@ def test_the_worker_refuses_a_gap_outside_zero_to_interval() -> None:
         with pytest.raises(ValueError, match="gap"):
             DeliveryWorker(DeliveryReport, interval=5, gap=gap)
     assert DeliveryWorker(DeliveryReport, interval=5, gap=0).gap == 0
+
+
+_SENDERS = [
+    "scimcore@localhost",
+    "Acme Cards <cards@acme.example>",
+    "a.b+c@x-y.example",
+    "Acme  Cards <c@x>",
+    '"Q" <q@x>',
+    "ünï@x",
+    "a..b@x",
+    ".a@x",
+    "a@x.",
+]
+_TOS = ["ann@contoso.com", "Ann Lee <ann@contoso.com>", "ann@contoso.com, bob@x", "ann@"]
+_SUBJECTS = [
+    "Your card",
+    "x" * 69,
+    "x" * 70,
+    "y " * 34 + "z",
+    " lead",
+    "trail ",
+    "two  spaces",
+    "=?utf-8?q?x?=",
+    "café",
+    '(comment) [x] <y> "q" a:b; c,d',
+    "",
+]
+_BODIES = [
+    "Hello\n",
+    "Hello",
+    "",
+    "\n",
+    "\n\n",
+    "a\n\nb\n\n",
+    "tab\there\n",
+    "x" * 998 + "\n",
+    "x" * 999,
+    "a\r\nb",
+    "a\x0bb",
+    "From me\n.\n",
+    "é",
+    "trailing space \n",
+    "  \n",
+]
+
+
+def _same_but_stamps(data: bytes) -> bytes:
+    data = re.sub(rb"Date: [^\r]*", b"Date: -", data)
+    return re.sub(rb"Message-ID: <[^>]*@", b"Message-ID: <-@", data)
+
+
+def test_a_plain_message_is_byte_for_byte_what_the_email_package_writes() -> None:
+    # the .eml folder's shortcut: the same file, or None (then the email package writes it)
+    written = 0
+    for sender in _SENDERS:
+        for to in _TOS:
+            for subject in _SUBJECTS:
+                for body in _BODIES:
+                    got = plain_message(sender, to, subject, body)
+                    if got is None:
+                        continue
+                    written += 1
+                    want = compose(sender, to, subject, body).as_bytes(policy=policy.SMTP)
+                    assert _same_but_stamps(got) == _same_but_stamps(want), (sender, subject, body)
+    assert written >= 200  # the common shapes take the shortcut
+    assert plain_message("scimcore@localhost", "ann@contoso.com", "Your card", "Hi\n")
+    for odd in ("café", "x" * 70, "=?utf-8?q?x?=", " lead", ""):
+        assert plain_message("scimcore@localhost", "ann@contoso.com", odd, "Hi\n") is None
+    for odd in ("é\n", "x" * 999, "a\r\nb", "a\x0bb"):
+        assert plain_message("scimcore@localhost", "ann@contoso.com", "Hi", odd) is None
