@@ -201,6 +201,23 @@ def test_the_worker_coalesces_wakes_within_its_gap() -> None:
     assert starts[1] - starts[0] >= gap
 
 
+def test_the_worker_goes_on_while_runs_find_mail() -> None:
+    # a backlog (more than a run's limit) leaves run after run, not one run per interval
+    runs: list[DeliveryReport] = []
+    reports = [DeliveryReport(sent=100), DeliveryReport(sent=100), DeliveryReport(sent=7)]
+
+    def deliver() -> DeliveryReport:
+        runs.append(reports.pop(0) if reports else DeliveryReport())
+        return runs[-1]
+
+    worker = DeliveryWorker(deliver, interval=60, gap=0).start()
+    try:
+        wait_until(lambda: len(runs) == 4, "the runs of the backlog and an empty one")
+    finally:
+        worker.stop()
+    assert [r.sent for r in runs] == [100, 100, 7, 0]  # the empty run ends it: no wake, no run
+
+
 def test_the_worker_refuses_a_gap_outside_zero_to_interval() -> None:
     for gap in (-1.0, 6.0):
         with pytest.raises(ValueError, match="gap"):

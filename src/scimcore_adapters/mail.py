@@ -324,7 +324,8 @@ def mail_settings_from_args(args: argparse.Namespace) -> MailSettings:
 
 class DeliveryWorker:
     """Runs ``deliver`` (e.g. ``functools.partial(deliver_pending, storage, mailer,
-    runtime)``) in a daemon thread every ``interval`` seconds, and after :meth:`wake`: at
+    runtime)``) in a daemon thread every ``interval`` seconds, and after :meth:`wake` or a
+    run that found mail (a backlog is delivered run after run, not a run per interval): at
     once when the last run started ``gap`` seconds ago or more, else when it has (wakes
     meanwhile coalesce into that one run), until :meth:`stop`. An exception of a run is
     logged and the next run happens as planned: the worker never dies of one. Failed attempts
@@ -408,7 +409,9 @@ class DeliveryWorker:
                 return
             self._wake.clear()  # the run delivers whatever the wakes so far announced
             started = time.monotonic()
-            self.run_once()
+            report = self.run_once()
+            if report is not None and (report.sent or report.failures):
+                continue  # a run that found mail may have left some (its limit): go on
             self._wake.wait(self.interval)
 
     def __enter__(self) -> DeliveryWorker:
