@@ -148,7 +148,8 @@ def deliver_pending(
     A failed attempt is retried after ``base_delay``, doubling each time; the
     ``max_attempts``-th failure marks the mail ``failed``. ``base_url`` (the public URL of the
     activation pages): an activation mail gets a fresh single-use link in its body when it is
-    sent (:func:`scimcore.activation.render_activation`); without it, it is sent as queued.
+    sent (:func:`scimcore.activation.render_activations`: the run's links in one transaction
+    per workspace); without it, it is sent as queued.
     An activation mail whose person is no longer active fails at once (no link is issued;
     :func:`retry_mail` after a reactivation)."""
     now = runtime.now()
