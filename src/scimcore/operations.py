@@ -385,7 +385,7 @@ class UserOperations:
         """``docs`` with ``groups`` (RFC 7643 §4.1.2, read-only) derived from the memberships,
         read in ``store`` or in a read transaction of their own; as they are when Groups are
         turned off or the authentication read that the workspace has no group (no statement:
-        a page of 100 users on SQLite 10.9M -> 9.1M instructions; benchmarks/NOTES.md,
+        a page of 100 users on SQLite 10.9M -> 9.4M instructions; benchmarks/NOTES.md,
         session 17)."""
         if not self.config.groups or not docs or auth.has_groups is False:
             return list(docs)

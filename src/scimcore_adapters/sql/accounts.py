@@ -396,7 +396,7 @@ def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
 #: Whether the token's workspace has any group (read only for the stored secret hash). In a
 #: workspace without groups no user is in one: every ``User.groups`` is known empty, and the
 #: core runs no statement of the memberships (a GET on SQLite 487k -> 366k instructions
-#: in-process, session 16; a page of 100 users 10.9M -> 9.1M, session 17; benchmarks/NOTES.md).
+#: in-process, session 16; a page of 100 users 10.9M -> 9.4M, session 17; benchmarks/NOTES.md).
 #: With groups, the core reads them as before (a join here would scan the workspace's
 #: memberships: SQLite's planner, without statistics for them, picks the wrong index; see
 #: groups.py).
