@@ -1665,29 +1665,48 @@ def test_authenticate_and_get_reads_the_user_only_with_the_right_secret(any_url:
 
 
 def test_sqlite_get_by_id_and_lookup_are_one_statement(sqlite_url: str) -> None:
-    """``GET /Users/{id}`` and Entra's ``userName eq`` lookup on SQL storage: authentication
-    and the read in one statement (a found user's groups in one more, unless the workspace has
-    no group at all: the GET's statement tells)."""
+    """``GET /Users/{id}``, Entra's ``userName eq`` lookup and a page of users on SQL
+    storage: authentication and the read in one statement, which also reads whether the
+    workspace has a group; without one, no user's ``User.groups`` costs a statement. Once a
+    group exists, each read has the one indexed lookup of its users' groups after it."""
     with opened(sqlite_url) as storage:
         send = _scim_sender(storage)
         uid = send("POST", "/Users", b'{"userName": "ann@x.test"}').json()["id"]
         send("GET", f"/Users/{uid}")
         seen: list[str] = []
         event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+
+        def reads() -> tuple[list[str], list[str], list[str]]:
+            statements = [s for s in seen if s.lstrip().startswith("SELECT")]
+            seen.clear()
+            auth = [s for s in statements if "FROM tokens" in s]
+            return statements, auth, [s for s in statements if "group_members" in s]
+
         found = send("GET", f"/Users/{uid}")
         missing = send("GET", "/Users/nope")
         listed = send("GET", "/Users", query={"filter": 'userName eq "ann@x.test"'})
         assert (found.status, found.json()["userName"]) == (200, "ann@x.test")
         assert missing.status == 404
         assert listed.json()["Resources"][0]["id"] == uid
-        reads = [s for s in seen if s.lstrip().startswith("SELECT")]  # (the 404 is logged)
-        # Each read is one statement with its authentication; the user the lookup found has
-        # the one indexed lookup of its groups (User.groups, derived from memberships) after
-        # it, the GET's user none: its statement read that the workspace has no group.
-        auth_reads = [s for s in reads if "FROM tokens" in s]
-        group_reads = [s for s in reads if "group_members" in s]
-        assert len(auth_reads) == 3 and len(group_reads) == 1 and len(reads) == 4
-        assert "FROM groups" in auth_reads[0]
+        statements, auth, groups = reads()  # (the 404 is logged)
+        assert len(auth) == 3 and len(statements) == 3 and not groups
+        assert all("FROM groups" in s for s in auth)
+        page = send("GET", "/Users", query={"count": "10"})
+        assert page.json()["totalResults"] == 1 and "groups" not in page.json()["Resources"][0]
+        statements, auth, groups = reads()  # the page, then its users (no groups statement)
+        assert len(auth) == 1 and "FROM groups" in auth[0] and len(statements) == 2
+        assert not groups
+
+        group = b'{"displayName": "G", "members": [{"value": "%s"}]}' % uid.encode()
+        assert send("POST", "/Groups", group).status == 201
+        seen.clear()
+        assert [g["display"] for g in send("GET", f"/Users/{uid}").json()["groups"]] == ["G"]
+        listed = send("GET", "/Users", query={"filter": 'userName eq "ann@x.test"'})
+        assert [g["display"] for g in listed.json()["Resources"][0]["groups"]] == ["G"]
+        page = send("GET", "/Users", query={"count": "10"})
+        assert [g["display"] for g in page.json()["Resources"][0]["groups"]] == ["G"]
+        statements, auth, groups = reads()
+        assert len(auth) == 3 and len(groups) == 3 and len(statements) == 7
 
 
 def test_sqlite_writes_authenticate_in_their_first_statement(sqlite_url: str) -> None:

@@ -74,15 +74,15 @@ _TOKEN_RE = re.compile(r"^scim_([0-9a-f]{32})_([A-Za-z0-9_-]{20,200})$")
 class AuthContext:
     """Who is calling: the workspace the token belongs to, and the token's id (never the
     secret), for the provisioning log. A read request whose :class:`~scimcore.storage.Intent`
-    named a user or a filter also carries what was read with the authentication: ``user``,
-    the user it names (``None``: the workspace has none) and its ``groups`` when the storage
-    read them with it (``None``: not read), and ``found``, the users its filter matches when
-    the storage could read them so (``None``: query as usual)."""
+    named users also carries what was read with the authentication: ``user``, the user it
+    names (``None``: the workspace has none), ``has_groups``, whether the workspace has any
+    group (``False``: every ``User.groups`` is empty; ``None``: not read), and ``found``, the
+    users its filter matches when the storage could read them so (``None``: query as usual)."""
 
     workspace: Workspace
     token_id: str
     user: dict[str, Any] | None = attrs.field(default=None, eq=False)
-    groups: list[dict[str, Any]] | None = attrs.field(default=None, eq=False)
+    has_groups: bool | None = attrs.field(default=None, eq=False)
     found: Page | None = attrs.field(default=None, eq=False)
 
 
@@ -159,7 +159,7 @@ class Authenticator:
                     verified = _verified(grant, presented)
                     self._touch(verified)
                     ws, tid = verified.workspace, verified.token.id
-                    yield AuthContext(ws, tid, read.user, read.groups, read.found)
+                    yield AuthContext(ws, tid, read.user, read.has_groups, read.found)
             except UnauthorizedError:
                 if verified is None:  # refused: logged once the unit is over
                     self._refused(token_id, presented, grant)

@@ -316,11 +316,15 @@ class Intent:
 
     ``writes``: the request writes (its unit of work is a writing transaction); ``user_id``:
     the user it reads first (``GET /Users/{id}``; a ``PUT``, ``PATCH`` or ``DELETE``);
-    ``filter``: the SCIM filter of a ``GET /Users?filter=...`` it queries."""
+    ``filter``: the SCIM filter of a ``GET /Users?filter=...`` it queries; ``listing``: a
+    ``GET /Users`` without a filter (a page of the workspace's users). A read intent with any
+    of the last three answers users, whose ``User.groups`` the storage may tell are all empty
+    (:attr:`Authenticated.has_groups`)."""
 
     writes: bool = False
     user_id: str | None = None
     filter: str | None = None
+    listing: bool = False
 
 
 @frozen
@@ -333,9 +337,10 @@ class Authenticated:
     the presented one (a wrong secret reads no user data); the core still verifies the grant
     (constant-time compare, active admin) before it uses any of it.
     ``user`` (a read whose :class:`Intent` names ``user_id``): that user's canonical
-    document, ``None`` if the workspace has none; with it, optionally, ``groups``: that user's
-    ``User.groups`` as :meth:`UserStore.groups_of` gives them (``[]``: in no group), read in
-    the same round trip (``None``: not read, the core reads them). ``found`` (a read whose
+    document, ``None`` if the workspace has none. ``has_groups`` (optional, a read intent that
+    answers users): whether the token's workspace has any group; ``False`` tells the core that
+    every user's ``User.groups`` is empty, so it reads no membership (``None``: not read, the
+    core reads them as :meth:`UserStore.groups_of` gives them). ``found`` (a read whose
     intent names a ``filter``): every user the filter matches (``Page.total`` of them, all in
     ``Page.documents``, in the order of an unsorted query), or ``None`` when the storage
     could not read them so (the core then queries as usual). ``store`` (a writing intent):
@@ -344,7 +349,7 @@ class Authenticated:
 
     grant: Grant | None
     user: dict[str, Any] | None = attrs.field(default=None, eq=False)
-    groups: list[dict[str, Any]] | None = attrs.field(default=None, eq=False)
+    has_groups: bool | None = attrs.field(default=None, eq=False)
     found: Page | None = attrs.field(default=None, eq=False)
     store: UserStore | None = attrs.field(default=None, eq=False, repr=False)
 

@@ -350,16 +350,41 @@ def test_bad_rule_filter_shows_an_inline_error(pages: Pages) -> None:  # R7.4
 
 
 def test_activation_emails_to_two_selected_people(pages: Pages) -> None:  # R3.5
+    """Also the Team Cards screenshot: three people in two groups (the Groups column and the
+    group filter show)."""
     pages.sign_in()
     pages.find("#activation-email").click()  # off: no automatic e-mail
     pages.click("#save-settings")
     assert not pages.find("#activation-email").is_selected()
     token = pages.generate_token("IdP")
-    for name in ("dan", "eve", "fay"):
-        status, _ = pages.server.scim(token, "POST", "/Users", user(f"{name}@acme.example"))
+    ids = {}
+    for name, full in (("dan", "Dan Ng"), ("eve", "Eve Lopez"), ("fay", "Fay Wu")):
+        status, body = pages.server.scim(
+            token, "POST", "/Users", user(f"{name}@acme.example", displayName=full)
+        )
+        assert status == 201
+        ids[name] = body["id"]
+    for group, names in (("Sales", ["dan", "fay"]), ("Support", ["eve", "fay"])):
+        members = [{"value": ids[n]} for n in names]
+        status, _ = pages.server.scim(
+            token, "POST", "/Groups", {"displayName": group, "members": members}
+        )
         assert status == 201
     assert pages.server.deliver() == []
     pages.nav("Team Cards")
+    rows = {
+        r.find_element(By.CSS_SELECTOR, "small").text: r for r in pages.all("table.cards tbody tr")
+    }
+    groups = {
+        name: row.find_element(By.CSS_SELECTOR, "td.groups").text for name, row in rows.items()
+    }
+    assert groups == {
+        "dan@acme.example": "Sales",
+        "eve@acme.example": "Support",
+        "fay@acme.example": "Sales, Support",
+    }
+    options = [o.text for o in pages.all("#group option")]
+    assert options == ["Any", "Sales", "Support"]
     pages.find("input[aria-label='Select dan@acme.example']").click()
     pages.find("input[aria-label='Select fay@acme.example']").click()
     pages.click("#send-activation")

@@ -275,30 +275,34 @@ class Accounts:
     def authenticate_read(self, token_id: str, secret_hash: str, intent: Intent) -> Authenticated:
         """The authentication of a read request and, in the same statement, what its
         ``intent`` reads first: the user it names, or the user of Entra's lookup
-        ``userName eq "..."`` (the only filter read so). The user is joined only on the
-        token's workspace and only when the stored secret hash equals ``secret_hash``.
+        ``userName eq "..."`` (the only filter read so), and, for any read that answers users,
+        whether the workspace has a group (``has_groups``). Data is joined only on the token's
+        workspace and only when the stored secret hash equals ``secret_hash``.
 
-        Fast path of ``GET /Users/{id}`` and of the lookup Entra makes before each create:
-        one statement instead of two (see the module's documentation for what it saves)."""
+        Fast path of ``GET /Users/{id}``, of the lookup Entra makes before each create and of
+        a page of users: one statement instead of two or three (see the module's
+        documentation for what it saves)."""
         params = {"token_id": token_id, "b_hash": secret_hash}
-        if intent.user_id is not None:
-            rows = self._read(_AUTHENTICATE_AND_GET, {**params, "b_user": intent.user_id})
-            if not rows:
-                return Authenticated(None)
-            grant, user = self._grant_and_user(rows[0])
-            known: list[dict[str, Any]] | None = (
-                [] if user is not None and not rows[0].has_groups else None
-            )
-            return Authenticated(grant, user=user, groups=known)
         name = self._lookup_name(intent.filter)
-        if name is None:
+        if intent.user_id is not None:
+            statement, params["b_user"] = _AUTHENTICATE_AND_GET, intent.user_id
+        elif name is not None:
+            statement, params["b_name"] = _AUTHENTICATE_AND_FIND, name
+        elif intent.filter is not None or intent.listing:
+            statement = _AUTHENTICATE_USERS
+        else:
             return Authenticated(self.authenticate(token_id))
-        rows = self._read(_AUTHENTICATE_AND_FIND, {**params, "b_name": name})
+        rows = self._read(statement, params)
         if not rows:
             return Authenticated(None)
-        grant, document = self._grant_and_user(rows[0])
-        documents = [document] if document is not None else []
-        return Authenticated(grant, found=Page(len(documents), documents))
+        row = rows[0]
+        if statement is _AUTHENTICATE_USERS:
+            return Authenticated(grant_of(row), has_groups=row.has_groups)
+        grant, user = self._grant_and_user(row)
+        if intent.user_id is not None:
+            return Authenticated(grant, user=user, has_groups=row.has_groups)
+        found = [user] if user is not None else []
+        return Authenticated(grant, has_groups=row.has_groups, found=Page(len(found), found))
 
     def _lookup_name(self, filter: str | None) -> str | None:
         """The user name a ``userName eq "..."`` filter looks up (folded as stored), else
@@ -389,16 +393,25 @@ def _authenticate_and_read(user: ColumnElement[bool]) -> Select[Any]:
     )
 
 
-#: ``GET /Users/{id}``: the user and whether its workspace has any group. In a workspace
-#: without groups no user is in one: ``User.groups`` is known empty, and the groups'
-#: statement of its own is not run (one statement less: a GET on SQLite 487k -> 366k
-#: instructions in-process, the previous main 318k; benchmarks/NOTES.md, session 16). With
-#: groups, the core reads them as before (a join here would scan the workspace's memberships:
-#: SQLite's planner, without statistics for them, picks the wrong index; see groups.py).
-_AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user")).add_columns(
-    exists().where(GROUPS.c.workspace_id == TOKENS.c.workspace_id).label("has_groups")
+#: Whether the token's workspace has any group (read only for the stored secret hash). In a
+#: workspace without groups no user is in one: every ``User.groups`` is known empty, and the
+#: core runs no statement of the memberships (a GET on SQLite 487k -> 366k instructions
+#: in-process, session 16; a page of 100 users 10.9M -> 9.4M, session 17; benchmarks/NOTES.md).
+#: With groups, the core reads them as before (a join here would scan the workspace's
+#: memberships: SQLite's planner, without statistics for them, picks the wrong index; see
+#: groups.py).
+_HAS_GROUPS = (
+    exists()
+    .where(GROUPS.c.workspace_id == TOKENS.c.workspace_id, _SECRET_MATCHES)
+    .label("has_groups")
 )
-_AUTHENTICATE_AND_FIND = _authenticate_and_read(NAMED)  # userName unique: one row
+#: A read that answers users (a page or a filter other than a ``userName`` lookup).
+_AUTHENTICATE_USERS = _AUTHENTICATE.add_columns(_HAS_GROUPS)
+#: ``GET /Users/{id}``: the user and whether its workspace has any group.
+_AUTHENTICATE_AND_GET = _authenticate_and_read(USERS.c.id == bindparam("b_user")).add_columns(
+    _HAS_GROUPS
+)
+_AUTHENTICATE_AND_FIND = _authenticate_and_read(NAMED).add_columns(_HAS_GROUPS)  # one row
 #: A write's authentication with what the write reads next (SQLite; see
 #: :meth:`Accounts.authenticate_write`).
 _AUTHENTICATE_FOR_UPDATE = with_user_for_update(

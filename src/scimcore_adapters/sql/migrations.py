@@ -32,6 +32,7 @@ from .oauth_tables import (
     OAUTH_REDIRECT_URIS,
     OAUTH_REFRESH_TOKENS,
 )
+from .planner_stats import GROUP_STATS, USER_STATS, pin_sqlite_statistics
 from .tables import (
     ACTIVATION_LINKS,
     ADMINS,
@@ -84,42 +85,9 @@ def _v2_product(conn: Connection) -> None:
         table.create(conn)
 
 
-# Row-count estimates for SQLite's query planner (sqlite_stat1: rows, then rows per distinct
-# prefix of the index). Without statistics SQLite prefers walking (workspace_id, seq) to satisfy
-# ORDER BY seq and probes every user against a selective e-mail filter; with these figures it
-# starts from the e-mail index. Pinned rather than measured: ANALYZE on a young database would
-# record tiny tables and mislead the planner as the directory grows.
-_SQLITE_STATS = {
-    "users": {
-        "ix_users_workspace_id_seq": "1000000 100000 1",
-        "ix_users_workspace_id_external_id": "1000000 100000 2",
-        "ix_users_workspace_id_display_name_folded_seq": "1000000 100000 3 1",
-        "ix_users_workspace_id_created_seq": "1000000 100000 3 1",
-        "ix_users_workspace_id_last_modified_seq": "1000000 100000 3 1",
-        "sqlite_autoindex_users_1": "1000000 100000 1",
-        "sqlite_autoindex_users_2": "1000000 100000 1",
-    },
-    "user_emails": {
-        "ix_user_emails_workspace_id_value_folded": "1200000 120000 2",
-        "ix_user_emails_workspace_id_user_id_position": "1200000 120000 2 1",
-    },
-    # Version 6: without figures, a people search walks the workspace in creation order
-    # instead of taking the union of its three prefix ranges (MULTI-INDEX OR).
-    "people": {
-        "sqlite_autoindex_people_1": "1000000 100000 1",
-        "ix_people_workspace_id_created_at_id": "1000000 100000 1 1",
-        "ix_people_workspace_id_active_deprovisioned": "1000000 100000 50000 30000",
-        "ix_people_workspace_id_user_name_folded_id_active_deprovisioned": (
-            "1000000 100000 1 1 1 1"
-        ),
-        "ix_people_workspace_id_email_folded": "1000000 100000 1",
-        "ix_people_workspace_id_name_folded": "1000000 100000 3",
-    },
-}
-
-
 def _v3_counts_and_stats(conn: Connection) -> None:
-    """``user_counts`` (filled from ``users``) and, on SQLite, pinned planner statistics."""
+    """``user_counts`` (filled from ``users``) and, on SQLite, pinned planner statistics
+    (:mod:`.planner_stats`)."""
     USER_COUNTS.create(conn)
     conn.execute(
         USER_COUNTS.insert().from_select(
@@ -127,28 +95,7 @@ def _v3_counts_and_stats(conn: Connection) -> None:
             select(USERS.c.workspace_id, func.count()).group_by(USERS.c.workspace_id),
         )
     )
-    _pin_sqlite_statistics(conn)
-
-
-def _pin_sqlite_statistics(conn: Connection) -> None:
-    """SQLite: write :data:`_SQLITE_STATS` for the indexes that exist (PostgreSQL's autovacuum
-    keeps real statistics)."""
-    if conn.dialect.name != "sqlite":
-        return
-    conn.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
-    existing = {
-        name
-        for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='index'")
-    }
-    for table, indexes in _SQLITE_STATS.items():
-        conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl = ?", (table,))
-        for index, stat in indexes.items():
-            if index in existing:
-                conn.exec_driver_sql(
-                    "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
-                    (table, index, stat),
-                )
-    conn.exec_driver_sql("ANALYZE sqlite_schema")  # load the figures into the planner
+    pin_sqlite_statistics(conn, USER_STATS)
 
 
 def _v4_drop_people_name_index(conn: Connection) -> None:
@@ -182,7 +129,7 @@ def _v5_chronological_meta(conn: Connection) -> None:
     for column in ("created_key", "last_modified_key"):
         if column in present:
             conn.exec_driver_sql(f"ALTER TABLE {USERS.name} DROP COLUMN {column}")
-    _pin_sqlite_statistics(conn)
+    pin_sqlite_statistics(conn, USER_STATS)
 
 
 def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
@@ -236,7 +183,7 @@ def _v6_console(conn: Connection) -> None:
     TOKEN_TOMBSTONES.create(conn, checkfirst=True)
     IMAGES.create(conn, checkfirst=True)
     ACTIVATION_LINKS.create(conn, checkfirst=True)
-    _pin_sqlite_statistics(conn)
+    pin_sqlite_statistics(conn, USER_STATS)
     orphaned = ~exists().where(  # no active admin of that e-mail in the token's workspace
         ADMINS.c.workspace_id == TOKENS.c.workspace_id,
         ADMINS.c.email_key == func.lower(TOKENS.c.created_by),
@@ -290,6 +237,12 @@ def _v11_authorization_code(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v12_group_statistics(conn: Connection) -> None:
+    """SQLite: pinned planner statistics for ``groups`` and ``group_members``
+    (:data:`.planner_stats.GROUP_STATS`); PostgreSQL has measured ones, nothing is done."""
+    pin_sqlite_statistics(conn, GROUP_STATS)
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -322,6 +275,9 @@ MIGRATIONS: Sequence[Migration] = (
         11,
         "OAuth authorization-code grant: redirect URIs, grants, codes, refresh tokens",
         _v11_authorization_code,
+    ),
+    Migration(
+        12, "pinned SQLite planner statistics for groups and group_members", _v12_group_statistics
     ),
 )
 
