@@ -20,7 +20,6 @@ import attrs
 import pytest
 
 from scimcore import ScimService
-from scimcore import outbox as outbox_module
 from scimcore.activation import ActivationError, token_hash
 from scimcore.outbox import DeliveryReport, RecordingMailer, deliver_pending
 from scimcore.storage import MailBatches, OutboxMail
@@ -103,7 +102,9 @@ def test_a_run_issues_its_links_in_one_unit_of_work_and_records_in_one_batch(
     ops = {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]}
     assert client("PATCH", f"/Users/{bob['Resources'][0]['id']}", ops).status == 200
     storage.units, mailer = 0, RecordingMailer()
-    report = deliver_pending(service.storage, mailer, service.runtime, base_url="https://x")
+    report = deliver_pending(  # a run that records its outcomes together (finish_every)
+        service.storage, mailer, service.runtime, base_url="https://x", finish_every=60.0
+    )
     assert (report.sent, report.failed) == (2, 1)  # bob is inactive: no link, given up
     assert report.failures[0].to == "bob@contoso.com"
     assert report.failures[0].reason.startswith(ActivationError.__name__)
@@ -152,7 +153,6 @@ class CrashingMailer(RecordingMailer):
 @pytest.mark.parametrize(("finish_every", "recorded_sent"), [(0.0, 2), (3600.0, 0)])
 def test_a_crash_in_a_run_never_reports_unsent_mail_and_resends_the_unrecorded(
     counting: tuple[ScimService, Client, CountingSql],
-    monkeypatch: pytest.MonkeyPatch,
     finish_every: float,
     recorded_sent: int,
 ) -> None:
@@ -160,11 +160,12 @@ def test_a_crash_in_a_run_never_reports_unsent_mail_and_resends_the_unrecorded(
     service, client, storage = counting
     for name in ("ann", "bob", "cy"):
         client.create(f"{name}@contoso.com")
-    monkeypatch.setattr(outbox_module, "FINISH_EVERY", finish_every)
     with pytest.raises(Crash):
-        deliver_pending(storage, CrashingMailer(survive=2), service.runtime)
+        deliver_pending(
+            storage, CrashingMailer(survive=2), service.runtime, finish_every=finish_every
+        )
     statuses = [m.status for m in service.product.outbox("acme")]
-    assert statuses.count("sent") == recorded_sent  # every FINISH_EVERY seconds, or none
+    assert statuses.count("sent") == recorded_sent  # each after its send, or none yet
     assert statuses.count("sending") == 3 - recorded_sent  # the crashed one is never "sent"
     later, clock = RecordingMailer(), service.runtime.now
     after_lease = attrs.evolve(service.runtime, now=lambda: clock() + timedelta(minutes=6))

@@ -12,11 +12,11 @@ user's transaction). Delivery is at least once at the SMTP boundary: a process k
 SMTP server accepted a mail but before ``sent`` was recorded sends it again when the claim's
 lease expires; nothing short of a two-phase protocol with the SMTP server can do better.
 
-A run costs a few transactions, not a few per mail: one claim, the activation links of each
-workspace in one (:func:`~scimcore.activation.render_activations`), and the outcomes recorded
-together (``MailBatches.finish_mails``) once the run is done or, while it lasts, every
-:data:`FINISH_EVERY` seconds: what a crash can resend is the mail handed to the mailer in the
-last of those seconds (docs/decisions.md, session 17).
+A run claims its mail in one transaction and issues the activation links of each workspace in
+one (:func:`~scimcore.activation.render_activations`). Each outcome is recorded right after
+its send, so a crash resends at most the one mail in flight (R3.6); ``finish_every`` lets a
+host trade that for fewer transactions: outcomes then go together
+(``MailBatches.finish_mails``) that often (docs/decisions.md, session 17).
 
 The time of a failed attempt is kept with its reason: ``last_error`` reads
 ``"<ISO 8601 time> <reason>"`` (no column of its own, so no schema change); :func:`last_attempt`
@@ -39,7 +39,6 @@ from .storage import MailBatches, OutboxMail, Storage
 from .workspaces import WorkspaceError
 
 __all__ = [
-    "FINISH_EVERY",
     "DeliveryFailure",
     "DeliveryReport",
     "LastAttempt",
@@ -53,12 +52,6 @@ __all__ = [
 
 #: A reason is cut to this many characters (the SMTP server's reply can be long).
 _MAX_REASON = 480
-
-#: Seconds a delivery run keeps the outcomes of its attempts before it records them (in one
-#: transaction): a run of the ``.eml`` folder records all of its mails at its end; one over a
-#: slow SMTP server records them about this often, so that a mail's lease (minutes) never
-#: runs out while its ``sent`` waits and a crash resends at most this long a stretch of mail.
-FINISH_EVERY = 1.0
 
 
 class Mailer(Protocol):
@@ -142,6 +135,7 @@ def deliver_pending(
     base_delay: timedelta = timedelta(minutes=1),
     lease: timedelta = timedelta(minutes=5),
     base_url: str | None = None,
+    finish_every: float = 0.0,
 ) -> DeliveryReport:
     """Send due mail once; returns what happened, failures with their reasons. Safe to run
     from several processes at once: a mail is claimed by one of them (``Storage.claim_mail``).
@@ -151,7 +145,10 @@ def deliver_pending(
     sent (:func:`scimcore.activation.render_activations`: the run's links in one transaction
     per workspace); without it, it is sent as queued.
     An activation mail whose person is no longer active fails at once (no link is issued;
-    :func:`retry_mail` after a reactivation)."""
+    :func:`retry_mail` after a reactivation). ``finish_every``: seconds the run keeps outcomes
+    before it records them, together (0: each right after its send, so that a crash resends
+    at most the mail in flight; more: fewer transactions, but a crash resends every mail
+    handed over since the last record; keep it well under ``lease``)."""
     now = runtime.now()
     claimed: Sequence[OutboxMail] = storage.claim_mail(now, now + lease, limit)
     if not claimed:
@@ -197,7 +194,7 @@ def deliver_pending(
             )
             sent += 1
         outcomes.append(outcome)
-        if time.monotonic() - since >= FINISH_EVERY:
+        if time.monotonic() - since >= finish_every:
             finish_mails(storage, outcomes)
             outcomes, since = [], time.monotonic()
     finish_mails(storage, outcomes)
