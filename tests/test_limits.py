@@ -4,9 +4,12 @@ limit, nothing stored)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scimcore import ScimService, ServiceConfig
 from scimcore.messages import PATCH_OP_URN
@@ -169,3 +172,36 @@ def test_service_provider_config_advertises_the_limits(client: Client) -> None:
     assert spc["filter"] == {"supported": True, "maxResults": LIMITS.max_count}
     assert spc["bulk"]["supported"] is False
     assert spc["bulk"]["maxPayloadSize"] == LIMITS.max_body_bytes
+
+
+_SMALL = ServiceConfig(max_string_bytes=8, max_values=3)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=4)
+    | st.text(min_size=2, max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(doc=st.dictionaries(st.text(min_size=1, max_size=3), _JSON, max_size=5))
+def test_the_quick_walk_agrees_with_the_one_that_names_the_path(doc: dict[str, Any]) -> None:
+    """The check every write makes first walks without spelling paths
+    (``limits._within``); only when it finds a value over a limit does the second walk name
+    it. The two must agree on every document: the first never passes what the second
+    refuses, nor refuses what it passes (strings of multi-byte characters included)."""
+    from scimcore import limits
+    from scimcore.errors import InvalidValueError
+
+    try:
+        limits._explain(doc, "", _SMALL)
+        refused = False
+    except InvalidValueError:
+        refused = True
+    assert limits._within(doc, _SMALL) is not refused
+    with pytest.raises(InvalidValueError) if refused else nullcontext():
+        limits.check_document(doc, _SMALL)
