@@ -47,7 +47,6 @@ from .tables import GROUP_MEMBERS, GROUPS, USERS
 __all__ = ["SqlGroupStore"]
 
 _G, _M, _U = GROUPS.c, GROUP_MEMBERS.c, USERS.c
-_OWN = GROUPS.alias("own")
 _WS = in_workspace(GROUPS)
 _ONE = and_(_WS, _G.id == bindparam("b_id"))
 
@@ -72,15 +71,16 @@ _BY_NAME = (
     select(_G.document).where(_WS, _G.display_name_folded == bindparam("b_v")).order_by(_G.seq)
 )
 _BY_EXT = select(_G.document).where(_WS, _G.external_id == bindparam("b_v")).order_by(_G.seq)
-#: ``group_id IN (the workspace's groups)``: always true, it lets a lookup by member use all
-#: three columns of the unique index ``(workspace_id, group_id, member_id)`` (one probe per
-#: group). Without it SQLite's planner, which has no statistics for ``group_members``, scans
-#: every membership of the workspace for one member.
-_ANY_GROUP = _M.group_id.in_(select(_OWN.c.id).where(_OWN.c.workspace_id == bindparam("b_ws")))
+#: A member's groups are found by the index ``(workspace_id, member_id)``: one probe, whatever
+#: the number of groups. SQLite's planner chooses it once it has statistics for
+#: ``group_members`` (migration 12 pins them, :mod:`.planner_stats`); without them it scanned
+#: every membership of the workspace, which session 16 avoided by adding ``group_id IN (the
+#: workspace's groups)``: a probe per group, 0.42 ms for one user in a workspace of 1,000
+#: groups against 0.044 ms now (benchmarks/NOTES.md, session 17).
 _BY_MEMBER = (
     select(_G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_v"), _ANY_GROUP)
+    .where(_WS, _M.member_id == bindparam("b_v"))
     .order_by(_G.seq)
 )
 _MEMBERS = (
@@ -103,14 +103,14 @@ _CLEAR = delete(GROUP_MEMBERS).where(
 _GROUPS_OF = (
     select(_G.id, _G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id == bindparam("b_id"), _ANY_GROUP)
+    .where(_WS, _M.member_id == bindparam("b_id"))
     .order_by(_G.seq)
 )
 #: The groups of several users in one statement (``b_ids``, expanding), in group order.
 _GROUPS_OF_MANY = (
     select(_M.member_id, _G.id, _G.document)
     .join(GROUP_MEMBERS, and_(_M.workspace_id == _G.workspace_id, _M.group_id == _G.id))
-    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)), _ANY_GROUP)
+    .where(_WS, _M.member_id.in_(bindparam("b_ids", expanding=True)))
     .order_by(_G.seq)
 )
 #: Users per statement of :meth:`SqlGroupStore.groups_of` (under every engine's limit of
