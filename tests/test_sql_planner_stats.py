@@ -180,16 +180,12 @@ def test_team_cards_of_a_group_read_its_members(directory: tuple[Any, ...]) -> N
     assert_indexed(plans_of(storage, read), BY_GROUP, PERSON_BY_ID, MEMBER_KEYED)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="measured figures of few large groups: a scan"
-)
 def test_after_analyze_few_large_groups_keep_the_groups_filter_indexed(tmp_path: Path) -> None:
-    """Known, left to the statement's shape: measured figures of a directory of few, large
-    groups (here 6 of 100) make a ``groups`` filter scan ``group_members``. SQLite takes a
-    ``group_id IN (subquery)`` for 25 groups: with 6 that is every membership, so one pass
-    over the table looks cheaper than a search per group (at 100,000 users in 21 groups, 26
-    against 9 ms of CPU; benchmarks/NOTES.md, session 17). The pinned figures (1,000 groups
-    of 500) keep the search."""
+    """Measured figures of a directory of few, large groups (here 6 of 100) keep a ``groups``
+    filter on the indexes. With ``group_id IN (the matching groups)`` SQLite assumed 25
+    groups, with 6 that is every membership, and scanned ``group_members`` (at 100,000 users
+    in 21 groups, 26 against 9 ms of CPU); the filter now joins the matching groups to their
+    memberships, searched by group (benchmarks/NOTES.md, session 17)."""
     path = tmp_path / "few.db"
     storage, _, workspace = populate(path, group_count=6, groups_each=1)
     with storage.engine.begin() as conn:
