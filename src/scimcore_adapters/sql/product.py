@@ -27,6 +27,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     select,
     true,
 )
@@ -149,11 +150,16 @@ _LIST_OUTBOX = (
 )
 _LOG_COLUMNS = [c for c in LOG.c if c.name not in ("seq", "ordinal", "workspace_id")]
 #: The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of the
-#: current maximum); the other columns come from the parameters.
+#: current maximum); the other columns come from the parameters. The constants are written
+#: into the SQL (``literal_column``), not bound: a bound constant is a parameter with a
+#: default, which sends every execution down the binding's slow path (``execute.Prepared``;
+#: 270 of a create's 12,800 bytecodes; benchmarks/NOTES.md, session 17).
 _ADD_LOG = (
     LOG.insert()
     .values(
-        ordinal=select(func.coalesce(func.max(LOG.c.ordinal), 0) + 1)
+        ordinal=select(
+            func.coalesce(func.max(LOG.c.ordinal), literal_column("0")) + literal_column("1")
+        )
         .where(in_workspace(LOG))
         .scalar_subquery()
     )
