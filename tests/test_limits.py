@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scimcore import ScimService, ServiceConfig
+from scimcore import ScimService, ServiceConfig, limits
 from scimcore.messages import PATCH_OP_URN
 
 from .conftest import Client
@@ -205,3 +205,46 @@ def test_the_quick_walk_agrees_with_the_one_that_names_the_path(doc: dict[str, A
     assert limits._within(doc, _SMALL) is not refused
     with pytest.raises(InvalidValueError) if refused else nullcontext():
         limits.check_document(doc, _SMALL)
+
+
+_ROOMY = ServiceConfig(max_string_bytes=64, max_values=6)
+
+
+@given(
+    doc=st.dictionaries(st.text(min_size=1, max_size=3), _JSON, max_size=5),
+    encoding=st.sampled_from(["utf-8", "utf-16-le", "utf-16", "utf-32", "ascii-escaped"]),
+)
+def test_a_body_too_small_to_exceed_a_limit_gives_the_walks_answer(
+    doc: dict[str, Any], encoding: str
+) -> None:
+    """A create's document is not walked when its body cannot hold a value over a limit
+    (``check_document(source=...)``); for every body the answer is the walk's, whatever the
+    JSON's encoding (UTF-16 and UTF-32, which hold more UTF-8 than their length, included)."""
+    import json
+
+    from scimcore.errors import InvalidValueError
+
+    text = json.dumps(doc, ensure_ascii=encoding == "ascii-escaped")
+    source = text.encode("utf-8" if encoding == "ascii-escaped" else encoding, "surrogatepass")
+    for config in (_SMALL, _ROOMY):
+        try:
+            limits.check_document(doc, config)
+            refused = False
+        except InvalidValueError:
+            refused = True
+        with pytest.raises(InvalidValueError) if refused else nullcontext():
+            limits.check_document(doc, config, source=source)
+
+
+def test_a_utf16_body_of_wide_characters_is_still_walked() -> None:
+    import json
+
+    """The case the NUL guard is for: 22 CJK characters are 44 bytes of UTF-16 (a 60-byte
+    body, within 64) but 66 bytes of UTF-8, over ``max_string_bytes`` = 64."""
+    from scimcore.errors import InvalidValueError
+
+    doc = {"t": "\u4e4e" * 22}
+    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-16-le")
+    assert len(body) <= _ROOMY.max_string_bytes < len(doc["t"].encode())
+    with pytest.raises(InvalidValueError, match="max_string_bytes"):
+        limits.check_document(doc, _ROOMY, source=body)

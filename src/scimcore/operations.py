@@ -306,7 +306,7 @@ class UserOperations:
         with a new ``id`` and ``meta`` (RFC 7643 §3.1)."""
         body = params.json_body(request, self.config.max_body_bytes)
         doc = conv.normalize_resource(body, self.registry)
-        limits.check_document(doc, self.config)
+        limits.check_document(doc, self.config, source=request.body)
         doc["id"] = self.runtime.new_id()
         stamp = self._stamp(now)
         meta = {"resourceType": "User", "created": stamp, "lastModified": stamp, "version": 'W/"1"'}
