@@ -92,6 +92,17 @@ class FastPathContract:
                 through_fast = _send(fast, bearer, path, query, **headers)
                 through_plain = _send(plain, bearer, path, query, **headers)
                 assert through_fast == through_plain, (bearer == token, path, query, headers)
+        # Once the workspace has a group, every user read carries User.groups: a fast path
+        # that still said "no group" (Authenticated.has_groups) would leave them out.
+        group = {"displayName": "Sales", "members": [{"value": ids[0]}, {"value": ids[1]}]}
+        assert call(fast, token, "POST", group, path="/Groups").status == 201
+        for path, query, headers in reads:
+            through_fast = _send(fast, token, path, query, **headers)
+            assert through_fast == _send(plain, token, path, query, **headers), (path, query)
+        user = json.loads(_send(fast, token, f"/Users/{ids[0]}", {}).body)
+        assert [g["display"] for g in user["groups"]] == ["Sales"]
+        page = json.loads(_send(fast, token, "/Users", {}).body)["Resources"]
+        assert [len(u.get("groups", [])) for u in page] == [1, 1, 0]
         answered = [
             _send(fast, token, path, query, **headers).status for path, query, headers in reads
         ]
