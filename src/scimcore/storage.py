@@ -306,7 +306,9 @@ class Storage(Protocol):
 
     def finish_mail(self, mail: OutboxMail) -> None:
         """Store the outcome of a delivery attempt (``status``, ``attempts``, ``sent_at``,
-        ``last_error``, ``next_attempt_at``) of a claimed mail."""
+        ``last_error``, ``next_attempt_at``) of a claimed mail; a mail already recorded
+        ``sent`` is left as it is (the late outcome of a claim whose lease ran out while
+        another process sent the mail must not queue it a third time, R3.6)."""
 
 
 @frozen

@@ -396,5 +396,6 @@ class MemoryStorage(OAuthStoreMixin, FederationStoreMixin, AuthorizationStoreMix
         with self._lock:
             for mail in mails:
                 data = self._data.get(mail.workspace_id)
-                if data is not None and mail.id in data.outbox:
+                stored = data.outbox.get(mail.id) if data is not None else None
+                if data is not None and stored is not None and stored.status != "sent":
                     data.outbox[mail.id] = mail

@@ -268,6 +268,33 @@ class ProductContract:
             retry.id
         ]
 
+    def test_a_late_outcome_never_changes_a_sent_mail(self, storage: Storage) -> None:
+        # R3.6: process A's claim ran out (a slow SMTP server), B claimed the mail again and
+        # sent it; A's late failure must not queue it a third time
+        w = ws(storage)
+        with storage.users(w.id) as store:
+            store.enqueue_mail(mail(1, w.id, "k1"))
+        now = T0 + timedelta(seconds=10)
+        (first,) = storage.claim_mail(now, now + timedelta(minutes=5), 10)
+        later = now + timedelta(minutes=6)
+        (second,) = storage.claim_mail(later, later + timedelta(minutes=5), 10)
+        assert second.id == first.id
+        sent = OutboxMail(**{**vars_of(second), "status": "sent", "attempts": 1, "sent_at": later})
+        storage.finish_mail(sent)
+        late_failure = OutboxMail(
+            **{
+                **vars_of(first),
+                "status": "pending",
+                "attempts": 1,
+                "last_error": "TimeoutError: timed out",
+                "next_attempt_at": later + timedelta(minutes=1),
+            }
+        )
+        storage.finish_mail(late_failure)
+        with storage.users(w.id) as store:
+            assert store.list_outbox() == [sent]
+        assert storage.claim_mail(later + timedelta(hours=1), later + timedelta(hours=2), 10) == []
+
     def test_finish_mails_stores_many_outcomes_at_once(self, storage: Storage) -> None:
         # optional capability (MailBatches); a storage that has it stores each like finish_mail
         if not isinstance(storage, MailBatches):

@@ -438,7 +438,10 @@ _CLAIM_MAIL = (
     .values(status="sending")
     .returning(*_MAIL_COLUMNS)
 )
-_FINISH_MAIL = OUTBOX.update().where(in_workspace(OUTBOX), OUTBOX.c.id == bindparam("b_id"))
+#: An outcome never changes a mail already recorded ``sent`` (:meth:`Storage.finish_mail`).
+_FINISH_MAIL = OUTBOX.update().where(
+    in_workspace(OUTBOX), OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.status != "sent"
+)
 
 
 def claim_mail(
