@@ -6,8 +6,9 @@ the creator's admin row: :data:`_AUTHENTICATE`), and the fast paths read what th
 next *in the same statement*, joined only on the token's workspace and only where the stored
 secret hash equals the presented one (the caller still compares the hashes in constant time):
 
-- :meth:`Accounts.authenticate_read`: for ``GET /Users/{id}``, the user (and whether its
-  workspace has groups at all); for Entra's ``userName eq`` lookup, the user;
+- :meth:`Accounts.authenticate_read`: for ``GET /Users/{id}``, the user; for Entra's
+  ``userName eq`` lookup, the user; for every read that answers users (those two, a page, any
+  other filter), whether the workspace has groups at all;
 - :meth:`Accounts.authenticate_write` (SQLite writes): for an update, the user, its person, the
   settings (:func:`with_user_for_update`); for a create, the settings and the rules
   (:func:`with_settings_and_rules`);
