@@ -23,21 +23,14 @@ from scimcore import ScimService
 from scimcore_adapters.sql import SqlStorage
 from scimcore_adapters.sql.groups import SqlGroupStore
 from scimcore_adapters.sql.tables import USERS
-from tests.conftest import Client, counting_runtime, postgres_schema_url
-from tests.test_groups import _client, group, members_of, patch
+from tests.conftest import Client
+from tests.test_groups import _client, group, members_of, opened_service, patch
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sql_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScimService]:
-    if request.param == "sqlite":
-        storage = SqlStorage(f"sqlite:///{tmp_path / 'race.db'}", checkpoint_interval=None)
-        yield ScimService(storage, runtime=counting_runtime())
-        storage.close()
-        return
-    with postgres_schema_url() as url:
-        storage = SqlStorage(url)
-        yield ScimService(storage, runtime=counting_runtime())
-        storage.close()
+    with opened_service(request.param, tmp_path) as service:
+        yield service
 
 
 def before_insert(monkeypatch: pytest.MonkeyPatch, hook: Callable[[SqlGroupStore], None]) -> None:

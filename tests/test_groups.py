@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,13 @@ def patch(*ops: dict[str, Any]) -> dict[str, Any]:
     return {"schemas": [PATCH], "Operations": list(ops)}
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def gservice(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScimService]:
-    if request.param == "memory":
+@contextmanager
+def opened_service(kind: str, tmp_path: Path) -> Iterator[ScimService]:
+    """A service over a new storage of ``kind`` ("memory", "sqlite" or "postgresql")."""
+    if kind == "memory":
         yield ScimService(MemoryStorage(), runtime=counting_runtime())
         return
-    if request.param == "sqlite":
+    if kind == "sqlite":
         storage = SqlStorage(f"sqlite:///{tmp_path / 'g.db'}", checkpoint_interval=None)
         yield ScimService(storage, runtime=counting_runtime())
         storage.close()
@@ -39,6 +41,12 @@ def gservice(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScimSer
         storage = SqlStorage(url)
         yield ScimService(storage, runtime=counting_runtime())
         storage.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def gservice(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScimService]:
+    with opened_service(request.param, tmp_path) as service:
+        yield service
 
 
 def _client(service: ScimService, slug: str = "acme") -> Client:
