@@ -8,12 +8,13 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from scimcore import Storage
 from scimcore.storage import MailBatches, OutboxMail, Settings
 from scimcore.templates import Rule, Template
-from scimcore.testing._records import ENT, T0, entry, mail, person, user, vars_of, ws
+from scimcore.testing._records import ENT, T0, entry, mail, person, user, ws
 
 
 class ProductContract:
@@ -242,22 +243,15 @@ class ProductContract:
         now = T0 + timedelta(seconds=10)
         lease = now + timedelta(minutes=5)
         claimed = {m.id: m for m in storage.claim_mail(now, lease, 10)}
-        sent = OutboxMail(
-            **{
-                **vars_of(claimed[mail(1, "").id]),
-                "status": "sent",
-                "attempts": 1,
-                "sent_at": now + timedelta(seconds=1),
-            }
+        sent = attrs.evolve(
+            claimed[mail(1, "").id], status="sent", attempts=1, sent_at=now + timedelta(seconds=1)
         )
-        retry = OutboxMail(
-            **{
-                **vars_of(claimed[mail(2, "").id]),
-                "status": "pending",
-                "attempts": 1,
-                "last_error": "SMTPError: 451 try later",
-                "next_attempt_at": now + timedelta(minutes=1),
-            }
+        retry = attrs.evolve(
+            claimed[mail(2, "").id],
+            status="pending",
+            attempts=1,
+            last_error="SMTPError: 451 try later",
+            next_attempt_at=now + timedelta(minutes=1),
         )
         storage.finish_mail(sent)
         storage.finish_mail(retry)
@@ -279,16 +273,14 @@ class ProductContract:
         later = now + timedelta(minutes=6)
         (second,) = storage.claim_mail(later, later + timedelta(minutes=5), 10)
         assert second.id == first.id
-        sent = OutboxMail(**{**vars_of(second), "status": "sent", "attempts": 1, "sent_at": later})
+        sent = attrs.evolve(second, status="sent", attempts=1, sent_at=later)
         storage.finish_mail(sent)
-        late_failure = OutboxMail(
-            **{
-                **vars_of(first),
-                "status": "pending",
-                "attempts": 1,
-                "last_error": "TimeoutError: timed out",
-                "next_attempt_at": later + timedelta(minutes=1),
-            }
+        late_failure = attrs.evolve(
+            first,
+            status="pending",
+            attempts=1,
+            last_error="TimeoutError: timed out",
+            next_attempt_at=later + timedelta(minutes=1),
         )
         storage.finish_mail(late_failure)
         with storage.users(w.id) as store:
@@ -312,7 +304,7 @@ class ProductContract:
         storage.finish_mails([])  # nothing to record: no transaction, no error
 
         def outcome(n: int, **changes: Any) -> OutboxMail:
-            return OutboxMail(**{**vars_of(claimed[mail(n, "").id]), "attempts": 1, **changes})
+            return attrs.evolve(claimed[mail(n, "").id], attempts=1, **changes)
 
         sent = outcome(1, status="sent", sent_at=now + timedelta(seconds=1))
         retry = outcome(

@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import attrs
-
 from scimcore import Storage, Workspace
 from scimcore.schema import default_registry
 from scimcore.storage import LogEntry, OutboxMail, Person
@@ -96,8 +94,3 @@ def entry(n: int, /, **changes: Any) -> LogEntry:
     }
     values.update(changes)
     return LogEntry(**values)
-
-
-def vars_of(record: Any) -> dict[str, Any]:
-    """The fields of an attrs record, to rebuild it with changes."""
-    return dict(attrs.asdict(record, recurse=False))
