@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from functools import lru_cache, partial
 from operator import itemgetter
@@ -334,36 +334,23 @@ def run(
     return run_dbapi(dbapi_conn, conn.dialect, stmt, params, columns=columns, fetch=fetch)
 
 
-class Runner:
-    """:func:`run` bound to one connection for the length of one transaction.
+class Runner(partial[Outcome]):
+    """:func:`run` bound to one connection for the length of one transaction: a
+    :func:`functools.partial` of :func:`run_dbapi` on its DBAPI connection (of :func:`run` when
+    listeners are attached), so that calling it adds no Python call to each statement.
 
     Whether statement listeners are attached is decided once, when the transaction's store is
     made, not at every statement: asking SQLAlchemy's event system cost more instructions
     than everything else :func:`run` adds to a statement (5 % of a create). A listener
     attached in the middle of a transaction sees the statements of the next one."""
 
-    __slots__ = ("_conn", "_dbapi_conn", "_dialect")
+    __slots__ = ()
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._dialect = conn.dialect
-        self._dbapi_conn = (
-            None if conn.dispatch.before_cursor_execute else conn.connection.dbapi_connection
-        )
-
-    def __call__(
-        self,
-        stmt: Executable,
-        params: Mapping[str, Any],
-        *,
-        columns: bool = False,
-        fetch: bool = True,
-    ) -> Outcome:
-        if self._dbapi_conn is None:  # listeners: through SQLAlchemy, as run() does
-            return run(self._conn, stmt, params, columns=columns, fetch=fetch)
-        return run_dbapi(
-            self._dbapi_conn, self._dialect, stmt, params, columns=columns, fetch=fetch
-        )
+    def __new__(cls, conn: Connection) -> Runner:
+        if conn.dispatch.before_cursor_execute:  # listeners: through SQLAlchemy, as run() does
+            return super().__new__(cls, run, conn)
+        dbapi_conn = conn.connection.dbapi_connection
+        return super().__new__(cls, run_dbapi, dbapi_conn, conn.dialect)
 
 
 def run_dbapi(
@@ -434,21 +421,32 @@ def is_unique_violation(exc: IntegrityError) -> bool:
 _PROGRAM_LIMIT_EXCEEDED = "54000"
 
 
-@contextmanager
-def indexable() -> Iterator[None]:
+def indexable() -> AbstractContextManager[None]:
     """A user's indexed values that PostgreSQL cannot index (an entry over about 2,700 bytes
     after compression: a ``userName``, ``externalId``, ``displayName`` or e-mail value of
     thousands of characters) are bad input, 400 ``invalidValue``, not a server error. SQLite
     has no such limit. The transaction is rolled back as after any error."""
-    try:
-        yield
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED:
+    return _INDEXABLE
+
+
+class _Indexable:
+    """:func:`indexable`'s context manager: a class, since a generator-based one costs about
+    70 bytecodes on every write."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, DBAPIError) and (
+            getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED
+        ):
             raise InvalidValueError(
                 "a userName, externalId, displayName or e-mail value is too long to be indexed "
                 "(PostgreSQL allows about 2,700 bytes per index entry)"
             ) from None
-        raise
+
+
+_INDEXABLE = _Indexable()
 
 
 # --- SQLAlchemy's private API ---------------------------------------------------------------------
