@@ -188,9 +188,7 @@ class Prepared:
         # The common case, every parameter given: one C call picks the values in order.
         self._names = tuple(names)
         self._optional = frozenset(defaults)
-        self._pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = (
-            _picker(self._names) if self._names else None
-        )
+        self._pick = _picker(self._names)
         self._processors = [(i, p) for i, (_, p, _, _) in enumerate(self._binds) if p is not None]
         columns = compiled._result_columns
         self._results: list[tuple[int, _Processor]] = []
@@ -209,27 +207,26 @@ class Prepared:
 
     def args(self, params: Mapping[str, Any]) -> Any:
         """The DBAPI parameters (a tuple or a dict, per the dialect's paramstyle)."""
-        values: list[Any]
-        if self._pick is None:
-            values = []
-        elif not self._optional or self._optional <= params.keys():
-            values = list(self._pick(params))
-            for index, convert in self._processors:
-                values[index] = convert(values[index])
-        else:  # a parameter left to its default
+        values: Sequence[Any]
+        if self._optional and not self._optional <= params.keys():  # one left to its default
             values = []
             for name, processor, default, required in self._binds:
                 value = params[name] if required or name in params else default
                 values.append(processor(value) if processor is not None else value)
-        if self._positional:
+        elif self._processors:
+            values = list(self._pick(params))
+            for index, convert in self._processors:
+                values[index] = convert(values[index])
+        else:
+            values = self._pick(params)
+        if self._positional:  # (a tuple already is not copied)
             return tuple(values)
         return dict(zip(self._names, values, strict=True))
 
     def rows(self, raw: list[Sequence[Any]]) -> list[Any]:
-        """The rows of a result (:meth:`row` each); rows without processing in one C loop."""
-        if self.packed or self._results:
-            return [self.row(r) for r in raw]
-        return list(map(self._make, raw))
+        """The rows of a result: :meth:`row` each, or when nothing is to be processed (a page
+        of documents), the named tuples straight, with no Python call per row."""
+        return list(map(self.row if self.packed or self._results else self._make, raw))
 
     def row(self, raw: Sequence[Any]) -> Any:
         """A row with attribute access by column name, its values processed."""
@@ -250,6 +247,8 @@ class Prepared:
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """``params`` to the tuple of the values of ``names``, in order (``KeyError`` if one is
     missing)."""
+    if not names:
+        return lambda params: ()
     get = itemgetter(*names)
     if len(names) == 1:
         return lambda params: (get(params),)
