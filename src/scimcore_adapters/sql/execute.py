@@ -199,9 +199,8 @@ class Prepared:
             result = column.type._cached_result_processor(dialect, None)
             if result is not None:
                 self._results.append((index, result))
-        # A row: a named tuple made by ``tuple.__new__``, a C call (its ``_make`` is Python
-        # code that checks the length, which the statement's columns fix). A page of 100
-        # users: 40 bytecodes fewer per row (-8 % of the page's bytecodes).
+        # Rows made by ``tuple.__new__``, a C call (``_make`` is Python code that checks the
+        # length, which the columns fix): a page of 100 users -8 % bytecodes.
         row_type = namedtuple("Row", [c.keyname for c in columns], rename=True)  # type: ignore[misc]
         self._make: Callable[[Iterable[Any]], Any] = partial(tuple.__new__, row_type)
 
@@ -275,14 +274,12 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
     return naive.isoformat(" ", "microseconds") if naive is not None else None
 
 
-#: SQLite text back to an aware UTC ``datetime``, as :class:`.tables.UtcDateTime` reads it.
-#: Called straight as the column's processor (one C call when cached): a SQLite value is text,
-#: a number or ``None``, all hashable and immutable, and so is what it converts to.
+#: SQLite text back to an aware UTC ``datetime``, as :class:`.tables.UtcDateTime` reads it,
+#: cached and called straight (one C call): a SQLite value is text, a number or ``None``.
 _sqlite_utc_datetime = lru_cache(maxsize=1024)(aware_utc)
 
 #: SQLAlchemy's ``Boolean`` parameter on SQLite (``None``, ``False``, ``True`` to ``None``, 0,
-#: 1; any other value refused, here with ``KeyError``) in one C call instead of two Python
-#: ones (four per create).
+#: 1; anything else refused, here by ``KeyError``) in one C call instead of two Python ones.
 _sqlite_boolean: _Processor = {None: None, False: 0, True: 1}.__getitem__
 
 
@@ -429,8 +426,7 @@ def indexable() -> AbstractContextManager[None]:
 
 
 class _Indexable:
-    """:func:`indexable`'s context manager: a class, since a generator-based one costs about
-    70 bytecodes on every write."""
+    """:func:`indexable`'s context manager (a generator's costs ~70 bytecodes per write)."""
 
     def __enter__(self) -> None:
         return None
