@@ -67,3 +67,30 @@ def test_prepared_statements_round_trip_through_the_private_processors(tmp_path:
             assert prepared(read, conn.dialect).sql.startswith("SELECT t.k, t.at")
     finally:
         engine.dispose()
+
+
+def test_indexable_turns_an_index_entry_over_the_limit_into_bad_input() -> None:
+    """PostgreSQL's "index row size exceeds maximum" (SQLSTATE 54000) is a 400
+    ``invalidValue``; any other database error passes as it is; a clean block passes."""
+    from sqlalchemy.exc import DBAPIError
+
+    from scimcore.errors import InvalidValueError
+    from scimcore_adapters.sql.execute import indexable
+
+    class Orig(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    def failing(sqlstate: str) -> DBAPIError:
+        return DBAPIError("INSERT ...", {}, Orig(sqlstate))
+
+    with indexable():
+        pass
+    with pytest.raises(InvalidValueError, match="too long to be indexed") as raised, indexable():
+        raise failing("54000")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    with pytest.raises(DBAPIError), indexable():
+        raise failing("23505")
+    with pytest.raises(KeyError), indexable():
+        raise KeyError("x")

@@ -1264,6 +1264,27 @@ def test_sqlite_fast_datetime_processors_match_sqlalchemy() -> None:
     )
 
 
+def test_sqlite_fast_boolean_processor_matches_sqlalchemy() -> None:
+    """The prepared statements' SQLite boolean parameter binds what SQLAlchemy binds, and
+    refuses what it refuses."""
+    from sqlalchemy import Boolean
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from scimcore_adapters.sql.execute import _sqlite_boolean
+
+    dialect = sqlite_dialect.dialect()
+    bind = Boolean().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None
+    for value in (None, False, True, 0, 1):
+        assert _sqlite_boolean(value) == bind(value)
+        assert type(_sqlite_boolean(value)) is type(bind(value))
+    for bad in ("true", 2, "0"):
+        with pytest.raises((TypeError, ValueError)):
+            bind(bad)
+        with pytest.raises(KeyError):
+            _sqlite_boolean(bad)
+
+
 def test_prepared_parameters_in_order_with_defaults_and_processors() -> None:
     """A prepared statement's DBAPI parameters: in the statement's order, a parameter left out
     takes its default, date-times go through the SQLite conversion, a missing required

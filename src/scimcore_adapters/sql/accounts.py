@@ -284,10 +284,9 @@ class Accounts:
         a page of users: one statement instead of two or three (see the module's
         documentation for what it saves)."""
         params = {"token_id": token_id, "b_hash": secret_hash}
-        name = self._lookup_name(intent.filter)
         if intent.user_id is not None:
             statement, params["b_user"] = _AUTHENTICATE_AND_GET, intent.user_id
-        elif name is not None:
+        elif (name := self._lookup_name(intent.filter)) is not None:
             statement, params["b_name"] = _AUTHENTICATE_AND_FIND, name
         elif intent.filter is not None or intent.listing:
             statement = _AUTHENTICATE_USERS
@@ -297,9 +296,10 @@ class Accounts:
         if not rows:
             return Authenticated(None)
         row = rows[0]
+        grant = grant_of(row)
         if statement is _AUTHENTICATE_USERS:
-            return Authenticated(grant_of(row), has_groups=row.has_groups)
-        grant, user = self._grant_and_user(row)
+            return Authenticated(grant, has_groups=row.has_groups)
+        user = loads(row.user_document) if row.user_document is not None else None
         if intent.user_id is not None:
             return Authenticated(grant, user=user, has_groups=row.has_groups)
         found = [user] if user is not None else []
@@ -336,11 +336,6 @@ class Accounts:
         rows: list[Any] = runner(stmt, params).rows
         return rows
 
-    def _grant_and_user(self, row: Any) -> tuple[Grant, dict[str, Any] | None]:
-        """The grant and the joined user of a row of :func:`_authenticate_and_read`."""
-        document = loads(row.user_document) if row.user_document is not None else None
-        return grant_of(row), document
-
     def _read_one(self, stmt: Executable, params: dict[str, Any]) -> Any:
         """The first row of :meth:`_read`, ``None`` if none."""
         rows = self._read(stmt, params)
@@ -349,7 +344,7 @@ class Accounts:
     def _read(self, stmt: Executable, params: dict[str, Any]) -> list[Any]:
         """The rows of a read of one statement, outside any transaction block: on SQLite,
         straight on the thread's held connection (autocommit: one statement, one snapshot)."""
-        held = self._transactions.thread_connection() if self._sqlite else None
+        held = self._transactions.thread_connection()  # PostgreSQL: None
         if held is not None and not listened(self._engine):
             dbapi_conn = held.connection.dbapi_connection
             rows: list[Any] = run_dbapi(dbapi_conn, self._engine.dialect, stmt, params).rows

@@ -294,13 +294,16 @@ class SqliteTransactions:
         ``temp_store=MEMORY``).
 
         ``joins=False`` (a bulk import): commit any open group first and run alone."""
-        with self._waiting_lock:
-            self._waiting += 1
-        try:
-            self._write_lock.acquire()
-        finally:
+        # Counted in _waiting only while queued: a write that takes the lock at once (most
+        # of them) never was, and skips the count's two turns of _waiting_lock.
+        if not self._write_lock.acquire(blocking=False):
             with self._waiting_lock:
-                self._waiting -= 1
+                self._waiting += 1
+            try:
+                self._write_lock.acquire()
+            finally:
+                with self._waiting_lock:
+                    self._waiting -= 1
         committing: _Group | None = None
         try:
             held = self._held_connection(IMMEDIATE)
