@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 
 __all__ = ["GROUP_STATS", "USER_STATS", "pin_sqlite_statistics", "sqlite_statistics"]
 
-#: ``users``, ``user_emails`` and ``people`` (versions 3, 5 and 6). Without statistics SQLite
+#: ``users``, ``user_emails`` and ``people`` (versions 3, 5, 6 and 13). Without statistics SQLite
 #: prefers walking ``(workspace_id, seq)`` to satisfy ``ORDER BY seq`` and probes every user
 #: against a selective e-mail filter; with these figures it starts from the e-mail index.
 USER_STATS: Mapping[str, Mapping[str, str]] = {
