@@ -43,6 +43,7 @@ from scimcore_adapters.sql import (
     migrate,
 )
 from scimcore_adapters.sql.compiler import order_by
+from scimcore_adapters.sql.planner_stats import USER_STATS
 from scimcore_adapters.sql.product import prune_every
 from scimcore_adapters.sql.rows import email_rows as _email_rows
 from scimcore_adapters.sql.rows import user_row as _user_row
@@ -202,10 +203,95 @@ def test_migration_4_drops_the_unused_people_name_index_keeping_people(any_url: 
         assert storage.schema_version == len(MIGRATIONS) >= 4
         indexes = {ix["name"] for ix in inspect(storage.engine).get_indexes("people")}
         assert name not in indexes
-        assert "ix_people_workspace_id_active_deprovisioned" in indexes
+        assert "ix_people_workspace_id_user_name_folded_id_active_deprovisioned" in indexes
         with storage.users("ws-acme") as store:
             assert store.list_people() == [ann]
             assert store.count_seats() == 1
+
+
+def test_migration_13_counts_seats_without_their_index_and_indexes_other_emails(
+    any_url: str,
+) -> None:
+    """A version-12 database (a seats index, every e-mail in the e-mail index, as version 12
+    made them) opens at the current version without the seats index; seats, states and
+    e-mail searches answer as before, for e-mails that are the user name and for others."""
+    seats, email = (
+        "ix_people_workspace_id_active_deprovisioned",
+        "ix_people_workspace_id_email_folded",
+    )
+    people = [
+        person(1),  # e-mail = user name
+        person(2, email="Boss@Corp.test"),
+        person(3, email=None, active=False),
+        person(4, deprovisioned=True),
+    ]
+    engine = create_engine(any_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:12]) == 12
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP INDEX {email}")
+            conn.exec_driver_sql(f"CREATE INDEX {email} ON people (workspace_id, email_folded)")
+            conn.exec_driver_sql(
+                f"CREATE INDEX {seats} ON people (workspace_id, active, deprovisioned)"
+            )
+            if any_url.startswith("sqlite"):  # their figures, pinned by version 6
+                for index, figure in (
+                    (email, "1000000 100000 1"),
+                    (seats, "1000000 100000 50000 30000"),
+                ):
+                    conn.exec_driver_sql(
+                        "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('people', ?, ?)",
+                        (index, figure),
+                    )
+            conn.execute(WORKSPACES.insert().values(id="ws-acme", slug="acme", created_at=T0))
+            for p in people:
+                conn.execute(
+                    PEOPLE.insert().values(
+                        workspace_id="ws-acme",
+                        id=p.id,
+                        user_name=p.user_name,
+                        user_name_folded=p.user_name.casefold(),
+                        email=p.email,
+                        email_folded=p.email.casefold() if p.email else None,
+                        active=p.active,
+                        deprovisioned=p.deprovisioned,
+                        card=json.dumps(p.card),
+                        created_at=p.created_at,
+                        updated_at=p.updated_at,
+                    )
+                )
+    finally:
+        engine.dispose()
+    with opened(any_url) as storage:
+        assert storage.schema_version == len(MIGRATIONS) >= 13
+        indexes = {ix["name"] for ix in inspect(storage.engine).get_indexes("people")}
+        assert seats not in indexes and email in indexes
+        if any_url.startswith("sqlite"):  # partial, with the figures it had (pinned)
+            with storage.engine.connect() as conn:
+                (sql,) = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = ?", (email,)
+                ).one()
+                (figure,) = conn.exec_driver_sql(
+                    "SELECT stat FROM sqlite_stat1 WHERE idx = ?", (email,)
+                ).one()
+            assert sql.endswith("WHERE email_folded <> user_name_folded")
+            assert figure == USER_STATS["people"][email]
+            assert seats not in USER_STATS["people"]
+        with storage.users("ws-acme") as store:
+            assert store.list_people() == people
+            assert store.count_seats() == 2
+            for search, state, found in [
+                ("user1@", None, ["user1"]),
+                ("boss@corp", None, ["user2"]),
+                ("user2@", None, ["user2"]),
+                ("user", "active", ["user1", "user2"]),
+                ("user", "inactive", ["user3"]),
+                ("user", "deprovisioned", ["user4"]),
+                ("nobody", None, []),
+            ]:
+                total, page = store.page_people(search, state, 0, 10)
+                assert [p.user_name.split("@")[0] for p in page] == found, (search, state)
+                assert total == len(found)
 
 
 def test_migration_5_sorts_meta_date_times_on_their_date_time_columns(any_url: str) -> None:

@@ -32,7 +32,7 @@ from .oauth_tables import (
     OAUTH_REDIRECT_URIS,
     OAUTH_REFRESH_TOKENS,
 )
-from .planner_stats import GROUP_STATS, USER_STATS, pin_sqlite_statistics
+from .planner_stats import GROUP_STATS, USER_STATS, pin_sqlite_statistics, sqlite_statistics
 from .tables import (
     ACTIVATION_LINKS,
     ADMINS,
@@ -243,6 +243,19 @@ def _v12_group_statistics(conn: Connection) -> None:
     pin_sqlite_statistics(conn, GROUP_STATS)
 
 
+def _v13_fewer_people_indexes(conn: Connection) -> None:
+    """Two people index entries fewer per write: seats are counted from the Team Cards index,
+    which has the state columns (the seats index ``(workspace_id, active, deprovisioned)``
+    goes), and the e-mail index holds only e-mails other than the user name (rebuilt). On
+    SQLite the people's planner figures stay what they were, pinned or measured."""
+    figures = sqlite_statistics(conn, PEOPLE.name)
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_people_workspace_id_active_deprovisioned")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_people_workspace_id_email_folded")
+    for index in PEOPLE.indexes:
+        index.create(conn, checkfirst=True)
+    pin_sqlite_statistics(conn, {PEOPLE.name: figures})
+
+
 #: Every step, in order; versions are 1, 2, 3, ...
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "workspaces, admins, tokens, users, user_emails", _v1_initial),
@@ -278,6 +291,11 @@ MIGRATIONS: Sequence[Migration] = (
     ),
     Migration(
         12, "pinned SQLite planner statistics for groups and group_members", _v12_group_statistics
+    ),
+    Migration(
+        13,
+        "people: seats counted from the Team Cards index; e-mails other than the user name indexed",
+        _v13_fewer_people_indexes,
     ),
 )
 

@@ -4,7 +4,9 @@
 :class:`~.users.SqlUserStore`'s connection. The order is
 the index ``(workspace_id, user_name_folded, id, active, deprovisioned)``: a page reads the ids
 of its rows from that index alone (the state filter too), then the rows themselves by key; a
-search is three prefix ranges, on that index and on ``email_folded`` and ``name_folded``. A
+search is three prefix ranges, on that index and on ``email_folded`` and ``name_folded``; the
+e-mail range asks only for e-mails other than the user name, the rows the e-mail index holds (a
+person whose e-mail is the user name matches the user-name range all the same). A
 group's people (``group``) are those whose id is among its ``group_members`` rows (the unique
 index ``(workspace_id, group_id, member_id)``).
 """
@@ -61,7 +63,10 @@ def page_statements(
         where.append(
             or_(
                 prefix_range(PEOPLE.c.user_name_folded, search),
-                prefix_range(PEOPLE.c.email_folded, search),
+                and_(
+                    prefix_range(PEOPLE.c.email_folded, search),
+                    PEOPLE.c.email_folded != PEOPLE.c.user_name_folded,
+                ),
                 prefix_range(PEOPLE.c.name_folded, search),
             )
         )

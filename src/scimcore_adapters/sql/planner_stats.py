@@ -19,9 +19,9 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection
 
-__all__ = ["GROUP_STATS", "USER_STATS", "pin_sqlite_statistics"]
+__all__ = ["GROUP_STATS", "USER_STATS", "pin_sqlite_statistics", "sqlite_statistics"]
 
-#: ``users``, ``user_emails`` and ``people`` (versions 3, 5 and 6). Without statistics SQLite
+#: ``users``, ``user_emails`` and ``people`` (versions 3, 5, 6 and 13). Without statistics SQLite
 #: prefers walking ``(workspace_id, seq)`` to satisfy ``ORDER BY seq`` and probes every user
 #: against a selective e-mail filter; with these figures it starts from the e-mail index.
 USER_STATS: Mapping[str, Mapping[str, str]] = {
@@ -43,7 +43,6 @@ USER_STATS: Mapping[str, Mapping[str, str]] = {
     "people": {
         "sqlite_autoindex_people_1": "1000000 100000 1",
         "ix_people_workspace_id_created_at_id": "1000000 100000 1 1",
-        "ix_people_workspace_id_active_deprovisioned": "1000000 100000 50000 30000",
         "ix_people_workspace_id_user_name_folded_id_active_deprovisioned": (
             "1000000 100000 1 1 1 1"
         ),
@@ -99,3 +98,13 @@ def pin_sqlite_statistics(conn: Connection, stats: Mapping[str, Mapping[str, str
                     (table, index, stat),
                 )
     conn.exec_driver_sql("ANALYZE sqlite_schema")  # load the figures into the planner
+
+
+def sqlite_statistics(conn: Connection, table: str) -> dict[str, str]:
+    """SQLite: the ``sqlite_stat1`` figures of ``table``'s indexes (pinned or measured), by
+    index; nothing on PostgreSQL. Dropping an index drops its figures: a migration that
+    rebuilds one pins what it read before (:func:`pin_sqlite_statistics`)."""
+    if conn.dialect.name != "sqlite":
+        return {}
+    rows = conn.exec_driver_sql("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = ?", (table,))
+    return {index: stat for index, stat in rows if index is not None}

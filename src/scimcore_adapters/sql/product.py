@@ -313,7 +313,8 @@ class ProductStore:
         return [PERSON.from_row(r) for r in rows]
 
     def count_seats(self) -> int:
-        """People who are active and not deprovisioned (R5.1), from the seats index."""
+        """People who are active and not deprovisioned (R5.1), from the Team Cards index (its
+        state columns)."""
         count: int = self._run(_COUNT_SEATS, {WS_PARAM: self._ws}).scalar()
         return count
 

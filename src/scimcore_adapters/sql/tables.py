@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -277,6 +278,9 @@ def workspace_fk(primary_key: bool = False) -> Column[str]:
     )
 
 
+#: The people whose e-mail the e-mail index holds: those whose e-mail is not their user name.
+_OWN_EMAIL = text("email_folded <> user_name_folded")
+
 PEOPLE = Table(
     "people",
     METADATA,
@@ -297,12 +301,17 @@ PEOPLE = Table(
     Column("name_folded", text_type(), nullable=True),
     Column("activated_at", UtcDateTime, nullable=True),
     Index(None, "workspace_id", "created_at", "id"),
-    # Seats (R5.1): count(*) over (workspace_id, active=true, deprovisioned=false).
-    Index(None, "workspace_id", "active", "deprovisioned"),
     # Team Cards pages (version 6): in user-name order, filtered by state from the index
-    # alone; a search's prefix ranges on user name, e-mail and name.
+    # alone; a search's prefix ranges on user name, e-mail and name. Seats (R5.1) are counted
+    # from the state columns of the first (version 13: a seats index of its own made every
+    # create and (de)activation write one index page more, and a count walks the workspace's
+    # entries of either index). The e-mail index holds only e-mails that differ from the user
+    # name (version 13): most people's user name is their e-mail, and the user-name range
+    # finds those (see .people), so a create writes no e-mail entry for them.
     Index(None, "workspace_id", "user_name_folded", "id", "active", "deprovisioned"),
-    Index(None, "workspace_id", "email_folded"),
+    Index(
+        None, "workspace_id", "email_folded", sqlite_where=_OWN_EMAIL, postgresql_where=_OWN_EMAIL
+    ),
     Index(None, "workspace_id", "name_folded"),
 )
 
