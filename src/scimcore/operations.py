@@ -153,13 +153,16 @@ class UserOperations:
                 intent = Intent(user_id=rid)
             elif rid is None and not text:
                 intent = _LISTS
-        with self.workspaces.authenticator.reading(request.header("authorization"), intent) as auth:
+
+        def answer(auth: AuthContext) -> ScimResponse:
             self.throttle(auth)
             try:
                 return route(auth, request, method, kind, rid)
             except SCIMError as exc:
                 self._log_failure(auth, request, rid, exc)
                 raise
+
+        return self.workspaces.authenticator.read(request.header("authorization"), intent, answer)
 
     def _checked_filter(self, text: str) -> Filter:
         """The filter ``text`` compiled, within the filter limits (:mod:`scimcore.limits`)."""

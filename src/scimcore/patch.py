@@ -89,7 +89,7 @@ from .messages import PATCH_OP_URN
 from .patcher import MISSING, Patcher
 from .path_parser import parse_path
 from .paths import PatchPath, value_at
-from .schema import MAPPING, SchemaRegistry
+from .schema import MAPPING, CacheSlot, SchemaRegistry
 from .tolerance import STRICT, TOLERANT, Tolerance
 
 __all__ = [
@@ -180,17 +180,26 @@ def _apply_one(patcher: Patcher, raw: Any) -> None:
     patcher.explicit(name, p, value)
 
 
+#: The paths of the ``required`` attributes (RFC 7643 §2.2), on each registry: made once,
+#: not for each PATCH (a scan of every attribute and a ``PatchPath`` each: 2 % of a PATCH).
+_REQUIRED: CacheSlot[str, tuple[PatchPath, ...]] = CacheSlot("patch.required", 1)
+
+
+def _required_paths(registry: SchemaRegistry) -> tuple[PatchPath, ...]:
+    return tuple(
+        PatchPath(
+            schema, attr, None, None, None if schema is registry.core else schema.id, attr.name
+        )
+        for schema in registry.schemas
+        for attr in schema.attributes
+        if attr.required
+    )
+
+
 def _required_present(doc: dict[str, Any], registry: SchemaRegistry) -> list[PatchPath]:
     """The ``required`` attributes (RFC 7643 §2.2) that ``doc`` has a value for."""
-    out: list[PatchPath] = []
-    for schema in registry.schemas:
-        section = None if schema is registry.core else schema.id
-        for attr in schema.attributes:
-            if attr.required:
-                p = PatchPath(schema, attr, None, None, section, attr.name)
-                if value_at(doc, p) is not None:
-                    out.append(p)
-    return out
+    paths = registry.cache(_REQUIRED).get_or_make("required", lambda _: _required_paths(registry))
+    return [p for p in paths if value_at(doc, p) is not None]
 
 
 def apply_patch(

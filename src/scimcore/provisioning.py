@@ -318,5 +318,12 @@ class Provisioner:
 
 
 def _changed(a: Card, b: Card) -> set[str]:
-    keys = set(a.fields) | set(b.fields)
-    return {k for k in keys if a.fields.get(k) != b.fields.get(k)}
+    """The keys of the fields that differ. A field the edit kept is the same object in both
+    cards and is not compared (``CardField``'s ``!=`` is two Python calls: comparing every
+    field was 2 % of a PATCH's bytecodes)."""
+    changed = set()
+    for key in a.fields.keys() | b.fields.keys():
+        old, new = a.fields.get(key), b.fields.get(key)
+        if old is not new and old != new:
+            changed.add(key)
+    return changed

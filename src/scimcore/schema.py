@@ -69,29 +69,27 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class RegistryCache(Generic[_K, _V]):
+class RegistryCache(dict[_K, _V]):
     """Values derived from one :class:`SchemaRegistry` (parsed paths, compiled filters, card
     readers), by key; held by the registry (:meth:`SchemaRegistry.cache`), so the core keeps
-    no global state. Bounded: cleared when it holds ``size`` entries."""
+    no global state. Bounded: cleared when it holds ``size`` entries. A ``dict``, so that a
+    hot loop's lookup (``key in cache``, ``cache[key]``, ``cache.get(key)``) is the dict's
+    own, not a method's call; entries are added with :meth:`put`."""
 
     def __init__(self, size: int) -> None:
+        super().__init__()
         self._size = size
-        self._entries: dict[_K, _V] = {}
-
-    def get(self, key: _K) -> _V | None:
-        """The value cached for ``key``, or ``None``."""
-        return self._entries.get(key)
 
     def put(self, key: _K, value: _V) -> _V:
         """Cache ``value`` for ``key``; returns it."""
-        if len(self._entries) >= self._size:
-            self._entries.clear()
-        self._entries[key] = value
+        if len(self) >= self._size:
+            self.clear()
+        self[key] = value
         return value
 
     def get_or_make(self, key: _K, make: Callable[[_K], _V]) -> _V:
         """The value cached for ``key``, made by ``make(key)`` and cached if there is none."""
-        found = self._entries.get(key)
+        found = self.get(key)
         return found if found is not None else self.put(key, make(key))
 
 

@@ -124,12 +124,16 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-def read_stream(stream: Readable, limit: int, declared: int | None) -> BodyReader:
-    """Read a body from a blocking stream by the policy of :class:`BodyReader`."""
+def read_stream(stream: Readable | None, limit: int, declared: int | None) -> bytes | ScimResponse:
+    """The body of a blocking stream read by the policy of :class:`BodyReader`, or the 413 to
+    answer. A body declared empty (a ``GET``'s) is not read: no reader is made for it."""
+    if declared == 0 or stream is None:
+        return b""
     reader = BodyReader(limit, declared)
     while wanted := reader.wanted:
         reader.take(bytes(stream.read(wanted)))
-    return reader
+    too_large = reader.response()
+    return reader.body() if too_large is None else too_large
 
 
 def wire_response(method: str, response: ScimResponse) -> tuple[list[tuple[str, str]], bytes]:

@@ -46,16 +46,17 @@ def _answer(
     """The Flask response of ``handle`` (the SCIM service's or the token endpoint's) to the
     current request, read under the body limit."""
     # Without a Content-Length (chunked), Werkzeug's stream ends where the body does.
-    reader = read_stream(request.stream, service.config.max_body_bytes, request.content_length)
-    result = reader.response()
-    if result is None:
+    body = read_stream(request.stream, service.config.max_body_bytes, request.content_length)
+    if isinstance(body, ScimResponse):  # 413
+        result = body
+    else:
         result = handle(
             ScimRequest(
                 method=request.method,
                 path=path,
                 query={k: request.args[k] for k in request.args},
                 headers=dict(request.headers),
-                body=reader.body(),
+                body=body,
                 base_url=base_url,
             )
         )

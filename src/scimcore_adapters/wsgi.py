@@ -21,7 +21,7 @@ from scimcore.errors import NotFoundError
 from scimcore.oauth import OAUTH_PATHS
 from scimcore.service import error_response
 
-from ._http import BodyReader, query_values, read_stream, wire_response
+from ._http import query_values, read_stream, wire_response
 from .jwks import use_jwks_keys
 
 __all__ = ["ScimWSGIApp", "WSGIApp"]
@@ -107,11 +107,10 @@ class ScimWSGIApp:
         return [body]
 
     def _answer(self, environ: dict[str, Any], path: str, oauth: bool = False) -> ScimResponse:
-        reader = self._body(environ, self.service.config.max_body_bytes)
-        too_large = reader.response()
-        if too_large is not None:
-            return too_large  # the server closes the connection when it was not read whole
-        body = reader.body()
+        limit = self.service.config.max_body_bytes
+        body = read_stream(environ.get("wsgi.input"), limit, self._declared(environ))
+        if isinstance(body, ScimResponse):  # 413: the server closes the connection when it
+            return body  # was not read whole
         headers = _headers(environ)
         if "CONTENT_TYPE" in environ:
             headers["content-type"] = environ["CONTENT_TYPE"]
@@ -131,9 +130,9 @@ class ScimWSGIApp:
         return self.service.oauth.handle(request) if oauth else self.service.handle(request)
 
     @staticmethod
-    def _body(environ: dict[str, Any], limit: int) -> BodyReader:
-        """The request body, read by the adapters' one policy (:mod:`._http`)."""
-        stream = environ.get("wsgi.input")
+    def _declared(environ: dict[str, Any]) -> int | None:
+        """The length of the request body to read (``None``: to the end of the stream), for
+        the adapters' one reading policy (:mod:`._http`)."""
         length = environ.get("CONTENT_LENGTH")
         declared: int | None = None
         if length:
@@ -146,6 +145,4 @@ class ScimWSGIApp:
                 "HTTP_TRANSFER_ENCODING", ""
             )
             declared = None if terminated and length != "0" else 0
-        if stream is None:
-            return BodyReader(limit, 0)
-        return read_stream(stream, limit, declared)
+        return declared
