@@ -51,7 +51,7 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def user_body(n: int) -> bytes:
-    """An Entra-shaped user (the same as ``profile_requests.user_body``)."""
+    """An Entra-shaped user: core and enterprise attributes, one e-mail, two phone numbers."""
     return json.dumps(
         {
             "schemas": [CORE, ENTERPRISE],

@@ -29,32 +29,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+# The request bodies app_cost.py sends, shared with the scripts that import this one.
+from app_cost import CORE as CORE
+from app_cost import PATCH_OP as PATCH_OP
+from app_cost import user_body as user_body
+
 from scimcore import RateLimit, ScimRequest, ScimService, ServiceConfig, parse_rate_limit
 from scimcore_adapters.sql import SqlStorage
 
-ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BASE_URL = "http://x/scim/v2"
 OPERATIONS = ("create", "get", "lookup", "patch")
-
-
-def user_body(n: int) -> bytes:
-    """An Entra-shaped user: core and enterprise attributes, one e-mail, two phone numbers."""
-    return json.dumps(
-        {
-            "schemas": [CORE, ENT],
-            "userName": f"u{n}@x.test",
-            "externalId": f"e{n}",
-            "active": True,
-            "displayName": f"U {n}",
-            "name": {"givenName": "U", "familyName": str(n)},
-            "title": "Eng",
-            "emails": [{"type": "work", "value": f"u{n}@x.test", "primary": True}],
-            "phoneNumbers": [{"type": "work", "value": "+1"}, {"type": "mobile", "value": "+2"}],
-            ENT: {"department": "Sales"},
-        }
-    ).encode()
 
 
 def patch_body(n: int) -> bytes:
