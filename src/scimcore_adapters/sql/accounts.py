@@ -32,6 +32,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    Label,
     Select,
     and_,
     bindparam,
@@ -67,6 +68,7 @@ from .statements import upsert_statement
 from .tables import (
     ADMINS,
     GROUPS,
+    LOG,
     PEOPLE,
     RULES,
     SETTINGS,
@@ -81,16 +83,30 @@ __all__ = ["Accounts", "grant_of", "prime", "with_settings_and_rules", "with_use
 # --- what a write reads with its authentication ---------------------------------------------------
 
 
+def _log_max(workspace: ColumnElement[str], gate: ColumnElement[bool]) -> Label[Any]:
+    """The workspace's highest log ordinal (``NULL``: no entry yet), where ``gate`` holds: a
+    SQLite write holds the write lock from its first statement on, so its log entry can take
+    the next ordinal without a lookup or a ``RETURNING`` of its own
+    (:meth:`.product.ProductStore.prime_log`)."""
+    return (
+        select(func.max(LOG.c.ordinal))
+        .where(LOG.c.workspace_id == workspace, gate)
+        .scalar_subquery()
+        .label("log_max")
+    )
+
+
 def with_user_for_update(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what an update of the user
     ``b_user`` reads first (:data:`.product._GET_USER_WITH_PERSON`): the user's document, its
-    person (columns named ``p_*``), the settings of ``workspace`` and whether it has any group
-    (``has_groups``: without, the response's ``User.groups`` is not read), each only where
-    ``gate`` holds."""
+    person (columns named ``p_*``), the settings of ``workspace``, whether it has any group
+    (``has_groups``: without, the response's ``User.groups`` is not read) and its highest log
+    ordinal, each only where ``gate`` holds."""
     return (
         base.add_columns(
+            _log_max(workspace, gate),
             USERS.c.document.label("user_document"),
             exists().where(GROUPS.c.workspace_id == workspace, gate).label("has_groups"),
             *(c.label(f"p_{c.name}") for c in PEOPLE.c),
@@ -118,10 +134,11 @@ def with_settings_and_rules(
     base: Select[Any], workspace: ColumnElement[str], gate: ColumnElement[bool]
 ) -> Select[Any]:
     """``base`` (an authentication: one row per token) with what a create reads
-    (:data:`.product._GET_SETTINGS`): the settings of ``workspace`` and one row per rule, each
-    only where ``gate`` holds."""
+    (:data:`.product._GET_SETTINGS`): the settings of ``workspace``, one row per rule and its
+    highest log ordinal, each only where ``gate`` holds."""
     return (
         base.add_columns(
+            _log_max(workspace, gate),
             SETTINGS.c.workspace_id.label("s_ws"),
             SETTINGS.c.activation_email.label("s_activation_email"),
             SETTINGS.c.mapping.label("s_mapping"),
@@ -154,8 +171,9 @@ def grant_of(row: Any) -> Grant:
 def prime(product: ProductStore, rows: Sequence[Any], user_id: str | None) -> None:
     """Hand what :meth:`Accounts.authenticate_write` read ahead to the write's product store:
     an update's user, person and settings (``user_id``), or a create's settings and rules,
-    which the store then does not read again."""
+    which the store then does not read again, and the workspace's highest log ordinal."""
     first = rows[0]
+    product.prime_log(first.log_max)
     if user_id is not None:
         product.prime_update(user_id, _USER_AHEAD_COLUMNS(first))
         return

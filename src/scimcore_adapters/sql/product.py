@@ -165,6 +165,9 @@ _ADD_LOG = (
     )
     .returning(LOG.c.ordinal)
 )
+#: The entry with an ordinal known from the write's authentication (SQLite, see
+#: :meth:`ProductStore.prime_log`): no lookup, nothing returned.
+_ADD_LOG_AT = LOG.insert()
 _PRUNE_LOG = delete(LOG).where(in_workspace(LOG), LOG.c.ordinal <= bindparam("b_upto"))
 _LIST_LOG = (
     select(*_LOG_COLUMNS)
@@ -200,6 +203,7 @@ class ProductStore:
         "_conn",
         "_for_update",
         "_known_people",
+        "_log_next",
         "_primed",
         "_read_ahead",
         "_rules_cache",
@@ -230,6 +234,8 @@ class ProductStore:
         #: A user id and its :data:`UserAhead` row, read with the authentication
         #: (:meth:`prime_update`).
         self._primed: tuple[str, Any] | None = None
+        #: The next log ordinal, known from the authentication (:meth:`prime_log`).
+        self._log_next: int | None = None
 
     def _upsert(self, table: Table, keys: tuple[str, ...], values: dict[str, Any]) -> None:
         stmt = upsert_statement(self._conn.dialect.name, table, keys, tuple(values))
@@ -242,6 +248,13 @@ class ProductStore:
         ``ahead``, the values of a :data:`UserAhead` (the next :meth:`user_with_person` of
         ``user_id`` reads them instead of the database)."""
         self._primed = (user_id, UserAhead._make(ahead))
+
+    def prime_log(self, log_max: int | None) -> None:
+        """Keep the workspace's highest log ordinal (``None``: no entry yet), read with the
+        authentication of a SQLite write (:func:`.accounts.with_user_for_update`,
+        :func:`.accounts.with_settings_and_rules`), which holds the write lock from that
+        statement to its end: the entries it adds take the next ordinals (:meth:`add_log`)."""
+        self._log_next = (log_max or 0) + 1
 
     def prime_create(self, settings: Settings, rules: list[Rule]) -> None:
         """Keep the settings and rules read with the authentication
@@ -401,14 +414,21 @@ class ProductStore:
         """Append an entry; retention is bounded, not exact: see :func:`prune_every`.
 
         The entry gets the workspace's next ordinal in the ``INSERT`` itself (an index lookup of
-        the current maximum, returned): one statement. Only every :func:`prune_every`-th
-        ordinal, one range ``DELETE`` on the same index removes what is older than the
-        ``keep`` newest. (Reading the maximum with a write's authentication instead saved
-        2.6 % of a create's instructions: below the 3 % a fast path must pay, so it went;
-        benchmarks/NOTES.md, session 16.)
+        the current maximum, returned): one statement. A SQLite write that read the maximum with
+        its authentication (:meth:`prime_log`) inserts the ordinal it knows instead: SQLite
+        runs a ``RETURNING`` through a table of its own, which made the entry cost 22 µs
+        against 10 µs (a PATCH 5 % of its CPU; benchmarks/NOTES.md, session 18). Only every
+        :func:`prune_every`-th ordinal, one range ``DELETE`` on the same index removes what is
+        older than the ``keep`` newest.
         """
         values = LOG_ENTRY.to_row(entry, workspace_id=self._ws)
-        ordinal: int = self._run(_ADD_LOG, {WS_PARAM: self._ws, **values}, columns=True).scalar()
+        ordinal: int
+        if self._log_next is not None:
+            ordinal = values["ordinal"] = self._log_next
+            self._run(_ADD_LOG_AT, values, columns=True, fetch=False)
+            self._log_next = ordinal + 1
+        else:
+            ordinal = self._run(_ADD_LOG, {WS_PARAM: self._ws, **values}, columns=True).scalar()
         if ordinal % prune_every(keep) == 0:
             self._run(_PRUNE_LOG, {WS_PARAM: self._ws, "b_upto": ordinal - keep}, fetch=False)
 
