@@ -274,7 +274,7 @@ def test_migration_13_counts_seats_without_their_index_and_indexes_other_emails(
                 (figure,) = conn.exec_driver_sql(
                     "SELECT stat FROM sqlite_stat1 WHERE idx = ?", (email,)
                 ).one()
-            assert sql.endswith("WHERE email_folded <> user_name_folded")
+            assert sql.endswith("WHERE email_folded != user_name_folded")
             assert figure == USER_STATS["people"][email]
             assert seats not in USER_STATS["people"]
         with storage.users("ws-acme") as store:

@@ -383,9 +383,10 @@ class FastPath(Protocol):
 @runtime_checkable
 class MailBatches(Protocol):
     """Optional for a :class:`Storage`: the outcomes of many delivery attempts stored at once.
-    :func:`scimcore.outbox.deliver_pending` records a run's outcomes with it (one transaction
-    instead of one per mail); a storage without it gets :meth:`Storage.finish_mail` once per
-    mail, with the same result."""
+    :func:`scimcore.outbox.deliver_pending` records its outcomes with it (by default each
+    right after its send; with ``finish_every`` above 0, those of that many seconds in one
+    transaction); a storage without it gets :meth:`Storage.finish_mail` once per mail, with
+    the same result."""
 
     def finish_mails(self, mails: Sequence[OutboxMail]) -> None:
         """:meth:`Storage.finish_mail` for each of ``mails`` (claimed mails of any workspaces),

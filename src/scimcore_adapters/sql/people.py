@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, false, func, or_
 from scimcore.storage import Person
 
 from .rows import PERSON
-from .tables import GROUP_MEMBERS, PEOPLE
+from .tables import GROUP_MEMBERS, OWN_EMAIL, PEOPLE
 
 __all__ = ["page_people", "page_statements", "prefix_range"]
 
@@ -63,10 +63,7 @@ def page_statements(
         where.append(
             or_(
                 prefix_range(PEOPLE.c.user_name_folded, search),
-                and_(
-                    prefix_range(PEOPLE.c.email_folded, search),
-                    PEOPLE.c.email_folded != PEOPLE.c.user_name_folded,
-                ),
+                and_(prefix_range(PEOPLE.c.email_folded, search), OWN_EMAIL),
                 prefix_range(PEOPLE.c.name_folded, search),
             )
         )
